@@ -1,0 +1,5 @@
+//! fovea: a Kubernetes network observability agent.
+//!
+//! eBPF probes count in the kernel; receivers turn the counts into metrics and flow records;
+//! processors label and batch them; exporters ship them. The whole graph is configured like an
+//! OpenTelemetry Collector (see `config/default.yaml`).
