@@ -1,0 +1,103 @@
+//! Configuration problems: each one names where it is (file, line, column), which key
+//! (`exporters::prometheus::endpiont`) and what to do about it.
+
+use std::fmt;
+
+use super::node::Origin;
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// Where in which file the offending key or value is, when known.
+    pub origin: Option<Origin>,
+    /// Full `::`-joined path of the key (`exporters::otlp::sending_queue::queue_size`).
+    pub path: String,
+    /// What is wrong and, where possible, the valid choices.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`, located at `origin`.
+    pub fn new(origin: Option<Origin>, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { origin, path: path.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
+        if self.path.is_empty() { write!(f, "{}", self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+    }
+}
+
+/// Errors of the configuration module. Every variant carries enough context to fix the input.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A config file could not be read.
+    #[error("cannot read config file {path}: {source}; check that the path exists and is readable")]
+    Read {
+        /// The path given with `--config`.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration was read but is invalid; all problems found are listed.
+    #[error("{}", render_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// The individual problems (empty for read errors).
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid(p) => p,
+            ConfigError::Read { .. } => &[],
+        }
+    }
+}
+
+fn render_problems(problems: &[Problem]) -> String {
+    let mut out =
+        format!("invalid configuration: {} problem{}", problems.len(), if problems.len() == 1 { "" } else { "s" });
+    for p in problems {
+        out.push_str("\n  - ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+/// Collects problems while walking a configuration, so all of them are reported together.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<Problem>);
+
+impl Problems {
+    /// Records one problem.
+    pub fn push(&mut self, problem: Problem) {
+        self.0.push(problem);
+    }
+
+    /// Records every problem of another error.
+    pub fn extend(&mut self, err: ConfigError) {
+        match err {
+            ConfigError::Invalid(p) => self.0.extend(p),
+            other => self.0.push(Problem::new(None, "", other.to_string())),
+        }
+    }
+
+    /// Number of problems recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded, otherwise all problems.
+    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
+        if self.0.is_empty() { Ok(value) } else { Err(ConfigError::Invalid(self.0)) }
+    }
+}

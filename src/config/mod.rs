@@ -1,0 +1,235 @@
+//! Configuration: YAML files shaped like an OpenTelemetry Collector config, merged in order,
+//! with `${env:VAR:-default}` substitution, `--set` overrides and precise, collected errors.
+
+pub mod de;
+pub mod duration;
+mod env;
+mod error;
+mod id;
+mod merge;
+mod node;
+mod print;
+pub mod service;
+mod yaml;
+
+use std::path::PathBuf;
+
+use serde::de::DeserializeOwned;
+
+pub use error::{ConfigError, Problem, Problems};
+pub use id::{ComponentId, PipelineId};
+pub use node::{Key, Node, Origin, Resolved, Scalar, Style, Value};
+pub use print::render_redacted;
+pub use service::ServiceConfig;
+
+/// The embedded default configuration used when `fovea run` gets no `--config`.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/default.yaml");
+
+/// Name shown in error positions for the embedded default configuration.
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded config/default.yaml>";
+
+/// Where configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// Files merged in order; empty means the embedded default.
+    pub files: Vec<PathBuf>,
+    /// `--set key.path=value` overrides applied after merging.
+    pub sets: Vec<String>,
+}
+
+/// The merged configuration tree, before component configs are interpreted.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The merged root mapping.
+    pub root: Node,
+    /// Non-fatal notes (unset environment variables ...), to be logged.
+    pub warnings: Vec<String>,
+}
+
+/// Reads, substitutes and merges all sources.
+pub fn load(sources: &Sources) -> Result<Document, ConfigError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    load_with(sources, &lookup)
+}
+
+/// Like [`load`] with an explicit environment (tests).
+pub fn load_with(sources: &Sources, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Document, ConfigError> {
+    let mut texts = Vec::new();
+    if sources.files.is_empty() {
+        texts.push((DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()));
+    }
+    for file in &sources.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|source| ConfigError::Read { path: file.display().to_string(), source })?;
+        texts.push((file.display().to_string(), text));
+    }
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut root: Option<Node> = None;
+    for (name, text) in texts {
+        let mut node = match yaml::parse(&name, &text) {
+            Ok(n) => n,
+            Err(e) => {
+                problems.extend(e.problems().iter().cloned());
+                continue;
+            }
+        };
+        if !node.is_null() && node.as_map().is_none() {
+            problems.push(Problem::new(
+                Some(node.origin.clone()),
+                "",
+                "a config file must be a mapping of sections (receivers, processors, exporters, service)",
+            ));
+            continue;
+        }
+        env::substitute(&mut node, "", lookup, &mut warnings, &mut problems);
+        match &mut root {
+            None => root = Some(node),
+            Some(r) => merge::merge(r, node),
+        }
+    }
+    let mut root = root.unwrap_or_else(|| Node::null(Origin { file: "--set".into(), line: 1, column: 1 }));
+    for set in &sources.sets {
+        if let Err(p) = merge::apply_set(&mut root, set) {
+            problems.push(p);
+        }
+    }
+    if problems.is_empty() { Ok(Document { root, warnings }) } else { Err(ConfigError::Invalid(problems)) }
+}
+
+/// A component's config: deserialized with unknown keys rejected, then checked as a whole.
+pub trait ComponentConfig: DeserializeOwned {
+    /// Cross-field checks; report each problem with its relative field path (`sending_queue::queue_size`).
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// Problems found by [`ComponentConfig::validate`], with field paths relative to the component.
+#[derive(Debug, Default)]
+pub struct Checks(Vec<(String, String)>);
+
+impl Checks {
+    /// Records that `field` (relative path, `::`-separated) is wrong, and why / what to do.
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push((field.to_string(), message.into()));
+    }
+}
+
+/// Deserializes and validates a component config from its node, reporting every problem located.
+/// A null body means "all defaults".
+pub fn parse_component<C: ComponentConfig>(node: &Node, path: &str) -> Result<C, ConfigError> {
+    let config: C = de::from_node(node, path).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    let mut checks = Checks::default();
+    config.validate(&mut checks);
+    if checks.0.is_empty() {
+        return Ok(config);
+    }
+    let problems = checks
+        .0
+        .into_iter()
+        .map(|(field, message)| {
+            let at = node.locate(&field);
+            let full = if field.is_empty() { path.to_string() } else { format!("{path}::{field}") };
+            Problem::new(Some(at.origin.clone()), full, message)
+        })
+        .collect();
+    Err(ConfigError::Invalid(problems))
+}
+
+/// The sections of a configuration, split into component entries and the typed service section.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// `receivers:` entries.
+    pub receivers: Vec<Entry>,
+    /// `processors:` entries.
+    pub processors: Vec<Entry>,
+    /// `exporters:` entries.
+    pub exporters: Vec<Entry>,
+    /// `service:`; `None` if it failed to parse (the problems are reported).
+    pub service: Option<ServiceConfig>,
+    /// Where `service:` is, for locating pipeline problems.
+    pub service_node: Option<Node>,
+}
+
+/// One configured component.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its id.
+    pub id: ComponentId,
+    /// Where its key is written.
+    pub origin: Origin,
+    /// Its config body (null = defaults).
+    pub body: Node,
+}
+
+const SECTIONS: [&str; 6] = ["receivers", "processors", "exporters", "extensions", "connectors", "service"];
+
+/// Splits the document into sections, recording structural problems in `problems`.
+pub fn spec(doc: &Document, problems: &mut Problems) -> Spec {
+    let mut spec = Spec::default();
+    let Some(entries) = doc.root.as_map() else {
+        problems.push(Problem::new(
+            Some(doc.root.origin.clone()),
+            "",
+            "the configuration is empty; it needs receivers, exporters and service::pipelines",
+        ));
+        return spec;
+    };
+    for (key, value) in entries {
+        match key.name.as_str() {
+            "receivers" => spec.receivers = section_entries(&key.name, value, problems),
+            "processors" => spec.processors = section_entries(&key.name, value, problems),
+            "exporters" => spec.exporters = section_entries(&key.name, value, problems),
+            "extensions" | "connectors" => {
+                if !value.is_null() && value.as_map().is_some_and(|m| !m.is_empty()) {
+                    problems.push(Problem::new(
+                        Some(key.origin.clone()),
+                        key.name.clone(),
+                        format!("fovea has no {}; remove this section", key.name),
+                    ));
+                }
+            }
+            "service" => {
+                spec.service_node = Some(value.clone());
+                match de::from_node::<ServiceConfig>(value, "service") {
+                    Ok(s) => spec.service = Some(s),
+                    Err(p) => problems.push(p),
+                }
+            }
+            other => problems.push(Problem::new(
+                Some(key.origin.clone()),
+                other,
+                format!("unknown section; valid sections: {}", SECTIONS.join(", ")),
+            )),
+        }
+    }
+    if spec.service_node.is_none() {
+        problems.push(Problem::new(
+            Some(doc.root.origin.clone()),
+            "service",
+            "missing section; add service::pipelines",
+        ));
+    }
+    spec
+}
+
+fn section_entries(section: &str, node: &Node, problems: &mut Problems) -> Vec<Entry> {
+    if node.is_null() {
+        return Vec::new();
+    }
+    let Some(map) = node.as_map() else {
+        problems.push(Problem::new(
+            Some(node.origin.clone()),
+            section,
+            format!("expected a mapping of component ids, found {}", node.kind_name()),
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (key, body) in map {
+        match ComponentId::parse(&key.name) {
+            Ok(id) => out.push(Entry { id, origin: key.origin.clone(), body: body.clone() }),
+            Err(msg) => problems.push(Problem::new(Some(key.origin.clone()), format!("{section}::{}", key.name), msg)),
+        }
+    }
+    out
+}

@@ -1,0 +1,201 @@
+//! Network flow records: what the kernel saw about one 5-tuple (a forwarded flow, a drop, a
+//! retransmission, a DNS transaction ...), before or after Kubernetes labelling.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use smol_str::SmolStr;
+
+use super::attributes::Attributes;
+use super::metrics::Resource;
+
+/// A batch of flow records from one resource (node).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FlowBatch {
+    /// The producing node.
+    pub resource: Arc<Resource>,
+    /// The records.
+    pub records: Vec<FlowRecord>,
+}
+
+/// What kind of observation a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlowKind {
+    /// Packets forwarded (counted) on an interface.
+    Forward,
+    /// A packet dropped by the kernel.
+    Drop,
+    /// A TCP segment retransmitted.
+    Retransmit,
+    /// A DNS query or response.
+    Dns,
+}
+
+impl FlowKind {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::Forward => "forward",
+            FlowKind::Drop => "drop",
+            FlowKind::Retransmit => "retransmit",
+            FlowKind::Dns => "dns",
+        }
+    }
+}
+
+/// Direction relative to the observing interface or host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Received (ingress).
+    Receive,
+    /// Transmitted (egress).
+    Transmit,
+    /// Not knowable at the observation point.
+    Unknown,
+}
+
+impl Direction {
+    /// The OpenTelemetry `network.io.direction` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Receive => "receive",
+            Direction::Transmit => "transmit",
+            Direction::Unknown => "unknown",
+        }
+    }
+
+    /// Retina's `direction` label value.
+    pub fn retina(self) -> &'static str {
+        match self {
+            Direction::Receive => "ingress",
+            Direction::Transmit => "egress",
+            Direction::Unknown => "unknown",
+        }
+    }
+}
+
+/// TCP states (RFC 9293 names as used by `network.connection.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// ESTABLISHED.
+    Established,
+    /// SYN-SENT.
+    SynSent,
+    /// SYN-RECEIVED.
+    SynReceived,
+    /// FIN-WAIT-1.
+    FinWait1,
+    /// FIN-WAIT-2.
+    FinWait2,
+    /// TIME-WAIT.
+    TimeWait,
+    /// CLOSED.
+    Closed,
+    /// CLOSE-WAIT.
+    CloseWait,
+    /// LAST-ACK.
+    LastAck,
+    /// LISTEN.
+    Listen,
+    /// CLOSING.
+    Closing,
+    /// Linux's NEW_SYN_RECV request socket.
+    NewSynRecv,
+}
+
+impl TcpState {
+    /// From the Linux `TCP_*` state number (include/net/tcp_states.h).
+    pub fn from_linux(n: u8) -> Option<Self> {
+        Some(match n {
+            1 => TcpState::Established,
+            2 => TcpState::SynSent,
+            3 => TcpState::SynReceived,
+            4 => TcpState::FinWait1,
+            5 => TcpState::FinWait2,
+            6 => TcpState::TimeWait,
+            7 => TcpState::Closed,
+            8 => TcpState::CloseWait,
+            9 => TcpState::LastAck,
+            10 => TcpState::Listen,
+            11 => TcpState::Closing,
+            12 => TcpState::NewSynRecv,
+            _ => return None,
+        })
+    }
+
+    /// The `network.connection.state` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::Established => "established",
+            TcpState::SynSent => "syn_sent",
+            TcpState::SynReceived => "syn_received",
+            TcpState::FinWait1 => "fin_wait_1",
+            TcpState::FinWait2 => "fin_wait_2",
+            TcpState::TimeWait => "time_wait",
+            TcpState::Closed => "closed",
+            TcpState::CloseWait => "close_wait",
+            TcpState::LastAck => "last_ack",
+            TcpState::Listen => "listen",
+            TcpState::Closing => "closing",
+            TcpState::NewSynRecv => "new_syn_recv",
+        }
+    }
+}
+
+/// One flow record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRecord {
+    /// When it was observed (ns since the Unix epoch).
+    pub time_unix_nano: u64,
+    /// What kind of record.
+    pub kind: FlowKind,
+    /// Source address.
+    pub source: IpAddr,
+    /// Destination address.
+    pub destination: IpAddr,
+    /// Source port (0 when the protocol has none).
+    pub source_port: u16,
+    /// Destination port (0 when the protocol has none).
+    pub destination_port: u16,
+    /// IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+    pub protocol: u8,
+    /// Direction at the observation point.
+    pub direction: Direction,
+    /// Interface index where observed (0 when unknown).
+    pub ifindex: u32,
+    /// Packets this record stands for.
+    pub packets: u64,
+    /// Bytes this record stands for.
+    pub bytes: u64,
+    /// TCP flags seen (bitmask, FIN=0x01 ... CWR=0x80).
+    pub tcp_flags: u16,
+    /// TCP state of the socket, when known.
+    pub tcp_state: Option<TcpState>,
+    /// The kernel drop reason name (`NETFILTER_DROP`), for drops.
+    pub drop_reason: Option<SmolStr>,
+    /// Extra attributes added by processors (Kubernetes context ...).
+    pub attributes: Attributes,
+}
+
+impl FlowRecord {
+    /// A record of `kind` between two endpoints with everything else empty.
+    pub fn new(kind: FlowKind, source: IpAddr, destination: IpAddr) -> Self {
+        FlowRecord {
+            time_unix_nano: 0,
+            kind,
+            source,
+            destination,
+            source_port: 0,
+            destination_port: 0,
+            protocol: 0,
+            direction: Direction::Unknown,
+            ifindex: 0,
+            packets: 1,
+            bytes: 0,
+            tcp_flags: 0,
+            tcp_state: None,
+            drop_reason: None,
+            attributes: Attributes::new(),
+        }
+    }
+}

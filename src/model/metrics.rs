@@ -1,0 +1,227 @@
+//! The OpenTelemetry metrics data model: resource -> scope -> metric -> data points.
+
+use std::sync::Arc;
+
+use smol_str::SmolStr;
+
+use super::attributes::Attributes;
+
+/// What produced the data: node, host, service attributes (`k8s.node.name`, `host.name`, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Resource {
+    /// Resource attributes.
+    pub attributes: Attributes,
+}
+
+/// The instrumentation scope (the fovea component that made the metrics).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Scope {
+    /// Scope name, e.g. `fovea/linuxutil`.
+    pub name: SmolStr,
+    /// Scope version (the fovea version).
+    pub version: SmolStr,
+}
+
+/// A batch of metrics from one or more resources.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MetricBatch {
+    /// Metrics grouped by resource.
+    pub resource_metrics: Vec<ResourceMetrics>,
+}
+
+/// Metrics of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceMetrics {
+    /// The resource, shared by every batch of the same producer.
+    pub resource: Arc<Resource>,
+    /// Metrics grouped by scope.
+    pub scope_metrics: Vec<ScopeMetrics>,
+}
+
+/// Metrics of one scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeMetrics {
+    /// The scope, shared by every batch of the same producer.
+    pub scope: Arc<Scope>,
+    /// The metrics.
+    pub metrics: Vec<Metric>,
+}
+
+/// One metric with its data points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    /// OpenTelemetry name, e.g. `network.forward.packets`.
+    pub name: SmolStr,
+    /// Human description.
+    pub description: SmolStr,
+    /// UCUM unit, e.g. `By`, `{packet}`, `s`.
+    pub unit: SmolStr,
+    /// The points.
+    pub data: MetricData,
+}
+
+/// Aggregation temporality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Temporality {
+    /// Each point covers the time since the previous point.
+    Delta,
+    /// Each point covers the time since `start_time_unix_nano` (what counters use here).
+    Cumulative,
+}
+
+/// The points of a metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricData {
+    /// Last value.
+    Gauge(Vec<NumberPoint>),
+    /// A sum, monotonic (a counter) or not.
+    Sum(SumData),
+    /// An explicit-bucket histogram.
+    Histogram(HistogramData),
+}
+
+/// Sum points and their properties.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SumData {
+    /// The points.
+    pub points: Vec<NumberPoint>,
+    /// Cumulative or delta.
+    pub temporality: Temporality,
+    /// True for counters.
+    pub monotonic: bool,
+}
+
+/// Histogram points and their temporality.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramData {
+    /// The points.
+    pub points: Vec<HistogramPoint>,
+    /// Cumulative or delta.
+    pub temporality: Temporality,
+}
+
+/// A numeric value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// An integer value.
+    Int(i64),
+    /// A float value.
+    Double(f64),
+}
+
+impl Number {
+    /// The value as f64.
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Number::Int(i) => i as f64,
+            Number::Double(d) => d,
+        }
+    }
+}
+
+/// A gauge or sum point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NumberPoint {
+    /// Point attributes.
+    pub attributes: Attributes,
+    /// Start of the cumulative period (0 for gauges).
+    pub start_time_unix_nano: u64,
+    /// When the value was observed.
+    pub time_unix_nano: u64,
+    /// The value.
+    pub value: Number,
+}
+
+/// A histogram point with explicit bucket bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramPoint {
+    /// Point attributes.
+    pub attributes: Attributes,
+    /// Start of the cumulative period.
+    pub start_time_unix_nano: u64,
+    /// When the value was observed.
+    pub time_unix_nano: u64,
+    /// Number of observations.
+    pub count: u64,
+    /// Sum of observations.
+    pub sum: f64,
+    /// Counts per bucket; one more than `explicit_bounds`.
+    pub bucket_counts: Vec<u64>,
+    /// Upper bounds of the buckets, shared between points of one metric.
+    pub explicit_bounds: Arc<[f64]>,
+    /// Smallest observation, when known.
+    pub min: Option<f64>,
+    /// Largest observation, when known.
+    pub max: Option<f64>,
+}
+
+impl MetricData {
+    /// Number of data points.
+    pub fn len(&self) -> usize {
+        match self {
+            MetricData::Gauge(p) => p.len(),
+            MetricData::Sum(s) => s.points.len(),
+            MetricData::Histogram(h) => h.points.len(),
+        }
+    }
+
+    /// True when there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl MetricBatch {
+    /// Total number of data points.
+    pub fn data_points(&self) -> usize {
+        self.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics).map(|m| m.data.len()).sum()
+    }
+
+    /// Iterates `(resource, scope, metric)`.
+    pub fn iter_metrics(&self) -> impl Iterator<Item = (&Arc<Resource>, &Arc<Scope>, &Metric)> {
+        self.resource_metrics.iter().flat_map(|r| {
+            r.scope_metrics.iter().flat_map(move |s| s.metrics.iter().map(move |m| (&r.resource, &s.scope, m)))
+        })
+    }
+
+    /// A batch of one resource and scope.
+    pub fn single(resource: Arc<Resource>, scope: Arc<Scope>, metrics: Vec<Metric>) -> Self {
+        MetricBatch {
+            resource_metrics: vec![ResourceMetrics { resource, scope_metrics: vec![ScopeMetrics { scope, metrics }] }],
+        }
+    }
+}
+
+impl Metric {
+    /// A monotonic cumulative sum (a counter).
+    pub fn counter(name: &str, unit: &str, description: &str, points: Vec<NumberPoint>) -> Self {
+        Metric {
+            name: name.into(),
+            description: description.into(),
+            unit: unit.into(),
+            data: MetricData::Sum(SumData { points, temporality: Temporality::Cumulative, monotonic: true }),
+        }
+    }
+
+    /// A gauge.
+    pub fn gauge(name: &str, unit: &str, description: &str, points: Vec<NumberPoint>) -> Self {
+        Metric {
+            name: name.into(),
+            description: description.into(),
+            unit: unit.into(),
+            data: MetricData::Gauge(points),
+        }
+    }
+}
+
+impl NumberPoint {
+    /// An integer point.
+    pub fn int(attributes: Attributes, start: u64, time: u64, value: i64) -> Self {
+        NumberPoint { attributes, start_time_unix_nano: start, time_unix_nano: time, value: Number::Int(value) }
+    }
+
+    /// A float point.
+    pub fn double(attributes: Attributes, start: u64, time: u64, value: f64) -> Self {
+        NumberPoint { attributes, start_time_unix_nano: start, time_unix_nano: time, value: Number::Double(value) }
+    }
+}

@@ -1,0 +1,142 @@
+//! What a component is: factories that build receivers, processors and exporters from config,
+//! and the traits those components implement.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::{Input, Output};
+use crate::config::{ComponentId, ConfigError, Node, PipelineId};
+use crate::model::{Resource, Signal};
+use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+
+/// Errors from a running component; any error type converts with `?`.
+pub type ComponentError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a factory gets to build a component. Building must have no side effects (no
+/// sockets, no eBPF): `fovea validate` builds the whole graph without starting it.
+pub struct BuildContext<'a> {
+    /// The component id.
+    pub id: &'a ComponentId,
+    /// Full config path (`exporters::otlp/backup`), the prefix for error paths.
+    pub path: &'a str,
+    /// The component's config body (null = defaults).
+    pub node: &'a Node,
+    /// For processors: the pipeline this instance belongs to.
+    pub pipeline: Option<&'a PipelineId>,
+    /// Resource attributes of this agent (node, host, service).
+    pub resource: Arc<Resource>,
+}
+
+/// A built component, ready to start.
+pub enum Built {
+    /// A receiver.
+    Receiver(Box<dyn Receiver>),
+    /// A processor.
+    Processor(Box<dyn Processor>),
+    /// An exporter.
+    Exporter(Box<dyn Exporter>),
+}
+
+/// How a component type is made: one registry line per component.
+pub struct Factory {
+    /// Receiver, processor or exporter.
+    pub kind: ComponentKind,
+    /// The type name used in ids (`prometheusremotewrite`).
+    pub type_name: &'static str,
+    /// Other accepted names (otelcol's snake_case spellings, e.g. `prometheus_remote_write`).
+    pub aliases: &'static [&'static str],
+    /// Signals the component can produce (receivers) or consume (processors, exporters).
+    pub signals: &'static [Signal],
+    /// One line for `fovea components`.
+    pub description: &'static str,
+    /// Parses and validates the config and builds the component.
+    pub build: fn(&BuildContext<'_>) -> Result<Built, ConfigError>,
+}
+
+impl Factory {
+    /// True if `name` is this factory's type name or an alias.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.type_name == name || self.aliases.contains(&name)
+    }
+}
+
+/// What every component gets when it starts.
+#[derive(Clone)]
+pub struct StartContext {
+    /// The component id.
+    pub id: ComponentId,
+    /// For receivers: the signals some pipeline consumes from it (do no work for the others).
+    pub signals: Vec<Signal>,
+    /// This component's counters.
+    pub stats: Arc<ComponentStats>,
+    /// Registry for extra own-metrics collectors.
+    pub telemetry: Arc<StatsRegistry>,
+}
+
+/// A receiver produces data until told to stop.
+#[async_trait]
+pub trait Receiver: Send {
+    /// Acquires resources (binds sockets, loads probes). An error stops the agent from starting.
+    async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Produces data into `output` until `shutdown` is cancelled, then returns (dropping `output`).
+    async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError>;
+}
+
+/// What a running receiver gets.
+pub struct ReceiverContext {
+    /// Where produced data goes, routed by signal.
+    pub output: Output,
+    /// Cancelled when the agent stops.
+    pub shutdown: CancellationToken,
+    /// This component's counters and registry.
+    pub start: StartContext,
+}
+
+/// A processor transforms its pipeline's data.
+#[async_trait]
+pub trait Processor: Send {
+    /// Acquires resources. An error stops the agent from starting.
+    async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Reads `input` until it closes, passing results to `output`; flushes anything held, then returns.
+    async fn run(self: Box<Self>, ctx: ProcessorContext) -> Result<(), ComponentError>;
+}
+
+/// What a running processor gets.
+pub struct ProcessorContext {
+    /// Incoming data; `None` from `recv` means upstream has stopped.
+    pub input: Input,
+    /// The next component(s).
+    pub output: Output,
+    /// This component's counters and registry.
+    pub start: StartContext,
+}
+
+/// An exporter delivers data out of the agent.
+#[async_trait]
+pub trait Exporter: Send {
+    /// Acquires resources (binds the scrape endpoint, opens the persistent queue ...).
+    async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Reads `input` until it closes, delivers, flushes, then returns.
+    async fn run(self: Box<Self>, ctx: ExporterContext) -> Result<(), ComponentError>;
+}
+
+/// What a running exporter gets.
+pub struct ExporterContext {
+    /// Incoming data from every pipeline that lists this exporter.
+    pub input: Input,
+    /// Cancelled when the shutdown timeout is about to pass: stop retrying, persist or count what is left.
+    pub deadline: CancellationToken,
+    /// This component's counters and registry.
+    pub start: StartContext,
+}

@@ -1,0 +1,32 @@
+//! The pipeline engine: component traits, the factory registry, graph building and the
+//! run-time lifecycle (bounded channels, fan-out, ordered start and shutdown).
+
+mod channel;
+mod component;
+mod graph;
+mod registry;
+mod run;
+
+pub use channel::{CHANNEL_CAPACITY, Closed, Input, Link, Output};
+pub use component::{
+    BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, Processor, ProcessorContext, Receiver,
+    ReceiverContext, StartContext,
+};
+pub use graph::{Graph, build};
+pub use registry::Registry;
+pub use run::RunReport;
+
+/// Errors of the pipeline engine.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A component failed to start; nothing was left running.
+    #[error("{kind} `{id}` failed to start: {source}")]
+    Start {
+        /// receiver, processor or exporter.
+        kind: &'static str,
+        /// The component id.
+        id: String,
+        /// Why.
+        source: ComponentError,
+    },
+}

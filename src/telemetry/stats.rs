@@ -1,0 +1,268 @@
+//! Per-component counters (items received, sent, dropped, failed) and the registry of
+//! collectors that make up the agent's own metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::model::{Attributes, Metric, NumberPoint, Signal};
+
+/// Produces some of the agent's own metrics on demand (at scrape time).
+pub trait Collector: Send + Sync {
+    /// Appends current values; `start` is the agent's start time (ns) for cumulative sums.
+    fn collect(&self, start: u64, now: u64, out: &mut Vec<Metric>);
+}
+
+/// What kind of component a set of counters belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComponentKind {
+    /// A receiver.
+    Receiver,
+    /// A processor.
+    Processor,
+    /// An exporter.
+    Exporter,
+}
+
+impl ComponentKind {
+    /// Lower-case name (`receiver`, `processor`, `exporter`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receiver",
+            ComponentKind::Processor => "processor",
+            ComponentKind::Exporter => "exporter",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct PerSignal([AtomicU64; 2]);
+
+impl PerSignal {
+    fn add(&self, signal: Signal, n: u64) {
+        self.0[signal as usize].fetch_add(n, Ordering::Relaxed);
+    }
+    fn get(&self, signal: Signal) -> u64 {
+        self.0[signal as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Item counters of one component instance. Cheap to share; updates are relaxed atomics.
+pub struct ComponentStats {
+    kind: ComponentKind,
+    id: String,
+    pipeline: Option<String>,
+    received: PerSignal,
+    sent: PerSignal,
+    dropped: PerSignal,
+    failed: PerSignal,
+    queued_items: AtomicU64,
+    queue: Mutex<Vec<QueueProbe>>,
+}
+
+impl std::fmt::Debug for ComponentStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ComponentStats").field("kind", &self.kind).field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+type QueueProbe = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
+
+impl ComponentStats {
+    /// Counters for component `id` of `kind` (processors also name their pipeline).
+    pub fn new(kind: ComponentKind, id: impl Into<String>, pipeline: Option<String>) -> Self {
+        ComponentStats {
+            kind,
+            id: id.into(),
+            pipeline,
+            received: PerSignal::default(),
+            sent: PerSignal::default(),
+            dropped: PerSignal::default(),
+            failed: PerSignal::default(),
+            queued_items: AtomicU64::new(0),
+            queue: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The component id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Items that arrived at the component.
+    pub fn add_received(&self, signal: Signal, n: u64) {
+        self.received.add(signal, n);
+    }
+
+    /// Items the component passed on (receivers: accepted into pipelines; exporters: delivered).
+    pub fn add_sent(&self, signal: Signal, n: u64) {
+        self.sent.add(signal, n);
+    }
+
+    /// Items given up on purpose or for lack of room (full queue, shutdown timeout, permanent error).
+    pub fn add_dropped(&self, signal: Signal, n: u64) {
+        self.dropped.add(signal, n);
+    }
+
+    /// Items whose delivery attempt failed (may be retried later).
+    pub fn add_failed(&self, signal: Signal, n: u64) {
+        self.failed.add(signal, n);
+    }
+
+    /// Items sent towards this component's input channel and not yet taken out of it.
+    pub fn queued_items(&self) -> u64 {
+        self.queued_items.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn enqueue(&self, n: u64) {
+        self.queued_items.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dequeue(&self, n: u64) {
+        self.queued_items.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Current counts `(received, sent, dropped, failed)` for a signal.
+    pub fn snapshot(&self, signal: Signal) -> (u64, u64, u64, u64) {
+        (self.received.get(signal), self.sent.get(signal), self.dropped.get(signal), self.failed.get(signal))
+    }
+
+    /// Registers a probe returning `(queued, capacity)` of one of this component's queues.
+    pub fn add_queue_probe(&self, probe: impl Fn() -> (usize, usize) + Send + Sync + 'static) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.push(Box::new(probe));
+        }
+    }
+
+    /// Sum of `(queued, capacity)` over this component's queues.
+    pub fn queue(&self) -> (usize, usize) {
+        match self.queue.lock() {
+            Ok(q) => q.iter().map(|p| p()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+            Err(_) => (0, 0),
+        }
+    }
+
+    fn attributes(&self, signal: Option<Signal>) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert(self.kind.as_str(), self.id.as_str());
+        if let Some(p) = &self.pipeline {
+            a.insert("pipeline", p.as_str());
+        }
+        if let Some(s) = signal {
+            a.insert("signal", s.as_str());
+        }
+        a
+    }
+}
+
+/// The names of a kind's four counters, otelcol style.
+fn counter_names(kind: ComponentKind) -> [(&'static str, &'static str); 4] {
+    match kind {
+        ComponentKind::Receiver => [
+            ("fovea.receiver.received_items", "Items produced or received by the receiver"),
+            ("fovea.receiver.accepted_items", "Items the receiver pushed into its pipelines"),
+            ("fovea.receiver.refused_items", "Items the receiver could not push (pipelines stopped)"),
+            ("fovea.receiver.failed_items", "Items lost inside the receiver (e.g. kernel ring-buffer losses)"),
+        ],
+        ComponentKind::Processor => [
+            ("fovea.processor.incoming_items", "Items that entered the processor"),
+            ("fovea.processor.outgoing_items", "Items the processor passed on"),
+            ("fovea.processor.dropped_items", "Items the processor dropped"),
+            ("fovea.processor.failed_items", "Items the processor failed to pass on"),
+        ],
+        ComponentKind::Exporter => [
+            ("fovea.exporter.received_items", "Items that reached the exporter"),
+            ("fovea.exporter.sent_items", "Items delivered to the destination"),
+            (
+                "fovea.exporter.dropped_items",
+                "Items given up: queue full, permanent error, retries exhausted, shutdown",
+            ),
+            ("fovea.exporter.send_failed_items", "Items of delivery attempts that failed (they may be retried)"),
+        ],
+    }
+}
+
+/// All registered collectors plus the component counters.
+#[derive(Default)]
+pub struct StatsRegistry {
+    components: Mutex<Vec<Arc<ComponentStats>>>,
+    collectors: Mutex<Vec<Arc<dyn Collector>>>,
+}
+
+impl StatsRegistry {
+    /// Creates and registers counters for one component.
+    pub fn component(&self, kind: ComponentKind, id: &str, pipeline: Option<String>) -> Arc<ComponentStats> {
+        let stats = Arc::new(ComponentStats::new(kind, id, pipeline));
+        if let Ok(mut c) = self.components.lock() {
+            c.push(stats.clone());
+        }
+        stats
+    }
+
+    /// Registers an extra collector (eBPF program stats, exporter queues, ...).
+    pub fn register(&self, collector: Arc<dyn Collector>) {
+        if let Ok(mut c) = self.collectors.lock() {
+            c.push(collector);
+        }
+    }
+
+    /// All component counters registered so far.
+    pub fn components(&self) -> Vec<Arc<ComponentStats>> {
+        self.components.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Collects every metric.
+    pub fn collect(&self, start: u64, now: u64, out: &mut Vec<Metric>) {
+        let components = self.components();
+        for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter] {
+            let of_kind: Vec<_> = components.iter().filter(|c| c.kind == kind).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            for (i, (name, description)) in counter_names(kind).into_iter().enumerate() {
+                let mut points = Vec::new();
+                for c in &of_kind {
+                    for signal in Signal::ALL {
+                        let v = match i {
+                            0 => c.received.get(signal),
+                            1 => c.sent.get(signal),
+                            2 => c.dropped.get(signal),
+                            _ => c.failed.get(signal),
+                        };
+                        if v > 0 || signal == Signal::Metrics {
+                            points.push(NumberPoint::int(c.attributes(Some(signal)), start, now, v as i64));
+                        }
+                    }
+                }
+                out.push(Metric::counter(name, "{item}", description, points));
+            }
+            let mut size = Vec::new();
+            let mut capacity = Vec::new();
+            for c in &of_kind {
+                let (len, cap) = c.queue();
+                if cap > 0 {
+                    size.push(NumberPoint::int(c.attributes(None), 0, now, len as i64));
+                    capacity.push(NumberPoint::int(c.attributes(None), 0, now, cap as i64));
+                }
+            }
+            if !size.is_empty() {
+                let prefix = format!("fovea.{}", kind.as_str());
+                out.push(Metric::gauge(
+                    &format!("{prefix}.queue_size"),
+                    "{batch}",
+                    "Batches waiting in the component's input and sending queues",
+                    size,
+                ));
+                out.push(Metric::gauge(
+                    &format!("{prefix}.queue_capacity"),
+                    "{batch}",
+                    "Capacity of the component's queues",
+                    capacity,
+                ));
+            }
+        }
+        let collectors = self.collectors.lock().map(|c| c.clone()).unwrap_or_default();
+        for c in collectors {
+            c.collect(start, now, out);
+        }
+    }
+}
