@@ -8,3 +8,6 @@ pub mod config;
 pub mod model;
 pub mod pipeline;
 pub mod telemetry;
+pub mod components;
+pub mod exporters;
+pub mod processors;

@@ -1,1 +1,159 @@
-fn main() {}
+//! The `fovea` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use fovea::config::{self, Sources};
+use fovea::model::Signal;
+use fovea::telemetry::{self, ComponentKind, StatsRegistry};
+
+/// Kubernetes network observability: eBPF probes counted in the kernel, shipped like an
+/// OpenTelemetry Collector.
+#[derive(Parser)]
+#[command(name = "fovea", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// Config file; repeat to merge several in order. Without it, the embedded default is used.
+    #[arg(long = "config", short = 'c', value_name = "FILE")]
+    config: Vec<PathBuf>,
+    /// Override one key after merging, e.g. `--set exporters.prometheus.endpoint=127.0.0.1:9100`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn sources(&self) -> Sources {
+        Sources { files: self.config.clone(), sets: self.set.clone() }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run(ConfigArgs),
+    /// Check a configuration: parse it and build the whole graph without starting anything.
+    Validate(ConfigArgs),
+    /// List the component types: kind, type, signals, description.
+    Components,
+    /// Print the effective configuration after merging and substitution, secrets redacted.
+    PrintConfig(ConfigArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Validate(args) => validate(args),
+        Command::Components => {
+            components();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PrintConfig(args) => print_config(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build(args: &ConfigArgs) -> Result<(config::Document, fovea::pipeline::Graph), config::ConfigError> {
+    let doc = config::load(&args.sources())?;
+    let resource = Arc::new(telemetry::resource::detect(&doc));
+    let graph = fovea::pipeline::build(&doc, &fovea::components::builtin(), resource)?;
+    Ok((doc, graph))
+}
+
+fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    match build(&args) {
+        Ok((_, graph)) => {
+            for w in &graph.warnings {
+                eprintln!("warning: {w}");
+            }
+            let (r, p, e) = graph.sizes();
+            println!(
+                "configuration is valid: pipelines [{}], {r} receivers, {p} processor instances, {e} exporters",
+                graph.pipeline_ids().join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn components() {
+    let registry = fovea::components::builtin();
+    println!("{:<10} {:<24} {:<14} DESCRIPTION", "KIND", "TYPE", "SIGNALS");
+    for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter] {
+        let mut factories: Vec<_> = registry.factories().iter().filter(|f| f.kind == kind).collect();
+        factories.sort_by_key(|f| f.type_name);
+        for f in factories {
+            let signals: Vec<_> = f.signals.iter().map(|s: &Signal| s.as_str()).collect();
+            let mut name = f.type_name.to_string();
+            if !f.aliases.is_empty() {
+                name = format!("{name} ({})", f.aliases.join(", "));
+            }
+            println!("{:<10} {:<24} {:<14} {}", kind.as_str(), name, signals.join(","), f.description);
+        }
+    }
+}
+
+fn print_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let doc = config::load(&args.sources())?;
+    print!("{}", config::render_redacted(&doc.root));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let (_doc, graph) = match build(&args) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    telemetry::logs::init(&graph.service.telemetry.logs);
+    for w in &graph.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let registry = Arc::new(StatsRegistry::default());
+        let report = graph.run(registry, shutdown_signal(), || tracing::info!("fovea is ready")).await?;
+        if report.failed.is_empty() && report.dropped_at_shutdown == 0 {
+            Ok(ExitCode::SUCCESS)
+        } else {
+            Ok(ExitCode::FAILURE)
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -97,7 +97,15 @@ impl Problems {
     }
 
     /// `Ok(value)` when nothing was recorded, otherwise all problems.
-    pub fn finish<T>(self, value: T) -> Result<T, ConfigError> {
-        if self.0.is_empty() { Ok(value) } else { Err(ConfigError::Invalid(self.0)) }
+    pub fn finish<T>(mut self, value: T) -> Result<T, ConfigError> {
+        if self.0.is_empty() {
+            return Ok(value);
+        }
+        // Report in reading order: by file, then line, then column.
+        self.0.sort_by(|a, b| {
+            let key = |p: &Problem| p.origin.as_ref().map(|o| (o.file.clone(), o.line, o.column));
+            key(a).cmp(&key(b))
+        });
+        Err(ConfigError::Invalid(self.0))
     }
 }

@@ -190,10 +190,7 @@ pub fn spec(doc: &Document, problems: &mut Problems) -> Spec {
             }
             "service" => {
                 spec.service_node = Some(value.clone());
-                match de::from_node::<ServiceConfig>(value, "service") {
-                    Ok(s) => spec.service = Some(s),
-                    Err(p) => problems.push(p),
-                }
+                spec.service = Some(service_config(value, problems));
             }
             other => problems.push(Problem::new(
                 Some(key.origin.clone()),
@@ -232,4 +229,46 @@ fn section_entries(section: &str, node: &Node, problems: &mut Problems) -> Vec<E
         }
     }
     out
+}
+
+/// Parses `service:` key by key, so a problem in one part does not hide problems in another.
+fn service_config(node: &Node, problems: &mut Problems) -> ServiceConfig {
+    let mut config: ServiceConfig = match de::from_node(&Node::null(node.origin.clone()), "service") {
+        Ok(c) => c,
+        Err(p) => {
+            problems.push(p);
+            return ServiceConfig::default();
+        }
+    };
+    let Some(entries) = node.as_map() else {
+        if !node.is_null() {
+            problems.push(Problem::new(Some(node.origin.clone()), "service", format!("expected a mapping, found {}", node.kind_name())));
+        }
+        return config;
+    };
+    for (key, value) in entries {
+        let path = format!("service::{}", key.name);
+        let result = match key.name.as_str() {
+            "extensions" => de::from_node(value, &path).map(|v| config.extensions = v),
+            "pipelines" => de::from_node(value, &path).map(|v| config.pipelines = v),
+            "telemetry" => de::from_node(value, &path).map(|v| config.telemetry = v),
+            "resource" => de::from_node(value, &path).map(|v| config.resource = v),
+            "shutdown_timeout" => duration_from_node(value, &path).map(|v| config.shutdown_timeout = v),
+            other => Err(Problem::new(
+                Some(key.origin.clone()),
+                format!("service::{other}"),
+                format!("unknown field `{other}`; valid fields: {}", service::SERVICE_FIELDS.join(", ")),
+            )),
+        };
+        if let Err(p) = result {
+            problems.push(p);
+        }
+    }
+    config
+}
+
+fn duration_from_node(node: &Node, path: &str) -> Result<std::time::Duration, Problem> {
+    #[derive(serde::Deserialize)]
+    struct D(#[serde(deserialize_with = "duration::deserialize")] std::time::Duration);
+    de::from_node::<D>(node, path).map(|d| d.0)
 }

@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The keys of `service:`.
+pub const SERVICE_FIELDS: [&str; 5] = ["extensions", "pipelines", "telemetry", "resource", "shutdown_timeout"];
+
 /// `service:`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,6 +27,18 @@ pub struct ServiceConfig {
     /// How long a graceful stop may take before queued data is dropped (and logged).
     #[serde(default = "default_shutdown_timeout", deserialize_with = "super::duration::deserialize")]
     pub shutdown_timeout: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            extensions: Vec::new(),
+            pipelines: BTreeMap::new(),
+            telemetry: TelemetryConfig::default(),
+            resource: BTreeMap::new(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
 }
 
 fn default_shutdown_timeout() -> Duration {

@@ -225,3 +225,108 @@ impl NumberPoint {
         NumberPoint { attributes, start_time_unix_nano: start, time_unix_nano: time, value: Number::Double(value) }
     }
 }
+
+impl MetricBatch {
+    /// Moves `other`'s metrics into `self`, merging into an existing resource and scope when
+    /// they are the same (by pointer first, then by value).
+    pub fn append(&mut self, other: MetricBatch) {
+        for rm in other.resource_metrics {
+            let slot = self
+                .resource_metrics
+                .iter_mut()
+                .find(|r| Arc::ptr_eq(&r.resource, &rm.resource) || r.resource == rm.resource);
+            match slot {
+                None => self.resource_metrics.push(rm),
+                Some(into) => {
+                    for sm in rm.scope_metrics {
+                        match into
+                            .scope_metrics
+                            .iter_mut()
+                            .find(|s| Arc::ptr_eq(&s.scope, &sm.scope) || s.scope == sm.scope)
+                        {
+                            None => into.scope_metrics.push(sm),
+                            Some(s) => s.metrics.extend(sm.metrics),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes and returns the first `max_points` data points (splitting a metric's points if
+    /// needed), keeping the rest in `self`.
+    pub fn split_front(&mut self, max_points: usize) -> MetricBatch {
+        let mut out = MetricBatch::default();
+        let mut budget = max_points;
+        while budget > 0 && !self.resource_metrics.is_empty() {
+            let rm = &mut self.resource_metrics[0];
+            let mut taken_scopes = Vec::new();
+            while budget > 0 && !rm.scope_metrics.is_empty() {
+                let sm = &mut rm.scope_metrics[0];
+                let mut taken = Vec::new();
+                while budget > 0 && !sm.metrics.is_empty() {
+                    let n = sm.metrics[0].data.len();
+                    if n <= budget {
+                        budget -= n;
+                        taken.push(sm.metrics.remove(0));
+                    } else {
+                        taken.push(sm.metrics[0].split_points_front(budget));
+                        budget = 0;
+                    }
+                }
+                taken_scopes.push(ScopeMetrics { scope: sm.scope.clone(), metrics: taken });
+                if sm.metrics.is_empty() {
+                    rm.scope_metrics.remove(0);
+                }
+            }
+            out.resource_metrics.push(ResourceMetrics { resource: rm.resource.clone(), scope_metrics: taken_scopes });
+            if rm.scope_metrics.is_empty() {
+                self.resource_metrics.remove(0);
+            }
+        }
+        out
+    }
+}
+
+impl Metric {
+    /// Splits off the first `n` points into a new metric with the same identity.
+    fn split_points_front(&mut self, n: usize) -> Metric {
+        let data = match &mut self.data {
+            MetricData::Gauge(p) => MetricData::Gauge(p.drain(..n).collect()),
+            MetricData::Sum(s) => MetricData::Sum(SumData {
+                points: s.points.drain(..n).collect(),
+                temporality: s.temporality,
+                monotonic: s.monotonic,
+            }),
+            MetricData::Histogram(h) => {
+                MetricData::Histogram(HistogramData { points: h.points.drain(..n).collect(), temporality: h.temporality })
+            }
+        };
+        Metric { name: self.name.clone(), description: self.description.clone(), unit: self.unit.clone(), data }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(resource: &Arc<Resource>, scope: &Arc<Scope>, points: usize) -> MetricBatch {
+        let pts = (0..points).map(|i| NumberPoint::int(Attributes::new(), 0, 1, i as i64)).collect();
+        MetricBatch::single(resource.clone(), scope.clone(), vec![Metric::counter("c", "1", "", pts)])
+    }
+
+    #[test]
+    fn append_merges_same_resource_and_split_keeps_every_point() {
+        let r = Arc::new(Resource::default());
+        let s = Arc::new(Scope::default());
+        let mut a = batch(&r, &s, 3);
+        a.append(batch(&r, &s, 4));
+        assert_eq!(a.resource_metrics.len(), 1);
+        assert_eq!(a.data_points(), 7);
+        let first = a.split_front(5);
+        assert_eq!((first.data_points(), a.data_points()), (5, 2));
+        let rest = a.split_front(10);
+        assert_eq!((rest.data_points(), a.data_points()), (2, 0));
+        assert!(a.resource_metrics.is_empty());
+    }
+}

@@ -21,7 +21,7 @@ impl Input {
     /// The next batch, or `None` once every upstream component has stopped and the queue is empty.
     pub async fn recv(&mut self) -> Option<Payload> {
         let p = self.rx.recv().await?;
-        self.stats.dequeue(p.items());
+        self.stats.dequeue(p.signal(), p.items());
         self.stats.add_received(p.signal(), p.items());
         Some(p)
     }
@@ -29,7 +29,7 @@ impl Input {
     /// A batch if one is waiting right now.
     pub fn try_recv(&mut self) -> Option<Payload> {
         let p = self.rx.try_recv().ok()?;
-        self.stats.dequeue(p.items());
+        self.stats.dequeue(p.signal(), p.items());
         self.stats.add_received(p.signal(), p.items());
         Some(p)
     }
@@ -74,10 +74,10 @@ impl Link {
 
     /// Sends one payload, counting its items as queued at the target until it is received.
     pub async fn send(&self, payload: Payload) -> Result<(), Closed> {
-        let items = payload.items();
-        self.target.enqueue(items);
+        let (signal, items) = (payload.signal(), payload.items());
+        self.target.enqueue(signal, items);
         self.tx.send(payload).await.map_err(|_| {
-            self.target.dequeue(items);
+            self.target.dequeue(signal, items);
             Closed { items }
         })
     }

@@ -236,10 +236,10 @@ async fn finish(mut task: Task, end: tokio::time::Instant, report: &mut RunRepor
         Err(_) => {
             task.handle.abort();
             let (queued, _) = task.stats.queue();
-            let mut items = task.stats.queued_items();
+            let mut items = 0;
             for signal in Signal::ALL {
                 let (received, sent, dropped, _) = task.stats.snapshot(signal);
-                let pending = received.saturating_sub(sent + dropped);
+                let pending = received.saturating_sub(sent + dropped) + task.stats.queued_items(signal);
                 if pending > 0 {
                     task.stats.add_dropped(signal, pending);
                     items += pending;

@@ -55,7 +55,7 @@ pub struct ComponentStats {
     sent: PerSignal,
     dropped: PerSignal,
     failed: PerSignal,
-    queued_items: AtomicU64,
+    queued_items: PerSignal,
     queue: Mutex<Vec<QueueProbe>>,
 }
 
@@ -78,7 +78,7 @@ impl ComponentStats {
             sent: PerSignal::default(),
             dropped: PerSignal::default(),
             failed: PerSignal::default(),
-            queued_items: AtomicU64::new(0),
+            queued_items: PerSignal::default(),
             queue: Mutex::new(Vec::new()),
         }
     }
@@ -109,16 +109,16 @@ impl ComponentStats {
     }
 
     /// Items sent towards this component's input channel and not yet taken out of it.
-    pub fn queued_items(&self) -> u64 {
-        self.queued_items.load(Ordering::Relaxed)
+    pub fn queued_items(&self, signal: Signal) -> u64 {
+        self.queued_items.get(signal)
     }
 
-    pub(crate) fn enqueue(&self, n: u64) {
-        self.queued_items.fetch_add(n, Ordering::Relaxed);
+    pub(crate) fn enqueue(&self, signal: Signal, n: u64) {
+        self.queued_items.add(signal, n);
     }
 
-    pub(crate) fn dequeue(&self, n: u64) {
-        self.queued_items.fetch_sub(n, Ordering::Relaxed);
+    pub(crate) fn dequeue(&self, signal: Signal, n: u64) {
+        self.queued_items.0[signal as usize].fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Current counts `(received, sent, dropped, failed)` for a signal.

@@ -1,0 +1,215 @@
+//! The `debug` exporter: prints what reaches it, for trying out pipelines.
+
+mod config;
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+pub use config::{DebugConfig, Stream, Verbosity};
+
+use crate::config::parse_component;
+use crate::model::{Attributes, FlowBatch, MetricBatch, MetricData, Payload, Signal};
+use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory};
+use crate::telemetry::ComponentKind;
+
+/// The registry entry.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Exporter,
+        type_name: "debug",
+        aliases: &[],
+        signals: &[Signal::Metrics, Signal::Flows],
+        description: "prints metrics and flow records (verbosity basic, normal or detailed)",
+        build: |ctx: &BuildContext<'_>| {
+            let config: DebugConfig = parse_component(ctx.node, ctx.path)?;
+            Ok(Built::Exporter(Box::new(DebugExporter::new(config))))
+        },
+    }
+}
+
+/// Prints batches to stdout or stderr (or a test writer).
+pub struct DebugExporter {
+    config: DebugConfig,
+    sink: Option<Box<dyn Write + Send>>,
+    window: Option<(Instant, u32)>,
+}
+
+impl DebugExporter {
+    /// An exporter printing to the configured stream.
+    pub fn new(config: DebugConfig) -> Self {
+        DebugExporter { config, sink: None, window: None }
+    }
+
+    /// An exporter printing into `sink` (tests).
+    pub fn with_sink(config: DebugConfig, sink: Box<dyn Write + Send>) -> Self {
+        DebugExporter { config, sink: Some(sink), window: None }
+    }
+
+    fn sampled(&mut self) -> bool {
+        let (initial, thereafter) = (self.config.sampling_initial, self.config.sampling_thereafter);
+        if initial == 0 {
+            return true;
+        }
+        let now = Instant::now();
+        let (start, n) = self.window.get_or_insert((now, 0));
+        if now.duration_since(*start).as_secs() >= 1 {
+            *start = now;
+            *n = 0;
+        }
+        *n += 1;
+        *n <= initial || (thereafter > 0 && (*n - initial) % thereafter == 0)
+    }
+
+    fn write(&mut self, text: &str) {
+        let result = match (&mut self.sink, self.config.output) {
+            (Some(sink), _) => sink.write_all(text.as_bytes()),
+            (None, Stream::Stdout) => std::io::stdout().lock().write_all(text.as_bytes()),
+            (None, Stream::Stderr) => std::io::stderr().lock().write_all(text.as_bytes()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "debug exporter cannot write");
+        }
+    }
+}
+
+/// Renders a metric batch at `verbosity`.
+pub fn render_metrics(batch: &MetricBatch, verbosity: Verbosity, out: &mut String) {
+    let metrics = batch.iter_metrics().count();
+    let _ = writeln!(
+        out,
+        "Metrics\t{{\"resource metrics\": {}, \"metrics\": {metrics}, \"data points\": {}}}",
+        batch.resource_metrics.len(),
+        batch.data_points()
+    );
+    if verbosity == Verbosity::Basic {
+        return;
+    }
+    for rm in &batch.resource_metrics {
+        if verbosity == Verbosity::Detailed {
+            let _ = writeln!(out, "Resource {}", attrs(&rm.resource.attributes));
+        }
+        for sm in &rm.scope_metrics {
+            if verbosity == Verbosity::Detailed {
+                let _ = writeln!(out, "  Scope {} {}", sm.scope.name, sm.scope.version);
+            }
+            for m in &sm.metrics {
+                let kind = match &m.data {
+                    MetricData::Gauge(_) => "Gauge".to_string(),
+                    MetricData::Sum(s) => format!("Sum({:?}, monotonic={})", s.temporality, s.monotonic),
+                    MetricData::Histogram(h) => format!("Histogram({:?})", h.temporality),
+                };
+                if verbosity == Verbosity::Normal {
+                    let _ = writeln!(out, "{} {} unit={} points={}", m.name, kind, m.unit, m.data.len());
+                    continue;
+                }
+                let _ = writeln!(out, "  Metric {} {} unit={} \"{}\"", m.name, kind, m.unit, m.description);
+                match &m.data {
+                    MetricData::Gauge(points) => {
+                        for p in points {
+                            let _ = writeln!(out, "    {} = {:?} @{}", attrs(&p.attributes), p.value, p.time_unix_nano);
+                        }
+                    }
+                    MetricData::Sum(s) => {
+                        for p in &s.points {
+                            let _ = writeln!(
+                                out,
+                                "    {} = {:?} @{} since {}",
+                                attrs(&p.attributes),
+                                p.value,
+                                p.time_unix_nano,
+                                p.start_time_unix_nano
+                            );
+                        }
+                    }
+                    MetricData::Histogram(h) => {
+                        for p in &h.points {
+                            let _ = writeln!(
+                                out,
+                                "    {} count={} sum={} bounds={:?} buckets={:?} @{}",
+                                attrs(&p.attributes),
+                                p.count,
+                                p.sum,
+                                p.explicit_bounds,
+                                p.bucket_counts,
+                                p.time_unix_nano
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renders a flow batch at `verbosity`.
+pub fn render_flows(batch: &FlowBatch, verbosity: Verbosity, out: &mut String) {
+    let _ = writeln!(out, "Flows\t{{\"records\": {}}}", batch.records.len());
+    if verbosity == Verbosity::Basic {
+        return;
+    }
+    for r in &batch.records {
+        let _ = write!(
+            out,
+            "{} {} {}:{} -> {}:{} proto={} dir={} if={} packets={} bytes={}",
+            r.time_unix_nano,
+            r.kind.as_str(),
+            r.source,
+            r.source_port,
+            r.destination,
+            r.destination_port,
+            r.protocol,
+            r.direction.as_str(),
+            r.ifindex,
+            r.packets,
+            r.bytes
+        );
+        if let Some(reason) = &r.drop_reason {
+            let _ = write!(out, " reason={reason}");
+        }
+        if let Some(state) = r.tcp_state {
+            let _ = write!(out, " state={}", state.as_str());
+        }
+        if verbosity == Verbosity::Detailed && !r.attributes.is_empty() {
+            let _ = write!(out, " {}", attrs(&r.attributes));
+        }
+        out.push('\n');
+    }
+}
+
+fn attrs(a: &Attributes) -> String {
+    let mut s = String::from("{");
+    for (i, kv) in a.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        let _ = write!(s, "{}={}", kv.key, kv.value);
+    }
+    s.push('}');
+    s
+}
+
+#[async_trait]
+impl Exporter for DebugExporter {
+    async fn run(mut self: Box<Self>, mut ctx: ExporterContext) -> Result<(), ComponentError> {
+        let mut text = String::new();
+        while let Some(payload) = ctx.input.recv().await {
+            let (signal, items) = (payload.signal(), payload.items());
+            if self.sampled() {
+                text.clear();
+                match &payload {
+                    Payload::Metrics(m) => render_metrics(m, self.config.verbosity, &mut text),
+                    Payload::Flows(f) => render_flows(f, self.config.verbosity, &mut text),
+                }
+                self.write(&text);
+            }
+            ctx.start.stats.add_sent(signal, items);
+        }
+        if let Some(sink) = &mut self.sink {
+            sink.flush()?;
+        }
+        Ok(())
+    }
+}

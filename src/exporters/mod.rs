@@ -1,0 +1,3 @@
+//! Exporters: components at the end of a pipeline that deliver data out of the agent.
+
+pub mod debug;

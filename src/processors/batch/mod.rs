@@ -1,0 +1,125 @@
+//! The `batch` processor: groups items into batches by size or time, as otelcol's does.
+
+mod config;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::time::{Instant, sleep_until};
+
+pub use config::BatchConfig;
+
+use crate::config::parse_component;
+use crate::model::{FlowBatch, MetricBatch, Payload, Signal};
+use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Output, Processor, ProcessorContext};
+use crate::telemetry::ComponentKind;
+
+/// The registry entry.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Processor,
+        type_name: "batch",
+        aliases: &[],
+        signals: &[Signal::Metrics, Signal::Flows],
+        description: "groups data points or flow records into batches by size (send_batch_size) or time (timeout)",
+        build: |ctx: &BuildContext<'_>| {
+            let config: BatchConfig = parse_component(ctx.node, ctx.path)?;
+            Ok(Built::Processor(Box::new(BatchProcessor::new(config))))
+        },
+    }
+}
+
+/// Accumulates items until `send_batch_size` or `timeout`, then sends.
+pub struct BatchProcessor {
+    config: BatchConfig,
+    metrics: MetricBatch,
+    flows: Vec<FlowBatch>,
+    pending: usize,
+}
+
+impl BatchProcessor {
+    /// A processor with the given settings.
+    pub fn new(config: BatchConfig) -> Self {
+        BatchProcessor { config, metrics: MetricBatch::default(), flows: Vec::new(), pending: 0 }
+    }
+
+    fn add(&mut self, payload: Payload) {
+        self.pending += payload.items() as usize;
+        match payload {
+            Payload::Metrics(m) => self.metrics.append(Arc::unwrap_or_clone(m)),
+            Payload::Flows(f) => {
+                let f = Arc::unwrap_or_clone(f);
+                match self.flows.iter_mut().find(|b| Arc::ptr_eq(&b.resource, &f.resource) || b.resource == f.resource) {
+                    Some(b) => b.records.extend(f.records),
+                    None => self.flows.push(f),
+                }
+            }
+        }
+    }
+
+    /// Sends full batches (all pending items when `all`), honouring `send_batch_max_size`.
+    async fn flush(&mut self, output: &Output, all: bool) -> Result<(), ComponentError> {
+        let max = if self.config.send_batch_max_size > 0 { self.config.send_batch_max_size } else { usize::MAX };
+        while self.pending > 0 && (all || self.pending >= self.config.send_batch_size) {
+            let metric_points = self.metrics.data_points();
+            if metric_points > 0 {
+                let batch = if metric_points <= max { std::mem::take(&mut self.metrics) } else { self.metrics.split_front(max) };
+                self.pending -= batch.data_points();
+                output.send(Payload::from(batch)).await?;
+                continue;
+            }
+            let Some(mut batch) = self.flows.pop() else {
+                self.pending = 0;
+                break;
+            };
+            if batch.records.len() > max {
+                let rest = batch.records.split_off(max);
+                self.flows.push(FlowBatch { resource: batch.resource.clone(), records: rest });
+            }
+            self.pending -= batch.records.len();
+            output.send(Payload::from(batch)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Processor for BatchProcessor {
+    async fn run(mut self: Box<Self>, mut ctx: ProcessorContext) -> Result<(), ComponentError> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let timer = async {
+                match deadline {
+                    Some(d) => sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                payload = ctx.input.recv() => match payload {
+                    Some(p) => {
+                        if self.pending == 0 {
+                            deadline = Some(Instant::now() + self.config.timeout);
+                        }
+                        self.add(p);
+                        if self.config.timeout.is_zero() {
+                            self.flush(&ctx.output, true).await?;
+                        } else {
+                            self.flush(&ctx.output, false).await?;
+                        }
+                        if self.pending == 0 {
+                            deadline = None;
+                        }
+                    }
+                    None => {
+                        self.flush(&ctx.output, true).await?;
+                        return Ok(());
+                    }
+                },
+                _ = timer => {
+                    self.flush(&ctx.output, true).await?;
+                    deadline = None;
+                }
+            }
+        }
+    }
+}

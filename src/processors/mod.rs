@@ -1,0 +1,3 @@
+//! Processors: components in the middle of a pipeline.
+
+pub mod batch;
