@@ -4,10 +4,10 @@
 //! processors label and batch them; exporters ship them. The whole graph is configured like an
 //! OpenTelemetry Collector (see `config/default.yaml`).
 
+pub mod components;
 pub mod config;
+pub mod exporters;
 pub mod model;
 pub mod pipeline;
-pub mod telemetry;
-pub mod components;
-pub mod exporters;
 pub mod processors;
+pub mod telemetry;

@@ -130,7 +130,8 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     for w in &graph.warnings {
         tracing::warn!("{w}");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let registry = Arc::new(StatsRegistry::default());
         let report = graph.run(registry, shutdown_signal(), || tracing::info!("fovea is ready")).await?;

@@ -68,7 +68,8 @@ impl Receiver for Gen {
             let points = (0..self.config.points)
                 .map(|i| NumberPoint::int(Attributes::from_pairs([("i", i as i64)]), 0, 1, n as i64))
                 .collect();
-            let batch = MetricBatch::single(resource.clone(), scope.clone(), vec![Metric::counter("gen", "1", "", points)]);
+            let batch =
+                MetricBatch::single(resource.clone(), scope.clone(), vec![Metric::counter("gen", "1", "", points)]);
             ctx.output.send(Payload::from(batch)).await?;
             n += 1;
             if self.config.interval_ms > 0 {
@@ -256,7 +257,10 @@ async fn exporters_start_before_receivers_and_a_failed_start_runs_nothing() {
     );
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
-    let err = g.run(Arc::new(StatsRegistry::default()), std::future::pending(), move || r.store(true, Ordering::SeqCst)).await.unwrap_err();
+    let err = g
+        .run(Arc::new(StatsRegistry::default()), std::future::pending(), move || r.store(true, Ordering::SeqCst))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "exporter `count/broken` failed to start: port already in use");
     assert!(!ready.load(Ordering::SeqCst));
     assert!(!RECEIVER_STARTS.lock().unwrap().contains_key("gen/nostart"), "no receiver started");

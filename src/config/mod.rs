@@ -242,7 +242,11 @@ fn service_config(node: &Node, problems: &mut Problems) -> ServiceConfig {
     };
     let Some(entries) = node.as_map() else {
         if !node.is_null() {
-            problems.push(Problem::new(Some(node.origin.clone()), "service", format!("expected a mapping, found {}", node.kind_name())));
+            problems.push(Problem::new(
+                Some(node.origin.clone()),
+                "service",
+                format!("expected a mapping, found {}", node.kind_name()),
+            ));
         }
         return config;
     };

@@ -108,10 +108,10 @@ impl Scalar {
         if let Some(v) = parse_int(t) {
             return v;
         }
-        if looks_like_float(t) {
-            if let Ok(f) = t.parse::<f64>() {
-                return Resolved::Float(f);
-            }
+        if looks_like_float(t)
+            && let Ok(f) = t.parse::<f64>()
+        {
+            return Resolved::Float(f);
         }
         Resolved::Str(t)
     }

@@ -16,6 +16,8 @@ pub struct FlowBatch {
     pub resource: Arc<Resource>,
     /// The records.
     pub records: Vec<FlowRecord>,
+    /// Delivery acknowledgements of the requests this batch came from (usually none).
+    pub acks: super::Acks,
 }
 
 /// What kind of observation a record is.

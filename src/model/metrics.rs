@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use smol_str::SmolStr;
 
+use super::ack::Acks;
 use super::attributes::Attributes;
 
 /// What produced the data: node, host, service attributes (`k8s.node.name`, `host.name`, ...).
@@ -27,6 +28,8 @@ pub struct Scope {
 pub struct MetricBatch {
     /// Metrics grouped by resource.
     pub resource_metrics: Vec<ResourceMetrics>,
+    /// Delivery acknowledgements of the requests this batch came from (usually none).
+    pub acks: Acks,
 }
 
 /// Metrics of one resource.
@@ -188,6 +191,7 @@ impl MetricBatch {
     pub fn single(resource: Arc<Resource>, scope: Arc<Scope>, metrics: Vec<Metric>) -> Self {
         MetricBatch {
             resource_metrics: vec![ResourceMetrics { resource, scope_metrics: vec![ScopeMetrics { scope, metrics }] }],
+            acks: Acks::default(),
         }
     }
 }
@@ -230,6 +234,7 @@ impl MetricBatch {
     /// Moves `other`'s metrics into `self`, merging into an existing resource and scope when
     /// they are the same (by pointer first, then by value).
     pub fn append(&mut self, other: MetricBatch) {
+        self.acks.merge(other.acks);
         for rm in other.resource_metrics {
             let slot = self
                 .resource_metrics
@@ -254,9 +259,13 @@ impl MetricBatch {
     }
 
     /// Removes and returns the first `max_points` data points (splitting a metric's points if
-    /// needed), keeping the rest in `self`.
+    /// needed), keeping the rest in `self`. Both parts carry the acknowledgements.
     pub fn split_front(&mut self, max_points: usize) -> MetricBatch {
         let mut out = MetricBatch::default();
+        if !self.acks.is_empty() {
+            self.acks.expect_more(1);
+            out.acks = self.acks.clone();
+        }
         let mut budget = max_points;
         while budget > 0 && !self.resource_metrics.is_empty() {
             let rm = &mut self.resource_metrics[0];
@@ -298,9 +307,10 @@ impl Metric {
                 temporality: s.temporality,
                 monotonic: s.monotonic,
             }),
-            MetricData::Histogram(h) => {
-                MetricData::Histogram(HistogramData { points: h.points.drain(..n).collect(), temporality: h.temporality })
-            }
+            MetricData::Histogram(h) => MetricData::Histogram(HistogramData {
+                points: h.points.drain(..n).collect(),
+                temporality: h.temporality,
+            }),
         };
         Metric { name: self.name.clone(), description: self.description.clone(), unit: self.unit.clone(), data }
     }

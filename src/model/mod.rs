@@ -3,6 +3,7 @@
 //! Batches travel as `Arc`s inside a [`Payload`], so fan-out to several exporters shares one
 //! allocation; a component that changes data copies it only when someone else still holds it.
 
+mod ack;
 mod attributes;
 mod flows;
 mod metrics;
@@ -10,6 +11,7 @@ mod metrics;
 use std::fmt;
 use std::sync::Arc;
 
+pub use ack::{AckWaiter, Acks};
 pub use attributes::{AttrValue, Attributes, KeyValue};
 pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord, TcpState};
 pub use metrics::{
@@ -60,6 +62,14 @@ impl Payload {
         match self {
             Payload::Metrics(_) => Signal::Metrics,
             Payload::Flows(_) => Signal::Flows,
+        }
+    }
+
+    /// The delivery acknowledgements the batch carries.
+    pub fn acks(&self) -> &Acks {
+        match self {
+            Payload::Metrics(m) => &m.acks,
+            Payload::Flows(f) => &f.acks,
         }
     }
 

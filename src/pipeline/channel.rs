@@ -131,12 +131,17 @@ impl Output {
         let items = payload.items();
         let routes = &self.routes[signal as usize];
         let mut delivered = false;
+        if routes.len() > 1 {
+            payload.acks().expect_more(routes.len() - 1);
+        }
         if let Some((last, rest)) = routes.split_last() {
             for link in rest {
                 delivered |= link.send(payload.clone()).await.is_ok();
             }
             delivered |= last.send(payload).await.is_ok();
         } else {
+            // Nobody consumes this signal: it is discarded on purpose.
+            payload.acks().accept();
             return Ok(());
         }
         if delivered {

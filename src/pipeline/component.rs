@@ -127,7 +127,9 @@ pub trait Exporter: Send {
         Ok(())
     }
 
-    /// Reads `input` until it closes, delivers, flushes, then returns.
+    /// Reads `input` until it closes, delivers, flushes, then returns. For each payload it calls
+    /// `payload.acks().accept()` once the data is durably taken (queued, persisted or delivered),
+    /// or `.fail()` when it cannot be taken, so receivers that wait for acknowledgements can answer.
     async fn run(self: Box<Self>, ctx: ExporterContext) -> Result<(), ComponentError>;
 }
 

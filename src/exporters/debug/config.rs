@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::{ComponentConfig};
+use crate::config::ComponentConfig;
 
 /// How much the debug exporter prints.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -196,6 +196,7 @@ impl Exporter for DebugExporter {
     async fn run(mut self: Box<Self>, mut ctx: ExporterContext) -> Result<(), ComponentError> {
         let mut text = String::new();
         while let Some(payload) = ctx.input.recv().await {
+            payload.acks().accept();
             let (signal, items) = (payload.signal(), payload.items());
             if self.sampled() {
                 text.clear();

@@ -49,8 +49,12 @@ impl BatchProcessor {
             Payload::Metrics(m) => self.metrics.append(Arc::unwrap_or_clone(m)),
             Payload::Flows(f) => {
                 let f = Arc::unwrap_or_clone(f);
-                match self.flows.iter_mut().find(|b| Arc::ptr_eq(&b.resource, &f.resource) || b.resource == f.resource) {
-                    Some(b) => b.records.extend(f.records),
+                match self.flows.iter_mut().find(|b| Arc::ptr_eq(&b.resource, &f.resource) || b.resource == f.resource)
+                {
+                    Some(b) => {
+                        b.records.extend(f.records);
+                        b.acks.merge(f.acks);
+                    }
                     None => self.flows.push(f),
                 }
             }
@@ -63,7 +67,11 @@ impl BatchProcessor {
         while self.pending > 0 && (all || self.pending >= self.config.send_batch_size) {
             let metric_points = self.metrics.data_points();
             if metric_points > 0 {
-                let batch = if metric_points <= max { std::mem::take(&mut self.metrics) } else { self.metrics.split_front(max) };
+                let batch = if metric_points <= max {
+                    std::mem::take(&mut self.metrics)
+                } else {
+                    self.metrics.split_front(max)
+                };
                 self.pending -= batch.data_points();
                 output.send(Payload::from(batch)).await?;
                 continue;
@@ -74,7 +82,14 @@ impl BatchProcessor {
             };
             if batch.records.len() > max {
                 let rest = batch.records.split_off(max);
-                self.flows.push(FlowBatch { resource: batch.resource.clone(), records: rest });
+                if !batch.acks.is_empty() {
+                    batch.acks.expect_more(1);
+                }
+                self.flows.push(FlowBatch {
+                    resource: batch.resource.clone(),
+                    records: rest,
+                    acks: batch.acks.clone(),
+                });
             }
             self.pending -= batch.records.len();
             output.send(Payload::from(batch)).await?;
