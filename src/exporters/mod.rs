@@ -1,3 +1,4 @@
 //! Exporters: components at the end of a pipeline that deliver data out of the agent.
 
 pub mod debug;
+pub mod delivery;

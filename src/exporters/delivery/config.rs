@@ -1,0 +1,141 @@
+//! `sending_queue` and `retry_on_failure`: otelcol's exporterhelper keys and defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Checks;
+
+/// `sending_queue:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingQueueConfig {
+    /// Queue requests before sending (otherwise send inline, one at a time).
+    pub enabled: bool,
+    /// Concurrent senders draining the queue.
+    pub num_consumers: usize,
+    /// Capacity in requests (one request = one encoded batch).
+    pub queue_size: usize,
+    /// When the queue is full: wait for room (backpressure) instead of refusing or dropping.
+    pub block_on_overflow: bool,
+    /// Persist the queue on disk so it survives backend outages and agent restarts.
+    pub storage: Option<StorageConfig>,
+}
+
+impl Default for SendingQueueConfig {
+    fn default() -> Self {
+        SendingQueueConfig {
+            enabled: true,
+            num_consumers: 10,
+            queue_size: 1000,
+            block_on_overflow: false,
+            storage: None,
+        }
+    }
+}
+
+/// `sending_queue::storage:` (fovea's file storage, in place of otelcol's storage extension id).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory for this exporter's queue files (created if missing; one exporter per directory).
+    pub directory: PathBuf,
+    /// Upper bound of the queue on disk in MiB; when reached the oldest data is dropped and counted.
+    #[serde(default = "default_max_size_mib")]
+    pub max_size_mib: u64,
+}
+
+fn default_max_size_mib() -> u64 {
+    1024
+}
+
+/// `retry_on_failure:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retry retryable failures.
+    pub enabled: bool,
+    /// First wait after a failure.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub initial_interval: Duration,
+    /// Longest wait between attempts.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub max_interval: Duration,
+    /// Give up on a request after this long (`0` = never). With persistent storage the request
+    /// goes back to the queue instead of being dropped, so an outage of any length loses nothing.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub max_elapsed_time: Duration,
+    /// Growth factor of the wait.
+    pub multiplier: f64,
+    /// Jitter: each wait is randomized by +-this fraction.
+    pub randomization_factor: f64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: true,
+            initial_interval: Duration::from_secs(5),
+            max_interval: Duration::from_secs(30),
+            max_elapsed_time: Duration::from_secs(300),
+            multiplier: 1.5,
+            randomization_factor: 0.5,
+        }
+    }
+}
+
+impl SendingQueueConfig {
+    /// Cross-field checks, reported under `prefix` (e.g. `sending_queue`).
+    pub fn validate(&self, prefix: &str, checks: &mut Checks) {
+        if self.enabled && self.queue_size == 0 {
+            checks.fail(
+                &format!("{prefix}::queue_size"),
+                "a 0 size queue would drop all data; set it above 0 or disable the queue",
+            );
+        }
+        if self.enabled && self.num_consumers == 0 {
+            checks.fail(&format!("{prefix}::num_consumers"), "must be at least 1");
+        }
+        if let Some(s) = &self.storage {
+            if s.directory.as_os_str().is_empty() {
+                checks.fail(
+                    &format!("{prefix}::storage::directory"),
+                    "must name a directory, e.g. /var/lib/fovea/queue/otlp",
+                );
+            }
+            if s.max_size_mib == 0 {
+                checks.fail(&format!("{prefix}::storage::max_size_mib"), "must be at least 1");
+            }
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Cross-field checks as otelcol's configretry, reported under `prefix`.
+    pub fn validate(&self, prefix: &str, checks: &mut Checks) {
+        if !self.enabled {
+            return;
+        }
+        if self.initial_interval.is_zero() {
+            checks.fail(&format!("{prefix}::initial_interval"), "must be above 0");
+        }
+        if self.max_interval < self.initial_interval {
+            checks.fail(&format!("{prefix}::max_interval"), "must not be less than initial_interval");
+        }
+        if !self.max_elapsed_time.is_zero()
+            && (self.max_elapsed_time < self.initial_interval || self.max_elapsed_time < self.max_interval)
+        {
+            checks.fail(
+                &format!("{prefix}::max_elapsed_time"),
+                "must be 0 (retry forever) or not less than initial_interval and max_interval",
+            );
+        }
+        if self.multiplier < 1.0 {
+            checks.fail(&format!("{prefix}::multiplier"), "must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.randomization_factor) {
+            checks.fail(&format!("{prefix}::randomization_factor"), "must be in [0, 1)");
+        }
+    }
+}
