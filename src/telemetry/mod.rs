@@ -2,7 +2,11 @@
 //! `/metrics`, `/healthz`, `/readyz` endpoint.
 
 pub mod logs;
+mod process;
+mod server;
 pub mod resource;
 mod stats;
 
+pub use process::{ProcessCollector, read_self};
+pub use server::{Health, Render, ServerError, TelemetryServer};
 pub use stats::{Collector, ComponentKind, ComponentStats, StatsRegistry};

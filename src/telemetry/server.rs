@@ -1,0 +1,125 @@
+//! The own-telemetry endpoint: `/metrics` (the agent's own metrics in Prometheus text format),
+//! `/healthz` (the process is alive) and `/readyz` (every component has started).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use super::StatsRegistry;
+use crate::model::{Metric, now_unix_nano};
+
+/// Renders metrics in the Prometheus text format.
+pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
+
+/// Errors of the telemetry server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The address is not `host:port`.
+    #[error("service::telemetry::metrics::address `{address}` is not host:port: {source}")]
+    Address {
+        /// The configured address.
+        address: String,
+        /// Why it does not parse.
+        source: std::net::AddrParseError,
+    },
+    /// Binding failed.
+    #[error("cannot listen on {address} for own metrics: {source}; pick a free port with service::telemetry::metrics::address")]
+    Bind {
+        /// The configured address.
+        address: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Whether the agent is ready (all components started).
+#[derive(Default)]
+pub struct Health {
+    ready: AtomicBool,
+}
+
+impl Health {
+    /// Marks the agent ready or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// True once every component has started.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    stats: Arc<StatsRegistry>,
+    health: Arc<Health>,
+    render: Render,
+    start: u64,
+}
+
+/// A bound, not yet serving, telemetry server.
+pub struct TelemetryServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl TelemetryServer {
+    /// Binds `address`; serving starts with [`TelemetryServer::serve`].
+    pub async fn bind(
+        address: &str,
+        stats: Arc<StatsRegistry>,
+        health: Arc<Health>,
+        render: Render,
+    ) -> Result<Self, ServerError> {
+        let addr: SocketAddr =
+            address.parse().map_err(|source| ServerError::Address { address: address.to_string(), source })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { address: address.to_string(), source })?;
+        let state = AppState { stats, health, render, start: now_unix_nano() };
+        let router = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(ready))
+            .with_state(state);
+        Ok(TelemetryServer { listener, router })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `stop` is cancelled.
+    pub async fn serve(self, stop: CancellationToken) {
+        let result =
+            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "own-telemetry server failed");
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut metrics = Vec::new();
+    state.stats.collect(state.start, now_unix_nano(), &mut metrics);
+    let mut body = String::new();
+    (state.render)(&metrics, &mut body);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+}
+
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    if state.health.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+    }
+}
