@@ -1,0 +1,4 @@
+//! `linuxutil` receiver: kernel network-stack counters, socket states and interface statistics.
+
+pub mod error;
+pub mod netstat;
