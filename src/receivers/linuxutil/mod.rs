@@ -5,3 +5,4 @@ pub mod interfaces;
 mod netlink;
 pub mod netns;
 pub mod netstat;
+pub mod sockets;
