@@ -209,6 +209,109 @@ fn interface_stats_count_ping_bytes_exactly_and_agree_with_ip_and_sysfs() {
     assert_eq!(lo(&from_sysfs), lo(&from_netlink));
 }
 
+/// Two namespaces joined by a veth pair, as a CNI joins a pod to its node: N pings of S bytes
+/// are N frames each way of S+8+20 bytes plus the 14-byte Ethernet header, which a veth counts.
+/// IPv6 is off on the pair and the neighbours are static, so nothing else crosses it.
+#[test]
+fn veth_stats_count_frames_with_their_ethernet_header() {
+    if !prerequisites(
+        "veth_stats_count_frames_with_their_ethernet_header",
+        &["ip", "ping"],
+    ) {
+        return;
+    }
+    const N: u64 = 10;
+    const S: u64 = 1000;
+    let a = TestNetns::new();
+    let b = TestNetns::new();
+    run(Command::new("ip").args([
+        "link", "add", "va", "netns", &a.name, "type", "veth", "peer", "name", "vb", "netns",
+        &b.name,
+    ]));
+    for (ns, dev, addr) in [(&a, "va", "198.18.0.1/30"), (&b, "vb", "198.18.0.2/30")] {
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+        ]);
+        run(Command::new("ip").args(["-n", &ns.name, "addr", "add", addr, "dev", dev]));
+        run(Command::new("ip").args(["-n", &ns.name, "link", "set", dev, "up"]));
+    }
+    for (ns, dev, peer_ns, peer_dev, peer_ip) in [
+        (&a, "va", &b, "vb", "198.18.0.2"),
+        (&b, "vb", &a, "va", "198.18.0.1"),
+    ] {
+        let mac = link_json(peer_ns, peer_dev)["address"]
+            .as_str()
+            .expect("veth has a MAC")
+            .to_owned();
+        run(Command::new("ip").args([
+            "-n",
+            &ns.name,
+            "neigh",
+            "replace",
+            peer_ip,
+            "lladdr",
+            &mac,
+            "dev",
+            dev,
+            "nud",
+            "permanent",
+        ]));
+    }
+    let mut reader_a = run_in_netns(&a.path, InterfaceStatsReader::new).expect("join a");
+    let mut reader_b = run_in_netns(&b.path, InterfaceStatsReader::new).expect("join b");
+    let find = |list: &[InterfaceStats], name: &str| {
+        list.iter()
+            .find(|i| i.name == name)
+            .cloned()
+            .expect("veth listed")
+    };
+
+    let va_before = find(reader_a.read_netlink().expect("dump a"), "va");
+    let vb_before = find(reader_b.read_netlink().expect("dump b"), "vb");
+    a.exec(&[
+        "ping",
+        "-q",
+        "-c",
+        &N.to_string(),
+        "-i",
+        "0.01",
+        "-s",
+        &S.to_string(),
+        "198.18.0.2",
+    ]);
+    let va = find(reader_a.read_netlink().expect("dump a"), "va");
+    let vb = find(reader_b.read_netlink().expect("dump b"), "vb");
+
+    let frame = S + 8 + 20 + 14;
+    for (side, before, after) in [("va", &va_before, &va), ("vb", &vb_before, &vb)] {
+        assert_eq!(
+            after.stats.tx_packets - before.stats.tx_packets,
+            N,
+            "{side} tx packets"
+        );
+        assert_eq!(
+            after.stats.rx_packets - before.stats.rx_packets,
+            N,
+            "{side} rx packets"
+        );
+        assert_eq!(
+            after.stats.tx_bytes - before.stats.tx_bytes,
+            N * frame,
+            "{side} tx bytes"
+        );
+        assert_eq!(
+            after.stats.rx_bytes - before.stats.rx_bytes,
+            N * frame,
+            "{side} rx bytes"
+        );
+        assert_eq!(after.oper_state.as_str(), "up", "{side}");
+    }
+    assert_eq!(va.stats, ip_link_stats(&a, "va"), "va: fovea vs ip -s link");
+    assert_eq!(vb.stats, ip_link_stats(&b, "vb"), "vb: fovea vs ip -s link");
+}
+
 fn lo(interfaces: &[InterfaceStats]) -> InterfaceStats {
     interfaces
         .iter()
@@ -217,12 +320,22 @@ fn lo(interfaces: &[InterfaceStats]) -> InterfaceStats {
         .expect("every namespace has lo")
 }
 
-/// `ip -s -j link show lo`'s stats64, in fovea's struct (fields ip does not print stay zero, as
-/// they are on lo).
 fn ip_link_lo(ns: &TestNetns) -> LinkStats {
-    let out = run(Command::new("ip").args(["-n", &ns.name, "-s", "-j", "link", "show", "lo"]));
-    let json: serde_json::Value = serde_json::from_slice(&out).expect("ip -j prints JSON");
-    let stats = &json[0]["stats64"];
+    ip_link_stats(ns, "lo")
+}
+
+/// `ip -s -j link show DEV`, the first (only) object.
+fn link_json(ns: &TestNetns, dev: &str) -> serde_json::Value {
+    let out = run(Command::new("ip").args(["-n", &ns.name, "-s", "-j", "link", "show", dev]));
+    let mut json: serde_json::Value = serde_json::from_slice(&out).expect("ip -j prints JSON");
+    json[0].take()
+}
+
+/// `ip -s -j link show DEV`'s stats64 in fovea's struct; the fields ip does not print stay zero
+/// (they are on the test's idle devices).
+fn ip_link_stats(ns: &TestNetns, dev: &str) -> LinkStats {
+    let json = link_json(ns, dev);
+    let stats = &json["stats64"];
     let n = |dir: &str, key: &str| {
         stats[dir][key]
             .as_u64()
