@@ -579,6 +579,15 @@ fn settle(
     }
 }
 
+/// The readers do blocking I/O: the receiver moves them into `spawn_blocking` or a thread.
+#[test]
+fn readers_can_move_to_another_thread() {
+    fn send<T: Send + 'static>() {}
+    send::<NetstatReader>();
+    send::<InterfaceStatsReader>();
+    send::<SocketStatsReader>();
+}
+
 // ---------------------------------------------------------------------------------------------
 // harness
 
