@@ -36,9 +36,9 @@ pub enum LinuxutilError {
 
     /// A netlink socket could not be created, bound or configured.
     #[error(
-        "cannot {action} a {protocol} netlink socket: {source}; the kernel must have \
-         CONFIG_{protocol} and the agent must be allowed to create netlink sockets \
-         (seccomp profiles sometimes forbid it)"
+        "cannot {action} a {protocol} netlink socket: {source}; the agent must be allowed to \
+         create netlink sockets (seccomp profiles and LSMs sometimes forbid it), and \
+         NETLINK_SOCK_DIAG needs a kernel with CONFIG_INET_DIAG"
     )]
     NetlinkSocket {
         /// `NETLINK_ROUTE` or `NETLINK_SOCK_DIAG`.

@@ -508,6 +508,47 @@ mod tests {
         );
     }
 
+    fn reader_without_netlink(sysfs_root: &Path) -> InterfaceStatsReader {
+        InterfaceStatsReader {
+            netlink: Err(libc::EPERM),
+            sysfs_root: sysfs_root.to_owned(),
+            interfaces: Vec::new(),
+            source: StatsSource::Netlink,
+            warned_fallback: false,
+        }
+    }
+
+    #[test]
+    fn read_falls_back_to_sysfs_when_netlink_fails() {
+        let mut reader = reader_without_netlink(&testdata("sys_class_net"));
+        let names: Vec<_> = reader
+            .read()
+            .expect("sysfs fallback")
+            .iter()
+            .map(|i| i.name.to_string())
+            .collect();
+        assert_eq!(names, ["lo", "eth0"]);
+        assert_eq!(reader.source(), StatsSource::Sysfs);
+    }
+
+    #[test]
+    fn when_both_sources_fail_the_error_gives_both_reasons() {
+        let mut reader = reader_without_netlink(Path::new("/nonexistent/sys/class/net"));
+        let err = reader.read().expect_err("both fail").to_string();
+        assert!(
+            err.starts_with(
+                "cannot read interface statistics: netlink: cannot open a NETLINK_ROUTE netlink \
+                 socket: Operation not permitted"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("sysfs fallback: cannot read /nonexistent/sys/class/net: No such file"),
+            "{err}"
+        );
+        assert!(reader.interfaces().is_empty());
+    }
+
     #[test]
     fn stat_names_match_the_struct() {
         let stats = LinkStats {
