@@ -3,10 +3,13 @@
 use crate::exporters;
 use crate::pipeline::Registry;
 use crate::processors;
+use crate::receivers;
 
 /// Every component type fovea ships.
 pub fn builtin() -> Registry {
     Registry::new(vec![
+        // receivers
+        receivers::linuxutil::factory(),
         // processors
         processors::batch::factory(),
         // exporters

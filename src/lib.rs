@@ -10,4 +10,5 @@ pub mod exporters;
 pub mod model;
 pub mod pipeline;
 pub mod processors;
+pub mod receivers;
 pub mod telemetry;

@@ -8,6 +8,7 @@ mod error;
 mod id;
 mod merge;
 mod node;
+pub mod pattern;
 mod print;
 pub mod service;
 mod yaml;

@@ -3,8 +3,8 @@
 
 pub mod logs;
 mod process;
-mod server;
 pub mod resource;
+mod server;
 mod stats;
 
 pub use process::{ProcessCollector, read_self};

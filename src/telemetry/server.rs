@@ -30,7 +30,9 @@ pub enum ServerError {
         source: std::net::AddrParseError,
     },
     /// Binding failed.
-    #[error("cannot listen on {address} for own metrics: {source}; pick a free port with service::telemetry::metrics::address")]
+    #[error(
+        "cannot listen on {address} for own metrics: {source}; pick a free port with service::telemetry::metrics::address"
+    )]
     Bind {
         /// The configured address.
         address: String,
@@ -117,9 +119,5 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
-    }
+    if state.health.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") }
 }

@@ -1,0 +1,244 @@
+//! `linuxutil` receiver: kernel network-stack counters (`/proc/net/snmp`, `/proc/net/netstat`),
+//! TCP socket states (netlink sock_diag) and interface statistics (netlink), read every
+//! `collection_interval`. No eBPF.
+
+mod config;
+pub mod error;
+pub mod interfaces;
+mod netlink;
+pub mod netns;
+pub mod netstat;
+pub mod sockets;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use smol_str::SmolStr;
+
+pub use config::{DEFAULT_INTERFACE_STATISTICS, DEFAULT_NETSTAT_GROUPS, LinuxutilConfig};
+use error::LinuxutilError;
+use interfaces::{InterfaceStatsReader, LinkStats};
+use netstat::NetstatReader;
+use sockets::SocketStatsReader;
+
+use crate::config::parse_component;
+use crate::config::pattern::any_match;
+use crate::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal, now_unix_nano};
+use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext};
+use crate::telemetry::ComponentKind;
+
+/// The registry entry.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Receiver,
+        type_name: "linuxutil",
+        aliases: &[],
+        signals: &[Signal::Metrics],
+        description: "kernel stack counters (/proc/net/snmp, netstat), TCP socket states (sock_diag), interface statistics (netlink)",
+        build: |ctx: &BuildContext<'_>| {
+            let config: LinuxutilConfig = parse_component(ctx.node, ctx.path)?;
+            Ok(Built::Receiver(Box::new(Linuxutil::new(config, ctx.resource.clone()))))
+        },
+    }
+}
+
+/// The kernel sources, moved to a blocking thread for each collection and back.
+struct Sources {
+    netstat: NetstatReader,
+    interfaces: Option<InterfaceStatsReader>,
+    sockets: Option<SocketStatsReader>,
+}
+
+/// What one collection read.
+struct Reading {
+    netstat: Vec<(SmolStr, SmolStr, i64)>,
+    interfaces: Vec<(SmolStr, LinkStats)>,
+    tcp: Vec<(&'static str, u64)>,
+    udp: Option<u64>,
+}
+
+/// The receiver.
+pub struct Linuxutil {
+    config: LinuxutilConfig,
+    resource: Arc<Resource>,
+    scope: Arc<Scope>,
+    sources: Option<Sources>,
+}
+
+impl Linuxutil {
+    /// A receiver with the given settings.
+    pub fn new(config: LinuxutilConfig, resource: Arc<Resource>) -> Self {
+        let scope = Arc::new(Scope { name: "fovea/linuxutil".into(), version: env!("CARGO_PKG_VERSION").into() });
+        Linuxutil { config, resource, scope, sources: None }
+    }
+
+    fn open(config: &LinuxutilConfig) -> Result<Sources, LinuxutilError> {
+        let open = || -> Result<Sources, LinuxutilError> {
+            Ok(Sources {
+                netstat: NetstatReader::new(),
+                interfaces: config.interfaces.enabled.then(InterfaceStatsReader::new),
+                sockets: if config.sockets.enabled { Some(SocketStatsReader::new()?) } else { None },
+            })
+        };
+        match &config.netns {
+            // Netlink sockets stay in the namespace they were created in.
+            Some(path) => netns::run_in_netns(path, open)?,
+            None => open(),
+        }
+    }
+
+    fn read(config: &LinuxutilConfig, sources: &mut Sources) -> Result<Reading, LinuxutilError> {
+        let mut reading = Reading { netstat: Vec::new(), interfaces: Vec::new(), tcp: Vec::new(), udp: None };
+        if config.netstat.enabled {
+            let counters = match &config.netns {
+                Some(path) => {
+                    netns::run_in_netns(path, || sources.netstat.read(Path::new(netns::THREAD_PROC_NET)).map(|_| ()))??;
+                    sources.netstat.counters()
+                }
+                None => sources.netstat.read(Path::new(netstat::DEFAULT_PROC_NET))?,
+            };
+            let include = &config.netstat.include;
+            for c in counters {
+                let keep = if include.is_empty() {
+                    c.value != 0 && DEFAULT_NETSTAT_GROUPS.contains(&c.group.as_str())
+                } else {
+                    include.iter().any(|p| p.matches(&format!("{}:{}", c.group, c.name)))
+                };
+                if keep {
+                    reading.netstat.push((c.group.clone(), c.name.clone(), c.value));
+                }
+            }
+        }
+        if let Some(reader) = &mut sources.interfaces {
+            let cfg = &config.interfaces;
+            for i in reader.read()? {
+                if (cfg.include.is_empty() || any_match(&cfg.include, &i.name)) && !any_match(&cfg.exclude, &i.name) {
+                    reading.interfaces.push((i.name.clone(), i.stats.clone()));
+                }
+            }
+        }
+        if let Some(reader) = &mut sources.sockets {
+            let counts = reader.read()?;
+            reading.tcp = counts.tcp().iter().map(|(state, n)| (state.as_str(), n)).collect();
+            reading.udp = counts.udp();
+        }
+        Ok(reading)
+    }
+
+    fn to_metrics(&self, reading: Reading, now: u64) -> MetricBatch {
+        let mut metrics = Vec::new();
+        if !reading.netstat.is_empty() {
+            let points = reading
+                .netstat
+                .into_iter()
+                .map(|(group, name, value)| {
+                    NumberPoint::int(
+                        Attributes::from_pairs([("netstat.group", group), ("netstat.name", name)]),
+                        0,
+                        now,
+                        value,
+                    )
+                })
+                .collect();
+            metrics.push(Metric::gauge(
+                "network.netstat",
+                "1",
+                "Kernel network stack counters from /proc/net/snmp and /proc/net/netstat",
+                points,
+            ));
+        }
+        if !reading.interfaces.is_empty() {
+            let wanted = &self.config.interfaces.statistics;
+            let mut points = Vec::with_capacity(reading.interfaces.len() * wanted.len());
+            for (name, stats) in &reading.interfaces {
+                for (stat, value) in stats.fields() {
+                    if wanted.iter().any(|w| w == stat) {
+                        let attrs = Attributes::from_pairs([
+                            ("network.interface.name", name.clone()),
+                            ("statistic", SmolStr::new_static(stat)),
+                        ]);
+                        points.push(NumberPoint::int(attrs, 0, now, value.min(i64::MAX as u64) as i64));
+                    }
+                }
+            }
+            metrics.push(Metric::gauge(
+                "network.interface.stats",
+                "1",
+                "Interface statistics (packets, bytes, errors, drops) from netlink",
+                points,
+            ));
+        }
+        if !reading.tcp.is_empty() {
+            let points = reading
+                .tcp
+                .iter()
+                .map(|(state, n)| {
+                    NumberPoint::int(Attributes::from_pairs([("network.connection.state", *state)]), 0, now, *n as i64)
+                })
+                .collect();
+            metrics.push(Metric::gauge(
+                "network.tcp.connections",
+                "{connection}",
+                "TCP sockets by state (IPv4 and IPv6), from netlink sock_diag",
+                points,
+            ));
+        }
+        if let Some(udp) = reading.udp {
+            metrics.push(Metric::gauge(
+                "network.udp.sockets",
+                "{socket}",
+                "Open UDP sockets (IPv4 and IPv6), from netlink sock_diag",
+                vec![NumberPoint::int(Attributes::new(), 0, now, udp as i64)],
+            ));
+        }
+        MetricBatch::single(self.resource.clone(), self.scope.clone(), metrics)
+    }
+}
+
+#[async_trait]
+impl Receiver for Linuxutil {
+    async fn start(&mut self, _ctx: &crate::pipeline::StartContext) -> Result<(), ComponentError> {
+        let config = self.config.clone();
+        let sources = tokio::task::spawn_blocking(move || Linuxutil::open(&config)).await??;
+        self.sources = Some(sources);
+        Ok(())
+    }
+
+    async fn run(mut self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
+        let mut sources = self.sources.take().ok_or("linuxutil receiver was not started")?;
+        let mut ticker = tokio::time::interval(self.config.collection_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+            }
+            let config = self.config.clone();
+            let (back, result) = tokio::task::spawn_blocking(move || {
+                let r = Linuxutil::read(&config, &mut sources);
+                (sources, r)
+            })
+            .await?;
+            sources = back;
+            match result {
+                Ok(reading) => {
+                    failures = 0;
+                    let batch = self.to_metrics(reading, now_unix_nano());
+                    if ctx.output.send(Payload::from(batch)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    // Log the first failure and then every 10th, so a persistent problem is visible but not noisy.
+                    if failures == 1 || failures % 10 == 0 {
+                        tracing::warn!(error = %e, failures, "linuxutil collection failed");
+                    }
+                    ctx.start.stats.add_failed(Signal::Metrics, 1);
+                }
+            }
+        }
+    }
+}

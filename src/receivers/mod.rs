@@ -1,0 +1,3 @@
+//! Receivers: components that produce metrics or flows.
+
+pub mod linuxutil;
