@@ -114,7 +114,7 @@ impl Linuxutil {
             let cfg = &config.interfaces;
             for i in reader.read()? {
                 if (cfg.include.is_empty() || any_match(&cfg.include, &i.name)) && !any_match(&cfg.exclude, &i.name) {
-                    reading.interfaces.push((i.name.clone(), i.stats.clone()));
+                    reading.interfaces.push((i.name.clone(), i.stats));
                 }
             }
         }
@@ -233,7 +233,7 @@ impl Receiver for Linuxutil {
                 Err(e) => {
                     failures += 1;
                     // Log the first failure and then every 10th, so a persistent problem is visible but not noisy.
-                    if failures == 1 || failures % 10 == 0 {
+                    if failures == 1 || failures.is_multiple_of(10) {
                         tracing::warn!(error = %e, failures, "linuxutil collection failed");
                     }
                     ctx.start.stats.add_failed(Signal::Metrics, 1);
