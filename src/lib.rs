@@ -5,6 +5,7 @@
 //! OpenTelemetry Collector (see `config/default.yaml`).
 
 pub mod config;
+pub mod exporters;
 pub mod model;
 pub mod pipeline;
 pub mod telemetry;

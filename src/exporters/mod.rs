@@ -1,0 +1,3 @@
+//! Exporters: components that deliver data out of the agent.
+
+pub mod prometheus;
