@@ -76,12 +76,15 @@ pub(crate) fn write_go_float(out: &mut String, v: f64, open_metrics: bool) {
         return;
     }
     let start = out.len();
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
+    // Shortest digits in scientific form first (`1.5e-5`), written in place to avoid allocating.
+    let _ = write!(out, "{v:e}");
+    let e = out[start..].find('e').map_or(out.len(), |i| start + i);
+    let exp: i32 = out.get(e + 1..).and_then(|x| x.parse().ok()).unwrap_or(0);
     if v != 0.0 && !(-4..6).contains(&exp) {
-        let _ = write!(out, "{mantissa}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        out.truncate(e);
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
     } else {
+        out.truncate(start);
         let _ = write!(out, "{v}");
     }
     if open_metrics && !out[start..].contains(['.', 'e']) {

@@ -32,7 +32,7 @@ pub use naming::{MetricKind, label_name, metric_name};
 pub use retina::metric_names as retina_metric_names;
 
 use crate::config::{ConfigError, parse_component};
-use crate::model::{Payload, Signal};
+use crate::model::{MetricBatch, Payload, Signal};
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
 use crate::telemetry::ComponentKind;
 use store::{Store, StoreOptions};
@@ -85,6 +85,43 @@ pub fn factory() -> Factory {
 fn build(ctx: &BuildContext<'_>) -> Result<Built, ConfigError> {
     let config: PrometheusConfig = parse_component(ctx.node, ctx.path)?;
     Ok(Built::Exporter(Box::new(PrometheusExporter::new(config))))
+}
+
+/// The exporter's series store on its own, for benchmarks and for embedding an exposition
+/// elsewhere: fold batches in, encode the latest values out.
+pub struct SeriesStore(Store);
+
+impl SeriesStore {
+    /// An empty store named and labelled per `config` (`endpoint` and `path` are not used).
+    pub fn new(config: &PrometheusConfig) -> Self {
+        SeriesStore(Store::new(StoreOptions::from_config(config)))
+    }
+
+    /// Folds a batch in; returns `(points accepted, points refused)`.
+    pub fn fold(&mut self, batch: &MetricBatch) -> (u64, u64) {
+        let f = self.0.fold(batch, Instant::now());
+        (f.accepted, f.dropped)
+    }
+
+    /// Removes series older than `metric_expiration`; returns how many.
+    pub fn expire(&mut self) -> usize {
+        self.0.expire(Instant::now())
+    }
+
+    /// Appends the exposition in `format`.
+    pub fn encode(&self, format: Format, out: &mut String) {
+        self.0.encode(format, false, out);
+    }
+
+    /// Number of OpenTelemetry series held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when no series is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
 }
 
 /// What the HTTP handler and the ingestion loop share.

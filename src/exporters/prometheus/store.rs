@@ -130,11 +130,12 @@ pub(crate) struct Series {
 
 const NO_OUTPUT: u32 = u32::MAX;
 
-/// One exposed (Prometheus) series: rendered labels and the OpenTelemetry series that feed it.
+/// One exposed (Prometheus) series: rendered labels (shared with the family's index) and the
+/// OpenTelemetry series that feed it.
 #[derive(Debug)]
 pub(crate) struct Output {
     family: u32,
-    pub labels: Box<str>,
+    pub labels: Arc<str>,
     pub members: Vec<u32>,
 }
 
@@ -146,7 +147,7 @@ pub(crate) struct Family {
     pub kind: PromKind,
     pub merge: Merge,
     /// Rendered labels -> output, in label order for a stable exposition.
-    pub series: BTreeMap<Box<str>, u32>,
+    pub series: BTreeMap<Arc<str>, u32>,
     conflict_reported: bool,
 }
 
@@ -655,7 +656,7 @@ impl Store {
         if let Some(&o) = fam.series.get(labels.as_str()) {
             return o;
         }
-        let labels: Box<str> = labels.into();
+        let labels: Arc<str> = labels.into();
         let o = self.outputs.insert(Output { family, labels: labels.clone(), members: Vec::new() });
         if let Some(fam) = self.families.get_mut(family) {
             fam.series.insert(labels, o);
