@@ -120,7 +120,16 @@ fn bad_values_are_located_with_what_to_do() {
             "exporters::prometheus::endpoint",
             "`localhost` is not host:port; write e.g. \"0.0.0.0:10093\", \"127.0.0.1:9464\" or \"[::]:10093\"",
         ),
-        ("    path: metrics\n", "exporters::prometheus::path", "`metrics` is not a URL path; write e.g. \"/metrics\""),
+        (
+            "    path: metrics\n",
+            "exporters::prometheus::path",
+            "`metrics` is not a plain URL path (letters, digits, / . _ ~ -); write e.g. \"/metrics\"",
+        ),
+        (
+            "    path: /metrics/{x}\n",
+            "exporters::prometheus::path",
+            "`/metrics/{x}` is not a plain URL path (letters, digits, / . _ ~ -); write e.g. \"/metrics\"",
+        ),
         (
             "    const_labels: {cluster: a, bad-label: b}\n",
             "exporters::prometheus::const_labels::bad-label",

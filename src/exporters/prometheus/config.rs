@@ -20,7 +20,8 @@ pub struct PrometheusConfig {
     pub endpoint: String,
     /// URL path of the metrics (default `/metrics`); other paths answer 404.
     pub path: String,
-    /// Prefix for every OpenTelemetry-named metric (`namespace_metric_name`).
+    /// Prefix for every OpenTelemetry-named metric and `target_info` (`namespace_metric_name`);
+    /// Retina names are never prefixed.
     pub namespace: String,
     /// Labels added to every series (not to `target_info`, as in otelcol).
     pub const_labels: BTreeMap<String, String>,
@@ -29,7 +30,8 @@ pub struct PrometheusConfig {
     /// Series not updated for this long disappear (default 5m; `0` keeps them forever).
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub metric_expiration: Duration,
-    /// Copy resource attributes onto every series instead of the `target_info` metric.
+    /// Copy resource attributes onto every series (Retina-named ones too) instead of exposing
+    /// the `target_info` metric.
     pub resource_to_telemetry_conversion: ResourceToTelemetry,
     /// Serve OpenMetrics text when the scraper asks for it (default false).
     pub enable_open_metrics: bool,
@@ -102,8 +104,15 @@ impl ComponentConfig for PrometheusConfig {
                 ),
             );
         }
-        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
-            checks.fail("path", format!("`{}` is not a URL path; write e.g. \"/metrics\"", self.path));
+        let path_chars = self.path.chars().all(|c| c.is_ascii_alphanumeric() || "/._~-".contains(c));
+        if !self.path.starts_with('/') || !path_chars {
+            checks.fail(
+                "path",
+                format!(
+                    "`{}` is not a plain URL path (letters, digits, / . _ ~ -); write e.g. \"/metrics\"",
+                    self.path
+                ),
+            );
         }
         for name in self.const_labels.keys() {
             if !is_valid_label_name(name) {

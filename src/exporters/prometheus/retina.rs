@@ -95,7 +95,7 @@ static ROWS: &[Row] = &[
     node("network.drop.bytes", "networkobservability_drop_bytes", &[REASON, DIRECTION]),
     node("network.tcp.retransmits", "networkobservability_tcp_retransmission_count", &[]),
     node("network.tcp.connections", "networkobservability_tcp_state", &[STATE]),
-    netstat(&["Tcp", "TcpExt"], "networkobservability_tcp_connection_stats"),
+    netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats"),
     netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
     netstat(&["Udp"], "networkobservability_udp_connection_stats"),
     node("network.interface.stats", "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),

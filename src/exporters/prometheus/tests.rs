@@ -544,3 +544,55 @@ fn format_negotiation() {
     assert_eq!(Format::negotiate(Some("text/plain"), true), Format::Text);
     assert_eq!(Format::negotiate(None, true), Format::Text);
 }
+
+#[test]
+fn retina_tcp_states_cover_every_linux_state() {
+    let names: Vec<String> = (1..=12)
+        .filter_map(crate::model::TcpState::from_linux)
+        .map(|state| {
+            let a = attrs(&[("network.connection.state", state.as_str())]);
+            let placed = super::retina::place("network.tcp.connections", &a).expect("tcp_state row");
+            assert_eq!(placed.name, "networkobservability_tcp_state");
+            placed.labels[0].1.clone()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "ESTABLISHED",
+            "SYN_SENT",
+            "SYN_RECV",
+            "FIN_WAIT1",
+            "FIN_WAIT2",
+            "TIME_WAIT",
+            "CLOSE",
+            "CLOSE_WAIT",
+            "LAST_ACK",
+            "LISTEN",
+            "CLOSING",
+            "SYN_RECV"
+        ]
+    );
+}
+
+#[test]
+fn retina_falls_back_to_otel_names_where_retina_has_none() {
+    let place = super::retina::place;
+    let mptcp = attrs(&[("netstat.group", "MPTcpExt"), ("netstat.name", "MPCapableSYNRX")]);
+    assert_eq!(place("network.netstat", &mptcp).map(|p| p.name), Some("networkobservability_tcp_connection_stats"));
+    assert_eq!(place("network.netstat", &attrs(&[("netstat.group", "Icmp"), ("netstat.name", "InErrors")])), None);
+    assert_eq!(place("network.tcp.flags", &attrs(&[("tcp.flag", "SYN")])), None, "node-level flags: no Retina metric");
+    assert_eq!(place("network.tcp.rtt", &Attributes::new()), None);
+    let all: Vec<&str> = super::retina::metric_names().collect();
+    assert!(all.iter().all(|n| n.starts_with("networkobservability_")), "{all:?}");
+}
+
+#[test]
+fn unusable_names_are_dropped_and_help_is_escaped() {
+    let mut store = Store::new(StoreOptions { scope_labels: false, ..options(Naming::Otel) });
+    let bad = Metric::gauge("@#$", "", "", vec![point(&[], 1, 1), point(&[("a", "b")], 1, 2)]);
+    let good = Metric::gauge("ok", "", "line one\nline \\ two \"q\"", vec![point(&[], 1, 3)]);
+    assert_eq!(store.fold(&batch(vec![bad, good]), Instant::now()), Folded { accepted: 1, dropped: 2 });
+    let text = encode(&store, Format::Text);
+    assert!(text.contains("# HELP ok line one\\nline \\\\ two \"q\"\n# TYPE ok gauge\n"), "{text}");
+}
