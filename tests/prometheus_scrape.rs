@@ -210,6 +210,20 @@ async fn open_metrics_is_not_served_unless_enabled() {
     exporter.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_disappear_after_metric_expiration() {
+    let exporter =
+        start(PrometheusConfig { metric_expiration: Duration::from_millis(500), ..config(Naming::Otel) }).await;
+    exporter.send(node_batch(5)).await;
+    exporter.scrape_until("network_forward_packets_total").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let text = get(exporter.addr, "/metrics", &[]).expect("scrape").text();
+    assert_eq!(text, "", "every series and target_info expired");
+    exporter.send(node_batch(6)).await;
+    exporter.scrape_until("network_forward_packets_total").await;
+    exporter.stop().await;
+}
+
 fn promtool(exposition: &str) -> Option<(bool, String)> {
     let promtool = require_tool("promtool")?;
     let mut child = Command::new(promtool)
