@@ -591,28 +591,31 @@ impl Store {
             }
         };
         let help = metric.description.to_string();
-        // Labels in precedence order; a later label with a name already present is skipped.
+        // Labels in precedence order (a later label whose name is already present is skipped):
+        // job and instance, so `target_info` joins hold; the point's attributes; the resource's
+        // (when copied); the scope; the constant labels.
+        if merge == Merge::Latest
+            && let Some(r) = self.resources.get(key.resource)
+        {
+            let target = [("instance", &r.instance), ("job", &r.job)];
+            for (label, value) in target {
+                if let Some(value) = value {
+                    labels.insert(0, (label.to_string(), value.clone()));
+                }
+            }
+        }
         if self.opts.resource_labels
             && let Some(r) = self.resources.get(key.resource)
         {
             labels.extend(attribute_labels(&r.resource.attributes));
         }
-        if merge == Merge::Latest {
-            if self.opts.scope_labels
-                && let Some(s) = self.scopes.get(key.scope)
-            {
-                for (label, value) in [("otel_scope_name", &s.scope.name), ("otel_scope_version", &s.scope.version)] {
-                    if !value.is_empty() {
-                        labels.push((label.to_string(), value.to_string()));
-                    }
-                }
-            }
-            if let Some(r) = self.resources.get(key.resource) {
-                if let Some(job) = &r.job {
-                    labels.push(("job".to_string(), job.clone()));
-                }
-                if let Some(instance) = &r.instance {
-                    labels.push(("instance".to_string(), instance.clone()));
+        if merge == Merge::Latest
+            && self.opts.scope_labels
+            && let Some(s) = self.scopes.get(key.scope)
+        {
+            for (label, value) in [("otel_scope_name", &s.scope.name), ("otel_scope_version", &s.scope.version)] {
+                if !value.is_empty() {
+                    labels.push((label.to_string(), value.to_string()));
                 }
             }
         }

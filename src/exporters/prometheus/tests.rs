@@ -511,6 +511,14 @@ fn timestamps_const_labels_and_resource_labels() {
 }
 
 #[test]
+fn job_and_instance_win_over_attributes_named_like_them() {
+    let mut store = Store::new(StoreOptions { scope_labels: false, ..options(Naming::Otel) });
+    let g = Metric::gauge("a", "", "", vec![point(&[("job", "mine"), ("k", "v")], 1, 1)]);
+    store.fold(&batch(vec![g]), Instant::now());
+    assert_eq!(samples(&encode(&store, Format::Text))[1..], ["a{instance=\"node-1\",job=\"fovea\",k=\"v\"} 1"]);
+}
+
+#[test]
 fn type_conflicts_keep_the_first_family() {
     let mut store = Store::new(StoreOptions { scope_labels: false, ..options(Naming::Otel) });
     let gauge = Metric::gauge("requests.total", "", "", vec![point(&[], 10, 1)]);
