@@ -14,5 +14,6 @@ pub fn builtin() -> Registry {
         processors::batch::factory(),
         // exporters
         exporters::debug::factory(),
+        exporters::prometheus::factory(),
     ])
 }

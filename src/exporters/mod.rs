@@ -2,3 +2,4 @@
 
 pub mod debug;
 pub mod delivery;
+pub mod prometheus;

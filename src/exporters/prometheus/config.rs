@@ -1,0 +1,126 @@
+//! Configuration of the `prometheus` exporter: otelcol's keys and defaults, plus fovea's `path`
+//! and `naming`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::naming::is_valid_label_name;
+use crate::config::{Checks, ComponentConfig};
+
+/// Retina's metrics port, the default scrape endpoint.
+pub const DEFAULT_ENDPOINT: &str = "0.0.0.0:10093";
+
+/// `exporters::prometheus` settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrometheusConfig {
+    /// `host:port` to serve scrapes on (default `0.0.0.0:10093`, Retina's port).
+    pub endpoint: String,
+    /// URL path of the metrics (default `/metrics`); other paths answer 404.
+    pub path: String,
+    /// Prefix for every OpenTelemetry-named metric and `target_info` (`namespace_metric_name`);
+    /// Retina names are never prefixed.
+    pub namespace: String,
+    /// Labels added to every series (not to `target_info`, as in otelcol).
+    pub const_labels: BTreeMap<String, String>,
+    /// Write each sample's own timestamp (default false: Prometheus uses the scrape time).
+    pub send_timestamps: bool,
+    /// Series not updated for this long disappear (default 5m; `0` keeps them forever).
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub metric_expiration: Duration,
+    /// Copy resource attributes onto every series (Retina-named ones too) instead of exposing
+    /// the `target_info` metric.
+    pub resource_to_telemetry_conversion: ResourceToTelemetry,
+    /// Serve OpenMetrics text when the scraper asks for it (default false).
+    pub enable_open_metrics: bool,
+    /// Append unit words and `_total` / `_ratio` to names (default true).
+    pub add_metric_suffixes: bool,
+    /// Leave out the `otel_scope_name` / `otel_scope_version` labels (default false).
+    pub without_scope_info: bool,
+    /// `otel` (OpenTelemetry -> Prometheus translation) or `retina` (Retina's names and labels).
+    pub naming: Naming,
+}
+
+/// `resource_to_telemetry_conversion` settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourceToTelemetry {
+    /// When true, every resource attribute becomes a label on every series.
+    pub enabled: bool,
+}
+
+/// Which metric names and labels are exposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Naming {
+    /// The OpenTelemetry -> Prometheus translation (`network_forward_packets_total`).
+    #[default]
+    Otel,
+    /// Retina's names and labels (`networkobservability_forward_count{direction}`) where Retina
+    /// has an equivalent; the OpenTelemetry translation otherwise.
+    Retina,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            endpoint: DEFAULT_ENDPOINT.to_string(),
+            path: "/metrics".to_string(),
+            namespace: String::new(),
+            const_labels: BTreeMap::new(),
+            send_timestamps: false,
+            metric_expiration: Duration::from_secs(300),
+            resource_to_telemetry_conversion: ResourceToTelemetry::default(),
+            enable_open_metrics: false,
+            add_metric_suffixes: true,
+            without_scope_info: false,
+            naming: Naming::Otel,
+        }
+    }
+}
+
+/// Splits `host:port` (`[v6]:port`, empty host = all interfaces); `None` when malformed.
+pub(crate) fn split_endpoint(endpoint: &str) -> Option<(&str, u16)> {
+    let (host, port) = endpoint.rsplit_once(':')?;
+    let port = port.parse::<u16>().ok()?;
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']')?,
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    Some((host, port))
+}
+
+impl ComponentConfig for PrometheusConfig {
+    fn validate(&self, checks: &mut Checks) {
+        if split_endpoint(&self.endpoint).is_none() {
+            checks.fail(
+                "endpoint",
+                format!(
+                    "`{}` is not host:port; write e.g. \"0.0.0.0:10093\", \"127.0.0.1:9464\" or \"[::]:10093\"",
+                    self.endpoint
+                ),
+            );
+        }
+        let path_chars = self.path.chars().all(|c| c.is_ascii_alphanumeric() || "/._~-".contains(c));
+        if !self.path.starts_with('/') || !path_chars {
+            checks.fail(
+                "path",
+                format!(
+                    "`{}` is not a plain URL path (letters, digits, / . _ ~ -); write e.g. \"/metrics\"",
+                    self.path
+                ),
+            );
+        }
+        for name in self.const_labels.keys() {
+            if !is_valid_label_name(name) {
+                checks.fail(
+                    &format!("const_labels::{name}"),
+                    "not a Prometheus label name: use letters, digits and `_`, not starting with a digit or `__`",
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The text exposition: Prometheus text format 0.0.4 and OpenMetrics 1.0 text.
+//!
+//! [`encode_metrics`] is the reusable entry point for metrics that have no resource (the agent's
+//! own telemetry); the exporter encodes its [`Store`] with [`Store::encode`].
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::time::Instant;
+
+use super::naming::{MetricKind, metric_name};
+use super::store::{Family, Hist, Merge, PromKind, Store, StoreOptions, Value, attribute_labels, render_labels};
+use crate::model::Metric;
+
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text (ends with `# EOF`).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+
+    /// The format to answer a scrape with, from its `Accept` header: OpenMetrics only when
+    /// enabled and asked for.
+    pub fn negotiate(accept: Option<&str>, open_metrics_enabled: bool) -> Format {
+        match accept {
+            Some(a) if open_metrics_enabled && a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+}
+
+/// Encodes metrics without a resource (the agent's own telemetry) in the Prometheus text format,
+/// with the OpenTelemetry translation (`fovea.exporter.sent_items` -> `fovea_exporter_sent_items_total`).
+pub fn encode_metrics(metrics: &[Metric], out: &mut String) {
+    let mut store = Store::new(StoreOptions::plain());
+    store.fold_unattributed(metrics, Instant::now());
+    store.encode(Format::Text, false, out);
+}
+
+/// The largest integer below which every integer is exactly an f64.
+const EXACT_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// A sample value: integers as integers, special values as Prometheus spells them.
+fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v.fract() == 0.0 && v.abs() < EXACT_INTEGER {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// A float the way Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes it, as client_golang does
+/// for `le`: shortest digits, exponent form below 1e-4 and from 1e6 (`1e+06`), so `le` values
+/// match what otelcol exposes. OpenMetrics wants a `.0` on integral values (`1.0`).
+pub(crate) fn write_go_float(out: &mut String, v: f64, open_metrics: bool) {
+    if v.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    let start = out.len();
+    // Shortest digits in scientific form first (`1.5e-5`), written in place to avoid allocating.
+    let _ = write!(out, "{v:e}");
+    let e = out[start..].find('e').map_or(out.len(), |i| start + i);
+    let exp: i32 = out.get(e + 1..).and_then(|x| x.parse().ok()).unwrap_or(0);
+    if v != 0.0 && !(-4..6).contains(&exp) {
+        out.truncate(e);
+        let _ = write!(out, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    } else {
+        out.truncate(start);
+        let _ = write!(out, "{v}");
+    }
+    if open_metrics && !out[start..].contains(['.', 'e']) {
+        out.push_str(".0");
+    }
+}
+
+fn escape_help(text: &str, format: Format, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Writes one sample line: `name{labels,extra} value timestamp`.
+fn write_sample(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &str,
+    extra: Option<(&str, &str)>,
+    value: f64,
+    timestamp: Option<(u64, Format)>,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || extra.is_some() {
+        out.push('{');
+        out.push_str(labels);
+        if let Some((k, v)) = extra {
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            out.push_str(v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    write_value(out, value);
+    if let Some((ns, format)) = timestamp {
+        let ms = ns / 1_000_000;
+        let _ = match format {
+            Format::Text => write!(out, " {ms}"),
+            Format::OpenMetrics => write!(out, " {}.{:03}", ms / 1000, ms % 1000),
+        };
+    }
+    out.push('\n');
+}
+
+/// The merged value of an exposed series, borrowed where it has a single source.
+enum Merged<'a> {
+    Number(f64),
+    Hist(&'a Hist),
+    SummedHist,
+}
+
+/// Scratch space reused across series while encoding.
+#[derive(Default)]
+struct Scratch {
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+    le: String,
+}
+
+impl Store {
+    /// Writes the whole exposition: `target_info` first, then every family in name order.
+    pub fn encode(&self, format: Format, send_timestamps: bool, out: &mut String) {
+        out.reserve(self.len() * 96);
+        self.encode_target_info(out);
+        let mut scratch = Scratch::default();
+        for &f in self.family_index.values() {
+            if let Some(family) = self.families.get(f) {
+                self.encode_family(family, format, send_timestamps, &mut scratch, out);
+            }
+        }
+        if format == Format::OpenMetrics {
+            out.push_str("# EOF\n");
+        }
+    }
+
+    fn encode_target_info(&self, out: &mut String) {
+        if self.options().resource_labels {
+            return;
+        }
+        let mut seen = BTreeSet::new();
+        for (_, r) in self.resources.iter() {
+            if r.users == 0 || (r.job.is_none() && r.instance.is_none()) {
+                continue;
+            }
+            let mut attributes = r.resource.attributes.clone();
+            for key in ["service.name", "service.namespace", "service.instance.id"] {
+                attributes.remove(key);
+            }
+            let mut labels = attribute_labels(&attributes);
+            if let Some(job) = &r.job {
+                labels.insert(0, ("job".to_string(), job.clone()));
+            }
+            if let Some(instance) = &r.instance {
+                labels.insert(0, ("instance".to_string(), instance.clone()));
+            }
+            seen.insert(render_labels(labels));
+        }
+        if seen.is_empty() {
+            return;
+        }
+        let namespace = metric_name(&self.options().namespace, "", MetricKind::Gauge, "", false);
+        let name = if namespace.is_empty() { "target_info".to_string() } else { format!("{namespace}_target_info") };
+        // A gauge in both formats, as otelcol exposes it, so it is stored as `target_info` either way.
+        let _ = writeln!(out, "# HELP {name} Target metadata");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for labels in &seen {
+            write_sample(out, &name, "", labels, None, 1.0, None);
+        }
+    }
+
+    fn encode_family(&self, family: &Family, format: Format, send_timestamps: bool, s: &mut Scratch, out: &mut String) {
+        let name = family.name.as_str();
+        // OpenMetrics names a counter family without `_total`; its samples carry it.
+        let meta = match (format, family.kind) {
+            (Format::OpenMetrics, PromKind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        if !family.help.is_empty() {
+            let _ = write!(out, "# HELP {meta} ");
+            escape_help(&family.help, format, out);
+            out.push('\n');
+        }
+        let type_name = match family.kind {
+            PromKind::Counter => "counter",
+            PromKind::Gauge => "gauge",
+            PromKind::Histogram => "histogram",
+        };
+        let _ = writeln!(out, "# TYPE {meta} {type_name}");
+        for &o in family.series.values() {
+            let Some(output) = self.outputs.get(o) else { continue };
+            let Some((merged, time)) = self.merge(family.merge, &output.members, s) else { continue };
+            let ts = send_timestamps.then_some((time, format));
+            let labels = &*output.labels;
+            match merged {
+                Merged::Number(v) => write_sample(out, name, "", labels, None, v, ts),
+                Merged::Hist(h) => {
+                    let (count, sum) = (h.count, h.sum);
+                    write_histogram(out, name, labels, &h.bounds, &h.buckets, count, sum, ts, format, &mut s.le);
+                }
+                Merged::SummedHist => {
+                    let bounds = self.first_bounds(&output.members);
+                    let buckets = std::mem::take(&mut s.buckets);
+                    write_histogram(out, name, labels, &bounds, &buckets, s.count, s.sum, ts, format, &mut s.le);
+                    s.buckets = buckets;
+                }
+            }
+        }
+    }
+
+    fn first_bounds(&self, members: &[u32]) -> std::sync::Arc<[f64]> {
+        members
+            .iter()
+            .filter_map(|&m| match &self.series.get(m)?.value {
+                Value::Hist(h) => Some(h.bounds.clone()),
+                Value::Number(_) => None,
+            })
+            .next()
+            .unwrap_or_else(|| std::sync::Arc::from(Vec::new()))
+    }
+
+    /// Combines the members of one exposed series; `None` when none is left.
+    fn merge<'a>(&'a self, merge: Merge, members: &[u32], s: &mut Scratch) -> Option<(Merged<'a>, u64)> {
+        if members.len() == 1 || merge == Merge::Latest {
+            let latest = members.iter().filter_map(|&m| self.series.get(m)).max_by_key(|x| x.time)?;
+            let v = match &latest.value {
+                Value::Number(v) => Merged::Number(*v),
+                Value::Hist(h) => Merged::Hist(h),
+            };
+            return Some((v, latest.time));
+        }
+        let mut time = 0;
+        let mut total = 0.0;
+        let mut hist_bounds: Option<&[f64]> = None;
+        for &m in members {
+            let Some(x) = self.series.get(m) else { continue };
+            time = time.max(x.time);
+            match &x.value {
+                Value::Number(v) => total += v,
+                Value::Hist(h) => match hist_bounds {
+                    None => {
+                        hist_bounds = Some(&h.bounds);
+                        s.buckets.clear();
+                        s.buckets.extend_from_slice(&h.buckets);
+                        s.count = h.count;
+                        s.sum = h.sum;
+                    }
+                    // Histograms with other bounds cannot be added up; they are left out.
+                    Some(b) if *b == *h.bounds && s.buckets.len() == h.buckets.len() => {
+                        for (t, n) in s.buckets.iter_mut().zip(&h.buckets) {
+                            *t += n;
+                        }
+                        s.count += h.count;
+                        s.sum += h.sum;
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        Some((if hist_bounds.is_some() { Merged::SummedHist } else { Merged::Number(total) }, time))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_histogram(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    count: u64,
+    sum: f64,
+    ts: Option<(u64, Format)>,
+    format: Format,
+    le: &mut String,
+) {
+    let open_metrics = format == Format::OpenMetrics;
+    if buckets.len() == bounds.len() + 1 {
+        let mut cumulative = 0u64;
+        for (bound, n) in bounds.iter().zip(buckets) {
+            cumulative += n;
+            le.clear();
+            write_go_float(le, *bound, open_metrics);
+            write_sample(out, name, "_bucket", labels, Some(("le", le)), cumulative as f64, ts);
+        }
+    }
+    write_sample(out, name, "_bucket", labels, Some(("le", "+Inf")), count as f64, ts);
+    write_sample(out, name, "_sum", labels, None, sum, ts);
+    write_sample(out, name, "_count", labels, None, count as f64, ts);
+}

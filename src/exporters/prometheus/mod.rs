@@ -1,0 +1,268 @@
+//! The `prometheus` exporter: a scrape endpoint serving the latest value of every series, with
+//! otelcol's OpenTelemetry -> Prometheus translation (or Retina's names, `naming: retina`).
+//!
+//! - `config.rs`: the settings (otelcol's keys and defaults, plus `path` and `naming`).
+//! - `naming.rs`: metric and label name translation; `retina.rs`: the Retina mapping table.
+//! - `store.rs`: the series store that batches are folded into (deltas become cumulative).
+//! - `encode.rs`: the text exposition (Prometheus 0.0.4 and OpenMetrics), reused by the agent's
+//!   own `/metrics` through [`encode_metrics`].
+//! - `server.rs`: the HTTP endpoint.
+
+mod config;
+mod encode;
+mod naming;
+mod retina;
+mod server;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+pub use config::{DEFAULT_ENDPOINT, Naming, PrometheusConfig, ResourceToTelemetry};
+pub use encode::{Format, encode_metrics};
+pub use naming::{MetricKind, label_name, metric_name};
+pub use retina::metric_names as retina_metric_names;
+
+use crate::config::{ConfigError, parse_component};
+use crate::model::{MetricBatch, Payload, Signal};
+use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
+use crate::telemetry::ComponentKind;
+use store::{Store, StoreOptions};
+
+/// Errors of the `prometheus` exporter.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    /// The scrape endpoint could not be bound.
+    #[error("exporter `{id}` cannot listen on {endpoint}: {source}; {hint}")]
+    Bind {
+        /// The component id.
+        id: String,
+        /// The configured endpoint.
+        endpoint: String,
+        /// What to do about it.
+        hint: &'static str,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The HTTP server stopped with an error.
+    #[error("exporter `{id}`: the scrape server on {endpoint} failed: {source}")]
+    Serve {
+        /// The component id.
+        id: String,
+        /// The bound address.
+        endpoint: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `run` was called without a successful `start`.
+    #[error("exporter `{id}` was run before it was started; the engine must call start() first")]
+    NotStarted {
+        /// The component id.
+        id: String,
+    },
+}
+
+/// The `prometheus` exporter factory.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Exporter,
+        type_name: "prometheus",
+        aliases: &[],
+        signals: &[Signal::Metrics],
+        description: "Serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
+        build,
+    }
+}
+
+fn build(ctx: &BuildContext<'_>) -> Result<Built, ConfigError> {
+    let config: PrometheusConfig = parse_component(ctx.node, ctx.path)?;
+    Ok(Built::Exporter(Box::new(PrometheusExporter::new(config))))
+}
+
+/// The exporter's series store on its own, for benchmarks and for embedding an exposition
+/// elsewhere: fold batches in, encode the latest values out.
+pub struct SeriesStore(Store);
+
+impl SeriesStore {
+    /// An empty store named and labelled per `config` (`endpoint` and `path` are not used).
+    pub fn new(config: &PrometheusConfig) -> Self {
+        SeriesStore(Store::new(StoreOptions::from_config(config)))
+    }
+
+    /// Folds a batch in; returns `(points accepted, points refused)`.
+    pub fn fold(&mut self, batch: &MetricBatch) -> (u64, u64) {
+        let f = self.0.fold(batch, Instant::now());
+        (f.accepted, f.dropped)
+    }
+
+    /// Removes series older than `metric_expiration`; returns how many.
+    pub fn expire(&mut self) -> usize {
+        self.0.expire(Instant::now())
+    }
+
+    /// Appends the exposition in `format`.
+    pub fn encode(&self, format: Format, out: &mut String) {
+        self.0.encode(format, false, out);
+    }
+
+    /// Number of OpenTelemetry series held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when no series is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+}
+
+/// What the HTTP handler and the ingestion loop share.
+pub(crate) struct Shared {
+    pub store: RwLock<Store>,
+    pub open_metrics: bool,
+    pub send_timestamps: bool,
+}
+
+impl Shared {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Store> {
+        // A panic while holding the lock leaves a consistent store (updates are in place).
+        self.store.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The exporter: binds in `start`, serves scrapes and folds batches in `run`.
+pub struct PrometheusExporter {
+    config: PrometheusConfig,
+    shared: Arc<Shared>,
+    listener: Option<TcpListener>,
+    id: String,
+}
+
+impl PrometheusExporter {
+    /// An exporter with this config; nothing is bound until `start`.
+    pub fn new(config: PrometheusConfig) -> Self {
+        let shared = Arc::new(Shared {
+            store: RwLock::new(Store::new(StoreOptions::from_config(&config))),
+            open_metrics: config.enable_open_metrics,
+            send_timestamps: config.send_timestamps,
+        });
+        PrometheusExporter { config, shared, listener: None, id: "prometheus".to_string() }
+    }
+
+    /// The bound address, once started (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    fn sweep_interval(&self) -> Duration {
+        match self.shared.read().options().expiration {
+            Some(ttl) => (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(30)),
+            None => Duration::from_secs(60),
+        }
+    }
+}
+
+fn bind_hint(kind: std::io::ErrorKind) -> &'static str {
+    match kind {
+        std::io::ErrorKind::AddrInUse => {
+            "another process already listens there (Retina's agent also uses 10093); stop it or set `endpoint` to a free port"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need CAP_NET_BIND_SERVICE; use a higher port or grant the capability"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "that address is not on this host; use 0.0.0.0 (all addresses) or one of the host's addresses"
+        }
+        _ => "check `endpoint` (host:port)",
+    }
+}
+
+#[async_trait]
+impl Exporter for PrometheusExporter {
+    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
+        self.id = ctx.id.to_string();
+        let endpoint = match config::split_endpoint(&self.config.endpoint) {
+            Some(("", port)) => format!("0.0.0.0:{port}"),
+            _ => self.config.endpoint.clone(),
+        };
+        let listener = TcpListener::bind(&endpoint).await.map_err(|source| PrometheusError::Bind {
+            id: self.id.clone(),
+            endpoint: self.config.endpoint.clone(),
+            hint: bind_hint(source.kind()),
+            source,
+        })?;
+        if let Ok(addr) = listener.local_addr() {
+            info!(exporter = %self.id, address = %addr, path = %self.config.path, "serving metrics for scraping");
+        }
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    async fn run(self: Box<Self>, mut ctx: ExporterContext) -> Result<(), ComponentError> {
+        let sweep = self.sweep_interval();
+        let PrometheusExporter { config, shared, listener, id } = *self;
+        let listener = listener.ok_or_else(|| PrometheusError::NotStarted { id: id.clone() })?;
+        let endpoint = listener.local_addr().map_err(|source| PrometheusError::Serve {
+            id: id.clone(),
+            endpoint: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+        let stop = CancellationToken::new();
+        let mut server = tokio::spawn(server::serve(listener, config.path.clone(), shared.clone(), stop.clone()));
+
+        let stats = ctx.start.stats.clone();
+        let mut ticker = tokio::time::interval(sweep);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                payload = ctx.input.recv() => match payload {
+                    Some(Payload::Metrics(batch)) => {
+                        // Held in memory and served from now on: the data is taken.
+                        batch.acks.accept();
+                        let folded = shared.write().fold(&batch, Instant::now());
+                        stats.add_sent(Signal::Metrics, folded.accepted);
+                        if folded.dropped > 0 {
+                            debug!(exporter = %id, points = folded.dropped, "points refused (older than stored, malformed or unnameable)");
+                            stats.add_dropped(Signal::Metrics, folded.dropped);
+                        }
+                    }
+                    Some(other) => {
+                        other.acks().accept();
+                        stats.add_dropped(other.signal(), other.items());
+                    }
+                    None => break,
+                },
+                _ = ticker.tick() => {
+                    let removed = shared.write().expire(Instant::now());
+                    if removed > 0 {
+                        debug!(exporter = %id, series = removed, "expired series not updated within metric_expiration");
+                    }
+                }
+            }
+        }
+
+        stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(source))) => Err(PrometheusError::Serve { id, endpoint, source }.into()),
+            Ok(Err(join)) => Err(join.into()),
+            Err(_) => {
+                server.abort();
+                warn!(exporter = %id, "scrape server did not stop within 2s; abandoned");
+                Ok(())
+            }
+        }
+    }
+}

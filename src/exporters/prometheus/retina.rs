@@ -1,0 +1,204 @@
+//! `naming: retina`: Microsoft Retina's metric names and label sets, so Retina's Grafana
+//! dashboards work unchanged on fovea's data.
+//!
+//! The mapping is the table [`ROWS`]: one row per (OpenTelemetry metric, level) with the Retina
+//! name and the labels taken from attributes. A point is *pod-level* when it carries Kubernetes
+//! context (`source.*`, `destination.*` or unprefixed `k8s.*` attributes) and then maps to the
+//! `networkobservability_adv_*` row, with Retina's context labels appended ([`CONTEXT`]);
+//! otherwise it maps to the node-level row. Attributes that are not in the row are dropped, and
+//! points whose labels then coincide are summed (Retina's node-level forward counts have no
+//! interface label, so the interfaces of one direction add up). Metrics without a row keep the
+//! OpenTelemetry translation.
+//!
+//! Types follow our data: monotonic sums are exposed as `counter` (Retina exposes most of them as
+//! gauges), gauges stay gauges. Deliberate differences from Retina: the TCP state `closed` is
+//! `CLOSE` (Retina writes an empty value), `interface_stats` keeps the real interface names
+//! (Retina aggregates to `all_interfaces`), and DNS `response`/`num_response` labels are absent
+//! because no fovea attribute carries them.
+
+use crate::model::Attributes;
+
+use super::naming::attr_text;
+
+/// How an attribute value becomes Retina's label value.
+#[derive(Debug, Clone, Copy)]
+enum Values {
+    /// Unchanged.
+    Same,
+    /// `receive` -> `ingress`, `transmit` -> `egress`.
+    Direction,
+    /// `established` -> `ESTABLISHED`, `syn_received` -> `SYN_RECV` ... (Linux `ss` names).
+    TcpState,
+}
+
+/// One Retina label and the attribute it is read from.
+#[derive(Debug)]
+struct Label {
+    retina: &'static str,
+    attribute: &'static str,
+    values: Values,
+}
+
+/// Node-level (no Kubernetes context) or pod-level (`adv_*`) points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Node,
+    Pod,
+}
+
+/// One mapping: which points of which OpenTelemetry metric become which Retina metric.
+#[derive(Debug)]
+struct Row {
+    otel: &'static str,
+    level: Level,
+    /// Only points whose attribute has one of these values (`netstat.group` picks the family).
+    only: Option<(&'static str, &'static [&'static str])>,
+    name: &'static str,
+    labels: &'static [Label],
+}
+
+const DIRECTION: Label = Label { retina: "direction", attribute: "network.io.direction", values: Values::Direction };
+const REASON: Label = Label { retina: "reason", attribute: "drop.reason", values: Values::Same };
+const STATE: Label = Label { retina: "state", attribute: "network.connection.state", values: Values::TcpState };
+const NETSTAT_NAME: Label = Label { retina: "statistic_name", attribute: "netstat.name", values: Values::Same };
+const INTERFACE: Label = Label { retina: "interface_name", attribute: "network.interface.name", values: Values::Same };
+const STATISTIC: Label = Label { retina: "statistic_name", attribute: "statistic", values: Values::Same };
+const FLAG: Label = Label { retina: "flag", attribute: "tcp.flag", values: Values::Same };
+const QUERY_TYPE: Label = Label { retina: "query_type", attribute: "dns.question.type", values: Values::Same };
+const QUERY: Label = Label { retina: "query", attribute: "dns.question.name", values: Values::Same };
+const RETURN_CODE: Label = Label { retina: "return_code", attribute: "dns.response.code", values: Values::Same };
+
+const fn node(otel: &'static str, name: &'static str, labels: &'static [Label]) -> Row {
+    Row { otel, level: Level::Node, only: None, name, labels }
+}
+
+const fn pod(otel: &'static str, name: &'static str, labels: &'static [Label]) -> Row {
+    Row { otel, level: Level::Pod, only: None, name, labels }
+}
+
+const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
+    Row {
+        otel: "network.netstat",
+        level: Level::Node,
+        only: Some(("netstat.group", groups)),
+        name,
+        labels: &[NETSTAT_NAME],
+    }
+}
+
+/// The mapping table (retina.md §3.2-3.4).
+static ROWS: &[Row] = &[
+    // Node level (Retina "basic" metrics).
+    node("network.forward.packets", "networkobservability_forward_count", &[DIRECTION]),
+    node("network.forward.bytes", "networkobservability_forward_bytes", &[DIRECTION]),
+    node("network.drop.packets", "networkobservability_drop_count", &[REASON, DIRECTION]),
+    node("network.drop.bytes", "networkobservability_drop_bytes", &[REASON, DIRECTION]),
+    node("network.tcp.retransmits", "networkobservability_tcp_retransmission_count", &[]),
+    node("network.tcp.connections", "networkobservability_tcp_state", &[STATE]),
+    netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats"),
+    netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
+    netstat(&["Udp"], "networkobservability_udp_connection_stats"),
+    node("network.interface.stats", "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
+    node("network.dns.requests", "networkobservability_dns_request_count", &[]),
+    node("network.dns.responses", "networkobservability_dns_response_count", &[]),
+    // Pod level (Retina "advanced" metrics), plus the context labels.
+    pod("network.forward.packets", "networkobservability_adv_forward_count", &[DIRECTION]),
+    pod("network.forward.bytes", "networkobservability_adv_forward_bytes", &[DIRECTION]),
+    pod("network.drop.packets", "networkobservability_adv_drop_count", &[REASON, DIRECTION]),
+    pod("network.drop.bytes", "networkobservability_adv_drop_bytes", &[REASON, DIRECTION]),
+    pod("network.tcp.flags", "networkobservability_adv_tcpflags_count", &[FLAG]),
+    pod("network.tcp.retransmits", "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
+    pod("network.dns.requests", "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
+    pod("network.dns.responses", "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
+];
+
+/// Context attributes (after the `source.` / `destination.` prefix, or unprefixed for Retina's
+/// local context) and Retina's label for each (`source_podname`, or `podname` in local context).
+const CONTEXT: &[(&str, &str)] = &[
+    ("k8s.namespace.name", "namespace"),
+    ("k8s.pod.name", "podname"),
+    ("k8s.workload.kind", "workload_kind"),
+    ("k8s.workload.name", "workload_name"),
+    ("k8s.service.name", "service"),
+    ("k8s.pod.ip", "ip"),
+    ("address", "ip"),
+    ("port", "port"),
+];
+
+/// Where a point goes under Retina naming.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Placement {
+    /// The Retina metric name.
+    pub name: &'static str,
+    /// Label names and values, not yet sorted.
+    pub labels: Vec<(String, String)>,
+}
+
+fn level(attributes: &Attributes) -> Level {
+    let pod = attributes
+        .iter()
+        .any(|kv| kv.key.starts_with("source.") || kv.key.starts_with("destination.") || kv.key.starts_with("k8s."));
+    if pod { Level::Pod } else { Level::Node }
+}
+
+fn map_value(values: Values, text: String) -> String {
+    match values {
+        Values::Same => text,
+        Values::Direction => match text.as_str() {
+            "receive" => "ingress".into(),
+            "transmit" => "egress".into(),
+            _ => text,
+        },
+        Values::TcpState => match text.as_str() {
+            "syn_received" | "new_syn_recv" => "SYN_RECV".into(),
+            "fin_wait_1" => "FIN_WAIT1".into(),
+            "fin_wait_2" => "FIN_WAIT2".into(),
+            "closed" => "CLOSE".into(),
+            _ => text.to_ascii_uppercase(),
+        },
+    }
+}
+
+/// The Retina metric and labels for a point of `metric`, or `None` when Retina has no equivalent.
+pub(crate) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> {
+    let level = level(attributes);
+    let row = ROWS.iter().find(|r| {
+        r.otel == metric
+            && r.level == level
+            && r.only.is_none_or(|(key, accepted)| attributes.get_str(key).is_some_and(|v| accepted.contains(&v)))
+    })?;
+    let mut labels = Vec::with_capacity(row.labels.len() + 8);
+    for label in row.labels {
+        if let Some(value) = attributes.get(label.attribute) {
+            let mut text = String::new();
+            attr_text(value, &mut text);
+            labels.push((label.retina.to_string(), map_value(label.values, text)));
+        }
+    }
+    if level == Level::Pod {
+        for kv in attributes {
+            let (prefix, rest) = if let Some(rest) = kv.key.strip_prefix("source.") {
+                ("source_", rest)
+            } else if let Some(rest) = kv.key.strip_prefix("destination.") {
+                ("destination_", rest)
+            } else {
+                ("", kv.key.as_str())
+            };
+            if let Some((_, label)) = CONTEXT.iter().find(|(attribute, _)| *attribute == rest) {
+                let name = format!("{prefix}{label}");
+                if labels.iter().any(|(n, _)| *n == name) {
+                    continue;
+                }
+                let mut text = String::new();
+                attr_text(&kv.value, &mut text);
+                labels.push((name, text));
+            }
+        }
+    }
+    Some(Placement { name: row.name, labels })
+}
+
+/// Every Retina metric name this mapping can produce (for docs and tests).
+pub fn metric_names() -> impl Iterator<Item = &'static str> {
+    ROWS.iter().map(|r| r.name)
+}

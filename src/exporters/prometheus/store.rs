@@ -1,0 +1,800 @@
+//! The series store: the latest value of every series (metric + resource + scope + attributes),
+//! already placed in its Prometheus family with its label text rendered, so a scrape only
+//! concatenates.
+//!
+//! Cumulative sums, gauges and cumulative histograms replace the stored value (older points are
+//! dropped); delta sums and delta histograms are added to a running total, so they are exposed as
+//! cumulative, as otelcol does. Unlike otelcol, a delta whose start time leaves a gap after the
+//! previous point is still added: a gap only means nothing was reported in between.
+//!
+//! Hot path: a point of a known series is hashed, found in a hash table by comparing ids and
+//! attributes in place, and updated; nothing is allocated. Allocation happens only when a series
+//! is first seen (its attributes, its label text, perhaps its family).
+
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use smol_str::SmolStr;
+use tracing::warn;
+
+use super::config::{Naming, PrometheusConfig};
+use super::naming::{MetricKind, attr_text, label_name, metric_name};
+use super::retina;
+use crate::model::{
+    Attributes, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope, Temporality,
+};
+
+/// How series are named and labelled; derived from the config once.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreOptions {
+    pub naming: Naming,
+    pub namespace: String,
+    pub add_suffixes: bool,
+    pub resource_labels: bool,
+    pub scope_labels: bool,
+    /// Sorted by name.
+    pub const_labels: Vec<(String, String)>,
+    pub expiration: Option<Duration>,
+}
+
+impl StoreOptions {
+    /// Options from the exporter's config.
+    pub fn from_config(c: &PrometheusConfig) -> Self {
+        StoreOptions {
+            naming: c.naming,
+            namespace: c.namespace.clone(),
+            add_suffixes: c.add_metric_suffixes,
+            resource_labels: c.resource_to_telemetry_conversion.enabled,
+            scope_labels: !c.without_scope_info,
+            const_labels: c.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            expiration: (!c.metric_expiration.is_zero()).then_some(c.metric_expiration),
+        }
+    }
+
+    /// OpenTelemetry naming with suffixes, nothing added, nothing expiring.
+    pub fn plain() -> Self {
+        StoreOptions {
+            naming: Naming::Otel,
+            namespace: String::new(),
+            add_suffixes: true,
+            resource_labels: false,
+            scope_labels: true,
+            const_labels: Vec::new(),
+            expiration: None,
+        }
+    }
+}
+
+/// The Prometheus type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PromKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl From<MetricKind> for PromKind {
+    fn from(k: MetricKind) -> Self {
+        match k {
+            MetricKind::Counter => PromKind::Counter,
+            MetricKind::Gauge | MetricKind::UpDownCounter => PromKind::Gauge,
+            MetricKind::Histogram => PromKind::Histogram,
+        }
+    }
+}
+
+/// How the members of one exposed series combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merge {
+    /// The most recent member (OpenTelemetry naming: members coincide only by accident).
+    Latest,
+    /// Sum of the members (Retina naming drops attributes, e.g. interfaces, and adds up).
+    Sum,
+}
+
+/// A stored histogram, cumulative.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Hist {
+    pub count: u64,
+    pub sum: f64,
+    /// Per-bucket (not cumulative) counts; one more than `bounds`, or empty.
+    pub buckets: Vec<u64>,
+    pub bounds: Arc<[f64]>,
+}
+
+/// A stored value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Number(f64),
+    Hist(Hist),
+}
+
+/// One OpenTelemetry series.
+#[derive(Debug)]
+pub(crate) struct Series {
+    hash: u64,
+    metric: u32,
+    resource: u32,
+    scope: u32,
+    attributes: Attributes,
+    pub start: u64,
+    pub time: u64,
+    pub value: Value,
+    updated: Instant,
+    /// The exposed series it belongs to; [`NO_OUTPUT`] when its family's type conflicts.
+    output: u32,
+}
+
+const NO_OUTPUT: u32 = u32::MAX;
+
+/// One exposed (Prometheus) series: rendered labels (shared with the family's index) and the
+/// OpenTelemetry series that feed it.
+#[derive(Debug)]
+pub(crate) struct Output {
+    family: u32,
+    pub labels: Arc<str>,
+    pub members: Vec<u32>,
+}
+
+/// One exposed metric family.
+#[derive(Debug)]
+pub(crate) struct Family {
+    pub name: String,
+    pub help: String,
+    pub kind: PromKind,
+    pub merge: Merge,
+    /// Rendered labels -> output, in label order for a stable exposition.
+    pub series: BTreeMap<Arc<str>, u32>,
+    conflict_reported: bool,
+}
+
+#[derive(Debug)]
+struct MetricEntry {
+    hash: u64,
+    name: SmolStr,
+    unit: SmolStr,
+    kind: MetricKind,
+    description: SmolStr,
+    /// The OpenTelemetry-translated Prometheus name (empty: nothing valid remains).
+    otel_name: String,
+    users: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct ResourceEntry {
+    hash: u64,
+    pub resource: Arc<Resource>,
+    pub job: Option<String>,
+    pub instance: Option<String>,
+    pub users: u32,
+}
+
+#[derive(Debug)]
+struct ScopeEntry {
+    hash: u64,
+    scope: Arc<Scope>,
+    users: u32,
+}
+
+/// A vector with reusable holes; ids stay stable while an item lives.
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<u32>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab { items: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<T> Slab<T> {
+    fn insert(&mut self, item: T) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i as usize] = Some(item);
+                i
+            }
+            None => {
+                self.items.push(Some(item));
+                (self.items.len() - 1) as u32
+            }
+        }
+    }
+
+    fn remove(&mut self, i: u32) -> Option<T> {
+        let item = self.items.get_mut(i as usize)?.take();
+        if item.is_some() {
+            self.free.push(i);
+        }
+        item
+    }
+
+    pub(crate) fn get(&self, i: u32) -> Option<&T> {
+        self.items.get(i as usize)?.as_ref()
+    }
+
+    fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.items.get_mut(i as usize)?.as_mut()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+        self.items.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i as u32, t)))
+    }
+
+    fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}
+
+/// Points folded into the store by one call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Folded {
+    /// Points stored (new, replacing, or added to a running total).
+    pub accepted: u64,
+    /// Points refused: older than the stored value, malformed histograms, unusable names.
+    pub dropped: u64,
+}
+
+/// What identifies an OpenTelemetry series, borrowed from the incoming point.
+struct SeriesKey<'a> {
+    metric: u32,
+    resource: u32,
+    scope: u32,
+    attributes: &'a Attributes,
+}
+
+/// The latest value of every series, ready to encode.
+#[derive(Debug)]
+pub(crate) struct Store {
+    opts: StoreOptions,
+    hasher: DefaultHashBuilder,
+    metrics: Slab<MetricEntry>,
+    metric_index: HashTable<u32>,
+    pub(crate) resources: Slab<ResourceEntry>,
+    resource_index: HashTable<u32>,
+    scopes: Slab<ScopeEntry>,
+    scope_index: HashTable<u32>,
+    pub(crate) series: Slab<Series>,
+    series_index: HashTable<u32>,
+    pub(crate) outputs: Slab<Output>,
+    pub(crate) families: Slab<Family>,
+    /// Family name -> family, sorted for the exposition.
+    pub(crate) family_index: BTreeMap<String, u32>,
+}
+
+fn metric_kind(data: &MetricData) -> MetricKind {
+    match data {
+        MetricData::Gauge(_) => MetricKind::Gauge,
+        MetricData::Sum(s) if s.monotonic => MetricKind::Counter,
+        MetricData::Sum(_) => MetricKind::UpDownCounter,
+        MetricData::Histogram(_) => MetricKind::Histogram,
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new(opts: StoreOptions) -> Self {
+        Store {
+            opts,
+            hasher: DefaultHashBuilder::default(),
+            metrics: Slab::default(),
+            metric_index: HashTable::new(),
+            resources: Slab::default(),
+            resource_index: HashTable::new(),
+            scopes: Slab::default(),
+            scope_index: HashTable::new(),
+            series: Slab::default(),
+            series_index: HashTable::new(),
+            outputs: Slab::default(),
+            families: Slab::default(),
+            family_index: BTreeMap::new(),
+        }
+    }
+
+    /// The options the store was made with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Number of OpenTelemetry series held.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// Folds every point of a batch in; `now` marks the series as updated (for expiration).
+    pub fn fold(&mut self, batch: &MetricBatch, now: Instant) -> Folded {
+        let mut folded = Folded::default();
+        for rm in &batch.resource_metrics {
+            let resource = self.intern_resource(&rm.resource);
+            for sm in &rm.scope_metrics {
+                let scope = self.intern_scope(&sm.scope);
+                self.fold_metrics(resource, scope, &sm.metrics, now, &mut folded);
+            }
+        }
+        folded
+    }
+
+    /// Folds metrics that have no resource or scope (the agent's own telemetry).
+    pub fn fold_unattributed(&mut self, metrics: &[Metric], now: Instant) -> Folded {
+        let mut folded = Folded::default();
+        let resource = self.intern_resource(&Arc::new(Resource::default()));
+        let scope = self.intern_scope(&Arc::new(Scope::default()));
+        self.fold_metrics(resource, scope, metrics, now, &mut folded);
+        folded
+    }
+
+    fn fold_metrics(&mut self, resource: u32, scope: u32, metrics: &[Metric], now: Instant, folded: &mut Folded) {
+        for m in metrics {
+            let metric = self.intern_metric(m);
+            let usable =
+                self.opts.naming == Naming::Retina || self.metrics.get(metric).is_some_and(|e| !e.otel_name.is_empty());
+            if !usable {
+                folded.dropped += m.data.len() as u64;
+                continue;
+            }
+            let ok = |b: bool, f: &mut Folded| if b { f.accepted += 1 } else { f.dropped += 1 };
+            match &m.data {
+                MetricData::Gauge(points) => {
+                    for p in points {
+                        let key = SeriesKey { metric, resource, scope, attributes: &p.attributes };
+                        ok(self.fold_number(key, p, Temporality::Cumulative, now), folded);
+                    }
+                }
+                MetricData::Sum(sum) => {
+                    for p in &sum.points {
+                        let key = SeriesKey { metric, resource, scope, attributes: &p.attributes };
+                        ok(self.fold_number(key, p, sum.temporality, now), folded);
+                    }
+                }
+                MetricData::Histogram(h) => {
+                    for p in &h.points {
+                        let key = SeriesKey { metric, resource, scope, attributes: &p.attributes };
+                        ok(self.fold_histogram(key, p, h.temporality, now), folded);
+                    }
+                }
+            }
+        }
+    }
+
+    fn series_hash(&self, key: &SeriesKey<'_>) -> u64 {
+        self.hasher.hash_one((key.metric, key.resource, key.scope, key.attributes))
+    }
+
+    fn find_series(&self, hash: u64, key: &SeriesKey<'_>) -> Option<u32> {
+        let series = &self.series;
+        self.series_index
+            .find(hash, |&i| {
+                series.get(i).is_some_and(|s| {
+                    s.metric == key.metric
+                        && s.resource == key.resource
+                        && s.scope == key.scope
+                        && s.attributes == *key.attributes
+                })
+            })
+            .copied()
+    }
+
+    fn fold_number(&mut self, key: SeriesKey<'_>, p: &NumberPoint, temporality: Temporality, now: Instant) -> bool {
+        let v = p.value.as_f64();
+        let hash = self.series_hash(&key);
+        let Some(i) = self.find_series(hash, &key) else {
+            self.create_series(hash, key, p.start_time_unix_nano, p.time_unix_nano, Value::Number(v), now);
+            return true;
+        };
+        let Some(s) = self.series.get_mut(i) else { return false };
+        match (temporality, &mut s.value) {
+            (Temporality::Delta, Value::Number(total)) => {
+                *total += v;
+                s.time = s.time.max(p.time_unix_nano);
+            }
+            _ => {
+                if p.time_unix_nano < s.time {
+                    return false;
+                }
+                s.value = Value::Number(v);
+                s.start = p.start_time_unix_nano;
+                s.time = p.time_unix_nano;
+            }
+        }
+        s.updated = now;
+        true
+    }
+
+    fn fold_histogram(
+        &mut self,
+        key: SeriesKey<'_>,
+        p: &HistogramPoint,
+        temporality: Temporality,
+        now: Instant,
+    ) -> bool {
+        if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
+            return false;
+        }
+        let hash = self.series_hash(&key);
+        let Some(i) = self.find_series(hash, &key) else {
+            let h = Hist {
+                count: p.count,
+                sum: p.sum,
+                buckets: p.bucket_counts.clone(),
+                bounds: p.explicit_bounds.clone(),
+            };
+            self.create_series(hash, key, p.start_time_unix_nano, p.time_unix_nano, Value::Hist(h), now);
+            return true;
+        };
+        let Some(s) = self.series.get_mut(i) else { return false };
+        match (temporality, &mut s.value) {
+            (Temporality::Delta, Value::Hist(h))
+                if h.buckets.len() == p.bucket_counts.len()
+                    && (Arc::ptr_eq(&h.bounds, &p.explicit_bounds) || h.bounds == p.explicit_bounds) =>
+            {
+                h.count += p.count;
+                h.sum += p.sum;
+                for (total, n) in h.buckets.iter_mut().zip(&p.bucket_counts) {
+                    *total += n;
+                }
+                s.time = s.time.max(p.time_unix_nano);
+            }
+            (temporality, value) => {
+                if temporality == Temporality::Cumulative && p.time_unix_nano < s.time {
+                    return false;
+                }
+                // Cumulative, or a delta whose buckets changed (otelcol then restarts from it).
+                match value {
+                    Value::Hist(h) => {
+                        h.count = p.count;
+                        h.sum = p.sum;
+                        h.buckets.clear();
+                        h.buckets.extend_from_slice(&p.bucket_counts);
+                        h.bounds = p.explicit_bounds.clone();
+                    }
+                    Value::Number(_) => {
+                        *value = Value::Hist(Hist {
+                            count: p.count,
+                            sum: p.sum,
+                            buckets: p.bucket_counts.clone(),
+                            bounds: p.explicit_bounds.clone(),
+                        });
+                    }
+                }
+                s.start = p.start_time_unix_nano;
+                s.time = p.time_unix_nano;
+            }
+        }
+        s.updated = now;
+        true
+    }
+
+    fn intern_metric(&mut self, m: &Metric) -> u32 {
+        let kind = metric_kind(&m.data);
+        let hash = self.hasher.hash_one((m.name.as_str(), m.unit.as_str(), kind));
+        let metrics = &self.metrics;
+        if let Some(&i) = self
+            .metric_index
+            .find(hash, |&i| metrics.get(i).is_some_and(|e| e.kind == kind && e.name == m.name && e.unit == m.unit))
+        {
+            if let Some(e) = self.metrics.get_mut(i)
+                && e.description != m.description
+                && !m.description.is_empty()
+            {
+                e.description = m.description.clone();
+            }
+            return i;
+        }
+        let otel_name = metric_name(&m.name, &m.unit, kind, &self.opts.namespace, self.opts.add_suffixes);
+        if otel_name.is_empty() {
+            warn!(metric = %m.name, "metric name has no character Prometheus accepts; its points are dropped");
+        }
+        let entry = MetricEntry {
+            hash,
+            name: m.name.clone(),
+            unit: m.unit.clone(),
+            kind,
+            description: m.description.clone(),
+            otel_name,
+            users: 0,
+        };
+        let i = self.metrics.insert(entry);
+        let metrics = &self.metrics;
+        self.metric_index.insert_unique(hash, i, |&j| metrics.get(j).map_or(0, |e| e.hash));
+        i
+    }
+
+    fn intern_resource(&mut self, r: &Arc<Resource>) -> u32 {
+        let hash = self.hasher.hash_one(&r.attributes);
+        let resources = &self.resources;
+        if let Some(&i) = self.resource_index.find(hash, |&i| {
+            resources.get(i).is_some_and(|e| Arc::ptr_eq(&e.resource, r) || e.resource.attributes == r.attributes)
+        }) {
+            return i;
+        }
+        let attrs = &r.attributes;
+        let job = attrs.get_str("service.name").map(|name| match attrs.get_str("service.namespace") {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+            _ => name.to_string(),
+        });
+        let instance = attrs.get("service.instance.id").map(|v| {
+            let mut s = String::new();
+            attr_text(v, &mut s);
+            s
+        });
+        let i = self.resources.insert(ResourceEntry { hash, resource: r.clone(), job, instance, users: 0 });
+        let resources = &self.resources;
+        self.resource_index.insert_unique(hash, i, |&j| resources.get(j).map_or(0, |e| e.hash));
+        i
+    }
+
+    fn intern_scope(&mut self, s: &Arc<Scope>) -> u32 {
+        let hash = self.hasher.hash_one(&**s);
+        let scopes = &self.scopes;
+        if let Some(&i) =
+            self.scope_index.find(hash, |&i| scopes.get(i).is_some_and(|e| Arc::ptr_eq(&e.scope, s) || *e.scope == **s))
+        {
+            return i;
+        }
+        let i = self.scopes.insert(ScopeEntry { hash, scope: s.clone(), users: 0 });
+        let scopes = &self.scopes;
+        self.scope_index.insert_unique(hash, i, |&j| scopes.get(j).map_or(0, |e| e.hash));
+        i
+    }
+
+    fn create_series(&mut self, hash: u64, key: SeriesKey<'_>, start: u64, time: u64, value: Value, now: Instant) {
+        let output = self.place(&key);
+        let series = Series {
+            hash,
+            metric: key.metric,
+            resource: key.resource,
+            scope: key.scope,
+            attributes: key.attributes.clone(),
+            start,
+            time,
+            value,
+            updated: now,
+            output,
+        };
+        if let Some(e) = self.metrics.get_mut(key.metric) {
+            e.users += 1;
+        }
+        if let Some(e) = self.resources.get_mut(key.resource) {
+            e.users += 1;
+        }
+        if let Some(e) = self.scopes.get_mut(key.scope) {
+            e.users += 1;
+        }
+        let i = self.series.insert(series);
+        if let Some(o) = self.outputs.get_mut(output) {
+            o.members.push(i);
+        }
+        let all = &self.series;
+        self.series_index.insert_unique(hash, i, |&j| all.get(j).map_or(0, |s| s.hash));
+    }
+
+    /// Decides the family and labels of a new series and returns its output.
+    fn place(&mut self, key: &SeriesKey<'_>) -> u32 {
+        let Some(metric) = self.metrics.get(key.metric) else { return NO_OUTPUT };
+        let kind = PromKind::from(metric.kind);
+        let retina = match self.opts.naming {
+            Naming::Retina => retina::place(&metric.name, key.attributes),
+            Naming::Otel => None,
+        };
+        let (name, merge, mut labels) = match retina {
+            Some(p) => (p.name.to_string(), Merge::Sum, p.labels),
+            None => {
+                if metric.otel_name.is_empty() {
+                    return NO_OUTPUT;
+                }
+                (metric.otel_name.clone(), Merge::Latest, attribute_labels(key.attributes))
+            }
+        };
+        let help = metric.description.to_string();
+        // Labels in precedence order (a later label whose name is already present is skipped):
+        // job and instance, so `target_info` joins hold; the point's attributes; the resource's
+        // (when copied); the scope; the constant labels.
+        if merge == Merge::Latest
+            && let Some(r) = self.resources.get(key.resource)
+        {
+            let target = [("instance", &r.instance), ("job", &r.job)];
+            for (label, value) in target {
+                if let Some(value) = value {
+                    labels.insert(0, (label.to_string(), value.clone()));
+                }
+            }
+        }
+        if self.opts.resource_labels
+            && let Some(r) = self.resources.get(key.resource)
+        {
+            labels.extend(attribute_labels(&r.resource.attributes));
+        }
+        if merge == Merge::Latest
+            && self.opts.scope_labels
+            && let Some(s) = self.scopes.get(key.scope)
+        {
+            for (label, value) in [("otel_scope_name", &s.scope.name), ("otel_scope_version", &s.scope.version)] {
+                if !value.is_empty() {
+                    labels.push((label.to_string(), value.to_string()));
+                }
+            }
+        }
+        labels.extend(self.opts.const_labels.iter().cloned());
+        let rendered = render_labels(labels);
+        self.output_for(name, help, kind, merge, rendered)
+    }
+
+    fn output_for(&mut self, name: String, help: String, kind: PromKind, merge: Merge, labels: String) -> u32 {
+        let family = match self.family_index.get(&name) {
+            Some(&f) => f,
+            None => {
+                let f = self.families.insert(Family {
+                    name: name.clone(),
+                    help: String::new(),
+                    kind,
+                    merge,
+                    series: BTreeMap::new(),
+                    conflict_reported: false,
+                });
+                self.family_index.insert(name, f);
+                f
+            }
+        };
+        let Some(fam) = self.families.get_mut(family) else { return NO_OUTPUT };
+        if fam.kind != kind {
+            if !fam.conflict_reported {
+                fam.conflict_reported = true;
+                warn!(
+                    family = %fam.name,
+                    existing = ?fam.kind,
+                    dropped = ?kind,
+                    "two metrics translate to the same Prometheus name with different types; the later one is not exposed"
+                );
+            }
+            return NO_OUTPUT;
+        }
+        if fam.help.is_empty() {
+            fam.help = help;
+        }
+        if let Some(&o) = fam.series.get(labels.as_str()) {
+            return o;
+        }
+        let labels: Arc<str> = labels.into();
+        let o = self.outputs.insert(Output { family, labels: labels.clone(), members: Vec::new() });
+        if let Some(fam) = self.families.get_mut(family) {
+            fam.series.insert(labels, o);
+        }
+        o
+    }
+
+    /// Removes series not updated within the expiration, and interned entries nobody uses.
+    /// Returns the number of series removed.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut removed = 0;
+        if let Some(ttl) = self.opts.expiration {
+            let stale: Vec<u32> = self
+                .series
+                .iter()
+                .filter(|(_, s)| now.saturating_duration_since(s.updated) > ttl)
+                .map(|(i, _)| i)
+                .collect();
+            removed = stale.len();
+            for i in stale {
+                self.remove_series(i);
+            }
+        }
+        self.release_unused();
+        removed
+    }
+
+    fn remove_series(&mut self, i: u32) {
+        let Some(s) = self.series.remove(i) else { return };
+        if let Ok(entry) = self.series_index.find_entry(s.hash, |&j| j == i) {
+            entry.remove();
+        }
+        if let Some(e) = self.metrics.get_mut(s.metric) {
+            e.users -= 1;
+        }
+        if let Some(e) = self.resources.get_mut(s.resource) {
+            e.users -= 1;
+        }
+        if let Some(e) = self.scopes.get_mut(s.scope) {
+            e.users -= 1;
+        }
+        let Some(o) = self.outputs.get_mut(s.output) else { return };
+        o.members.retain(|&m| m != i);
+        if !o.members.is_empty() {
+            return;
+        }
+        let family = o.family;
+        let Some(o) = self.outputs.remove(s.output) else { return };
+        let Some(f) = self.families.get_mut(family) else { return };
+        f.series.remove(&o.labels);
+        if f.series.is_empty() {
+            self.family_index.remove(&f.name);
+            self.families.remove(family);
+        }
+    }
+
+    fn release_unused(&mut self) {
+        let unused: Vec<(u32, u64)> =
+            self.metrics.iter().filter(|(_, e)| e.users == 0).map(|(i, e)| (i, e.hash)).collect();
+        for (i, hash) in unused {
+            if let Ok(entry) = self.metric_index.find_entry(hash, |&j| j == i) {
+                entry.remove();
+            }
+            self.metrics.remove(i);
+        }
+        let unused: Vec<(u32, u64)> =
+            self.resources.iter().filter(|(_, e)| e.users == 0).map(|(i, e)| (i, e.hash)).collect();
+        for (i, hash) in unused {
+            if let Ok(entry) = self.resource_index.find_entry(hash, |&j| j == i) {
+                entry.remove();
+            }
+            self.resources.remove(i);
+        }
+        let unused: Vec<(u32, u64)> =
+            self.scopes.iter().filter(|(_, e)| e.users == 0).map(|(i, e)| (i, e.hash)).collect();
+        for (i, hash) in unused {
+            if let Ok(entry) = self.scope_index.find_entry(hash, |&j| j == i) {
+                entry.remove();
+            }
+            self.scopes.remove(i);
+        }
+    }
+}
+
+/// Attributes as labels: names translated, values of names that coincide after translation
+/// joined with `;` in attribute-key order (a repeated value is not repeated).
+pub(crate) fn attribute_labels(attributes: &Attributes) -> Vec<(String, String)> {
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(attributes.len() + 4);
+    for kv in attributes {
+        let name = label_name(&kv.key);
+        if name.is_empty() {
+            continue;
+        }
+        let mut value = String::new();
+        attr_text(&kv.value, &mut value);
+        match labels.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => {
+                if !existing.split(';').any(|v| v == value) {
+                    existing.push(';');
+                    existing.push_str(&value);
+                }
+            }
+            None => labels.push((name, value)),
+        }
+    }
+    labels
+}
+
+/// Sorts labels by name, keeps the first of each name (precedence order), and renders them as
+/// `a="x",b="y"` with values escaped.
+pub(crate) fn render_labels(mut labels: Vec<(String, String)>) -> String {
+    // A stable sort keeps precedence order among equal names.
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels.dedup_by(|later, first| later.0 == first.0);
+    let mut out = String::new();
+    for (name, value) in labels {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&name);
+        out.push_str("=\"");
+        escape_label_value(&value, &mut out);
+        out.push('"');
+    }
+    out
+}
+
+/// Escapes a label value: `\` -> `\\`, `"` -> `\"`, newline -> `\n`.
+pub(crate) fn escape_label_value(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
