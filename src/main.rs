@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use fovea::config::service::MetricsLevel;
 use fovea::config::{self, Sources};
 use fovea::model::Signal;
-use fovea::telemetry::{self, ComponentKind, StatsRegistry};
+use fovea::telemetry::{self, ComponentKind, Health, ProcessCollector, Render, StatsRegistry, TelemetryServer};
+use tokio_util::sync::CancellationToken;
 
 /// Kubernetes network observability: eBPF probes counted in the kernel, shipped like an
 /// OpenTelemetry Collector.
@@ -134,7 +136,31 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let registry = Arc::new(StatsRegistry::default());
-        let report = graph.run(registry, shutdown_signal(), || tracing::info!("fovea is ready")).await?;
+        let health = Arc::new(Health::default());
+        let telemetry_stop = CancellationToken::new();
+        let own = &graph.service.telemetry.metrics;
+        let server = if own.level == MetricsLevel::None {
+            None
+        } else {
+            registry.register(Arc::new(ProcessCollector));
+            let render: Render = Arc::new(fovea::exporters::prometheus::encode_metrics);
+            let server = TelemetryServer::bind(&own.address, registry.clone(), health.clone(), render).await?;
+            tracing::info!(address = %own.address, "own telemetry on /metrics, /healthz, /readyz");
+            Some(tokio::spawn(server.serve(telemetry_stop.clone())))
+        };
+        let ready = health.clone();
+        let report = graph
+            .run(registry, shutdown_signal(), move || {
+                ready.set_ready(true);
+                tracing::info!("fovea is ready");
+            })
+            .await;
+        health.set_ready(false);
+        telemetry_stop.cancel();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        let report = report?;
         if report.failed.is_empty() && report.dropped_at_shutdown == 0 {
             Ok(ExitCode::SUCCESS)
         } else {

@@ -13,7 +13,7 @@ impl Collector for ProcessCollector {
             ("version", env!("CARGO_PKG_VERSION")),
             ("rustc", option_env!("FOVEA_RUSTC_VERSION").unwrap_or("unknown")),
         ]);
-        out.push(Metric::gauge("fovea.build_info", "1", "fovea version", vec![NumberPoint::int(build, 0, now, 1)]));
+        out.push(Metric::gauge("fovea.build_info", "", "fovea version", vec![NumberPoint::int(build, 0, now, 1)]));
         let uptime = now.saturating_sub(start) as f64 / 1e9;
         out.push(Metric::gauge(
             "fovea.process.uptime",
