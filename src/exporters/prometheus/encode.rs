@@ -7,8 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::Instant;
 
-use super::naming::{MetricKind, metric_name};
-use super::store::{Family, Hist, Merge, PromKind, Store, StoreOptions, Value, attribute_labels, render_labels};
+use super::store::{Family, Merged, PromKind, Scratch, Store, StoreOptions, render_labels};
 use crate::model::Metric;
 
 /// An exposition format.
@@ -141,22 +140,6 @@ fn write_sample(
     out.push('\n');
 }
 
-/// The merged value of an exposed series, borrowed where it has a single source.
-enum Merged<'a> {
-    Number(f64),
-    Hist(&'a Hist),
-    SummedHist,
-}
-
-/// Scratch space reused across series while encoding.
-#[derive(Default)]
-struct Scratch {
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
-    le: String,
-}
-
 impl Store {
     /// Writes the whole exposition: `target_info` first, then every family in name order.
     pub fn encode(&self, format: Format, send_timestamps: bool, out: &mut String) {
@@ -177,29 +160,12 @@ impl Store {
         if self.options().resource_labels {
             return;
         }
-        let mut seen = BTreeSet::new();
-        for (_, r) in self.resources.iter() {
-            if r.users == 0 || (r.job.is_none() && r.instance.is_none()) {
-                continue;
-            }
-            let mut attributes = r.resource.attributes.clone();
-            for key in ["service.name", "service.namespace", "service.instance.id"] {
-                attributes.remove(key);
-            }
-            let mut labels = attribute_labels(&attributes);
-            if let Some(job) = &r.job {
-                labels.insert(0, ("job".to_string(), job.clone()));
-            }
-            if let Some(instance) = &r.instance {
-                labels.insert(0, ("instance".to_string(), instance.clone()));
-            }
-            seen.insert(render_labels(labels));
-        }
+        let seen: BTreeSet<String> =
+            self.resources.iter().filter_map(|(i, _)| self.target_info_labels(i)).map(render_labels).collect();
         if seen.is_empty() {
             return;
         }
-        let namespace = metric_name(&self.options().namespace, "", MetricKind::Gauge, "", false);
-        let name = if namespace.is_empty() { "target_info".to_string() } else { format!("{namespace}_target_info") };
+        let name = self.target_info_name();
         // A gauge in both formats, as otelcol exposes it, so it is stored as `target_info` either way.
         let _ = writeln!(out, "# HELP {name} Target metadata");
         let _ = writeln!(out, "# TYPE {name} gauge");
@@ -245,58 +211,6 @@ impl Store {
                 }
             }
         }
-    }
-
-    fn first_bounds(&self, members: &[u32]) -> std::sync::Arc<[f64]> {
-        members
-            .iter()
-            .filter_map(|&m| match &self.series.get(m)?.value {
-                Value::Hist(h) => Some(h.bounds.clone()),
-                Value::Number(_) => None,
-            })
-            .next()
-            .unwrap_or_else(|| std::sync::Arc::from(Vec::new()))
-    }
-
-    /// Combines the members of one exposed series; `None` when none is left.
-    fn merge<'a>(&'a self, merge: Merge, members: &[u32], s: &mut Scratch) -> Option<(Merged<'a>, u64)> {
-        if members.len() == 1 || merge == Merge::Latest {
-            let latest = members.iter().filter_map(|&m| self.series.get(m)).max_by_key(|x| x.time)?;
-            let v = match &latest.value {
-                Value::Number(v) => Merged::Number(*v),
-                Value::Hist(h) => Merged::Hist(h),
-            };
-            return Some((v, latest.time));
-        }
-        let mut time = 0;
-        let mut total = 0.0;
-        let mut hist_bounds: Option<&[f64]> = None;
-        for &m in members {
-            let Some(x) = self.series.get(m) else { continue };
-            time = time.max(x.time);
-            match &x.value {
-                Value::Number(v) => total += v,
-                Value::Hist(h) => match hist_bounds {
-                    None => {
-                        hist_bounds = Some(&h.bounds);
-                        s.buckets.clear();
-                        s.buckets.extend_from_slice(&h.buckets);
-                        s.count = h.count;
-                        s.sum = h.sum;
-                    }
-                    // Histograms with other bounds cannot be added up; they are left out.
-                    Some(b) if *b == *h.bounds && s.buckets.len() == h.buckets.len() => {
-                        for (t, n) in s.buckets.iter_mut().zip(&h.buckets) {
-                            *t += n;
-                        }
-                        s.count += h.count;
-                        s.sum += h.sum;
-                    }
-                    Some(_) => {}
-                },
-            }
-        }
-        Some((if hist_bounds.is_some() { Merged::SummedHist } else { Merged::Number(total) }, time))
     }
 }
 

@@ -30,12 +30,15 @@ pub use config::{DEFAULT_ENDPOINT, Naming, PrometheusConfig, ResourceToTelemetry
 pub use encode::{Format, encode_metrics};
 pub use naming::{MetricKind, label_name, metric_name};
 pub use retina::metric_names as retina_metric_names;
+// The series store and its translation, shared with the remote-write exporter so that both
+// paths name, label and fold every series identically.
+pub(crate) use encode::write_go_float;
+pub(crate) use store::{Merged, PromKind, Scratch, Store, StoreOptions, Touch, parse_labels};
 
 use crate::config::{ConfigError, parse_component};
 use crate::model::{MetricBatch, Payload, Signal};
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
 use crate::telemetry::ComponentKind;
-use store::{Store, StoreOptions};
 
 /// Errors of the `prometheus` exporter.
 #[derive(Debug, thiserror::Error)]

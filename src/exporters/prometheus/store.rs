@@ -38,6 +38,9 @@ pub(crate) struct StoreOptions {
     /// Sorted by name.
     pub const_labels: Vec<(String, String)>,
     pub expiration: Option<Duration>,
+    /// Give Retina-named series `job` and `instance` from the resource too. A scrape gets them
+    /// from Prometheus's target labels; a push (remote-write) must carry them itself.
+    pub retina_target_labels: bool,
 }
 
 impl StoreOptions {
@@ -51,6 +54,7 @@ impl StoreOptions {
             scope_labels: !c.without_scope_info,
             const_labels: c.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             expiration: (!c.metric_expiration.is_zero()).then_some(c.metric_expiration),
+            retina_target_labels: false,
         }
     }
 
@@ -64,6 +68,7 @@ impl StoreOptions {
             scope_labels: true,
             const_labels: Vec::new(),
             expiration: None,
+            retina_target_labels: false,
         }
     }
 }
@@ -134,7 +139,7 @@ const NO_OUTPUT: u32 = u32::MAX;
 /// OpenTelemetry series that feed it.
 #[derive(Debug)]
 pub(crate) struct Output {
-    family: u32,
+    pub family: u32,
     pub labels: Arc<str>,
     pub members: Vec<u32>,
 }
@@ -240,6 +245,20 @@ pub(crate) struct Folded {
     pub dropped: u64,
 }
 
+/// One point taken into the store that changed an exposed series: reported, right after the
+/// point is folded in, to the observer of [`Store::fold_observed`] (remote-write sends every
+/// such change, where a scrape only sees the latest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Touch {
+    /// The exposed series that changed.
+    pub output: u32,
+    /// The resource the point came from.
+    pub resource: u32,
+}
+
+/// Called with the store as it is right after each [`Touch`].
+pub(crate) type Observer<'a> = dyn FnMut(&Store, Touch) + 'a;
+
 /// What identifies an OpenTelemetry series, borrowed from the incoming point.
 struct SeriesKey<'a> {
     metric: u32,
@@ -308,12 +327,17 @@ impl Store {
 
     /// Folds every point of a batch in; `now` marks the series as updated (for expiration).
     pub fn fold(&mut self, batch: &MetricBatch, now: Instant) -> Folded {
+        self.fold_observed(batch, now, &mut |_, _| {})
+    }
+
+    /// [`Store::fold`], calling `observe` after every accepted point that feeds an exposed series.
+    pub fn fold_observed(&mut self, batch: &MetricBatch, now: Instant, observe: &mut Observer<'_>) -> Folded {
         let mut folded = Folded::default();
         for rm in &batch.resource_metrics {
             let resource = self.intern_resource(&rm.resource);
             for sm in &rm.scope_metrics {
                 let scope = self.intern_scope(&sm.scope);
-                self.fold_metrics(resource, scope, &sm.metrics, now, &mut folded);
+                self.fold_metrics(resource, scope, &sm.metrics, now, &mut folded, observe);
             }
         }
         folded
@@ -324,11 +348,19 @@ impl Store {
         let mut folded = Folded::default();
         let resource = self.intern_resource(&Arc::new(Resource::default()));
         let scope = self.intern_scope(&Arc::new(Scope::default()));
-        self.fold_metrics(resource, scope, metrics, now, &mut folded);
+        self.fold_metrics(resource, scope, metrics, now, &mut folded, &mut |_, _| {});
         folded
     }
 
-    fn fold_metrics(&mut self, resource: u32, scope: u32, metrics: &[Metric], now: Instant, folded: &mut Folded) {
+    fn fold_metrics(
+        &mut self,
+        resource: u32,
+        scope: u32,
+        metrics: &[Metric],
+        now: Instant,
+        folded: &mut Folded,
+        observe: &mut Observer<'_>,
+    ) {
         for m in metrics {
             let metric = self.intern_metric(m);
             let usable =
@@ -337,24 +369,37 @@ impl Store {
                 folded.dropped += m.data.len() as u64;
                 continue;
             }
-            let ok = |b: bool, f: &mut Folded| if b { f.accepted += 1 } else { f.dropped += 1 };
+            let mut ok = |store: &Store, series: Option<u32>, f: &mut Folded| match series {
+                None => f.dropped += 1,
+                Some(i) => {
+                    f.accepted += 1;
+                    if let Some(s) = store.series.get(i)
+                        && s.output != NO_OUTPUT
+                    {
+                        observe(store, Touch { output: s.output, resource });
+                    }
+                }
+            };
             match &m.data {
                 MetricData::Gauge(points) => {
                     for p in points {
                         let key = SeriesKey { metric, resource, scope, attributes: &p.attributes };
-                        ok(self.fold_number(key, p, Temporality::Cumulative, now), folded);
+                        let series = self.fold_number(key, p, Temporality::Cumulative, now);
+                        ok(self, series, folded);
                     }
                 }
                 MetricData::Sum(sum) => {
                     for p in &sum.points {
                         let key = SeriesKey { metric, resource, scope, attributes: &p.attributes };
-                        ok(self.fold_number(key, p, sum.temporality, now), folded);
+                        let series = self.fold_number(key, p, sum.temporality, now);
+                        ok(self, series, folded);
                     }
                 }
                 MetricData::Histogram(h) => {
                     for p in &h.points {
                         let key = SeriesKey { metric, resource, scope, attributes: &p.attributes };
-                        ok(self.fold_histogram(key, p, h.temporality, now), folded);
+                        let series = self.fold_histogram(key, p, h.temporality, now);
+                        ok(self, series, folded);
                     }
                 }
             }
@@ -379,14 +424,27 @@ impl Store {
             .copied()
     }
 
-    fn fold_number(&mut self, key: SeriesKey<'_>, p: &NumberPoint, temporality: Temporality, now: Instant) -> bool {
+    /// Folds one number point; the series it went into, or `None` when it was refused.
+    fn fold_number(
+        &mut self,
+        key: SeriesKey<'_>,
+        p: &NumberPoint,
+        temporality: Temporality,
+        now: Instant,
+    ) -> Option<u32> {
         let v = p.value.as_f64();
         let hash = self.series_hash(&key);
         let Some(i) = self.find_series(hash, &key) else {
-            self.create_series(hash, key, p.start_time_unix_nano, p.time_unix_nano, Value::Number(v), now);
-            return true;
+            return Some(self.create_series(
+                hash,
+                key,
+                p.start_time_unix_nano,
+                p.time_unix_nano,
+                Value::Number(v),
+                now,
+            ));
         };
-        let Some(s) = self.series.get_mut(i) else { return false };
+        let s = self.series.get_mut(i)?;
         match (temporality, &mut s.value) {
             (Temporality::Delta, Value::Number(total)) => {
                 *total += v;
@@ -394,7 +452,7 @@ impl Store {
             }
             _ => {
                 if p.time_unix_nano < s.time {
-                    return false;
+                    return None;
                 }
                 s.value = Value::Number(v);
                 s.start = p.start_time_unix_nano;
@@ -402,18 +460,19 @@ impl Store {
             }
         }
         s.updated = now;
-        true
+        Some(i)
     }
 
+    /// Folds one histogram point; the series it went into, or `None` when it was refused.
     fn fold_histogram(
         &mut self,
         key: SeriesKey<'_>,
         p: &HistogramPoint,
         temporality: Temporality,
         now: Instant,
-    ) -> bool {
+    ) -> Option<u32> {
         if !p.bucket_counts.is_empty() && p.bucket_counts.len() != p.explicit_bounds.len() + 1 {
-            return false;
+            return None;
         }
         let hash = self.series_hash(&key);
         let Some(i) = self.find_series(hash, &key) else {
@@ -423,10 +482,9 @@ impl Store {
                 buckets: p.bucket_counts.clone(),
                 bounds: p.explicit_bounds.clone(),
             };
-            self.create_series(hash, key, p.start_time_unix_nano, p.time_unix_nano, Value::Hist(h), now);
-            return true;
+            return Some(self.create_series(hash, key, p.start_time_unix_nano, p.time_unix_nano, Value::Hist(h), now));
         };
-        let Some(s) = self.series.get_mut(i) else { return false };
+        let s = self.series.get_mut(i)?;
         match (temporality, &mut s.value) {
             (Temporality::Delta, Value::Hist(h))
                 if h.buckets.len() == p.bucket_counts.len()
@@ -441,7 +499,7 @@ impl Store {
             }
             (temporality, value) => {
                 if temporality == Temporality::Cumulative && p.time_unix_nano < s.time {
-                    return false;
+                    return None;
                 }
                 // Cumulative, or a delta whose buckets changed (otelcol then restarts from it).
                 match value {
@@ -466,7 +524,7 @@ impl Store {
             }
         }
         s.updated = now;
-        true
+        Some(i)
     }
 
     fn intern_metric(&mut self, m: &Metric) -> u32 {
@@ -542,7 +600,15 @@ impl Store {
         i
     }
 
-    fn create_series(&mut self, hash: u64, key: SeriesKey<'_>, start: u64, time: u64, value: Value, now: Instant) {
+    fn create_series(
+        &mut self,
+        hash: u64,
+        key: SeriesKey<'_>,
+        start: u64,
+        time: u64,
+        value: Value,
+        now: Instant,
+    ) -> u32 {
         let output = self.place(&key);
         let series = Series {
             hash,
@@ -571,6 +637,7 @@ impl Store {
         }
         let all = &self.series;
         self.series_index.insert_unique(hash, i, |&j| all.get(j).map_or(0, |s| s.hash));
+        i
     }
 
     /// Decides the family and labels of a new series and returns its output.
@@ -594,7 +661,7 @@ impl Store {
         // Labels in precedence order (a later label whose name is already present is skipped):
         // job and instance, so `target_info` joins hold; the point's attributes; the resource's
         // (when copied); the scope; the constant labels.
-        if merge == Merge::Latest
+        if (merge == Merge::Latest || self.opts.retina_target_labels)
             && let Some(r) = self.resources.get(key.resource)
         {
             let target = [("instance", &r.instance), ("job", &r.job)];
@@ -665,6 +732,88 @@ impl Store {
             fam.series.insert(labels, o);
         }
         o
+    }
+
+    /// The bucket bounds of the first histogram member (the bounds of a summed histogram).
+    pub(crate) fn first_bounds(&self, members: &[u32]) -> std::sync::Arc<[f64]> {
+        members
+            .iter()
+            .filter_map(|&m| match &self.series.get(m)?.value {
+                Value::Hist(h) => Some(h.bounds.clone()),
+                Value::Number(_) => None,
+            })
+            .next()
+            .unwrap_or_else(|| std::sync::Arc::from(Vec::new()))
+    }
+
+    /// Combines the members of one exposed series; `None` when none is left.
+    pub(crate) fn merge<'a>(&'a self, merge: Merge, members: &[u32], s: &mut Scratch) -> Option<(Merged<'a>, u64)> {
+        if members.len() == 1 || merge == Merge::Latest {
+            let latest = members.iter().filter_map(|&m| self.series.get(m)).max_by_key(|x| x.time)?;
+            let v = match &latest.value {
+                Value::Number(v) => Merged::Number(*v),
+                Value::Hist(h) => Merged::Hist(h),
+            };
+            return Some((v, latest.time));
+        }
+        let mut time = 0;
+        let mut total = 0.0;
+        let mut hist_bounds: Option<&[f64]> = None;
+        for &m in members {
+            let Some(x) = self.series.get(m) else { continue };
+            time = time.max(x.time);
+            match &x.value {
+                Value::Number(v) => total += v,
+                Value::Hist(h) => match hist_bounds {
+                    None => {
+                        hist_bounds = Some(&h.bounds);
+                        s.buckets.clear();
+                        s.buckets.extend_from_slice(&h.buckets);
+                        s.count = h.count;
+                        s.sum = h.sum;
+                    }
+                    // Histograms with other bounds cannot be added up; they are left out.
+                    Some(b) if *b == *h.bounds && s.buckets.len() == h.buckets.len() => {
+                        for (t, n) in s.buckets.iter_mut().zip(&h.buckets) {
+                            *t += n;
+                        }
+                        s.count += h.count;
+                        s.sum += h.sum;
+                    }
+                    Some(_) => {}
+                },
+            }
+        }
+        Some((if hist_bounds.is_some() { Merged::SummedHist } else { Merged::Number(total) }, time))
+    }
+
+    /// The labels of the `target_info` series of resource `i` (otelcol's rules: the resource's
+    /// attributes except `service.name`, `service.namespace` and `service.instance.id`, plus
+    /// `job` and `instance`); `None` when the resource has neither `job` nor `instance`, or when
+    /// no series uses it.
+    pub(crate) fn target_info_labels(&self, i: u32) -> Option<Vec<(String, String)>> {
+        let r = self.resources.get(i)?;
+        if r.users == 0 || (r.job.is_none() && r.instance.is_none()) {
+            return None;
+        }
+        let mut attributes = r.resource.attributes.clone();
+        for key in ["service.name", "service.namespace", "service.instance.id"] {
+            attributes.remove(key);
+        }
+        let mut labels = attribute_labels(&attributes);
+        if let Some(job) = &r.job {
+            labels.insert(0, ("job".to_string(), job.clone()));
+        }
+        if let Some(instance) = &r.instance {
+            labels.insert(0, ("instance".to_string(), instance.clone()));
+        }
+        Some(labels)
+    }
+
+    /// `target_info`, prefixed with the namespace when one is set.
+    pub(crate) fn target_info_name(&self) -> String {
+        let namespace = metric_name(&self.opts.namespace, "", MetricKind::Gauge, "", false);
+        if namespace.is_empty() { "target_info".to_string() } else { format!("{namespace}_target_info") }
     }
 
     /// Removes series not updated within the expiration, and interned entries nobody uses.
@@ -744,6 +893,29 @@ impl Store {
     }
 }
 
+/// The merged value of an exposed series, borrowed where it has a single source.
+pub(crate) enum Merged<'a> {
+    /// A number.
+    Number(f64),
+    /// A single histogram.
+    Hist(&'a Hist),
+    /// Histograms added up into the [`Scratch`] (`buckets`, `count`, `sum`).
+    SummedHist,
+}
+
+/// Scratch space reused across series while encoding.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    /// Summed per-bucket counts.
+    pub buckets: Vec<u64>,
+    /// Summed count.
+    pub count: u64,
+    /// Summed sum.
+    pub sum: f64,
+    /// Text of an `le` value.
+    pub le: String,
+}
+
 /// Attributes as labels: names translated, values of names that coincide after translation
 /// joined with `;` in attribute-key order (a repeated value is not repeated).
 pub(crate) fn attribute_labels(attributes: &Attributes) -> Vec<(String, String)> {
@@ -797,4 +969,32 @@ pub(crate) fn escape_label_value(value: &str, out: &mut String) {
             c => out.push(c),
         }
     }
+}
+
+/// Reads labels rendered by [`render_labels`] back into names and unescaped values.
+pub(crate) fn parse_labels(rendered: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut rest = rendered;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.push((name.trim_start_matches(',').to_string(), value));
+        rest = &after[end..];
+    }
+    labels
 }
