@@ -3,3 +3,4 @@
 pub mod debug;
 pub mod delivery;
 pub mod prometheus;
+pub mod prometheusremotewrite;

@@ -1,0 +1,199 @@
+//! Posts remote-write requests: snappy block compression, the four protocol headers, and the
+//! outcome classified as otelcol's exporter does: 2xx delivered; 5xx, timeouts and connection
+//! errors retryable; 429 retryable only with `retry_on_http_429` (with `Retry-After` honoured);
+//! every other status permanent, with an excerpt of the answer as the reason.
+
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::RemoteWriteError;
+use super::config::{RemoteWriteConfig, TlsConfig};
+use crate::exporters::delivery::{Request, SendError, Sent, Transport};
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("fovea/", env!("CARGO_PKG_VERSION"));
+
+/// Longest excerpt of an answer put into an error reason.
+const EXCERPT: usize = 256;
+
+/// Most of an answer read (answers are short; this only bounds a broken server).
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// Compresses a request body with snappy's block format (not the framed format, which
+/// remote-write receivers refuse).
+pub fn compress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
+    snap::raw::Encoder::new().compress_vec(body)
+}
+
+/// Reads `Retry-After`: whole seconds or an HTTP date.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Classifies an HTTP answer; `body` is (the start of) the answer's body.
+pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], retry_on_429: bool) -> Result<Sent, SendError> {
+    if status.is_success() {
+        return Ok(Sent::default());
+    }
+    let excerpt = excerpt(body);
+    let reason = if excerpt.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {excerpt}") };
+    let throttle = || {
+        headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| retry_after(v, SystemTime::now()))
+    };
+    if status.is_server_error() {
+        return Err(SendError::Retryable { reason, throttle: throttle() });
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        if retry_on_429 {
+            return Err(SendError::Retryable { reason, throttle: throttle() });
+        }
+        return Err(SendError::Permanent {
+            reason: format!("{reason} (set retry_on_http_429: true to retry throttled requests)"),
+        });
+    }
+    Err(SendError::Permanent { reason })
+}
+
+/// The first [`EXCERPT`] characters of an answer, on one line.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let mut out: String = text.chars().take(EXCERPT).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > EXCERPT {
+        out.push_str("...");
+    }
+    out
+}
+
+/// Remote-write over HTTP(S): one pooled client shared by every send.
+pub struct RemoteWriteTransport {
+    url: String,
+    headers: HeaderMap,
+    tls: TlsConfig,
+    timeout: Duration,
+    retry_on_429: bool,
+    client: OnceLock<reqwest::Client>,
+}
+
+impl RemoteWriteTransport {
+    /// A transport for `config`; nothing is read or connected until [`RemoteWriteTransport::connect`].
+    pub fn new(config: &RemoteWriteConfig) -> Self {
+        let mut headers = HeaderMap::new();
+        for (k, v) in &config.headers {
+            // Validated with the config; skipped rather than failing if not.
+            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+                headers.insert(k, v);
+            }
+        }
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
+        headers.insert(HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static("0.1.0"));
+        headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        RemoteWriteTransport {
+            url: config.endpoint.clone(),
+            headers,
+            tls: config.tls.clone(),
+            timeout: config.timeout,
+            retry_on_429: config.retry_on_http_429,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// Loads the TLS material (for `https://`) and builds the HTTP client.
+    pub fn connect(&self) -> Result<(), RemoteWriteError> {
+        self.client().map(|_| ())
+    }
+
+    fn client(&self) -> Result<reqwest::Client, RemoteWriteError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c.clone());
+        }
+        // rustls needs a process-wide provider; ring is the only one linked in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true);
+        if self.tls.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &self.tls.ca_file {
+            let pem = std::fs::read(path).map_err(|source| RemoteWriteError::CaFile { path: path.clone(), source })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| RemoteWriteError::CaPem { path: path.clone(), detail: e.to_string() })?;
+            if certs.is_empty() {
+                return Err(RemoteWriteError::CaPem { path: path.clone(), detail: "no certificate in it".into() });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder.build().map_err(|e| RemoteWriteError::Client(e.to_string()))?;
+        Ok(self.client.get_or_init(|| client).clone())
+    }
+}
+
+/// Reads up to [`MAX_ANSWER`] bytes of an answer's body.
+async fn read_answer(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < MAX_ANSWER {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(MAX_ANSWER - body.len())]),
+            _ => break,
+        }
+    }
+    body
+}
+
+#[async_trait]
+impl Transport for RemoteWriteTransport {
+    async fn send(&self, request: &Request) -> Result<Sent, SendError> {
+        let client = self.client().map_err(|e| SendError::Permanent { reason: e.to_string() })?;
+        let body = compress(&request.body)
+            .map_err(|e| SendError::Permanent { reason: format!("cannot snappy-compress the request: {e}") })?;
+        let sent = client.post(&self.url).headers(self.headers.clone()).timeout(self.timeout).body(body).send().await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_builder() => {
+                return Err(SendError::Permanent { reason: format!("cannot build the request: {e}") });
+            }
+            Err(e) => {
+                let what = if e.is_timeout() {
+                    format!("no answer within {:?}", self.timeout)
+                } else if e.is_connect() {
+                    "cannot connect".to_string()
+                } else {
+                    "request failed".to_string()
+                };
+                return Err(SendError::Retryable { reason: format!("{what}: {}", error_chain(&e)), throttle: None });
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        // Read even a success's answer, so the connection can be reused.
+        let body = read_answer(response).await;
+        classify(status, &headers, &body, self.retry_on_429)
+    }
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
