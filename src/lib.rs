@@ -3,3 +3,5 @@
 //! eBPF probes count in the kernel; receivers turn the counts into metrics and flow records;
 //! processors label and batch them; exporters ship them. The whole graph is configured like an
 //! OpenTelemetry Collector (see `config/default.yaml`).
+
+pub mod ebpf;
