@@ -141,8 +141,13 @@ fn enum_values(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, i64)>>, 
     }
     let string = |off: u32| -> Result<&str, &'static str> {
         let start = strings + off as usize;
-        let rest = data.get(start..strings + str_len).ok_or("string offset out of range")?;
-        let end = rest.iter().position(|&b| b == 0).ok_or("unterminated string")?;
+        let rest = data
+            .get(start..strings + str_len)
+            .ok_or("string offset out of range")?;
+        let end = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("unterminated string")?;
         std::str::from_utf8(&rest[..end]).map_err(|_| "string not UTF-8")
     };
 
@@ -171,7 +176,8 @@ fn enum_values(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, i64)>>, 
                     values.push((string(u32_at(e)?)?.to_owned(), value));
                 } else {
                     let e = body + i * 12;
-                    let value = (u64::from(u32_at(e + 8)?) << 32 | u64::from(u32_at(e + 4)?)) as i64;
+                    let value =
+                        (u64::from(u32_at(e + 8)?) << 32 | u64::from(u32_at(e + 4)?)) as i64;
                     values.push((string(u32_at(e)?)?.to_owned(), value));
                 }
             }

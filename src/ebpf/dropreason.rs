@@ -21,7 +21,9 @@ use super::btf::DropReasons;
 use super::objects::{DROPREASON, MAP_COUNTS, MAP_RECORDS};
 use super::packetforward::RawCount;
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{
+    BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw,
+};
 use super::telemetry::{self, ProbeTelemetry};
 use super::{Direction, FlowTuple};
 
@@ -41,7 +43,9 @@ pub enum DropError {
     #[error("cannot load dropreason.bpf.o: {0}")]
     Load(#[source] EbpfError),
     /// Neither tp_btf/kfree_skb nor tracepoint/skb/kfree_skb could be loaded and attached.
-    #[error("cannot attach to skb:kfree_skb: tp_btf failed ({btf}); tracepoint failed ({tracepoint})")]
+    #[error(
+        "cannot attach to skb:kfree_skb: tp_btf failed ({btf}); tracepoint failed ({tracepoint})"
+    )]
     Attach {
         /// Why tp_btf failed.
         btf: String,
@@ -269,7 +273,10 @@ impl DropProbe {
         if self.records_taken {
             return Err(DropError::RecordsTaken);
         }
-        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(DropError::RecordsTaken)?;
+        let map = self
+            .ebpf
+            .take_map(MAP_RECORDS)
+            .ok_or(DropError::RecordsTaken)?;
         self.records_taken = true;
         Ok(RecordStream::new(map)?)
     }

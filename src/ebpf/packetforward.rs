@@ -39,10 +39,16 @@ pub enum ForwardError {
     },
     /// Attaching or detaching failed.
     #[error(transparent)]
-    Attach(#[from] AttachError),
+    Attach(Box<AttachError>),
     /// Reading the counters failed.
     #[error("cannot read packetforward counters: {0}")]
     Map(#[from] MapError),
+}
+
+impl From<AttachError> for ForwardError {
+    fn from(e: AttachError) -> Self {
+        Self::Attach(Box::new(e))
+    }
 }
 
 /// How to load and attach the probe.
@@ -149,12 +155,22 @@ impl ForwardProbe {
     /// Attaches to both hooks of `iface`; returns its ifindex. Attaching twice is a no-op.
     pub fn attach(&mut self, iface: &str) -> Result<u32, ForwardError> {
         let ifindex = tc::ifindex(iface)?;
-        for (hook, name) in [(TcHook::Ingress, PROG_INGRESS), (TcHook::Egress, PROG_EGRESS)] {
+        for (hook, name) in [
+            (TcHook::Ingress, PROG_INGRESS),
+            (TcHook::Egress, PROG_EGRESS),
+        ] {
             if self.attachments.contains_key(&(ifindex, hook)) {
                 continue;
             }
             let prog = classifier(&mut self.ebpf, name)?;
-            let a = tc::attach(prog, name, iface, hook, self.options.mode, self.options.clsact)?;
+            let a = tc::attach(
+                prog,
+                name,
+                iface,
+                hook,
+                self.options.mode,
+                self.options.clsact,
+            )?;
             self.attachments.insert((ifindex, hook), a);
         }
         Ok(ifindex)
@@ -179,12 +195,9 @@ impl ForwardProbe {
 
     /// Drops the counters of `ifindex` (e.g. after its interface was deleted).
     pub fn forget(&mut self, ifindex: u32) -> Result<(), ForwardError> {
-        let map = self
-            .ebpf
-            .map_mut(MAP_COUNTS)
-            .ok_or(MapError::InvalidName {
-                name: MAP_COUNTS.into(),
-            })?;
+        let map = self.ebpf.map_mut(MAP_COUNTS).ok_or(MapError::InvalidName {
+            name: MAP_COUNTS.into(),
+        })?;
         let mut counts = PerCpuHashMap::<_, RawForwardKey, RawCount>::try_from(map)?;
         for direction in [1, 2] {
             match counts.remove(&RawForwardKey { ifindex, direction }) {

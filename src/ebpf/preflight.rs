@@ -260,8 +260,11 @@ fn ensure_mounted(path: &'static str, fstype: &'static str) -> Result<bool, Stri
     if !Path::new(path).is_dir() {
         return Err(format!("{path} does not exist"));
     }
-    let (Ok(src), Ok(target), Ok(ty)) = (CString::new(fstype), CString::new(path), CString::new(fstype))
-    else {
+    let (Ok(src), Ok(target), Ok(ty)) = (
+        CString::new(fstype),
+        CString::new(path),
+        CString::new(fstype),
+    ) else {
         return Err("invalid mount arguments".into());
     };
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.

@@ -10,8 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use aya::maps::{Map, MapData, MapError, RingBuf};
-use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 use super::FlowTuple;
 
@@ -111,10 +111,7 @@ impl RawTuple {
             AF_INET => {
                 let s = [self.saddr[0], self.saddr[1], self.saddr[2], self.saddr[3]];
                 let d = [self.daddr[0], self.daddr[1], self.daddr[2], self.daddr[3]];
-                (
-                    IpAddr::V4(Ipv4Addr::from(s)),
-                    IpAddr::V4(Ipv4Addr::from(d)),
-                )
+                (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))
             }
             AF_INET6 => (
                 IpAddr::V6(Ipv6Addr::from(self.saddr)),
@@ -193,7 +190,11 @@ impl<R: RingRecord> RecordStream<R> {
     }
 }
 
-fn drain<R: RingRecord>(ring: &mut RingBuf<MapData>, out: &mut Vec<R>, malformed: &mut u64) -> usize {
+fn drain<R: RingRecord>(
+    ring: &mut RingBuf<MapData>,
+    out: &mut Vec<R>,
+    malformed: &mut u64,
+) -> usize {
     let clock = BootClock::now();
     let before = out.len();
     while let Some(item) = ring.next() {

@@ -14,7 +14,9 @@
 use std::ffi::CString;
 
 use aya::programs::links::Link as _;
-use aya::programs::tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
+use aya::programs::tc::{
+    self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle,
+};
 use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType};
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
@@ -30,7 +32,9 @@ pub enum AttachError {
     #[error("interface {0} not found")]
     NoSuchInterface(String),
     /// TCX was requested but the kernel does not support it (needs Linux 6.6+).
-    #[error("TCX requested for {iface} but this kernel has no TCX (Linux 6.6+); use AttachMode::Auto or Clsact")]
+    #[error(
+        "TCX requested for {iface} but this kernel has no TCX (Linux 6.6+); use AttachMode::Auto or Clsact"
+    )]
     TcxUnsupported {
         /// Interface.
         iface: String,
@@ -41,7 +45,7 @@ pub enum AttachError {
         /// Interface.
         iface: String,
         /// Underlying error.
-        source: aya_tc::TcError,
+        source: Box<aya_tc::TcError>,
     },
     /// The kernel refused the attachment.
     #[error("cannot attach {program} to {iface} {hook}: {source}")]
@@ -53,7 +57,7 @@ pub enum AttachError {
         /// Hook.
         hook: TcHook,
         /// Underlying error (EPERM: CAP_NET_ADMIN missing).
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// Detaching failed.
     #[error("cannot detach {program} from {iface} {hook}: {source}")]
@@ -65,7 +69,7 @@ pub enum AttachError {
         /// Hook.
         hook: TcHook,
         /// Underlying error.
-        source: ProgramError,
+        source: Box<ProgramError>,
     },
     /// Listing the interface's filters over netlink failed.
     #[error("cannot list TC filters on {iface}: {detail}")]
@@ -171,7 +175,7 @@ impl Attachment {
             program: self.program.clone(),
             iface: self.iface.clone(),
             hook: self.hook,
-            source,
+            source: Box::new(source),
         })
     }
 }
@@ -229,7 +233,7 @@ pub(crate) fn attach(
         program: program.into(),
         iface: iface.into(),
         hook,
-        source,
+        source: Box::new(source),
     };
     let options = match via {
         Via::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
@@ -239,7 +243,7 @@ pub(crate) fn attach(
                 if !exists {
                     return Err(AttachError::Qdisc {
                         iface: iface.into(),
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -290,7 +294,10 @@ pub fn list_filters(iface: &str, hook: TcHook) -> Result<Vec<FilterInfo>, Attach
     };
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut req = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetTrafficFilter(msg)));
+    let mut req = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetTrafficFilter(msg)),
+    );
     req.finalize();
     let mut buf = vec![0u8; req.buffer_len()];
     req.serialize(&mut buf);
@@ -305,7 +312,9 @@ pub fn list_filters(iface: &str, hook: TcHook) -> Result<Vec<FilterInfo>, Attach
     let mut filters = Vec::new();
     let mut rx = vec![0u8; 64 * 1024];
     loop {
-        let n = socket.recv(&mut &mut rx[..], 0).map_err(|e| nl_err(e.to_string()))?;
+        let n = socket
+            .recv(&mut &mut rx[..], 0)
+            .map_err(|e| nl_err(e.to_string()))?;
         let mut off = 0;
         while off < n {
             let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
@@ -395,7 +404,7 @@ pub fn remove_stale_filters(
             program: program.into(),
             iface: iface.into(),
             hook,
-            source,
+            source: Box::new(source),
         })?;
         removed += 1;
     }

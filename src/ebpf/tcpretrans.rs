@@ -12,11 +12,13 @@ use aya::maps::{MapError, PerCpuArray};
 use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
+use super::FlowTuple;
 use super::objects::{MAP_COUNTS, MAP_RECORDS, TCPRETRANS};
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{
+    BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw,
+};
 use super::telemetry::{self, ProbeTelemetry};
-use super::FlowTuple;
 
 const PROG_SKB: &str = "fovea_retrans_skb";
 const PROG_SYNACK: &str = "fovea_retrans_synack";
@@ -277,12 +279,14 @@ impl TcpRetransProbe {
         })?;
         let counts = PerCpuArray::<_, RawRetransCount>::try_from(map)?;
         let per_cpu = counts.get(&0, 0)?;
-        Ok(per_cpu.iter().fold(RetransTotals::default(), |t, c| RetransTotals {
-            segments: t.segments + c.segments,
-            events: t.events + c.events,
-            failed: t.failed + c.failed,
-            synack: t.synack + c.synack,
-        }))
+        Ok(per_cpu
+            .iter()
+            .fold(RetransTotals::default(), |t, c| RetransTotals {
+                segments: t.segments + c.segments,
+                events: t.events + c.events,
+                failed: t.failed + c.failed,
+                synack: t.synack + c.synack,
+            }))
     }
 
     /// Retransmitted segments since load (= `totals()?.segments`).
