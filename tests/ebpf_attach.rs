@@ -362,7 +362,7 @@ fn other_filter_survives_attach_detach_and_kill_tcx() {
         return;
     }
     if !preflight::tcx_supported() {
-        eprintln!("SKIPPED {test}: this kernel has no TCX (Linux 6.6+)");
+        support::skip_note(test, "this kernel has no TCX (Linux 6.6+)");
         return;
     }
     coexistence(AttachMode::Auto, test);
@@ -385,7 +385,7 @@ fn stale_clsact_filter_removed_by_tcx_attach() {
         return;
     }
     if !preflight::tcx_supported() {
-        eprintln!("SKIPPED {test}: this kernel has no TCX (Linux 6.6+)");
+        support::skip_note(test, "this kernel has no TCX (Linux 6.6+)");
         return;
     }
     let pod = Pod::new(LinkOptions {

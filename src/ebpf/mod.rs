@@ -11,6 +11,8 @@
 //! missing (capabilities, BTF, ring buffers) instead of failing on the first syscall.
 //! See `docs/ebpf.md` for programs, maps, semantics and the attach strategy.
 
+#![deny(missing_docs)]
+
 pub mod btf;
 pub mod dropreason;
 mod objects;

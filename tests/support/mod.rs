@@ -25,8 +25,15 @@ fn skip_or_fail(test: &str, reason: &str) -> bool {
     if in_ci() {
         panic!("{test}: {reason} (CI=true, so this is a failure, not a skip)");
     }
-    eprintln!("SKIPPED {test}: {reason}");
+    skip_note(test, reason);
     false
+}
+
+/// Prints a skip reason where `cargo test` shows it: straight to the stderr fd, past the
+/// test harness's output capture (which would hide it for a passing test).
+pub fn skip_note(test: &str, reason: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {reason}");
 }
 
 /// True when running as root; otherwise skips (or fails in CI) with a clear reason.
