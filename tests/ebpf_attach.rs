@@ -468,3 +468,35 @@ fn missing_capabilities_are_all_reported() {
         );
     }
 }
+
+/// Pods come and go: detaching from an interface that was already deleted succeeds in both
+/// modes (the kernel removed our filter or link with the device).
+#[test]
+fn detach_after_interface_deleted_is_ok() {
+    let test = "detach_after_interface_deleted_is_ok";
+    if !support::require_tools(test, &["ip"]) {
+        return;
+    }
+    for mode in [AttachMode::Auto, AttachMode::Clsact] {
+        let pod = Pod::new(LinkOptions::default());
+        let mut probe = ForwardProbe::load_with(ForwardOptions {
+            mode,
+            ..ForwardOptions::default()
+        })
+        .expect("load");
+        let ifindex = probe.attach(&pod.host_if).expect("attach");
+        drop(pod);
+        probe.detach(ifindex).expect("detach after delete");
+        assert!(probe.attached().is_empty());
+    }
+}
+
+#[test]
+fn probes_and_streams_can_move_between_threads() {
+    fn send<T: Send>() {}
+    send::<ForwardProbe>();
+    send::<DropProbe>();
+    send::<TcpRetransProbe>();
+    send::<fovea::ebpf::RecordStream<fovea::ebpf::DropRecord>>();
+    send::<fovea::ebpf::RecordStream<fovea::ebpf::RetransRecord>>();
+}

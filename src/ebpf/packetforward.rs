@@ -120,11 +120,13 @@ const _: () = assert!(size_of::<RawCount>() == 16);
 // SAFETY: plain #[repr(C)] integers, no padding.
 unsafe impl aya::Pod for RawCount {}
 
-/// The packetforward probe: load once, attach to any number of interfaces.
+/// The packetforward probe: load once, attach to any number of interfaces. Interface names
+/// and indexes are those of the network namespace of the calling thread.
 pub struct ForwardProbe {
+    // declared first so links detach before the programs are unloaded
+    attachments: BTreeMap<(u32, TcHook), Attachment>,
     ebpf: Ebpf,
     options: ForwardOptions,
-    attachments: BTreeMap<(u32, TcHook), Attachment>,
 }
 
 impl ForwardProbe {

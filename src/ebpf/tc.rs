@@ -166,17 +166,26 @@ pub(crate) struct Attachment {
 }
 
 impl Attachment {
-    /// Detaches now, reporting errors (dropping detaches too, silently).
+    /// Detaches now, reporting errors (dropping detaches too, silently). An interface that
+    /// is already gone took our filter or link with it, so that counts as detached.
     pub(crate) fn detach(mut self) -> Result<(), AttachError> {
         let Some(link) = self.link.take() else {
             return Ok(());
         };
-        link.detach().map_err(|source| AttachError::Detach {
-            program: self.program.clone(),
-            iface: self.iface.clone(),
-            hook: self.hook,
-            source: Box::new(source),
-        })
+        match link.detach() {
+            Ok(()) => Ok(()),
+            Err(ProgramError::NetlinkError(e))
+                if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) =>
+            {
+                Ok(())
+            }
+            Err(source) => Err(AttachError::Detach {
+                program: self.program.clone(),
+                iface: self.iface.clone(),
+                hook: self.hook,
+                source: Box::new(source),
+            }),
+        }
     }
 }
 
