@@ -281,6 +281,17 @@ fn udp_to_closed_port_counts_no_socket() {
             && r.bytes as usize == l3
             && r.direction == Direction::Ingress));
     }
+    // the CO-RE enum relocations resolved: normal frees and unspecified drops never counted
+    for c in probe.counters().expect("counters") {
+        let name = probe.reason_name(c.reason_code).unwrap_or("?");
+        assert!(
+            !matches!(
+                name,
+                "SKB_CONSUMED" | "SKB_NOT_DROPPED_YET" | "NOT_SPECIFIED"
+            ),
+            "{name} counted: {c:?}"
+        );
+    }
     let other = foreign(&all, no_socket, &[(src4, dst4), (src6, dst6)]);
     if other.0 > 0 {
         eprintln!(
