@@ -502,3 +502,60 @@ fn probes_and_streams_can_move_between_threads() {
     send::<fovea::ebpf::RecordStream<fovea::ebpf::DropRecord>>();
     send::<fovea::ebpf::RecordStream<fovea::ebpf::RetransRecord>>();
 }
+
+const CHILD_MOUNTS: &str = "FOVEA_TEST_CHILD_MOUNTS";
+
+/// Child: run the preflight and print what it mounted.
+#[test]
+fn child_preflight_mounts() {
+    if std::env::var(CHILD_MOUNTS).is_err() {
+        return;
+    }
+    match preflight::check(Needs::ALL) {
+        Ok(p) => println!("MOUNTED {:?}", p.mounted),
+        Err(e) => println!("FAILED {e}"),
+    }
+    match DropProbe::load(DropConfig {
+        force_tracepoint: true,
+        ..DropConfig::default()
+    }) {
+        Ok(_) => println!("TRACEPOINT LOADED"),
+        Err(e) => println!("FAILED {e}"),
+    }
+}
+
+/// In a mount namespace without tracefs and bpffs, the preflight mounts both, and the plain
+/// tracepoint (which needs tracefs) then attaches.
+#[test]
+fn preflight_mounts_missing_tracefs_and_bpffs() {
+    let test = "preflight_mounts_missing_tracefs_and_bpffs";
+    if !support::require_tools(test, &["unshare", "umount"]) {
+        return;
+    }
+    let exe = std::env::current_exe().expect("exe");
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "umount /sys/kernel/tracing 2>/dev/null; umount /sys/fs/bpf 2>/dev/null; \
+             exec \"$0\" --exact child_preflight_mounts --nocapture --test-threads 1",
+        ])
+        .arg(exe)
+        .env(CHILD_MOUNTS, "1")
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"MOUNTED ["/sys/fs/bpf", "/sys/kernel/tracing"]"#),
+        "{stdout}"
+    );
+    assert!(stdout.contains("TRACEPOINT LOADED"), "{stdout}");
+}
