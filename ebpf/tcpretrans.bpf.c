@@ -3,11 +3,15 @@
  * tcpretrans: TCP retransmissions counted in the kernel, plus rate-capped flow records.
  *
  * The count is in segments, matching the kernel's TcpRetransSegs (TCP_MIB_RETRANSSEGS):
- * tcp:tcp_retransmit_skb adds tcp_skb_pcount(skb) when the retransmit went out (err == 0),
- * and tcp:tcp_retransmit_synack adds one per SYN-ACK retransmit (which TcpRetransSegs also
- * counts). Retransmits that failed to transmit (err != 0, kernels that report err) are counted
- * apart: the kernel counts some of those in TcpRetransSegs and some not, and the tracepoint
- * cannot tell which.
+ * tcp:tcp_retransmit_skb adds tcp_skb_pcount(skb) (a TSO skb of 30 MSS counts 30), and
+ * tcp:tcp_retransmit_synack adds one per SYN-ACK retransmit (which TcpRetransSegs also counts).
+ *
+ * Since the tracepoint has an `err` field, it also fires for attempts that failed. The kernel
+ * bumps TcpRetransSegs after its early checks and before handing the skb to the IP layer, so:
+ * the early aborts (-EBUSY original still queued, -EAGAIN window shrunk, -EINVAL, -ENOMEM,
+ * -EHOSTUNREACH no route) are not in TcpRetransSegs and go to `aborted`; an error from the
+ * transmit itself (e.g. NET_XMIT_DROP = 1 when a veth peer's backlog is full, -ENOBUFS, -EPERM
+ * from netfilter) comes after the count and is counted in `segments` like a success.
  */
 #include "fovea.bpf.h"
 
@@ -19,12 +23,17 @@ const volatile __u32 record_rate_per_sec = 1000;
 #define RETRANS_KIND_SKB 0
 #define RETRANS_KIND_SYNACK 1
 #define TCP_SYN_RECV 3
+#define FOVEA_EBUSY 16
+#define FOVEA_EAGAIN 11
+#define FOVEA_EINVAL 22
+#define FOVEA_ENOMEM 12
+#define FOVEA_EHOSTUNREACH 113
 
 /* Mirrored by `RawRetransCount` in src/ebpf/tcpretrans.rs. */
 struct retrans_count {
-	__u64 segments;    /* retransmitted segments that went out (TcpRetransSegs) */
+	__u64 segments;    /* retransmitted segments, as TcpRetransSegs counts them */
 	__u64 events;      /* tracepoint hits behind `segments` */
-	__u64 failed;      /* segments whose retransmit returned an error */
+	__u64 aborted;     /* segments of attempts aborted before TcpRetransSegs counts them */
 	__u64 synack;      /* SYN-ACK retransmits (included in `segments`) */
 };
 
@@ -82,6 +91,13 @@ FOVEA_RECORD_MAPS(256 * 1024);
 		fovea_record_submit(rec, &stats);                                          \
 	} while (0)
 
+/* Mirrored by `RetransRecord::counted` in src/ebpf/tcpretrans.rs. */
+static __always_inline int aborted_before_count(__s32 err)
+{
+	return err == -FOVEA_EBUSY || err == -FOVEA_EAGAIN || err == -FOVEA_EINVAL ||
+	       err == -FOVEA_ENOMEM || err == -FOVEA_EHOSTUNREACH;
+}
+
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int fovea_retrans_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
@@ -102,11 +118,11 @@ int fovea_retrans_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	}
 	c = bpf_map_lookup_elem(&counts, &zero);
 	if (c) {
-		if (err == 0) {
+		if (aborted_before_count(err)) {
+			c->aborted += segs;
+		} else {
 			c->segments += segs;
 			c->events += 1;
-		} else {
-			c->failed += segs;
 		}
 	}
 	EMIT_RECORD(ctx, (__u8)ctx->state, RETRANS_KIND_SKB, segs, err);

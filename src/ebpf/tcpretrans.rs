@@ -2,9 +2,11 @@
 //! records, from `tcp:tcp_retransmit_skb` and `tcp:tcp_retransmit_synack`.
 //!
 //! [`RetransTotals::segments`] counts what the kernel's `TcpRetransSegs` counts: segments
-//! (`tcp_skb_pcount`, so a TSO retransmit of 3 MSS counts 3) of retransmits that went out,
-//! plus SYN-ACK retransmits. Retransmits the stack tried but failed to send (`err != 0` on
-//! kernels that report it) are in [`RetransTotals::failed`], not in `segments`.
+//! (`tcp_skb_pcount`, so a TSO retransmit of 30 MSS counts 30) of retransmit attempts the kernel
+//! accounted, plus SYN-ACK retransmits. Attempts the kernel aborted before accounting them
+//! (`err` -EBUSY, -EAGAIN, -EINVAL, -ENOMEM, -EHOSTUNREACH) are in [`RetransTotals::aborted`];
+//! attempts that failed in the transmit itself (e.g. `err` 1, NET_XMIT_DROP, when a veth
+//! peer's backlog is full) are accounted by the kernel and so are in `segments`.
 
 use std::time::SystemTime;
 
@@ -77,12 +79,12 @@ impl Default for RetransConfig {
 /// Cumulative retransmission counts since load, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetransTotals {
-    /// Retransmitted segments that went out, SYN-ACKs included (compare with TcpRetransSegs).
+    /// Retransmitted segments as TcpRetransSegs counts them, SYN-ACKs included.
     pub segments: u64,
     /// Tracepoint hits behind `segments` (one per retransmitted skb or SYN-ACK).
     pub events: u64,
-    /// Segments whose retransmit failed to send (err != 0).
-    pub failed: u64,
+    /// Segments of attempts aborted before the kernel counted them (see the module docs).
+    pub aborted: u64,
     /// SYN-ACK retransmits (included in `segments`).
     pub synack: u64,
 }
@@ -180,8 +182,19 @@ pub struct RetransRecord {
     pub kind: RetransKind,
     /// Segments in the retransmitted skb.
     pub segments: u16,
-    /// 0 when the retransmit went out, else the negative errno.
+    /// 0 when the retransmit went out; negative errno or positive NET_XMIT code otherwise.
     pub err: i32,
+}
+
+impl RetransRecord {
+    /// True when the kernel counted this attempt in TcpRetransSegs (and we in `segments`):
+    /// everything except the early aborts -EBUSY, -EAGAIN, -EINVAL, -ENOMEM, -EHOSTUNREACH.
+    pub fn counted(&self) -> bool {
+        !matches!(
+            -self.err,
+            libc::EBUSY | libc::EAGAIN | libc::EINVAL | libc::ENOMEM | libc::EHOSTUNREACH
+        )
+    }
 }
 
 /// Mirror of `struct retrans_record` (ebpf/tcpretrans.bpf.c).
@@ -221,7 +234,7 @@ impl RingRecord for RetransRecord {
 struct RawRetransCount {
     segments: u64,
     events: u64,
-    failed: u64,
+    aborted: u64,
     synack: u64,
 }
 const _: () = assert!(size_of::<RawRetransCount>() == 32);
@@ -284,7 +297,7 @@ impl TcpRetransProbe {
             .fold(RetransTotals::default(), |t, c| RetransTotals {
                 segments: t.segments + c.segments,
                 events: t.events + c.events,
-                failed: t.failed + c.failed,
+                aborted: t.aborted + c.aborted,
                 synack: t.synack + c.synack,
             }))
     }
