@@ -182,7 +182,8 @@ impl OtherFilter {
     /// reached the host socket.
     fn assert_working(&self, pod: &Pod, phase: &str) {
         const K: u64 = 5;
-        let host = UdpSocket::bind(SocketAddr::new(pod.addrs.a4.into(), OTHER_PORT)).expect("bind");
+        let addr = SocketAddr::new(pod.addrs.a4.into(), OTHER_PORT);
+        let host = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("{phase}: bind {addr}: {e}"));
         host.set_nonblocking(true).expect("nonblocking");
         let before = (
             self.action_packets(),

@@ -200,7 +200,23 @@ pub struct LinkAddrs {
 }
 
 impl LinkAddrs {
+    /// The plan for (pid, n), moved on past blocks another process already uses on this host.
     fn allocate(pid: u32, n: u32) -> Self {
+        let mut n = n;
+        loop {
+            let plan = Self::plan(pid, n);
+            let used = run(
+                "ip",
+                &["-o", "addr", "show", "to", &format!("{}/30", plan.a4)],
+            );
+            if used.trim().is_empty() {
+                return plan;
+            }
+            n = n.wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+    }
+
+    fn plan(pid: u32, n: u32) -> Self {
         // 198.18.0.0/15 holds 32768 /30 blocks
         let block = (pid.wrapping_mul(64).wrapping_add(n)) % 32768;
         let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + block * 4;
