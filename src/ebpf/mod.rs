@@ -27,15 +27,18 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use btf::DropReasons;
-pub use dropreason::{DropConfig, DropCount, DropHook, DropProbe, DropRecord};
-pub use packetforward::{ForwardCount, ForwardOptions, ForwardProbe};
+pub use dropreason::{DropConfig, DropCount, DropError, DropHook, DropProbe, DropRecord};
+pub use packetforward::{AttachedHook, ForwardCount, ForwardError, ForwardOptions, ForwardProbe};
 pub use preflight::{Preflight, PreflightError};
-pub use records::{RecordStats, RecordStream};
-pub use tc::{AttachMode, ClsactOptions, TcHook};
+pub use records::{RecordError, RecordStats, RecordStream};
+pub use tc::{AttachError, AttachMode, ClsactOptions, TcHook, Via};
 pub use tcpretrans::{
-    RetransConfig, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe, TcpState,
+    RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe,
+    TcpState,
 };
-pub use telemetry::{MapFill, ProbeTelemetry, ProgramStats, RunTimeStats};
+pub use telemetry::{
+    MapFill, ProbeTelemetry, ProgramStats, RunTimeStats, TelemetryError, enable_run_time_stats,
+};
 
 /// Which way a packet was going when a probe saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
