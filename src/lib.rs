@@ -6,6 +6,7 @@
 
 pub mod components;
 pub mod config;
+pub mod ebpf;
 pub mod exporters;
 pub mod model;
 pub mod pipeline;
