@@ -8,6 +8,7 @@ pub mod components;
 pub mod config;
 pub mod exporters;
 pub mod model;
+pub mod otlp;
 pub mod pipeline;
 pub mod processors;
 pub mod telemetry;
