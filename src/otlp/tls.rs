@@ -63,6 +63,15 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A certificate chain and its private key, as PEM.
+#[derive(Debug, Clone)]
+pub struct IdentityPem {
+    /// The certificate chain.
+    pub cert: Vec<u8>,
+    /// The private key.
+    pub key: Vec<u8>,
+}
+
 /// Client `tls:` settings (otelcol's `configtls.ClientConfig`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -203,10 +212,10 @@ impl ClientTls {
     }
 
     /// The client certificate chain and key as PEM, when configured.
-    pub fn identity_pem(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, TlsError> {
+    pub fn identity_pem(&self) -> Result<Option<IdentityPem>, TlsError> {
         let cert = read_pem("tls::cert_file", &self.cert_file, &self.cert_pem)?;
         let key = read_pem("tls::key_file", &self.key_file, &self.key_pem)?;
-        Ok(cert.zip(key))
+        Ok(cert.zip(key).map(|(cert, key)| IdentityPem { cert, key }))
     }
 
     /// A rustls client configuration (ring provider) advertising `alpn` protocols.
@@ -217,8 +226,10 @@ impl ClientTls {
             .dangerous()
             .with_custom_certificate_verifier(self.verifier()?);
         let mut config = match self.identity_pem()? {
-            Some((cert, key)) => builder
-                .with_client_auth_cert(certificates("tls::cert_file", &cert)?, private_key("tls::key_file", &key)?)?,
+            Some(id) => builder.with_client_auth_cert(
+                certificates("tls::cert_file", &id.cert)?,
+                private_key("tls::key_file", &id.key)?,
+            )?,
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -229,11 +240,11 @@ impl ClientTls {
     pub fn tonic_config(&self) -> Result<(tonic::transport::ClientTlsConfig, Arc<dyn ServerCertVerifier>), TlsError> {
         install_default_provider();
         let mut config = tonic::transport::ClientTlsConfig::new().assume_http2(true);
-        if let Some((cert, key)) = self.identity_pem()? {
+        if let Some(id) = self.identity_pem()? {
             // Parse once here so a bad file is reported with its setting name.
-            certificates("tls::cert_file", &cert)?;
-            private_key("tls::key_file", &key)?;
-            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+            certificates("tls::cert_file", &id.cert)?;
+            private_key("tls::key_file", &id.key)?;
+            config = config.identity(tonic::transport::Identity::from_pem(id.cert, id.key));
         }
         if let Some(name) = &self.server_name_override {
             config = config.domain_name(name.clone());
@@ -255,17 +266,17 @@ impl ServerTls {
         }
     }
 
-    fn material(&self) -> Result<(Vec<u8>, Vec<u8>, Option<Vec<u8>>), TlsError> {
+    fn material(&self) -> Result<(IdentityPem, Option<Vec<u8>>), TlsError> {
         let cert = read_pem("tls::cert_file", &self.cert_file, &self.cert_pem)?.unwrap_or_default();
         let key = read_pem("tls::key_file", &self.key_file, &self.key_pem)?.unwrap_or_default();
         let ca = read_pem("tls::client_ca_file", &self.client_ca_file, &None)?;
-        Ok((cert, key, ca))
+        Ok((IdentityPem { cert, key }, ca))
     }
 
     /// A rustls server configuration (ring provider) offering `alpn` protocols.
     pub fn rustls_config(&self, alpn: &[&[u8]]) -> Result<rustls::ServerConfig, TlsError> {
         install_default_provider();
-        let (cert, key, ca) = self.material()?;
+        let (IdentityPem { cert, key }, ca) = self.material()?;
         let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
         let builder = match ca {
             None => builder.with_no_client_auth(),
@@ -286,7 +297,7 @@ impl ServerTls {
     /// tonic's server TLS settings.
     pub fn tonic_config(&self) -> Result<tonic::transport::ServerTlsConfig, TlsError> {
         install_default_provider();
-        let (cert, key, ca) = self.material()?;
+        let (IdentityPem { cert, key }, ca) = self.material()?;
         certificates("tls::cert_file", &cert)?;
         private_key("tls::key_file", &key)?;
         let mut config =
