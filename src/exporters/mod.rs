@@ -2,3 +2,5 @@
 
 pub mod debug;
 pub mod delivery;
+pub mod otlp;
+pub mod otlphttp;
