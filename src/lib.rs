@@ -11,4 +11,5 @@ pub mod model;
 pub mod otlp;
 pub mod pipeline;
 pub mod processors;
+pub mod receivers;
 pub mod telemetry;
