@@ -148,6 +148,17 @@ pub fn classify(status: &Status) -> SendError {
     if retryable { SendError::Retryable { reason, throttle } } else { SendError::Permanent { reason } }
 }
 
+fn is_local_timeout(status: &Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 fn partial(rejected: i64, message: String) -> Sent {
     Sent { rejected_items: rejected.max(0) as u64, message }
 }
@@ -168,12 +179,16 @@ impl Transport for GrpcTransport {
                     .map(|r| r.partial_success.map(|p| partial(p.rejected_log_records, p.error_message))),
             }
         };
+        let deadline_exceeded = || SendError::Retryable {
+            reason: format!("DeadlineExceeded: no answer from {} within {:?}", self.target.authority, self.timeout),
+            throttle: None,
+        };
         match tokio::time::timeout(self.timeout, attempt).await {
-            Err(_) => Err(SendError::Retryable {
-                reason: format!("DeadlineExceeded: no answer from {} within {:?}", self.target.authority, self.timeout),
-                throttle: None,
-            }),
+            Err(_) => Err(deadline_exceeded()),
             Ok(Ok(sent)) => Ok(sent.unwrap_or_default()),
+            // tonic's own deadline (the `grpc-timeout` it sends) surfaces as Cancelled; grpc-go
+            // and otelcol call it DeadlineExceeded.
+            Ok(Err(status)) if is_local_timeout(&status) => Err(deadline_exceeded()),
             Ok(Err(status)) => Err(classify(&status)),
         }
     }
