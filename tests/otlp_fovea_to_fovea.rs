@@ -18,12 +18,16 @@ async fn wait_sent(stats: &fovea::telemetry::ComponentStats, items: u64) {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the exporter reported {:?} (received, sent, dropped, failed), wanted {items} sent", stats.snapshot(Signal::Metrics));
+    panic!(
+        "the exporter reported {:?} (received, sent, dropped, failed), wanted {items} sent",
+        stats.snapshot(Signal::Metrics)
+    );
 }
 
 #[tokio::test]
 async fn otlp_grpc_exporter_to_otlp_receiver_with_every_compression() {
-    let mut receiver = support::start_receiver(serde_json::json!({"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}})).await;
+    let mut receiver =
+        support::start_receiver(serde_json::json!({"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}})).await;
     let batch = support::every_kind_batch();
     for compression in ["gzip", "zstd", "none"] {
         let config: OtlpExporterConfig = serde_json::from_value(serde_json::json!({
@@ -46,9 +50,12 @@ async fn otlp_grpc_exporter_to_otlp_receiver_with_every_compression() {
 
 #[tokio::test]
 async fn otlphttp_exporter_to_otlp_receiver_with_every_compression_and_json() {
-    let mut receiver = support::start_receiver(serde_json::json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})).await;
+    let mut receiver =
+        support::start_receiver(serde_json::json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})).await;
     let batch = support::every_kind_batch();
-    for (compression, encoding) in [("gzip", "proto"), ("zstd", "proto"), ("none", "proto"), ("gzip", "json"), ("none", "json")] {
+    for (compression, encoding) in
+        [("gzip", "proto"), ("zstd", "proto"), ("none", "proto"), ("gzip", "json"), ("none", "json")]
+    {
         let config: OtlpHttpExporterConfig = serde_json::from_value(serde_json::json!({
             "endpoint": format!("http://{}", receiver.http.unwrap()), "compression": compression, "encoding": encoding,
         }))
