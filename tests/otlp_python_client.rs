@@ -14,7 +14,10 @@ use fovea::model::{AttrValue, Attributes, MetricBatch, MetricData, Number, Tempo
 
 fn sdk_available() -> bool {
     let found = Command::new("python3")
-        .args(["-c", "import opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, opentelemetry.sdk"])
+        .args([
+            "-c",
+            "import opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http, opentelemetry.sdk",
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     if !found {
@@ -22,7 +25,9 @@ fn sdk_available() -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "the OpenTelemetry Python SDK is required in CI: python3 -m pip install -r tests/support/requirements.txt"
         );
-        eprintln!("skipped: the OpenTelemetry Python SDK is not installed (python3 -m pip install -r tests/support/requirements.txt)");
+        eprintln!(
+            "skipped: the OpenTelemetry Python SDK is not installed (python3 -m pip install -r tests/support/requirements.txt)"
+        );
     }
     found
 }
