@@ -68,3 +68,39 @@ fn the_proto_carries_the_otlp_fields_exactly() {
     assert_eq!((hp.count, hp.sum, hp.min, hp.max), (10, Some(0.123), Some(0.0001), Some(0.09)));
     assert_eq!((h.data_points[1].min, h.data_points[1].max), (None, None));
 }
+
+#[test]
+fn the_encoder_splits_large_batches_and_keeps_every_point() {
+    use fovea::exporters::delivery::Encoder as _;
+    use fovea::model::{MetricData, Payload};
+    use fovea::otlp::OtlpEncoder;
+
+    let batch = support::node_batch(1000);
+    let mut requests = Vec::new();
+    OtlpEncoder::default().encode(&Payload::from(batch.clone()), &mut requests).unwrap();
+    assert_eq!(requests.len(), 1, "a 1000-point batch fits one request");
+
+    let (acks, waiter) = fovea::model::Acks::new_request();
+    let payload = Payload::from(fovea::model::MetricBatch { acks, ..batch.clone() });
+    requests.clear();
+    OtlpEncoder::with_max_body(20_000).encode(&payload, &mut requests).unwrap();
+    assert!(requests.len() > 5, "{} requests", requests.len());
+    assert!(requests.iter().all(|r| r.body.len() <= 20_000));
+    assert_eq!(requests.iter().map(|r| r.items).sum::<u64>(), 1000);
+    let mut values = Vec::new();
+    for r in &requests {
+        let part = metrics_from_proto(ExportMetricsServiceRequest::decode(r.body.as_ref()).unwrap()).batch;
+        assert_eq!(part.data_points() as u64, r.items);
+        for (_, _, m) in part.iter_metrics() {
+            let MetricData::Sum(s) = &m.data else { panic!("not a sum") };
+            values.extend(s.points.iter().cloned());
+        }
+    }
+    let MetricData::Sum(original) = &batch.resource_metrics[0].scope_metrics[0].metrics[0].data else { panic!() };
+    assert_eq!(values, original.points);
+    // Splitting did not touch the acknowledgement: one accept completes the request.
+    payload.acks().accept();
+    drop(payload);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    assert!(rt.block_on(waiter.wait()));
+}

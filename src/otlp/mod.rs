@@ -13,7 +13,7 @@ pub mod tls;
 
 pub use compression::Compression;
 pub use convert::{Decoded, metrics_from_proto, metrics_to_proto};
-pub use encoder::OtlpEncoder;
+pub use encoder::{MAX_BODY_BYTES, OtlpEncoder};
 pub use flows::flows_to_proto;
 
 /// The generated OTLP messages and gRPC stubs (`opentelemetry-proto`), for tests and tools.

@@ -51,7 +51,7 @@ impl OtlpGrpcExporter {
             name,
             config.sending_queue.clone(),
             config.retry_on_failure.clone(),
-            Arc::new(OtlpEncoder),
+            Arc::new(OtlpEncoder::default()),
             transport.clone(),
         );
         Ok(OtlpGrpcExporter { delivery, transport })

@@ -48,7 +48,7 @@ impl OtlpHttpExporter {
             name,
             config.sending_queue.clone(),
             config.retry_on_failure.clone(),
-            Arc::new(OtlpEncoder),
+            Arc::new(OtlpEncoder::default()),
             transport.clone(),
         );
         OtlpHttpExporter { delivery, transport }
