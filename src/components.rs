@@ -10,10 +10,13 @@ pub fn builtin() -> Registry {
     Registry::new(vec![
         // receivers
         receivers::linuxutil::factory(),
+        receivers::otlp::factory(),
         // processors
         processors::batch::factory(),
         // exporters
         exporters::debug::factory(),
+        exporters::otlp::factory(),
+        exporters::otlphttp::factory(),
         exporters::prometheus::factory(),
     ])
 }

@@ -6,8 +6,10 @@
 
 pub mod components;
 pub mod config;
+pub mod ebpf;
 pub mod exporters;
 pub mod model;
+pub mod otlp;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;

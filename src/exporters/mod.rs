@@ -2,5 +2,7 @@
 
 pub mod debug;
 pub mod delivery;
+pub mod otlp;
+pub mod otlphttp;
 pub mod prometheus;
 pub mod prometheusremotewrite;

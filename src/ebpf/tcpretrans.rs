@@ -1,0 +1,300 @@
+//! [`TcpRetransProbe`]: TCP retransmissions counted in the kernel, plus rate-capped flow
+//! records, from `tcp:tcp_retransmit_skb` and `tcp:tcp_retransmit_synack`.
+//!
+//! [`RetransTotals::segments`] counts what the kernel's `TcpRetransSegs` counts: segments
+//! (`tcp_skb_pcount`, so a TSO retransmit of 30 MSS counts 30) of retransmit attempts the kernel
+//! accounted, plus SYN-ACK retransmits. Attempts the kernel aborted before accounting them
+//! (`err` -EBUSY, -EAGAIN, -EINVAL, -ENOMEM, -EHOSTUNREACH) are in [`RetransTotals::aborted`];
+//! attempts that failed in the transmit itself (e.g. `err` 1, NET_XMIT_DROP, when a veth
+//! peer's backlog is full) are accounted by the kernel and so are in `segments`.
+
+use std::time::SystemTime;
+
+use aya::maps::{MapError, PerCpuArray};
+use aya::programs::{ProgramError, TracePoint};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+
+use super::FlowTuple;
+use super::objects::{MAP_COUNTS, MAP_RECORDS, TCPRETRANS};
+use super::preflight::{self, Needs, PreflightError};
+use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::telemetry::{self, ProbeTelemetry};
+
+const PROG_SKB: &str = "fovea_retrans_skb";
+const PROG_SYNACK: &str = "fovea_retrans_synack";
+
+/// Errors of the tcpretrans probe.
+#[derive(Debug, thiserror::Error)]
+pub enum RetransError {
+    /// Something the probe needs is missing (all of it is listed).
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// Invalid configuration.
+    #[error("invalid tcpretrans config: {0}")]
+    Config(String),
+    /// The object failed to load (verifier, BTF, or map creation).
+    #[error("cannot load tcpretrans.bpf.o: {0}")]
+    Load(#[source] EbpfError),
+    /// A program failed to load or attach.
+    #[error("cannot attach {program} to tcp:{tracepoint}: {source}")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// Tracepoint name.
+        tracepoint: &'static str,
+        /// Underlying error.
+        source: ProgramError,
+    },
+    /// Reading the counters failed.
+    #[error("cannot read tcpretrans counters: {0}")]
+    Map(#[from] MapError),
+    /// Opening the record stream failed.
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    /// [`TcpRetransProbe::take_records`] was called twice.
+    #[error("the tcpretrans record stream was already taken")]
+    RecordsTaken,
+}
+
+/// Configuration of the tcpretrans probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetransConfig {
+    /// Flow records per second, all CPUs together; 0 disables records.
+    pub record_rate_per_sec: u32,
+    /// Ring buffer size in bytes (a power of two, at least one page).
+    pub ring_bytes: u32,
+}
+
+impl Default for RetransConfig {
+    fn default() -> Self {
+        Self { record_rate_per_sec: 1000, ring_bytes: 256 * 1024 }
+    }
+}
+
+/// Cumulative retransmission counts since load, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetransTotals {
+    /// Retransmitted segments as TcpRetransSegs counts them, SYN-ACKs included.
+    pub segments: u64,
+    /// Tracepoint hits behind `segments` (one per retransmitted skb or SYN-ACK).
+    pub events: u64,
+    /// Segments of attempts aborted before the kernel counted them (see the module docs).
+    pub aborted: u64,
+    /// SYN-ACK retransmits (included in `segments`).
+    pub synack: u64,
+}
+
+/// What was retransmitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetransKind {
+    /// A data/control segment of an established (or closing) connection, or a SYN.
+    Segment,
+    /// A SYN-ACK of a passive open.
+    SynAck,
+}
+
+/// TCP connection state (`include/net/tcp_states.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    /// ESTABLISHED.
+    Established,
+    /// SYN_SENT.
+    SynSent,
+    /// SYN_RECV.
+    SynRecv,
+    /// FIN_WAIT1.
+    FinWait1,
+    /// FIN_WAIT2.
+    FinWait2,
+    /// TIME_WAIT.
+    TimeWait,
+    /// CLOSE.
+    Close,
+    /// CLOSE_WAIT.
+    CloseWait,
+    /// LAST_ACK.
+    LastAck,
+    /// LISTEN.
+    Listen,
+    /// CLOSING.
+    Closing,
+    /// NEW_SYN_RECV.
+    NewSynRecv,
+    /// A value this build does not know.
+    Other(u8),
+}
+
+impl TcpState {
+    /// Decodes the kernel's state number.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::Established,
+            2 => Self::SynSent,
+            3 => Self::SynRecv,
+            4 => Self::FinWait1,
+            5 => Self::FinWait2,
+            6 => Self::TimeWait,
+            7 => Self::Close,
+            8 => Self::CloseWait,
+            9 => Self::LastAck,
+            10 => Self::Listen,
+            11 => Self::Closing,
+            12 => Self::NewSynRecv,
+            n => Self::Other(n),
+        }
+    }
+
+    /// The kernel's name without `TCP_` (`ESTABLISHED`, `SYN_SENT` ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Established => "ESTABLISHED",
+            Self::SynSent => "SYN_SENT",
+            Self::SynRecv => "SYN_RECV",
+            Self::FinWait1 => "FIN_WAIT1",
+            Self::FinWait2 => "FIN_WAIT2",
+            Self::TimeWait => "TIME_WAIT",
+            Self::Close => "CLOSE",
+            Self::CloseWait => "CLOSE_WAIT",
+            Self::LastAck => "LAST_ACK",
+            Self::Listen => "LISTEN",
+            Self::Closing => "CLOSING",
+            Self::NewSynRecv => "NEW_SYN_RECV",
+            Self::Other(_) => "UNKNOWN",
+        }
+    }
+}
+
+/// One retransmission, as seen by the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetransRecord {
+    /// When it happened.
+    pub time: SystemTime,
+    /// The connection, source = the retransmitting (local) side.
+    pub tuple: FlowTuple,
+    /// Connection state at the time.
+    pub state: TcpState,
+    /// Segment or SYN-ACK.
+    pub kind: RetransKind,
+    /// Segments in the retransmitted skb.
+    pub segments: u16,
+    /// 0 when the retransmit went out; negative errno or positive NET_XMIT code otherwise.
+    pub err: i32,
+}
+
+impl RetransRecord {
+    /// True when the kernel counted this attempt in TcpRetransSegs (and we in `segments`):
+    /// everything except the early aborts -EBUSY, -EAGAIN, -EINVAL, -ENOMEM, -EHOSTUNREACH.
+    pub fn counted(&self) -> bool {
+        !matches!(-self.err, libc::EBUSY | libc::EAGAIN | libc::EINVAL | libc::ENOMEM | libc::EHOSTUNREACH)
+    }
+}
+
+/// Mirror of `struct retrans_record` (ebpf/tcpretrans.bpf.c).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+struct RawRetransRecord {
+    boot_ns: u64,
+    tuple: RawTuple,
+    state: u8,
+    kind: u8,
+    segments: u16,
+    err: i32,
+}
+const _: () = assert!(size_of::<RawRetransRecord>() == 56);
+
+impl RingRecord for RetransRecord {
+    fn decode(bytes: &[u8], clock: &BootClock) -> Option<Self> {
+        let raw: RawRetransRecord = read_raw(bytes)?;
+        Some(Self {
+            time: clock.to_system_time(raw.boot_ns),
+            tuple: raw.tuple.to_flow()?,
+            state: TcpState::from_code(raw.state),
+            kind: if raw.kind == 1 { RetransKind::SynAck } else { RetransKind::Segment },
+            segments: raw.segments,
+            err: raw.err,
+        })
+    }
+}
+
+/// Mirror of `struct retrans_count` (ebpf/tcpretrans.bpf.c).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct RawRetransCount {
+    segments: u64,
+    events: u64,
+    aborted: u64,
+    synack: u64,
+}
+const _: () = assert!(size_of::<RawRetransCount>() == 32);
+// SAFETY: plain #[repr(C)] integers, no padding.
+unsafe impl aya::Pod for RawRetransCount {}
+
+/// The tcpretrans probe, attached from load until drop.
+pub struct TcpRetransProbe {
+    ebpf: Ebpf,
+    records_taken: bool,
+}
+
+impl TcpRetransProbe {
+    /// Checks prerequisites, loads and attaches both tracepoints.
+    pub fn load(config: RetransConfig) -> Result<Self, RetransError> {
+        if !config.ring_bytes.is_power_of_two() || config.ring_bytes < 4096 {
+            return Err(RetransError::Config(format!(
+                "ring_bytes {} must be a power of two of at least 4096",
+                config.ring_bytes
+            )));
+        }
+        preflight::check(Needs::TRACING)?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global("record_rate_per_sec", &config.record_rate_per_sec, true)
+            .map_max_entries(MAP_RECORDS, config.ring_bytes)
+            .load(TCPRETRANS)
+            .map_err(RetransError::Load)?;
+        for (program, tracepoint) in [(PROG_SKB, "tcp_retransmit_skb"), (PROG_SYNACK, "tcp_retransmit_synack")] {
+            let err = |source| RetransError::Attach { program, tracepoint, source };
+            let prog: &mut TracePoint =
+                ebpf.program_mut(program).ok_or(err(ProgramError::UnexpectedProgramType))?.try_into().map_err(err)?;
+            prog.load().map_err(err)?;
+            prog.attach("tcp", tracepoint).map_err(err)?;
+        }
+        Ok(Self { ebpf, records_taken: false })
+    }
+
+    /// Cumulative totals since load.
+    pub fn totals(&self) -> Result<RetransTotals, RetransError> {
+        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
+        let counts = PerCpuArray::<_, RawRetransCount>::try_from(map)?;
+        let per_cpu = counts.get(&0, 0)?;
+        Ok(per_cpu.iter().fold(RetransTotals::default(), |t, c| RetransTotals {
+            segments: t.segments + c.segments,
+            events: t.events + c.events,
+            aborted: t.aborted + c.aborted,
+            synack: t.synack + c.synack,
+        }))
+    }
+
+    /// Retransmitted segments since load (= `totals()?.segments`).
+    pub fn total(&self) -> Result<u64, RetransError> {
+        self.totals().map(|t| t.segments)
+    }
+
+    /// Takes the flow-record stream (once); call inside a tokio runtime.
+    pub fn take_records(&mut self) -> Result<RecordStream<RetransRecord>, RetransError> {
+        if self.records_taken {
+            return Err(RetransError::RecordsTaken);
+        }
+        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(RetransError::RecordsTaken)?;
+        self.records_taken = true;
+        Ok(RecordStream::new(map)?)
+    }
+
+    /// Records emitted, capped by the per-second limit, and lost to a full ring.
+    pub fn record_stats(&self) -> RecordStats {
+        telemetry::record_stats(&self.ebpf)
+    }
+
+    /// Run time, map fill and record accounting of this probe.
+    pub fn telemetry(&self) -> ProbeTelemetry {
+        telemetry::collect(&self.ebpf, self.record_stats())
+    }
+}
