@@ -3,7 +3,6 @@
 //! under `remote_write_queue::storage`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,6 +11,7 @@ use serde::de::IgnoredAny;
 use crate::config::{Checks, ComponentConfig};
 use crate::exporters::delivery::{RetryConfig, SendingQueueConfig, StorageConfig};
 use crate::exporters::prometheus::{Naming, ResourceToTelemetry, label_name};
+use crate::otlp::tls::ClientTls;
 
 /// otelcol's default `max_batch_size_bytes` (about 2.86 MiB).
 pub const DEFAULT_MAX_BATCH_SIZE_BYTES: usize = 3_000_000;
@@ -29,9 +29,9 @@ pub struct RemoteWriteConfig {
     /// Extra HTTP headers on every request (authentication, tenant ...).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// TLS for `https://` endpoints.
+    /// TLS for `https://` endpoints (otelcol's `tls:` keys; system roots unless `ca_file` is set).
     #[serde(default)]
-    pub tls: TlsConfig,
+    pub tls: ClientTls,
     /// Per-request timeout (default 5s).
     #[serde(default = "default_timeout", deserialize_with = "crate::config::duration::deserialize")]
     pub timeout: Duration,
@@ -96,18 +96,6 @@ fn default_true() -> bool {
 
 fn default_max_batch_size_bytes() -> usize {
     DEFAULT_MAX_BATCH_SIZE_BYTES
-}
-
-/// `tls:` for `https://` endpoints (system roots unless `ca_file` is set).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
-    /// Accepted for otelcol compatibility; the URL scheme decides (`http://` is plain text).
-    pub insecure: bool,
-    /// Encrypt but accept any server certificate (testing only).
-    pub insecure_skip_verify: bool,
-    /// CA bundle (PEM) to verify the server with, instead of the system's roots.
-    pub ca_file: Option<PathBuf>,
 }
 
 /// `target_info:`.
@@ -314,8 +302,6 @@ impl ComponentConfig for RemoteWriteConfig {
                  a persistent queue that survives outages and restarts",
             );
         }
-        if self.tls.ca_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
-            checks.fail("tls::ca_file", "must name a PEM file, or be removed to use the system's roots");
-        }
+        self.tls.validate("tls", checks);
     }
 }

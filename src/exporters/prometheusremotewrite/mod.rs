@@ -28,14 +28,12 @@ mod series;
 mod tests;
 mod transport;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use config::{
     DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, RetryOnFailure, TargetInfo,
-    TlsConfig,
 };
 pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
 pub use series::SERIES_TTL;
@@ -44,28 +42,16 @@ pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, retry_
 use crate::config::{ConfigError, parse_component};
 use crate::exporters::delivery::{DeliveryExporter, Encoder, Transport};
 use crate::model::Signal;
+use crate::otlp::tls::TlsError;
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
 use crate::telemetry::ComponentKind;
 
 /// Errors of the `prometheusremotewrite` exporter.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteWriteError {
-    /// `tls::ca_file` could not be read.
-    #[error("cannot read tls::ca_file {path}: {source}; check the path and the agent's permissions")]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// `tls::ca_file` holds no usable certificate.
-    #[error("tls::ca_file {path} holds no usable PEM certificate: {detail}")]
-    CaPem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
+    /// TLS material could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),

@@ -11,8 +11,9 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::RemoteWriteError;
-use super::config::{RemoteWriteConfig, TlsConfig};
+use super::config::RemoteWriteConfig;
 use crate::exporters::delivery::{Request, SendError, Sent, Transport};
+use crate::otlp::tls::ClientTls;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("fovea/", env!("CARGO_PKG_VERSION"));
@@ -78,7 +79,7 @@ fn excerpt(body: &[u8]) -> String {
 pub struct RemoteWriteTransport {
     url: String,
     headers: HeaderMap,
-    tls: TlsConfig,
+    tls: ClientTls,
     timeout: Duration,
     retry_on_429: bool,
     client: OnceLock<reqwest::Client>,
@@ -108,7 +109,7 @@ impl RemoteWriteTransport {
         }
     }
 
-    /// Loads the TLS material (for `https://`) and builds the HTTP client.
+    /// Loads the TLS material (for `https://` URLs) and builds the HTTP client.
     pub fn connect(&self) -> Result<(), RemoteWriteError> {
         self.client().map(|_| ())
     }
@@ -117,23 +118,14 @@ impl RemoteWriteTransport {
         if let Some(c) = self.client.get() {
             return Ok(c.clone());
         }
-        // rustls needs a process-wide provider; ring is the only one linked in.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest needs the process-wide rustls provider even for plain HTTP.
+        crate::otlp::tls::install_default_provider();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(self.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true);
-        if self.tls.insecure_skip_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        if let Some(path) = &self.tls.ca_file {
-            let pem = std::fs::read(path).map_err(|source| RemoteWriteError::CaFile { path: path.clone(), source })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| RemoteWriteError::CaPem { path: path.clone(), detail: e.to_string() })?;
-            if certs.is_empty() {
-                return Err(RemoteWriteError::CaPem { path: path.clone(), detail: "no certificate in it".into() });
-            }
-            builder = builder.tls_certs_only(certs);
+        if self.url.starts_with("https://") {
+            builder = builder.tls_backend_preconfigured(self.tls.rustls_config(&[b"h2", b"http/1.1"])?);
         }
         let client = builder.build().map_err(|e| RemoteWriteError::Client(e.to_string()))?;
         Ok(self.client.get_or_init(|| client).clone())
