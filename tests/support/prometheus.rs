@@ -3,7 +3,9 @@
 //! [`Prometheus::start`] runs Debian's `/usr/bin/prometheus` on 127.0.0.1 on a free port with a
 //! temporary storage directory and kills it on drop. Scrape targets are optional, so the same
 //! server can act as a remote-write receiver (`Options::remote_write_receiver`). [`Prometheus::query`]
-//! runs PromQL through the HTTP API and returns `(labels, value)` pairs.
+//! runs PromQL through the HTTP API and returns `(labels, value)` pairs; [`Prometheus::raw_samples`]
+//! returns every stored sample of a selector. [`Prometheus::stop`] and [`Prometheus::restart`]
+//! take the server down and bring it back on the same address with the same data (outage tests).
 //!
 //! Include it from a test file with `#[path = "support/prometheus.rs"] mod prometheus_server;`.
 //! When a binary is missing the test is skipped with a message, except with `CI=true`, where it
@@ -99,7 +101,13 @@ pub struct Prometheus {
     dir: tempfile::TempDir,
     /// Where its HTTP API listens.
     pub address: SocketAddr,
+    /// The binary and its arguments, to start it again after [`Prometheus::stop`].
+    command: (PathBuf, Vec<String>),
+    stopped: bool,
 }
+
+/// Stored samples of one series: `(labels including __name__, [(timestamp ms, value)])`.
+pub type Series = Vec<(BTreeMap<String, String>, Vec<(i64, f64)>)>;
 
 /// PromQL results: `(labels including __name__, value)`.
 pub type Samples = Vec<(BTreeMap<String, String>, f64)>;
@@ -131,22 +139,18 @@ impl Prometheus {
             let config = dir.path().join("prometheus.yml");
             std::fs::write(&config, config_yaml(&opts)).expect("write prometheus.yml");
             let address: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-            let log_path = dir.path().join("prometheus.log");
-            let log = std::fs::File::create(&log_path).expect("create prometheus.log");
-            let mut cmd = Command::new(&binary);
-            cmd.arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-                .arg(format!("--web.listen-address={address}"))
-                .arg("--log.level=warn")
-                .args(&opts.extra_args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log);
+            let mut args = vec![
+                format!("--config.file={}", config.display()),
+                format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                format!("--web.listen-address={address}"),
+                "--log.level=warn".to_string(),
+            ];
+            args.extend(opts.extra_args.iter().cloned());
             if opts.remote_write_receiver {
-                cmd.arg("--web.enable-remote-write-receiver");
+                args.push("--web.enable-remote-write-receiver".to_string());
             }
-            let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
-            let mut p = Prometheus { child, dir, address };
+            let child = spawn(&binary, &args, &dir.path().join("prometheus.log"));
+            let mut p = Prometheus { child, dir, address, command: (binary.clone(), args), stopped: false };
             if p.wait_ready(Duration::from_secs(30)) {
                 return Some(p);
             }
@@ -167,6 +171,83 @@ impl Prometheus {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 10s), keeping its data for [`Prometheus::restart`].
+    pub fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid; it has not been reaped yet, so the pid is still ours.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.stopped = true;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stopped = true;
+    }
+
+    /// Starts the server again after [`Prometheus::stop`]: same address, same data directory.
+    pub fn restart(&mut self) {
+        assert!(self.stopped, "restart() needs a stopped server");
+        let (binary, args) = self.command.clone();
+        let log = self.dir.path().join("prometheus.log");
+        for _ in 0..50 {
+            self.child = spawn(&binary, &args, &log);
+            self.stopped = false;
+            if self.wait_ready(Duration::from_secs(60)) {
+                return;
+            }
+            // The port may still be held briefly by the old process's sockets: try again.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.stopped = true;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("prometheus did not come back on {}; log:\n{}", self.address, self.log());
+    }
+
+    /// Every sample stored for `selector` in the `range` (e.g. `10m`) before `at` (Unix seconds),
+    /// per series, in timestamp order.
+    pub fn raw_samples(&self, selector: &str, range: &str, at: f64) -> Series {
+        let promql = format!("{selector}[{range}]");
+        let path = format!("/api/v1/query?query={}&time={at:.3}", percent_encode(&promql));
+        let r = get(self.address, &path, &[]).unwrap_or_else(|e| panic!("query {promql}: {e}"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("query {promql}: bad JSON ({e}): {}", String::from_utf8_lossy(&r.body)));
+        if body["status"] != "success" || body["data"]["resultType"] != "matrix" {
+            panic!("query {promql} failed: {body}");
+        }
+        let series = body["data"]["result"].as_array().cloned().unwrap_or_default();
+        series
+            .iter()
+            .map(|r| {
+                let labels = r["metric"]
+                    .as_object()
+                    .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+                    .unwrap_or_default();
+                let values = r["values"]
+                    .as_array()
+                    .map(|vs| {
+                        vs.iter()
+                            .map(|v| {
+                                let ts = v[0].as_f64().unwrap_or_else(|| panic!("timestamp in {v}"));
+                                let value = v[1].as_str().and_then(|t| t.parse().ok()).unwrap_or(f64::NAN);
+                                ((ts * 1000.0).round() as i64, value)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (labels, values)
+            })
+            .collect()
     }
 
     /// Prometheus's log so far (stderr).
@@ -257,6 +338,21 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(binary: &Path, args: &[String], log_path: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", log_path.display()));
+    Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()))
 }
 
 /// Labels from `[("k", "v"), ...]`, for comparing with query results.
