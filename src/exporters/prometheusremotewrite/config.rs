@@ -184,6 +184,31 @@ impl RetryOnFailure {
 }
 
 impl RemoteWriteConfig {
+    /// The configuration with every default and this `endpoint` (what `{endpoint: ...}` gives).
+    pub fn with_endpoint(endpoint: impl Into<String>) -> Self {
+        RemoteWriteConfig {
+            endpoint: endpoint.into(),
+            headers: BTreeMap::new(),
+            tls: ClientTls::default(),
+            timeout: default_timeout(),
+            compression: default_compression(),
+            namespace: String::new(),
+            external_labels: BTreeMap::new(),
+            resource_to_telemetry_conversion: ResourceToTelemetry::default(),
+            target_info: TargetInfo::default(),
+            disable_scope_info: false,
+            add_metric_suffixes: true,
+            max_batch_size_bytes: DEFAULT_MAX_BATCH_SIZE_BYTES,
+            send_metadata: false,
+            naming: Naming::default(),
+            retry_on_http_429: false,
+            remote_write_queue: RemoteWriteQueue::default(),
+            retry_on_failure: RetryOnFailure::default(),
+            sending_queue: None,
+            wal: None,
+        }
+    }
+
     /// The delivery layer's queue: always one consumer, so requests leave in the order they were
     /// made and no series ever gets an older sample after a newer one.
     pub fn sending_queue(&self) -> SendingQueueConfig {

@@ -84,27 +84,7 @@ fn hist_point(bounds: &Arc<[f64]>, buckets: &[u64], sum: f64, time: u64) -> Hist
 }
 
 fn config(extra: impl FnOnce(&mut RemoteWriteConfig)) -> RemoteWriteConfig {
-    let mut c = RemoteWriteConfig {
-        endpoint: "http://127.0.0.1:9/api/v1/write".into(),
-        headers: BTreeMap::new(),
-        tls: Default::default(),
-        timeout: Duration::from_secs(5),
-        compression: "snappy".into(),
-        namespace: String::new(),
-        external_labels: BTreeMap::new(),
-        resource_to_telemetry_conversion: Default::default(),
-        target_info: TargetInfo::default(),
-        disable_scope_info: false,
-        add_metric_suffixes: true,
-        max_batch_size_bytes: DEFAULT_MAX_BATCH_SIZE_BYTES,
-        send_metadata: false,
-        naming: Naming::Otel,
-        retry_on_http_429: false,
-        remote_write_queue: RemoteWriteQueue::default(),
-        retry_on_failure: RetryOnFailure::default(),
-        sending_queue: None,
-        wal: None,
-    };
+    let mut c = RemoteWriteConfig::with_endpoint("http://127.0.0.1:9/api/v1/write");
     extra(&mut c);
     c
 }
