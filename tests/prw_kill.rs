@@ -166,7 +166,8 @@ fn kill_9_while_prometheus_is_down_loses_no_accepted_sample() {
     )
     .expect("write config");
 
-    let t0 = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() * SEC - 300 * SEC;
+    // One tick per second of sample time, all in the past: at most 270 ticks.
+    let t0 = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() * SEC - 600 * SEC;
     let mut accepted = Vec::new();
     let mut maybe = Vec::new();
     let mut agent = Agent::start(&config, own);
@@ -182,31 +183,48 @@ fn kill_9_while_prometheus_is_down_loses_no_accepted_sample() {
         assert!(send(otlp, tick, t0), "tick {tick} accepted while Prometheus is down");
         accepted.push(tick);
     }
-    // SIGKILL while tick 30 is in flight: it may or may not have been accepted.
-    let in_flight = std::thread::spawn(move || send(otlp, 30, t0));
-    std::thread::sleep(Duration::from_millis(2));
+    // SIGKILL in the middle of a stream of requests (ticks 30..): those answered 200 were
+    // accepted; the one in flight when the agent died may or may not have been.
+    let stream = std::thread::spawn(move || {
+        let mut answered = Vec::new();
+        // Bounded: the agent dies long before this many requests.
+        for tick in 30..250 {
+            let ok = send(otlp, tick, t0);
+            answered.push((tick, ok));
+            if !ok {
+                break;
+            }
+        }
+        answered
+    });
+    std::thread::sleep(Duration::from_millis(30));
     agent.kill9();
-    if in_flight.join().expect("sender") {
-        accepted.push(30);
-    } else {
-        maybe.push(30);
+    let mut next = 30;
+    for (tick, ok) in stream.join().expect("sender") {
+        if ok {
+            accepted.push(tick)
+        } else {
+            maybe.push(tick)
+        }
+        next = tick + 1;
     }
-    // Down, then up again on the same queue, Prometheus still down: ticks 31..40.
-    assert!(!send(otlp, 31, t0), "the agent is dead");
+    assert!(!maybe.is_empty(), "the kill came after the last request; make the stream longer");
+    // Down, then up again on the same queue, Prometheus still down: ten more ticks.
+    assert!(!send(otlp, next, t0), "the agent is dead");
     let mut agent = Agent::start(&config, own);
-    for tick in 31..40 {
+    for tick in next..next + 10 {
         assert!(send(otlp, tick, t0), "tick {tick} accepted after the restart");
         accepted.push(tick);
     }
     // Prometheus back.
     prometheus.restart();
 
-    let at = (t0 + 400 * SEC) as f64 / SEC as f64;
+    let at = (t0 + 660 * SEC) as f64 / SEC as f64;
     let want: BTreeMap<i64, f64> =
         accepted.iter().map(|&tick| (((t0 + tick * SEC) / 1_000_000) as i64, 10.0 * tick as f64)).collect();
     let end = Instant::now() + Duration::from_secs(90);
     let got = loop {
-        let got = prometheus.raw_samples("kill_ticks_total", "10m", at);
+        let got = prometheus.raw_samples("kill_ticks_total", "15m", at);
         let stored: BTreeMap<i64, f64> = got.iter().flat_map(|(_, v)| v.iter().copied()).collect();
         if want.keys().all(|k| stored.contains_key(k)) || Instant::now() > end {
             break got;
@@ -220,6 +238,12 @@ fn kill_9_while_prometheus_is_down_loses_no_accepted_sample() {
         labels(&[("__name__", "kill_ticks_total"), ("instance", "client-1"), ("job", "loadgen"), ("source", "test"),])
     );
     let stored: BTreeMap<i64, f64> = got[0].1.iter().copied().collect();
+    eprintln!(
+        "accepted {} ticks, {} unknown (in flight at the kill), {} stored",
+        accepted.len(),
+        maybe.len(),
+        stored.len()
+    );
     assert_eq!(stored.len(), got[0].1.len(), "no timestamp twice");
     let missing: Vec<&i64> = want.keys().filter(|k| !stored.contains_key(k)).collect();
     assert!(missing.is_empty(), "accepted samples missing: {missing:?}\nprometheus log:\n{}", prometheus.log());
