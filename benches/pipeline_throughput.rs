@@ -38,13 +38,19 @@ fn round(resource: &Arc<Resource>, scope: &Arc<Scope>, series: u64, n: u64) -> M
             NumberPoint::int(attrs, 1, now, (n * 1000 + i) as i64)
         })
         .collect();
-    MetricBatch::single(resource.clone(), scope.clone(), vec![Metric::counter("network.forward.packets", "{packet}", "", points)])
+    MetricBatch::single(
+        resource.clone(),
+        scope.clone(),
+        vec![Metric::counter("network.forward.packets", "{packet}", "", points)],
+    )
 }
 
 #[async_trait]
 impl Receiver for Gen {
     async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let resource = Arc::new(Resource { attributes: Attributes::from_pairs([("service.name", "fovea"), ("host.name", "bench")]) });
+        let resource = Arc::new(Resource {
+            attributes: Attributes::from_pairs([("service.name", "fovea"), ("host.name", "bench")]),
+        });
         let scope = Arc::new(Scope::default());
         for n in 0..self.0.batches {
             ctx.output.send(Payload::from(round(&resource, &scope, self.0.series, n))).await?;
@@ -92,12 +98,8 @@ fn main() {
     runtime.block_on(graph.run(stats.clone(), std::future::pending(), || {})).unwrap();
     let elapsed = start.elapsed();
     let points = series * batches;
-    let exported: u64 = stats
-        .components()
-        .iter()
-        .filter(|c| c.id() == "prometheus")
-        .map(|c| c.snapshot(Signal::Metrics).1)
-        .sum();
+    let exported: u64 =
+        stats.components().iter().filter(|c| c.id() == "prometheus").map(|c| c.snapshot(Signal::Metrics).1).sum();
     assert_eq!(exported, points, "every point reached the exporter");
 
     // Encoding: the same store and encoder the scrape endpoint uses, holding `series` series.
@@ -118,7 +120,10 @@ fn main() {
     println!("|---|---|");
     println!("| points through the pipeline | {points} |");
     println!("| elapsed | {:.3} s |", elapsed.as_secs_f64());
-    println!("| points per second (incl. building the points in the receiver) | {:.0} |", points as f64 / elapsed.as_secs_f64());
+    println!(
+        "| points per second (incl. building the points in the receiver) | {:.0} |",
+        points as f64 / elapsed.as_secs_f64()
+    );
     println!("| exposition encode of {series} series | {:.3} ms ({} bytes) |", encode.as_secs_f64() * 1e3, out.len());
     println!("| series encoded per second | {:.0} |", series as f64 / encode.as_secs_f64());
 }
