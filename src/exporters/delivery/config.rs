@@ -19,7 +19,9 @@ pub struct SendingQueueConfig {
     pub queue_size: usize,
     /// When the queue is full: wait for room (backpressure) instead of refusing or dropping.
     pub block_on_overflow: bool,
-    /// Persist the queue on disk so it survives backend outages and agent restarts.
+    /// Persist the queue on disk so it survives backend outages and agent restarts. Then
+    /// `queue_size` bounds the requests kept on disk, a full queue drops its oldest requests (new
+    /// data is never refused, `block_on_overflow` does not apply) and retries never give up.
     pub storage: Option<StorageConfig>,
 }
 
@@ -98,6 +100,12 @@ impl SendingQueueConfig {
             checks.fail(&format!("{prefix}::num_consumers"), "must be at least 1");
         }
         if let Some(s) = &self.storage {
+            if !self.enabled {
+                checks.fail(
+                    &format!("{prefix}::storage"),
+                    "the persistent queue needs the queue: set enabled: true or remove storage",
+                );
+            }
             if s.directory.as_os_str().is_empty() {
                 checks.fail(
                     &format!("{prefix}::storage::directory"),
