@@ -324,8 +324,7 @@ async fn persistent_queue_count_bound_evicts_the_oldest_including_one_in_flight(
     drop(appender);
     // Requests 0 (in flight: counted by its consumer), 1 and 2 (pending: counted now) make room.
     let dropped_now: u64 = (1..3).map(|n| request(n).items).sum();
-    wait_until(|| stats.snapshot(Signal::Metrics).2 == dropped_now).await;
-    assert_eq!(q.len(), 5);
+    wait_until(|| stats.snapshot(Signal::Metrics).2 == dropped_now && q.len() == 5).await;
     assert!(c.is_evicted(&head));
     assert!(!c.release(head), "an evicted request cannot go back");
     let mut got = Vec::new();
