@@ -160,6 +160,13 @@ async fn kill_9_with_nothing_in_flight_repeats_nothing_and_keeps_order() {
     backend.set_status(503);
     let child = ChildProcess::spawn(dir.path(), backend.addr, 1);
     wait_until("the child has batches accepted", || child.accepted() >= 200).await;
+    // While the child lives, its directory cannot be opened by another process.
+    let transport = Arc::new(HttpTransport { addr: backend.addr, timeout: Duration::from_secs(5) });
+    let err = match run(exporter(disk_queue(1, 1000, dir.path(), 256), fast_retry(0), transport)).await {
+        Err(e) => e,
+        Ok(_) => panic!("two processes opened the same queue directory"),
+    };
+    assert!(err.contains(&format!("in use by process {}", child.child.id())), "{err}");
     let accepted = child.kill_9();
     assert!(backend.received_ids().is_empty());
 

@@ -245,7 +245,8 @@ impl DeliveryExporter {
                 continue;
             }
             let last = requests.len() - 1;
-            for (i, request) in requests.drain(..).enumerate() {
+            let mut batch = requests.drain(..).enumerate();
+            while let Some((i, request)) = batch.next() {
                 let (signal, items) = (request.signal, request.items);
                 let accept = (i == last).then(|| payload.clone());
                 let appended = tokio::select! {
@@ -257,7 +258,12 @@ impl DeliveryExporter {
                     if let Some(e) = e {
                         warn!(exporter = %self.name, error = %e, "dropping batch");
                     }
+                    // Requests of the batch already handed over are persisted and sent; the batch
+                    // as a whole is refused, so a client that resends may duplicate them.
                     ctx.start.stats.add_dropped(signal, items);
+                    for (_, r) in batch {
+                        ctx.start.stats.add_dropped(r.signal, r.items);
+                    }
                     payload.acks().fail();
                     break 'batches;
                 }

@@ -114,16 +114,6 @@ pub enum DeliveryError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// A record read back from disk is damaged (bad checksum, impossible length).
-    #[error("persistent queue: damaged record in {path} at offset {offset}: {why}")]
-    Corrupt {
-        /// The segment file.
-        path: PathBuf,
-        /// Byte offset of the record.
-        offset: u64,
-        /// What is wrong.
-        why: String,
-    },
     /// The persistent queue's writer thread has stopped, so nothing more can be written.
     #[error("persistent queue {directory}: the writer has stopped; data cannot be persisted")]
     WriterStopped {

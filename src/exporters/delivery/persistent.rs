@@ -389,10 +389,17 @@ impl Writer {
                 self.shared.mirror(&state);
             }
             self.shared.delete(&mut self.dead);
-            if roll && self.roll().is_ok() {
-                continue;
+            if !roll {
+                break;
             }
-            break;
+            if let Err(e) = self.roll() {
+                error!(
+                    exporter = %self.shared.exporter, directory = %self.shared.dir.display(), error = %e,
+                    "persistent queue: cannot start a new segment; the size bound may be exceeded until this works"
+                );
+                self.broken = true;
+                break;
+            }
         }
         if let Some(first) = evicted.first {
             let _ = self.acks.send(AckMsg::Range { first, end: evicted.end });
