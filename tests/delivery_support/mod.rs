@@ -95,9 +95,23 @@ impl Encoder for BatchEncoder {
     }
 }
 
+/// Like [`IdEncoder`], with each body padded to 1 KiB (ids right-aligned in spaces).
+pub struct PaddedEncoder;
+
+impl Encoder for PaddedEncoder {
+    fn encode(&self, payload: &Payload, out: &mut Vec<Request>) -> Result<(), String> {
+        let start = out.len();
+        IdEncoder.encode(payload, out)?;
+        for r in &mut out[start..] {
+            r.body = Bytes::from(format!("{:>1024}", id_of(&r.body)));
+        }
+        Ok(())
+    }
+}
+
 /// The id a request body carries.
 pub fn id_of(body: &[u8]) -> u64 {
-    std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()).expect("request body is an id")
+    std::str::from_utf8(body).ok().and_then(|s| s.trim().parse().ok()).expect("request body is an id")
 }
 
 /// A running exporter fed by the test.

@@ -92,9 +92,12 @@ pub(crate) fn create_segment(dir: &Path, first_seq: u64) -> io::Result<File> {
     header[..6].copy_from_slice(SEGMENT_MAGIC);
     header[6..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     header[8..16].copy_from_slice(&first_seq.to_le_bytes());
-    file.write_all_at(&header, 0)?;
-    file.sync_all()?;
-    sync_dir(dir)?;
+    let written = file.write_all_at(&header, 0).and_then(|()| file.sync_all()).and_then(|()| sync_dir(dir));
+    if let Err(e) = written {
+        // Leave no headerless file behind (a full disk): the next attempt recreates it.
+        let _ = fs::remove_file(&path);
+        return Err(e);
+    }
     Ok(file)
 }
 

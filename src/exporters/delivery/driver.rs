@@ -217,6 +217,12 @@ impl DeliveryExporter {
         queue: Arc<PersistentQueue>,
         appender: Appender,
     ) -> Result<(), ComponentError> {
+        if self.queue.block_on_overflow {
+            info!(
+                exporter = %self.name,
+                "block_on_overflow does not apply to the persistent queue: when full, it drops its oldest requests"
+            );
+        }
         let max_requests = self.queue.queue_size;
         let weak = Arc::downgrade(&queue);
         ctx.start.stats.add_queue_probe(move || weak.upgrade().map_or((0, 0), |q| (q.len(), max_requests)));

@@ -146,7 +146,7 @@ impl State {
             let s = &self.segments[i];
             if s.closed && !self.has_live_in(s.first_seq, s.end_seq) {
                 if let Some(s) = self.segments.remove(i) {
-                    self.segment_bytes -= s.bytes;
+                    self.segment_bytes = self.segment_bytes.saturating_sub(s.bytes);
                     dead.push(s);
                 }
             } else {
@@ -174,7 +174,7 @@ impl State {
             if pending == Some(oldest) {
                 if let Some(e) = self.pending.pop_front() {
                     if e.body.is_some() {
-                        self.cached_bytes -= e.len as usize;
+                        self.cached_bytes = self.cached_bytes.saturating_sub(e.len as usize);
                     }
                     stats.add_dropped(e.signal, e.items);
                     out.requests += 1;
@@ -293,7 +293,9 @@ impl Appender {
 struct Writer {
     shared: Arc<Shared>,
     acks: std_mpsc::Sender<AckMsg>,
-    active: Arc<File>,
+    /// The segment being written; none after a failed write until a new one is started (holding
+    /// no handle lets the kernel free a deleted segment's space, which a full disk needs).
+    active: Option<Arc<File>>,
     active_bytes: u64,
     /// Next sequence number to assign.
     next_seq: u64,
@@ -303,6 +305,7 @@ struct Writer {
     chunk: Vec<Written>,
     dead: Vec<Segment>,
     evictions: DropSummary,
+    write_failures: DropSummary,
 }
 
 /// A record written to the active segment and not yet published.
@@ -355,6 +358,12 @@ impl Writer {
         }
         if let Some(counts) = self.evictions.take() {
             self.log_evictions(counts);
+        }
+        if let Some((requests, items)) = self.write_failures.take() {
+            error!(
+                exporter = %self.shared.exporter, directory = %self.shared.dir.display(), requests, items,
+                "persistent queue: more requests could not be written to disk; they were dropped and their batches refused"
+            );
         }
         lock(&self.shared.state).input_done = true;
         self.shared.ready.notify_waiters();
@@ -437,6 +446,7 @@ impl Writer {
             };
             let record = (RECORD_HEADER_LEN + len) as u64;
             let used = self.active_bytes + self.buf.len() as u64;
+            // The segment is full: publish what it holds, then start the next one.
             if used + record > limit
                 && used > SEGMENT_HEADER_LEN
                 && let Err(e) = self.flush_chunk().and_then(|()| self.roll())
@@ -473,7 +483,7 @@ impl Writer {
             self.shared.stats.add_dropped(w.signal, w.items);
             lost = (lost.0 + 1, lost.1 + w.items);
         }
-        for msg in &mut group[from..] {
+        for msg in group[from..].iter_mut().filter(|m| !m.failed) {
             msg.failed = true;
             self.shared.stats.add_dropped(msg.request.signal, msg.request.items);
             lost = (lost.0 + 1, lost.1 + msg.request.items);
@@ -486,14 +496,23 @@ impl Writer {
         {
             let mut state = lock(&self.shared.state);
             state.next_seq = self.next_seq;
+            // Close a segment that holds published records, so that it can be deleted once they are
+            // sent (on a full disk that is what frees space). An empty one is recreated in place.
+            if let Some(active) = state.segments.back_mut()
+                && active.end_seq > active.first_seq
+            {
+                active.closed = true;
+            }
             self.shared.mirror(&state);
         }
         self.broken = true;
-        error!(
-            exporter = %self.shared.exporter, directory = %self.shared.dir.display(), error = %e,
-            requests = lost.0, items = lost.1,
-            "persistent queue: cannot write to disk; these requests are dropped and their batches refused"
-        );
+        self.active = None;
+        if let Some((requests, items)) = self.write_failures.add(lost.0, lost.1) {
+            error!(
+                exporter = %self.shared.exporter, directory = %self.shared.dir.display(), error = %e, requests, items,
+                "persistent queue: cannot write to disk; these requests are dropped and their batches refused"
+            );
+        }
     }
 
     /// Writes and fsyncs the buffered records, then hands them to the consumers.
@@ -501,8 +520,9 @@ impl Writer {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        self.active.write_all_at(&self.buf, self.active_bytes)?;
-        self.active.sync_data()?;
+        let active = self.active.clone().ok_or_else(|| std::io::Error::other("no segment open for writing"))?;
+        active.write_all_at(&self.buf, self.active_bytes)?;
+        active.sync_data()?;
         let written = self.buf.len() as u64;
         self.buf.clear();
         self.active_bytes += written;
@@ -520,7 +540,7 @@ impl Writer {
                     seq: w.seq,
                     signal: w.signal,
                     items: w.items,
-                    file: self.active.clone(),
+                    file: active.clone(),
                     offset: w.offset,
                     len: w.len,
                     body,
@@ -548,9 +568,10 @@ impl Writer {
             if replace {
                 // The active segment got no record (a failed first write): the file was recreated in place.
                 if let Some(s) = state.segments.back_mut() {
-                    state.segment_bytes -= s.bytes;
+                    state.segment_bytes = state.segment_bytes.saturating_sub(s.bytes);
                     s.bytes = SEGMENT_HEADER_LEN;
                     s.file = file.clone();
+                    s.closed = false;
                 }
                 state.segment_bytes += SEGMENT_HEADER_LEN;
             } else {
@@ -569,7 +590,7 @@ impl Writer {
             state.take_dead_segments(&mut self.dead);
             self.shared.mirror(state);
         }
-        self.active = file;
+        self.active = Some(file);
         self.active_bytes = SEGMENT_HEADER_LEN;
         self.shared.delete(&mut self.dead);
         Ok(())
@@ -775,7 +796,7 @@ impl PersistentQueue {
         if let Some(i) = state.segments.iter().position(|s| s.first_seq >= next_seq)
             && let Some(s) = state.segments.remove(i)
         {
-            state.segment_bytes -= s.bytes;
+            state.segment_bytes = state.segment_bytes.saturating_sub(s.bytes);
         }
         let active = Arc::new(disk::create_segment(dir, next_seq).map_err(io("create a segment in", dir))?);
         state.segments.push_back(Segment {
@@ -838,7 +859,7 @@ impl PersistentQueue {
         let writer = Writer {
             shared: shared.clone(),
             acks: ack_tx.clone(),
-            active,
+            active: Some(active),
             active_bytes: SEGMENT_HEADER_LEN,
             next_seq,
             broken: false,
@@ -846,6 +867,7 @@ impl PersistentQueue {
             chunk: Vec::new(),
             dead: Vec::new(),
             evictions: DropSummary::default(),
+            write_failures: DropSummary::default(),
         };
         let logger = DoneLogger {
             shared: shared.clone(),
@@ -951,7 +973,7 @@ impl DiskConsumer {
                     let mut state = lock(&shared.state);
                     if let Some(entry) = state.pending.pop_front() {
                         if entry.body.is_some() {
-                            state.cached_bytes -= entry.len as usize;
+                            state.cached_bytes = state.cached_bytes.saturating_sub(entry.len as usize);
                         }
                         state.in_flight.push(InFlight { seq: entry.seq, evicted: false });
                         let more = !state.pending.is_empty();
