@@ -79,7 +79,6 @@ struct Segment {
     /// One past the last record written and published.
     end_seq: u64,
     bytes: u64,
-    file: Arc<File>,
     /// No longer written to (only the newest segment is open for writing).
     closed: bool,
 }
@@ -89,7 +88,9 @@ struct Entry {
     seq: u64,
     signal: Signal,
     items: u64,
-    file: Arc<File>,
+    /// Where to read the body back from when it is not in memory (none for a request put back by
+    /// a consumer, whose body is in memory).
+    file: Option<Arc<File>>,
     offset: u64,
     len: u32,
     /// The body, when kept in memory (counted in `State::cached_bytes`).
@@ -540,7 +541,7 @@ impl Writer {
                     seq: w.seq,
                     signal: w.signal,
                     items: w.items,
-                    file: active.clone(),
+                    file: Some(active.clone()),
                     offset: w.offset,
                     len: w.len,
                     body,
@@ -570,7 +571,6 @@ impl Writer {
                 if let Some(s) = state.segments.back_mut() {
                     state.segment_bytes = state.segment_bytes.saturating_sub(s.bytes);
                     s.bytes = SEGMENT_HEADER_LEN;
-                    s.file = file.clone();
                     s.closed = false;
                 }
                 state.segment_bytes += SEGMENT_HEADER_LEN;
@@ -582,7 +582,6 @@ impl Writer {
                     first_seq: self.next_seq,
                     end_seq: self.next_seq,
                     bytes: SEGMENT_HEADER_LEN,
-                    file: file.clone(),
                     closed: false,
                 });
                 state.segment_bytes += SEGMENT_HEADER_LEN;
@@ -754,7 +753,7 @@ impl PersistentQueue {
                     seq: meta.seq,
                     signal: meta.signal,
                     items: meta.items,
-                    file: file.clone(),
+                    file: Some(file.clone()),
                     offset: meta.offset,
                     len: meta.len,
                     body: keep.then(|| Bytes::copy_from_slice(body)),
@@ -786,7 +785,6 @@ impl PersistentQueue {
                 first_seq: first,
                 end_seq: scan.end_seq,
                 bytes: scan.valid_len,
-                file,
                 closed: true,
             });
         }
@@ -803,7 +801,6 @@ impl PersistentQueue {
             first_seq: next_seq,
             end_seq: next_seq,
             bytes: SEGMENT_HEADER_LEN,
-            file: active.clone(),
             closed: false,
         });
         state.segment_bytes += SEGMENT_HEADER_LEN;
@@ -945,13 +942,12 @@ impl Drop for PersistentQueue {
     }
 }
 
-/// A request taken from the persistent queue by a consumer.
+/// A request taken from the persistent queue by a consumer. It holds no segment file open, so a
+/// segment evicted meanwhile gives its space back at once.
 pub(crate) struct Lease {
     /// The request.
     pub(crate) request: Request,
     seq: u64,
-    file: Arc<File>,
-    offset: u64,
 }
 
 /// One consumer's handle on the persistent queue.
@@ -990,17 +986,15 @@ impl DiskConsumer {
                 ready.await;
             };
             let Entry { seq, signal, items, file, offset, len, body } = entry;
-            let body = match body {
-                Some(body) => Ok(body),
-                None => {
-                    let file = file.clone();
-                    tokio::task::spawn_blocking(move || disk::read_record(&file, offset, len, seq))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("reader task failed: {e}")))
-                }
+            let body = match (body, file) {
+                (Some(body), _) => Ok(body),
+                (None, Some(file)) => tokio::task::spawn_blocking(move || disk::read_record(&file, offset, len, seq))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("reader task failed: {e}"))),
+                (None, None) => Err("neither in memory nor on disk".to_string()),
             };
             match body {
-                Ok(body) => return Some(Lease { request: Request { signal, items, body }, seq, file, offset }),
+                Ok(body) => return Some(Lease { request: Request { signal, items, body }, seq }),
                 Err(why) => {
                     error!(
                         exporter = %shared.exporter, directory = %shared.dir.display(), seq, offset, problem = %why,
@@ -1060,8 +1054,8 @@ impl DiskConsumer {
                 seq: lease.seq,
                 signal: lease.request.signal,
                 items: lease.request.items,
-                file: lease.file,
-                offset: lease.offset,
+                file: None,
+                offset: 0,
                 len: len as u32,
                 body: Some(lease.request.body),
             },
