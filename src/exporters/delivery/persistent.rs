@@ -912,6 +912,7 @@ impl PersistentQueue {
     pub(crate) async fn close(&self) -> (u64, u64) {
         let threads = std::mem::take(&mut *lock(&self.threads));
         let acks = self.acks.clone();
+        let shared = self.shared.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let mut threads = threads.into_iter();
             // The writer ends once the appender is gone; its last messages go before `Stop`.
@@ -922,13 +923,13 @@ impl PersistentQueue {
             for t in threads {
                 let _ = t.join();
             }
+            // Nothing writes any more: the directory is free for the next open, even while handles remain.
+            lock(&shared.dir_lock).take();
         })
         .await;
         if let Err(e) = joined {
             error!(exporter = %self.shared.exporter, error = %e, "persistent queue: a thread panicked");
         }
-        // Nothing writes any more: the directory is free for the next open, even while handles remain.
-        lock(&self.shared.dir_lock).take();
         let state = lock(&self.shared.state);
         (state.live() as u64, state.pending_items())
     }
