@@ -10,7 +10,8 @@
 //! - `driver.rs`: the exporter: intake (encode, enqueue, acknowledge), consumers, shutdown;
 //! - `retry.rs`: otelcol's backoff and the per-request send/retry loop with its accounting;
 //! - `memory.rs`: the bounded in-memory queue (refuse newest or block when full);
-//! - `persistent.rs`: the on-disk queue (group commit, delivery tracking, size bounds, threads);
+//! - `persistent/`: the on-disk queue: `mod.rs` (open, replay, consumers, close), `state.rs`
+//!   (bookkeeping, eviction), `writer.rs` (group commit, bounds) and `done_log.rs` (delivery records);
 //! - `disk.rs`: the on-disk format (segments, records, checksums, acknowledgement log, lock);
 //! - `telemetry.rs`: extra own metrics (queue bytes, retries).
 
