@@ -69,6 +69,9 @@ impl MemoryQueue {
             if self.try_push_all(requests) {
                 return true;
             }
+            if stop.is_cancelled() {
+                return false;
+            }
             tokio::select! {
                 _ = room => {}
                 _ = stop.cancelled() => return false,
