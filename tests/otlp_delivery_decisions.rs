@@ -102,10 +102,9 @@ async fn grpc_retries_what_otelcol_retries_and_drops_the_rest_once() {
     for w in waiters {
         assert!(w.wait().await);
     }
-    let seen = seen.lock().unwrap();
     // 3 attempts for batch 1, 1 each for the permanent ones, 2 for the throttled one, 1 partial.
-    assert_eq!(values(&seen.requests), vec![1, 1, 1, 2, 3, 4, 4, 5]);
-    drop(seen);
+    let attempts = values(&seen.lock().unwrap().requests);
+    assert_eq!(attempts, vec![1, 1, 1, 2, 3, 4, 4, 5]);
     drop(running.link);
     running.task.await.unwrap();
 }
