@@ -92,7 +92,10 @@ fn components_available(types: &[&str]) -> bool {
     if in_ci() {
         panic!("{msg}; CI=true, so this test fails instead of skipping");
     }
-    eprintln!("SKIPPED: {msg}");
+    // Straight to stderr, past the test harness's capture, so the skip is seen even on success.
+    use std::io::Write as _;
+    let _ =
+        writeln!(std::io::stderr().lock(), "SKIPPED kill_9_while_prometheus_is_down_loses_no_accepted_sample: {msg}");
     false
 }
 
