@@ -283,25 +283,44 @@ fn write_request(series: &[(&str, i64, f64)]) -> Request {
 
 /// What the exporter's ordering rules and crash recovery rely on: Prometheus takes a request
 /// whole or not at all, refuses an older sample with 400 (permanent), and accepts an exact
-/// duplicate of a series' newest sample (a request sent again after a crash).
+/// duplicate of a series' newest sample (a request sent again after a crash). The transport then
+/// sends a refused request again without the refused series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_refuses_out_of_order_requests_whole_and_the_transport_calls_it_permanent() {
+async fn prometheus_refuses_out_of_order_samples_and_the_rest_of_the_request_still_arrives() {
     let Some(p) = prometheus() else { return };
     let transport = RemoteWriteTransport::new(&config(&format!("    endpoint: {}\n", p.remote_write_url())));
     transport.connect().expect("client");
     let t = ms(now_whole_second() - 60 * SEC);
     assert_eq!(transport.send(&write_request(&[("a", t, 1.0), ("b", t, 1.0)])).await, Ok(Sent::default()));
     assert_eq!(transport.send(&write_request(&[("a", t, 1.0)])).await, Ok(Sent::default()), "exact duplicate");
-    let refused = transport.send(&write_request(&[("b", t + 1000, 2.0), ("a", t - 1000, 0.5)])).await;
+    let refused = transport.send(&write_request(&[("a", t - 1000, 0.5)])).await;
     let Err(SendError::Permanent { reason }) = refused else { panic!("permanent: {refused:?}") };
     assert!(reason.starts_with("HTTP 400 Bad Request: out of order sample"), "{reason}");
-    let at = (t + 60_000) as f64 / 1000.0;
-    assert_eq!(p.raw_samples("b", "10m", at)[0].1, vec![(t, 1.0)], "the refused request left nothing behind");
     let changed = transport.send(&write_request(&[("a", t, 9.0)])).await;
-    assert!(matches!(changed, Err(SendError::Permanent { .. })), "same timestamp, other value: {changed:?}");
+    let Err(SendError::Permanent { reason }) = changed else { panic!("permanent: {changed:?}") };
+    assert!(reason.starts_with("HTTP 400 Bad Request: duplicate sample for timestamp"), "{reason}");
+
+    // One stale series among fresh ones: Prometheus refuses the request whole; the transport
+    // delivers the fresh series without it.
+    let mixed =
+        transport.send(&write_request(&[("b", t + 1000, 2.0), ("a", t - 1000, 0.5), ("c", t + 1000, 3.0)])).await;
+    let Ok(Sent { rejected_items, message }) = mixed else { panic!("partly delivered: {mixed:?}") };
+    assert_eq!(rejected_items, 1);
+    assert!(
+        message.starts_with("the backend refused 1 of 3 series (HTTP 400 Bad Request: out of order sample"),
+        "{message}"
+    );
+    let at = (t + 60_000) as f64 / 1000.0;
     let mut stored = BTreeMap::new();
-    for (l, v) in p.raw_samples("{__name__=~\"a|b\"}", "10m", at) {
+    for (l, v) in p.raw_samples("{__name__=~\"a|b|c\"}", "10m", at) {
         stored.insert(l["__name__"].clone(), v);
     }
-    assert_eq!(stored, BTreeMap::from([("a".to_string(), vec![(t, 1.0)]), ("b".to_string(), vec![(t, 1.0)])]));
+    assert_eq!(
+        stored,
+        BTreeMap::from([
+            ("a".to_string(), vec![(t, 1.0)]),
+            ("b".to_string(), vec![(t, 1.0), (t + 1000, 2.0)]),
+            ("c".to_string(), vec![(t + 1000, 3.0)]),
+        ])
+    );
 }

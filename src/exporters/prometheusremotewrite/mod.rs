@@ -16,8 +16,17 @@
 //! made; within and across requests each series' samples are in strictly increasing timestamp
 //! order (see `series.rs`). With `remote_write_queue::storage` the queue is on disk: requests
 //! are acknowledged to the pipeline only once written, retried without a time limit, and sent
-//! after a restart. A request that was delivered just before a crash may be sent again; Prometheus
-//! then answers 400 (out of order) for it, which is permanent, so it is dropped without loss.
+//! after a restart. A request that was delivered just before a crash may be sent again: Prometheus
+//! takes exact duplicates of a series' newest sample and refuses older ones with 400, so nothing is
+//! stored twice. Prometheus refuses a request whole for one stale sample; the transport then sends
+//! it again in halves until only the refused series are left out (reported as rejected items), so
+//! stale data sent again by a client after a restart cannot take fresh data down with it.
+//!
+//! Items are OpenTelemetry data points (as otelcol counts), not samples. Points that cannot be
+//! sent are counted as dropped by the encoder: refused by the translation, without a timestamp,
+//! or not newer than the last sample of their series (including the same point received twice).
+//! Prometheus keeps only recent data in its head block (about 1-3 hours): after a longer outage it
+//! refuses the oldest queued samples as out of bounds, which no sender can avoid.
 
 mod config;
 mod encoder;
@@ -37,7 +46,7 @@ pub use config::{
 };
 pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
 pub use series::SERIES_TTL;
-pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, retry_after};
+pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples, retry_after};
 
 use crate::config::{ConfigError, parse_component};
 use crate::exporters::delivery::{DeliveryExporter, Encoder, Transport};

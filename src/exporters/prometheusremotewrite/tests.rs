@@ -687,3 +687,67 @@ fn the_queue_always_has_one_consumer_and_prw_retry_defaults() {
     );
     assert_eq!(config(|c| c.max_batch_size_bytes = 0).batch_size_limit(), DEFAULT_MAX_BATCH_SIZE_BYTES);
 }
+
+/// A remote-write receiver that, like Prometheus, refuses a whole request with 400 when it
+/// holds a series named `stale`, and records the series of the requests it takes.
+async fn picky_server(taken: Arc<Mutex<Vec<String>>>) -> String {
+    use axum::http::StatusCode as AxumStatus;
+    let handler = move |body: axum::body::Bytes| {
+        let taken = taken.clone();
+        async move {
+            let raw = snap::raw::Decoder::new().decompress_vec(&body).expect("snappy");
+            let request = WriteRequest::decode(raw.as_slice()).expect("protobuf");
+            let names: Vec<String> = request.timeseries.iter().map(|t| t.labels[0].value.clone()).collect();
+            if names.iter().any(|n| n == "stale") {
+                return (AxumStatus::BAD_REQUEST, "out of order sample");
+            }
+            taken.lock().expect("lock").extend(names);
+            (AxumStatus::NO_CONTENT, "")
+        }
+    };
+    let app = axum::Router::new().route("/api/v1/write", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/api/v1/write")
+}
+
+fn named_series(names: &[&str]) -> Request {
+    let timeseries = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| TimeSeries {
+            labels: vec![Label { name: "__name__".into(), value: n.to_string() }],
+            samples: vec![Sample { value: i as f64, timestamp: 1 }, Sample { value: i as f64, timestamp: 2 }],
+        })
+        .collect();
+    request(&WriteRequest { timeseries, metadata: vec![] }.encode_to_vec(), names.len() as u64 * 2)
+}
+
+#[tokio::test]
+async fn a_request_refused_for_some_samples_is_delivered_without_them() {
+    let taken = Arc::new(Mutex::new(Vec::new()));
+    let url = picky_server(taken.clone()).await;
+    let transport = RemoteWriteTransport::new(&config(|c| c.endpoint = url.clone()));
+    let names = ["a", "b", "stale", "c", "d", "e", "stale", "f"];
+    let sent = transport.send(&named_series(&names)).await;
+    assert_eq!(
+        sent,
+        Ok(Sent {
+            rejected_items: 4,
+            message: "the backend refused 2 of 8 series (HTTP 400 Bad Request: out of order sample); \
+                      the others were delivered"
+                .into()
+        })
+    );
+    assert_eq!(*taken.lock().expect("lock"), ["a", "b", "c", "d", "e", "f"], "in order, each once");
+
+    // Nothing to save: permanent, as answered.
+    taken.lock().expect("lock").clear();
+    let refused = transport.send(&named_series(&["stale", "stale"])).await;
+    assert_eq!(refused, Err(SendError::Permanent { reason: "HTTP 400 Bad Request: out of order sample".into() }));
+    assert!(taken.lock().expect("lock").is_empty());
+    assert!(refuses_samples(reqwest::StatusCode::BAD_REQUEST, b"duplicate sample for timestamp"));
+    assert!(!refuses_samples(reqwest::StatusCode::BAD_REQUEST, b"snappy: corrupt input"));
+    assert!(!refuses_samples(reqwest::StatusCode::CONFLICT, b"out of order sample"));
+}

@@ -2,16 +2,23 @@
 //! outcome classified as otelcol's exporter does: 2xx delivered; 5xx, timeouts and connection
 //! errors retryable; 429 retryable only with `retry_on_http_429` (with `Retry-After` honoured);
 //! every other status permanent, with an excerpt of the answer as the reason.
+//!
+//! Prometheus refuses a whole request when some of its samples are older than what it holds
+//! (possible after a restart, when a client sent data again, or when two writers share a series).
+//! Such a request is sent again in halves until only the refused series are left out, so one
+//! stale series does not take the rest of the request with it.
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use prost::Message;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::RemoteWriteError;
 use super::config::RemoteWriteConfig;
+use super::proto::WriteRequest;
 use crate::exporters::delivery::{Request, SendError, Sent, Transport};
 use crate::otlp::tls::ClientTls;
 
@@ -144,17 +151,26 @@ async fn read_answer(mut response: reqwest::Response) -> Vec<u8> {
     body
 }
 
-#[async_trait]
-impl Transport for RemoteWriteTransport {
-    async fn send(&self, request: &Request) -> Result<Sent, SendError> {
-        let client = self.client().map_err(|e| SendError::Permanent { reason: e.to_string() })?;
-        let body = compress(&request.body)
-            .map_err(|e| SendError::Permanent { reason: format!("cannot snappy-compress the request: {e}") })?;
+impl RemoteWriteTransport {
+    /// Posts one uncompressed `WriteRequest` body once and classifies the answer; also says
+    /// whether a 400 blames some of the samples (see [`refuses_samples`]).
+    async fn post(&self, uncompressed: &[u8]) -> (Result<Sent, SendError>, bool) {
+        let client = match self.client() {
+            Ok(c) => c,
+            Err(e) => return (Err(SendError::Permanent { reason: e.to_string() }), false),
+        };
+        let body = match compress(uncompressed) {
+            Ok(b) => b,
+            Err(e) => {
+                let reason = format!("cannot snappy-compress the request: {e}");
+                return (Err(SendError::Permanent { reason }), false);
+            }
+        };
         let sent = client.post(&self.url).headers(self.headers.clone()).timeout(self.timeout).body(body).send().await;
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_builder() => {
-                return Err(SendError::Permanent { reason: format!("cannot build the request: {e}") });
+                return (Err(SendError::Permanent { reason: format!("cannot build the request: {e}") }), false);
             }
             Err(e) => {
                 let what = if e.is_timeout() {
@@ -164,14 +180,87 @@ impl Transport for RemoteWriteTransport {
                 } else {
                     "request failed".to_string()
                 };
-                return Err(SendError::Retryable { reason: format!("{what}: {}", error_chain(&e)), throttle: None });
+                let reason = format!("{what}: {}", error_chain(&e));
+                return (Err(SendError::Retryable { reason, throttle: None }), false);
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
         // Read even a success's answer, so the connection can be reused.
         let body = read_answer(response).await;
-        classify(status, &headers, &body, self.retry_on_429)
+        (classify(status, &headers, &body, self.retry_on_429), refuses_samples(status, &body))
+    }
+
+    /// Sends a request Prometheus refused whole for some of its samples again in halves, and
+    /// halves of halves, until only the series it refuses are left out: they are reported as
+    /// rejected, everything else is delivered. Halves go in order, so no series' samples are
+    /// reordered. A retryable failure on the way fails the whole request (sending it again is
+    /// safe: what was delivered is then refused as old, or taken as an exact duplicate).
+    async fn bisect(&self, request: &Request, reason: String) -> Result<Sent, SendError> {
+        let Ok(whole) = WriteRequest::decode(request.body.as_ref()) else {
+            return Err(SendError::Permanent { reason });
+        };
+        if whole.timeseries.len() < 2 {
+            return Err(SendError::Permanent { reason });
+        }
+        let samples = |w: &WriteRequest| w.timeseries.iter().map(|t| t.samples.len()).sum::<usize>();
+        let (total_series, total_samples) = (whole.timeseries.len(), samples(&whole));
+        let (mut refused_series, mut refused_samples) = (0usize, 0usize);
+        let mut parts = vec![whole];
+        while let Some(mut part) = parts.pop() {
+            let (result, blames_samples) = self.post(&part.encode_to_vec()).await;
+            match result {
+                Ok(_) => {}
+                Err(e @ SendError::Retryable { .. }) => return Err(e),
+                Err(SendError::Permanent { .. }) if blames_samples && part.timeseries.len() > 1 => {
+                    let second = WriteRequest {
+                        timeseries: part.timeseries.split_off(part.timeseries.len() / 2),
+                        metadata: Vec::new(),
+                    };
+                    // A stack: the first half is sent first.
+                    parts.push(second);
+                    parts.push(part);
+                }
+                Err(SendError::Permanent { .. }) => {
+                    refused_series += part.timeseries.len();
+                    refused_samples += samples(&part);
+                }
+            }
+        }
+        if refused_series == total_series {
+            return Err(SendError::Permanent { reason });
+        }
+        // Items are data points, which the wire does not show: estimated from the samples.
+        let rejected_items = (request.items as u128 * refused_samples as u128).div_ceil(total_samples.max(1) as u128);
+        Ok(Sent {
+            rejected_items: (rejected_items as u64).min(request.items),
+            message: format!(
+                "the backend refused {refused_series} of {total_series} series ({reason}); the others were delivered"
+            ),
+        })
+    }
+}
+
+/// True when a 400 answer blames samples rather than the request (Prometheus and compatible
+/// receivers: out of order, duplicate timestamp, out of bounds, too old), so the rest of the
+/// request can still be delivered without them.
+pub fn refuses_samples(status: StatusCode, body: &[u8]) -> bool {
+    if status != StatusCode::BAD_REQUEST {
+        return false;
+    }
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    ["out of order sample", "duplicate sample for timestamp", "out of bounds", "too old"]
+        .iter()
+        .any(|m| text.contains(m))
+}
+
+#[async_trait]
+impl Transport for RemoteWriteTransport {
+    async fn send(&self, request: &Request) -> Result<Sent, SendError> {
+        match self.post(&request.body).await {
+            (Err(SendError::Permanent { reason }), true) => self.bisect(request, reason).await,
+            (result, _) => result,
+        }
     }
 }
 
