@@ -18,5 +18,6 @@ pub fn builtin() -> Registry {
         exporters::otlp::factory(),
         exporters::otlphttp::factory(),
         exporters::prometheus::factory(),
+        exporters::prometheusremotewrite::factory(),
     ])
 }
