@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use fovea::ebpf::preflight::{self, Needs};
 use fovea::ebpf::tc::{self, FilterInfo};
 use fovea::ebpf::{
-    AttachMode, ClsactOptions, DropConfig, DropProbe, ForwardOptions, ForwardProbe, RetransConfig,
-    TcHook, TcpRetransProbe,
+    AttachMode, ClsactOptions, DropConfig, DropProbe, ForwardOptions, ForwardProbe, RetransConfig, TcHook,
+    TcpRetransProbe,
 };
 use support::netns::{LinkOptions, LinkStats, Pod};
 
@@ -37,11 +37,7 @@ fn child_holds_attachment() {
         Ok("clsact") => AttachMode::Clsact,
         _ => AttachMode::Auto,
     };
-    let mut probe = ForwardProbe::load_with(ForwardOptions {
-        mode,
-        ..ForwardOptions::default()
-    })
-    .expect("child load");
+    let mut probe = ForwardProbe::load_with(ForwardOptions { mode, ..ForwardOptions::default() }).expect("child load");
     probe.attach(&iface).expect("child attach");
     println!("ATTACHED");
     std::thread::sleep(Duration::from_secs(120));
@@ -84,13 +80,10 @@ fn child(test: &str, envs: &[(&str, &str)]) -> Command {
 
 /// A child holding our attachment on `iface`, started and confirmed attached.
 fn spawn_holder(iface: &str, mode: &str) -> Child {
-    let mut c = child(
-        "child_holds_attachment",
-        &[(CHILD_IFACE, iface), (CHILD_MODE, mode)],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .expect("spawn child");
+    let mut c = child("child_holds_attachment", &[(CHILD_IFACE, iface), (CHILD_MODE, mode)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
     let out = c.stdout.take().expect("stdout");
     for line in BufReader::new(out).lines() {
         if line.expect("child output").contains("ATTACHED") {
@@ -109,19 +102,7 @@ struct OtherFilter {
 impl OtherFilter {
     fn install(iface: &str) -> Self {
         let sink = format!("fvs{}", &iface[3..]);
-        support::run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &sink,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &format!("{sink}p"),
-            ],
-        );
+        support::run("ip", &["link", "add", &sink, "type", "veth", "peer", "name", &format!("{sink}p")]);
         // no IPv6 on the sink, so its tx counter only moves with redirected packets
         for end in [sink.clone(), format!("{sink}p")] {
             let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{end}/disable_ipv6"), "1");
@@ -156,18 +137,12 @@ impl OtherFilter {
                 &sink,
             ],
         );
-        Self {
-            iface: iface.into(),
-            sink,
-        }
+        Self { iface: iface.into(), sink }
     }
 
     /// Packets its mirred action has redirected.
     fn action_packets(&self) -> u64 {
-        let json = support::run(
-            "tc",
-            &["-s", "-j", "filter", "show", "dev", &self.iface, "ingress"],
-        );
+        let json = support::run("tc", &["-s", "-j", "filter", "show", "dev", &self.iface, "ingress"]);
         let v: serde_json::Value = serde_json::from_str(&json).expect("tc json");
         v.as_array()
             .expect("array")
@@ -185,34 +160,20 @@ impl OtherFilter {
         let addr = SocketAddr::new(pod.addrs.a4.into(), OTHER_PORT);
         let host = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("{phase}: bind {addr}: {e}"));
         host.set_nonblocking(true).expect("nonblocking");
-        let before = (
-            self.action_packets(),
-            LinkStats::host(&self.sink).tx_packets,
-        );
+        let before = (self.action_packets(), LinkStats::host(&self.sink).tx_packets);
         let (src, dst) = (pod.addrs.b4, pod.addrs.a4);
         pod.ns.run_in(move || {
             let s = UdpSocket::bind(SocketAddr::new(src.into(), 0)).expect("bind in pod");
             for _ in 0..K {
-                s.send_to(b"other", SocketAddr::new(dst.into(), OTHER_PORT))
-                    .expect("send");
+                s.send_to(b"other", SocketAddr::new(dst.into(), OTHER_PORT)).expect("send");
             }
         });
         std::thread::sleep(Duration::from_millis(100));
-        let after = (
-            self.action_packets(),
-            LinkStats::host(&self.sink).tx_packets,
-        );
+        let after = (self.action_packets(), LinkStats::host(&self.sink).tx_packets);
         assert_eq!(after.0 - before.0, K, "{phase}: the other filter's counter");
-        assert_eq!(
-            after.1 - before.1,
-            K,
-            "{phase}: the other filter's effect (sink tx)"
-        );
+        assert_eq!(after.1 - before.1, K, "{phase}: the other filter's effect (sink tx)");
         let mut buf = [0u8; 16];
-        assert!(
-            host.recv_from(&mut buf).is_err(),
-            "{phase}: redirected, not delivered"
-        );
+        assert!(host.recv_from(&mut buf).is_err(), "{phase}: redirected, not delivered");
     }
 
     fn still_installed(&self) -> bool {
@@ -227,9 +188,7 @@ impl OtherFilter {
 
 impl Drop for OtherFilter {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.sink])
-            .output();
+        let _ = Command::new("ip").args(["link", "del", &self.sink]).output();
     }
 }
 
@@ -256,10 +215,7 @@ fn our_tcx_programs(iface: &str) -> usize {
         .map(|t| {
             SchedClassifier::query_tcx(iface, t)
                 .map(|(_, progs)| {
-                    progs
-                        .iter()
-                        .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("fovea_fwd_")))
-                        .count()
+                    progs.iter().filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("fovea_fwd_"))).count()
                 })
                 .unwrap_or(0)
         })
@@ -279,20 +235,13 @@ fn coexistence(mode: AttachMode, test: &str) {
         return;
     }
     let clsact = mode == AttachMode::Clsact;
-    let pod = Pod::new(LinkOptions {
-        ipv6: false,
-        static_neighbours: true,
-    });
+    let pod = Pod::new(LinkOptions { ipv6: false, static_neighbours: true });
     let iface = pod.host_if.clone();
     let other = OtherFilter::install(&iface);
     other.assert_working(&pod, "before fovea");
 
     // attach: the other filter keeps working and we see its packets too
-    let mut probe = ForwardProbe::load_with(ForwardOptions {
-        mode,
-        ..ForwardOptions::default()
-    })
-    .expect("load");
+    let mut probe = ForwardProbe::load_with(ForwardOptions { mode, ..ForwardOptions::default() }).expect("load");
     let ifindex = probe.attach(&iface).expect("attach");
     if clsact {
         assert_eq!(our_filters(&iface).len(), 2);
@@ -309,10 +258,7 @@ fn coexistence(mode: AttachMode, test: &str) {
     // clean detach: only ours goes
     probe.detach(ifindex).expect("detach");
     drop(probe);
-    assert!(
-        other.still_installed(),
-        "qdisc and other filter survive our detach"
-    );
+    assert!(other.still_installed(), "qdisc and other filter survive our detach");
     assert!(our_filters(&iface).is_empty());
     // a child forked by a parallel test may hold a copy of the link fd until its exec
     wait_until("our TCX links are gone", || our_tcx_programs(&iface) == 0);
@@ -327,25 +273,15 @@ fn coexistence(mode: AttachMode, test: &str) {
         // a dead process's netlink filters stay: that is what re-attach must clean up
         assert_eq!(our_filters(&iface).len(), 2, "stale filters after kill -9");
     } else {
-        wait_until("TCX links die with the process", || {
-            our_tcx_programs(&iface) == 0
-        });
+        wait_until("TCX links die with the process", || our_tcx_programs(&iface) == 0);
     }
     assert!(other.still_installed());
     other.assert_working(&pod, "after kill -9");
 
-    let mut probe = ForwardProbe::load_with(ForwardOptions {
-        mode,
-        ..ForwardOptions::default()
-    })
-    .expect("reload");
+    let mut probe = ForwardProbe::load_with(ForwardOptions { mode, ..ForwardOptions::default() }).expect("reload");
     probe.attach(&iface).expect("re-attach");
     if clsact {
-        assert_eq!(
-            our_filters(&iface).len(),
-            2,
-            "stale ones replaced, not doubled"
-        );
+        assert_eq!(our_filters(&iface).len(), 2, "stale ones replaced, not doubled");
     } else {
         assert_eq!(our_tcx_programs(&iface), 2);
         assert!(our_filters(&iface).is_empty());
@@ -373,10 +309,7 @@ fn other_filter_survives_attach_detach_and_kill_tcx() {
 
 #[test]
 fn other_filter_survives_attach_detach_and_kill_clsact() {
-    coexistence(
-        AttachMode::Clsact,
-        "other_filter_survives_attach_detach_and_kill_clsact",
-    );
+    coexistence(AttachMode::Clsact, "other_filter_survives_attach_detach_and_kill_clsact");
 }
 
 /// A stale clsact filter from a dead clsact-mode fovea is removed even when the new process
@@ -391,10 +324,7 @@ fn stale_clsact_filter_removed_by_tcx_attach() {
         support::skip_note(test, "this kernel has no TCX (Linux 6.6+)");
         return;
     }
-    let pod = Pod::new(LinkOptions {
-        ipv6: false,
-        static_neighbours: true,
-    });
+    let pod = Pod::new(LinkOptions { ipv6: false, static_neighbours: true });
     let other = OtherFilter::install(&pod.host_if);
     let mut holder = spawn_holder(&pod.host_if, "clsact");
     holder.kill().expect("kill -9");
@@ -438,37 +368,19 @@ fn missing_capabilities_are_all_reported() {
         let start = stdout.find(prefix).unwrap_or(stdout.len());
         let mut lines = stdout[start..].lines();
         let first = lines.next().unwrap_or_default().to_owned();
-        lines
-            .take_while(|l| l.starts_with("  - "))
-            .fold(first, |acc, l| acc + "\n" + l)
+        lines.take_while(|l| l.starts_with("  - ")).fold(first, |acc, l| acc + "\n" + l)
     };
     let all = line("preflight:");
-    for cap in [
-        "CAP_BPF missing",
-        "CAP_PERFMON missing",
-        "CAP_NET_ADMIN missing",
-    ] {
+    for cap in ["CAP_BPF missing", "CAP_PERFMON missing", "CAP_NET_ADMIN missing"] {
         assert!(all.contains(cap), "preflight lists {cap}: {all}");
     }
-    assert!(
-        all.contains("run as root or grant CAP_BPF (CAP_SYS_ADMIN also works)"),
-        "{all}"
-    );
+    assert!(all.contains("run as root or grant CAP_BPF (CAP_SYS_ADMIN also works)"), "{all}");
     let fwd = line("forward:");
-    assert!(
-        fwd.contains("CAP_BPF missing") && fwd.contains("CAP_NET_ADMIN missing"),
-        "{fwd}"
-    );
-    assert!(
-        !fwd.contains("CAP_PERFMON"),
-        "TC needs no CAP_PERFMON: {fwd}"
-    );
+    assert!(fwd.contains("CAP_BPF missing") && fwd.contains("CAP_NET_ADMIN missing"), "{fwd}");
+    assert!(!fwd.contains("CAP_PERFMON"), "TC needs no CAP_PERFMON: {fwd}");
     for probe in ["drop:", "tcpretrans:"] {
         let msg = line(probe);
-        assert!(
-            msg.contains("CAP_BPF missing") && msg.contains("CAP_PERFMON missing"),
-            "{msg}"
-        );
+        assert!(msg.contains("CAP_BPF missing") && msg.contains("CAP_PERFMON missing"), "{msg}");
     }
 }
 
@@ -482,11 +394,7 @@ fn detach_after_interface_deleted_is_ok() {
     }
     for mode in [AttachMode::Auto, AttachMode::Clsact] {
         let pod = Pod::new(LinkOptions::default());
-        let mut probe = ForwardProbe::load_with(ForwardOptions {
-            mode,
-            ..ForwardOptions::default()
-        })
-        .expect("load");
+        let mut probe = ForwardProbe::load_with(ForwardOptions { mode, ..ForwardOptions::default() }).expect("load");
         let ifindex = probe.attach(&pod.host_if).expect("attach");
         drop(pod);
         probe.detach(ifindex).expect("detach after delete");
@@ -516,10 +424,7 @@ fn child_preflight_mounts() {
         Ok(p) => println!("MOUNTED {:?}", p.mounted),
         Err(e) => println!("FAILED {e}"),
     }
-    match DropProbe::load(DropConfig {
-        force_tracepoint: true,
-        ..DropConfig::default()
-    }) {
+    match DropProbe::load(DropConfig { force_tracepoint: true, ..DropConfig::default() }) {
         Ok(_) => println!("TRACEPOINT LOADED"),
         Err(e) => println!("FAILED {e}"),
     }
@@ -549,14 +454,7 @@ fn preflight_mounts_missing_tracefs_and_bpffs() {
         .output()
         .expect("unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains(r#"MOUNTED ["/sys/fs/bpf", "/sys/kernel/tracing"]"#),
-        "{stdout}"
-    );
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(r#"MOUNTED ["/sys/fs/bpf", "/sys/kernel/tracing"]"#), "{stdout}");
     assert!(stdout.contains("TRACEPOINT LOADED"), "{stdout}");
 }

@@ -6,18 +6,13 @@ mod support;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use fovea::ebpf::{
-    Direction, DropConfig, DropCount, DropHook, DropProbe, DropReasons, DropRecord, RecordStream,
-};
+use fovea::ebpf::{Direction, DropConfig, DropCount, DropHook, DropProbe, DropReasons, DropRecord, RecordStream};
 use support::netns::{LinkOptions, Pod};
 
 const DPORT: u16 = 9999;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
 }
 
 /// Packets and bytes counted for (reason, direction).
@@ -36,8 +31,7 @@ fn send_udp(src: IpAddr, dst: IpAddr, n: usize, payload: usize) -> SocketAddr {
     let sock = UdpSocket::bind(SocketAddr::new(src, 0)).expect("bind");
     let buf = vec![0x5a; payload];
     for _ in 0..n {
-        sock.send_to(&buf, SocketAddr::new(dst, DPORT))
-            .expect("send");
+        sock.send_to(&buf, SocketAddr::new(dst, DPORT)).expect("send");
         std::thread::sleep(Duration::from_millis(2));
     }
     sock.local_addr().expect("local addr")
@@ -53,9 +47,8 @@ fn collect_records(
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut all = Vec::new();
     while !done(&all) && Instant::now() < deadline {
-        let got = rt.block_on(async {
-            tokio::time::timeout(Duration::from_millis(200), stream.next_batch(&mut all)).await
-        });
+        let got =
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(200), stream.next_batch(&mut all)).await });
         if let Ok(r) = got {
             r.expect("next_batch");
         }
@@ -70,10 +63,7 @@ fn flow(records: &[DropRecord], src: SocketAddr, dst: IpAddr) -> Vec<DropRecord>
         .iter()
         .copied()
         .filter(|r| {
-            r.tuple.src == src.ip()
-                && r.tuple.src_port == src.port()
-                && r.tuple.dst == dst
-                && r.tuple.dst_port == DPORT
+            r.tuple.src == src.ip() && r.tuple.src_port == src.port() && r.tuple.dst == dst && r.tuple.dst_port == DPORT
         })
         .collect()
 }
@@ -101,20 +91,12 @@ fn settle(
 fn foreign(all: &[DropRecord], reason: u32, ours: &[(SocketAddr, IpAddr)]) -> (u64, u64) {
     all.iter()
         .filter(|r| r.reason_code == reason && r.direction == Direction::Ingress)
-        .filter(|r| {
-            !ours
-                .iter()
-                .any(|&(s, d)| !flow(std::slice::from_ref(*r), s, d).is_empty())
-        })
+        .filter(|r| !ours.iter().any(|&(s, d)| !flow(std::slice::from_ref(*r), s, d).is_empty()))
         .fold((0, 0), |(p, b), r| (p + 1, b + u64::from(r.bytes)))
 }
 
 fn pod_ifindex(pod: &Pod) -> u32 {
-    pod.ns
-        .exec("cat", &["/sys/class/net/eth0/ifindex"])
-        .trim()
-        .parse()
-        .expect("ifindex")
+    pod.ns.exec("cat", &["/sys/class/net/eth0/ifindex"]).trim().parse().expect("ifindex")
 }
 
 /// An nft rule in the pod drops M datagrams from the host; our NETFILTER_DROP delta equals
@@ -125,10 +107,7 @@ fn netfilter_drops_match_nft(config: DropConfig, expect_hook: DropHook, test: &s
         return;
     }
     let _lock = support::kernel_lock();
-    let pod = Pod::new(LinkOptions {
-        ipv6: true,
-        static_neighbours: true,
-    });
+    let pod = Pod::new(LinkOptions { ipv6: true, static_neighbours: true });
     let a = pod.addrs;
     pod.ns.nft(&format!(
         "table inet fovea_t {{
@@ -149,10 +128,7 @@ fn netfilter_drops_match_nft(config: DropConfig, expect_hook: DropHook, test: &s
     let mut probe = DropProbe::load(config).expect("load dropreason");
     assert_eq!(probe.hook(), expect_hook);
     let mut records = probe.take_records().expect("records");
-    let nf = probe
-        .reasons()
-        .code("NETFILTER_DROP")
-        .expect("kernel has SKB_DROP_REASON_NETFILTER_DROP");
+    let nf = probe.reasons().code("NETFILTER_DROP").expect("kernel has SKB_DROP_REASON_NETFILTER_DROP");
     assert_eq!(probe.reason_name(nf), Some("NETFILTER_DROP"));
 
     const M: usize = 17;
@@ -160,17 +136,12 @@ fn netfilter_drops_match_nft(config: DropConfig, expect_hook: DropHook, test: &s
     let src4 = send_udp(a.a4.into(), a.b4.into(), M, PAYLOAD);
     let src6 = send_udp(a.a6.into(), a.b6.into(), M, PAYLOAD);
     let (dst4, dst6) = (IpAddr::from(a.b4), IpAddr::from(a.b6));
-    let mut all = collect_records(&rt, &mut records, |r| {
-        flow(r, src4, dst4).len() + flow(r, src6, dst6).len() >= 2 * M
-    });
+    let mut all =
+        collect_records(&rt, &mut records, |r| flow(r, src4, dst4).len() + flow(r, src6, dst6).len() >= 2 * M);
     // counters since load: the probe was loaded for this test
     let total = settle(&probe, &mut records, &mut all, nf);
     let stats = probe.record_stats();
-    assert_eq!(
-        (stats.lost, stats.capped),
-        (0, 0),
-        "every drop has a record: {stats:?}"
-    );
+    assert_eq!((stats.lost, stats.capped), (0, 0), "every drop has a record: {stats:?}");
 
     let (p4, b4) = pod.ns.nft_counter("inet", "fovea_t", "drops4");
     let (p6, b6) = pod.ns.nft_counter("inet", "fovea_t", "drops6");
@@ -180,10 +151,7 @@ fn netfilter_drops_match_nft(config: DropConfig, expect_hook: DropHook, test: &s
     assert_eq!(b6, (M * (40 + 8 + PAYLOAD)) as u64);
     let other = foreign(&all, nf, &[(src4, dst4), (src6, dst6)]);
     if other.0 > 0 {
-        eprintln!(
-            "note: {} NETFILTER_DROP drops from elsewhere on this machine",
-            other.0
-        );
+        eprintln!("note: {} NETFILTER_DROP drops from elsewhere on this machine", other.0);
     }
     assert_eq!(
         total,
@@ -192,10 +160,7 @@ fn netfilter_drops_match_nft(config: DropConfig, expect_hook: DropHook, test: &s
     );
 
     let eth0 = pod_ifindex(&pod);
-    for (src, dst, l3) in [
-        (src4, dst4, 20 + 8 + PAYLOAD),
-        (src6, dst6, 40 + 8 + PAYLOAD),
-    ] {
+    for (src, dst, l3) in [(src4, dst4, 20 + 8 + PAYLOAD), (src6, dst6, 40 + 8 + PAYLOAD)] {
         let got = flow(&all, src, dst);
         assert_eq!(got.len(), M, "one record per drop from {src}");
         for r in &got {
@@ -211,10 +176,7 @@ fn netfilter_drops_match_nft(config: DropConfig, expect_hook: DropHook, test: &s
 #[test]
 fn netfilter_drops_match_nft_counters_tp_btf() {
     netfilter_drops_match_nft(
-        DropConfig {
-            record_rate_per_sec: 100_000,
-            ..DropConfig::default()
-        },
+        DropConfig { record_rate_per_sec: 100_000, ..DropConfig::default() },
         DropHook::TpBtf,
         "netfilter_drops_match_nft_counters_tp_btf",
     );
@@ -223,11 +185,7 @@ fn netfilter_drops_match_nft_counters_tp_btf() {
 #[test]
 fn netfilter_drops_match_nft_counters_tracepoint_fallback() {
     netfilter_drops_match_nft(
-        DropConfig {
-            record_rate_per_sec: 100_000,
-            force_tracepoint: true,
-            ..DropConfig::default()
-        },
+        DropConfig { record_rate_per_sec: 100_000, force_tracepoint: true, ..DropConfig::default() },
         DropHook::Tracepoint,
         "netfilter_drops_match_nft_counters_tracepoint_fallback",
     );
@@ -240,18 +198,12 @@ fn udp_to_closed_port_counts_no_socket() {
         return;
     }
     let _lock = support::kernel_lock();
-    let pod = Pod::new(LinkOptions {
-        ipv6: true,
-        static_neighbours: true,
-    });
+    let pod = Pod::new(LinkOptions { ipv6: true, static_neighbours: true });
     let a = pod.addrs;
     let rt = runtime();
     let _enter = rt.enter();
-    let mut probe = DropProbe::load(DropConfig {
-        record_rate_per_sec: 100_000,
-        ..DropConfig::default()
-    })
-    .expect("load dropreason");
+    let mut probe =
+        DropProbe::load(DropConfig { record_rate_per_sec: 100_000, ..DropConfig::default() }).expect("load dropreason");
     let mut records = probe.take_records().expect("records");
     let no_socket = probe.reasons().code("NO_SOCKET").expect("NO_SOCKET");
 
@@ -260,20 +212,12 @@ fn udp_to_closed_port_counts_no_socket() {
     let src4 = send_udp(a.a4.into(), a.b4.into(), M, PAYLOAD);
     let src6 = send_udp(a.a6.into(), a.b6.into(), M, PAYLOAD);
     let (dst4, dst6) = (IpAddr::from(a.b4), IpAddr::from(a.b6));
-    let mut all = collect_records(&rt, &mut records, |r| {
-        flow(r, src4, dst4).len() + flow(r, src6, dst6).len() >= 2 * M
-    });
+    let mut all =
+        collect_records(&rt, &mut records, |r| flow(r, src4, dst4).len() + flow(r, src6, dst6).len() >= 2 * M);
     let total = settle(&probe, &mut records, &mut all, no_socket);
     let stats = probe.record_stats();
-    assert_eq!(
-        (stats.lost, stats.capped),
-        (0, 0),
-        "every drop has a record: {stats:?}"
-    );
-    for (src, dst, l3) in [
-        (src4, dst4, 20 + 8 + PAYLOAD),
-        (src6, dst6, 40 + 8 + PAYLOAD),
-    ] {
+    assert_eq!((stats.lost, stats.capped), (0, 0), "every drop has a record: {stats:?}");
+    for (src, dst, l3) in [(src4, dst4, 20 + 8 + PAYLOAD), (src6, dst6, 40 + 8 + PAYLOAD)] {
         let got = flow(&all, src, dst);
         assert_eq!(got.len(), M, "one record per datagram from {src}");
         assert!(got.iter().all(|r| r.reason_code == no_socket
@@ -284,27 +228,15 @@ fn udp_to_closed_port_counts_no_socket() {
     // the CO-RE enum relocations resolved: normal frees and unspecified drops never counted
     for c in probe.counters().expect("counters") {
         let name = probe.reason_name(c.reason_code).unwrap_or("?");
-        assert!(
-            !matches!(
-                name,
-                "SKB_CONSUMED" | "SKB_NOT_DROPPED_YET" | "NOT_SPECIFIED"
-            ),
-            "{name} counted: {c:?}"
-        );
+        assert!(!matches!(name, "SKB_CONSUMED" | "SKB_NOT_DROPPED_YET" | "NOT_SPECIFIED"), "{name} counted: {c:?}");
     }
     let other = foreign(&all, no_socket, &[(src4, dst4), (src6, dst6)]);
     if other.0 > 0 {
-        eprintln!(
-            "note: {} NO_SOCKET drops from elsewhere on this machine",
-            other.0
-        );
+        eprintln!("note: {} NO_SOCKET drops from elsewhere on this machine", other.0);
     }
     assert_eq!(
         total,
-        (
-            (2 * M) as u64 + other.0,
-            (M * (20 + 8 + PAYLOAD) + M * (40 + 8 + PAYLOAD)) as u64 + other.1
-        ),
+        ((2 * M) as u64 + other.0, (M * (20 + 8 + PAYLOAD) + M * (40 + 8 + PAYLOAD)) as u64 + other.1),
         "one NO_SOCKET drop per datagram, IP packet bytes (plus drops not caused by this test)"
     );
 }
@@ -316,18 +248,12 @@ fn record_cap_limits_records_not_counts() {
         return;
     }
     let _lock = support::kernel_lock();
-    let pod = Pod::new(LinkOptions {
-        ipv6: false,
-        static_neighbours: true,
-    });
+    let pod = Pod::new(LinkOptions { ipv6: false, static_neighbours: true });
     let rt = runtime();
     let _enter = rt.enter();
     const CAP: u32 = 3;
-    let mut probe = DropProbe::load(DropConfig {
-        record_rate_per_sec: CAP,
-        ..DropConfig::default()
-    })
-    .expect("load dropreason");
+    let mut probe =
+        DropProbe::load(DropConfig { record_rate_per_sec: CAP, ..DropConfig::default() }).expect("load dropreason");
     let mut records = probe.take_records().expect("records");
     let no_socket = probe.reasons().code("NO_SOCKET").expect("NO_SOCKET");
 
@@ -337,8 +263,7 @@ fn record_cap_limits_records_not_counts() {
     // fast, within well under a second
     let sock = UdpSocket::bind(SocketAddr::new(pod.addrs.a4.into(), 0)).expect("bind");
     for _ in 0..M {
-        sock.send_to(b"x", SocketAddr::new(pod.addrs.b4.into(), DPORT))
-            .expect("send");
+        sock.send_to(b"x", SocketAddr::new(pod.addrs.b4.into(), DPORT)).expect("send");
     }
     std::thread::sleep(Duration::from_millis(100));
     let after = count(&probe, no_socket, Direction::Ingress);
@@ -352,10 +277,7 @@ fn record_cap_limits_records_not_counts() {
     let emitted = stats.emitted - stats0.emitted;
     let capped = stats.capped - stats0.capped;
     // a burst may straddle a second boundary; the reset is racy by at most one per CPU
-    assert!(
-        emitted <= 2 * u64::from(CAP) + 2,
-        "emitted {emitted} with cap {CAP}/s"
-    );
+    assert!(emitted <= 2 * u64::from(CAP) + 2, "emitted {emitted} with cap {CAP}/s");
     assert!(emitted + capped >= M as u64, "{stats:?}");
     assert_eq!(got.len() as u64, emitted, "every emitted record was read");
     assert_eq!(stats.lost, 0);
@@ -370,8 +292,7 @@ fn reason_names_match_tracefs_format() {
     }
     let reasons = DropReasons::from_kernel().expect("kernel BTF");
     let _ = fovea::ebpf::preflight::check(fovea::ebpf::preflight::Needs::TRACING);
-    let format = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format")
-        .expect("tracefs format");
+    let format = std::fs::read_to_string("/sys/kernel/tracing/events/skb/kfree_skb/format").expect("tracefs format");
     let table = &format[format.find("__print_symbolic").expect("symbolic table")..];
     let mut checked = 0;
     for entry in table.split("{ ").skip(1) {

@@ -10,16 +10,12 @@ use support::netns::{LinkOptions, LinkStats, Pod};
 fn ours(probe: &ForwardProbe, ifindex: u32) -> (ForwardCount, ForwardCount) {
     let counts = probe.counters().expect("counters");
     let pick = |direction| {
-        counts
-            .iter()
-            .copied()
-            .find(|c| c.ifindex == ifindex && c.direction == direction)
-            .unwrap_or(ForwardCount {
-                ifindex,
-                direction,
-                packets: 0,
-                bytes: 0,
-            })
+        counts.iter().copied().find(|c| c.ifindex == ifindex && c.direction == direction).unwrap_or(ForwardCount {
+            ifindex,
+            direction,
+            packets: 0,
+            bytes: 0,
+        })
     };
     (pick(Direction::Ingress), pick(Direction::Egress))
 }
@@ -43,15 +39,9 @@ fn ping_and_compare(mode: AttachMode, ipv6: bool, test: &str) {
     if !support::require_tools(test, &["ip", "ping"]) {
         return;
     }
-    let pod = Pod::new(LinkOptions {
-        ipv6,
-        static_neighbours: true,
-    });
-    let mut probe = ForwardProbe::load_with(ForwardOptions {
-        mode,
-        ..ForwardOptions::default()
-    })
-    .expect("load packetforward");
+    let pod = Pod::new(LinkOptions { ipv6, static_neighbours: true });
+    let mut probe =
+        ForwardProbe::load_with(ForwardOptions { mode, ..ForwardOptions::default() }).expect("load packetforward");
     let ifindex = probe.attach(&pod.host_if).expect("attach");
     assert_eq!(ifindex, pod.host_ifindex());
     let expected_via = match mode {
@@ -66,26 +56,8 @@ fn ping_and_compare(mode: AttachMode, ipv6: bool, test: &str) {
     let (link0, (in0, out0)) = quiet_read(&probe, &pod);
     const N: u64 = 25;
     const S: u64 = 200;
-    let target = if ipv6 {
-        pod.addrs.b6.to_string()
-    } else {
-        pod.addrs.b4.to_string()
-    };
-    support::run(
-        "ping",
-        &[
-            "-q",
-            "-c",
-            &N.to_string(),
-            "-s",
-            &S.to_string(),
-            "-i",
-            "0.01",
-            "-W",
-            "2",
-            &target,
-        ],
-    );
+    let target = if ipv6 { pod.addrs.b6.to_string() } else { pod.addrs.b4.to_string() };
+    support::run("ping", &["-q", "-c", &N.to_string(), "-s", &S.to_string(), "-i", "0.01", "-W", "2", &target]);
     let (link1, (in1, out1)) = quiet_read(&probe, &pod);
     let link = link1.since(&link0);
 
@@ -93,16 +65,8 @@ fn ping_and_compare(mode: AttachMode, ipv6: bool, test: &str) {
     let frame = 14 + if ipv6 { 40 } else { 20 } + 8 + S;
     let (rx_p, rx_b) = (in1.packets - in0.packets, in1.bytes - in0.bytes);
     let (tx_p, tx_b) = (out1.packets - out0.packets, out1.bytes - out0.bytes);
-    assert_eq!(
-        (rx_p, rx_b),
-        (link.rx_packets, link.rx_bytes),
-        "ingress vs ip -s link"
-    );
-    assert_eq!(
-        (tx_p, tx_b),
-        (link.tx_packets, link.tx_bytes),
-        "egress vs ip -s link"
-    );
+    assert_eq!((rx_p, rx_b), (link.rx_packets, link.rx_bytes), "ingress vs ip -s link");
+    assert_eq!((tx_p, tx_b), (link.tx_packets, link.tx_bytes), "egress vs ip -s link");
     if ipv6 {
         // IPv6 keeps some control traffic (MLD) we cannot silence; it is counted by both
         assert!(tx_p >= N && tx_b >= N * frame, "egress {tx_p}/{tx_b}");
@@ -117,27 +81,15 @@ fn ping_and_compare(mode: AttachMode, ipv6: bool, test: &str) {
 
 #[test]
 fn forward_counts_equal_link_stats_ipv4_tcx() {
-    ping_and_compare(
-        AttachMode::Auto,
-        false,
-        "forward_counts_equal_link_stats_ipv4_tcx",
-    );
+    ping_and_compare(AttachMode::Auto, false, "forward_counts_equal_link_stats_ipv4_tcx");
 }
 
 #[test]
 fn forward_counts_equal_link_stats_ipv4_clsact() {
-    ping_and_compare(
-        AttachMode::Clsact,
-        false,
-        "forward_counts_equal_link_stats_ipv4_clsact",
-    );
+    ping_and_compare(AttachMode::Clsact, false, "forward_counts_equal_link_stats_ipv4_clsact");
 }
 
 #[test]
 fn forward_counts_equal_link_stats_ipv6() {
-    ping_and_compare(
-        AttachMode::Auto,
-        true,
-        "forward_counts_equal_link_stats_ipv6",
-    );
+    ping_and_compare(AttachMode::Auto, true, "forward_counts_equal_link_stats_ipv6");
 }

@@ -15,12 +15,8 @@ const BYTES: usize = 2 * 1024 * 1024;
 
 /// True while any socket on PORT in `ns` may still retransmit (anything but TIME-WAIT).
 fn busy(ns: &Netns) -> bool {
-    let out = ns.exec(
-        "ss",
-        &["-Htan", &format!("( sport = :{PORT} or dport = :{PORT} )")],
-    );
-    out.lines()
-        .any(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("LISTEN") && !l.trim().is_empty())
+    let out = ns.exec("ss", &["-Htan", &format!("( sport = :{PORT} or dport = :{PORT} )")]);
+    out.lines().any(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("LISTEN") && !l.trim().is_empty())
 }
 
 /// Sends BYTES from pair.a to pair.b over `family` through a 20 % random drop in b's input,
@@ -38,23 +34,18 @@ fn transfer(pair: &NsPair, server: IpAddr) -> SocketAddr {
     rx.recv().expect("server ready");
     let client = pair.a.run_in(move || {
         let mut conn =
-            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(30))
-                .expect("connect");
+            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(30)).expect("connect");
         let local = conn.local_addr().expect("local");
         conn.write_all(&vec![0xab; BYTES]).expect("write");
         conn.shutdown(Shutdown::Write).expect("shutdown");
         let mut rest = Vec::new();
-        conn.read_to_end(&mut rest)
-            .expect("wait for the server's close");
+        conn.read_to_end(&mut rest).expect("wait for the server's close");
         local
     });
     assert_eq!(srv.join().expect("server"), BYTES, "all bytes arrived");
     let deadline = Instant::now() + Duration::from_secs(60);
     while busy(&pair.a) || busy(&pair.b) {
-        assert!(
-            Instant::now() < deadline,
-            "connection never finished closing"
-        );
+        assert!(Instant::now() < deadline, "connection never finished closing");
         std::thread::sleep(Duration::from_millis(100));
     }
     client
@@ -66,11 +57,8 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     }
     let _lock = support::kernel_lock();
     let pair = NsPair::new();
-    let (client_ip, server_ip): (IpAddr, IpAddr) = if ipv6 {
-        (pair.addrs.a6.into(), pair.addrs.b6.into())
-    } else {
-        (pair.addrs.a4.into(), pair.addrs.b4.into())
-    };
+    let (client_ip, server_ip): (IpAddr, IpAddr) =
+        if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) };
     let ipf = if ipv6 { "ip6" } else { "ip" };
     let src = client_ip;
     pair.b.nft(&format!(
@@ -83,33 +71,18 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
         }}"
     ));
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let _enter = rt.enter();
-    let mut probe = TcpRetransProbe::load(RetransConfig {
-        record_rate_per_sec: 1_000_000,
-        ring_bytes: 1 << 20,
-    })
-    .expect("load tcpretrans");
+    let mut probe = TcpRetransProbe::load(RetransConfig { record_rate_per_sec: 1_000_000, ring_bytes: 1 << 20 })
+        .expect("load tcpretrans");
     let mut records = probe.take_records().expect("records");
 
-    let (a0, b0) = (
-        pair.a.nstat("TcpRetransSegs"),
-        pair.b.nstat("TcpRetransSegs"),
-    );
+    let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
     let client = transfer(&pair, server_ip);
-    let (a1, b1) = (
-        pair.a.nstat("TcpRetransSegs"),
-        pair.b.nstat("TcpRetransSegs"),
-    );
+    let (a1, b1) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
     let (sender, receiver) = (a1 - a0, b1 - b0);
     let (dropped, _) = pair.b.nft_counter("inet", "fovea_t", "dropped");
-    assert!(
-        dropped > 0 && sender > 0,
-        "the 20 % drop caused retransmits ({dropped} dropped)"
-    );
+    assert!(dropped > 0 && sender > 0, "the 20 % drop caused retransmits ({dropped} dropped)");
 
     let mut all: Vec<RetransRecord> = Vec::new();
     let totals = loop {
@@ -120,29 +93,17 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
         }
     };
     let stats = probe.record_stats();
-    assert_eq!(
-        (stats.lost, stats.capped),
-        (0, 0),
-        "every retransmit has a record: {stats:?}"
-    );
+    assert_eq!((stats.lost, stats.capped), (0, 0), "every retransmit has a record: {stats:?}");
 
     let server = SocketAddr::new(server_ip, PORT);
     let is_ours = |r: &RetransRecord| {
-        let (s, d) = (
-            SocketAddr::new(r.tuple.src, r.tuple.src_port),
-            SocketAddr::new(r.tuple.dst, r.tuple.dst_port),
-        );
+        let (s, d) = (SocketAddr::new(r.tuple.src, r.tuple.src_port), SocketAddr::new(r.tuple.dst, r.tuple.dst_port));
         (s == client && d == server) || (s == server && d == client)
     };
     let segs = |it: &mut dyn Iterator<Item = &RetransRecord>| -> u64 {
-        it.filter(|r| r.err == 0)
-            .map(|r| u64::from(r.segments))
-            .sum()
+        it.filter(|r| r.err == 0).map(|r| u64::from(r.segments)).sum()
     };
-    let from_client: Vec<&RetransRecord> = all
-        .iter()
-        .filter(|r| is_ours(r) && r.tuple.src == client.ip())
-        .collect();
+    let from_client: Vec<&RetransRecord> = all.iter().filter(|r| is_ours(r) && r.tuple.src == client.ip()).collect();
     let errors: Vec<i32> = all.iter().filter(|r| r.err != 0).map(|r| r.err).collect();
     assert_eq!(
         segs(&mut from_client.iter().copied()),
@@ -153,18 +114,12 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
         assert_eq!(r.tuple.protocol, 6);
         assert_eq!(SocketAddr::new(r.tuple.dst, r.tuple.dst_port), server);
         assert!(
-            matches!(
-                r.state,
-                TcpState::SynSent | TcpState::Established | TcpState::FinWait1 | TcpState::Closing
-            ),
+            matches!(r.state, TcpState::SynSent | TcpState::Established | TcpState::FinWait1 | TcpState::Closing),
             "a sender retransmits in SYN_SENT/ESTABLISHED/FIN_WAIT1/CLOSING, got {:?}",
             r.state
         );
     }
-    assert!(
-        from_client.iter().any(|r| r.state == TcpState::Established),
-        "data retransmits happen in ESTABLISHED"
-    );
+    assert!(from_client.iter().any(|r| r.state == TcpState::Established), "data retransmits happen in ESTABLISHED");
     let foreign = segs(&mut all.iter().filter(|r| !is_ours(r)));
     if foreign > 0 {
         eprintln!("note: {foreign} retransmitted segments from elsewhere on this machine");
@@ -178,10 +133,7 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     // queue) are not in TcpRetransSegs and not in `segments`; they are reported apart.
     assert_eq!(
         totals.aborted,
-        all.iter()
-            .filter(|r| !r.counted())
-            .map(|r| u64::from(r.segments))
-            .sum::<u64>(),
+        all.iter().filter(|r| !r.counted()).map(|r| u64::from(r.segments)).sum::<u64>(),
         "aborted attempts {errors:?}"
     );
     eprintln!(

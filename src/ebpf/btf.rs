@@ -52,26 +52,15 @@ impl DropReasons {
     /// Reads `enum skb_drop_reason` from a BTF file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, BtfError> {
         let path = path.as_ref();
-        let data = std::fs::read(path).map_err(|source| BtfError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let data = std::fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
         let shown = path.display().to_string();
-        let values = enum_values(&data, "skb_drop_reason").map_err(|what| BtfError::Malformed {
-            path: shown.clone(),
-            what,
-        })?;
-        let values = values.ok_or(BtfError::EnumNotFound {
-            path: shown,
-            name: "skb_drop_reason".into(),
-        })?;
+        let values =
+            enum_values(&data, "skb_drop_reason").map_err(|what| BtfError::Malformed { path: shown.clone(), what })?;
+        let values = values.ok_or(BtfError::EnumNotFound { path: shown, name: "skb_drop_reason".into() })?;
         let names = values
             .into_iter()
             .map(|(name, value)| {
-                let short = name
-                    .strip_prefix("SKB_DROP_REASON_")
-                    .unwrap_or(&name)
-                    .to_owned();
+                let short = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(&name).to_owned();
                 (value as u32, short)
             })
             .collect();
@@ -86,9 +75,7 @@ impl DropReasons {
     /// The code of `name` (with or without the `SKB_DROP_REASON_` prefix).
     pub fn code(&self, name: &str) -> Option<u32> {
         let short = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(name);
-        self.names
-            .iter()
-            .find_map(|(code, n)| (n == short).then_some(*code))
+        self.names.iter().find_map(|(code, n)| (n == short).then_some(*code))
     }
 
     /// Number of reasons known.
@@ -117,14 +104,10 @@ const KIND_ENUM64: u32 = 19;
 /// Finds the enum called `wanted` in raw BTF and returns its enumerators, or `None`.
 fn enum_values(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, i64)>>, &'static str> {
     let u16_at = |off: usize| -> Result<u16, &'static str> {
-        data.get(off..off + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or("truncated")
+        data.get(off..off + 2).map(|b| u16::from_le_bytes([b[0], b[1]])).ok_or("truncated")
     };
     let u32_at = |off: usize| -> Result<u32, &'static str> {
-        data.get(off..off + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or("truncated")
+        data.get(off..off + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or("truncated")
     };
     if u16_at(0)? != BTF_MAGIC {
         return Err("bad magic (not little-endian BTF)");
@@ -141,13 +124,8 @@ fn enum_values(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, i64)>>, 
     }
     let string = |off: u32| -> Result<&str, &'static str> {
         let start = strings + off as usize;
-        let rest = data
-            .get(start..strings + str_len)
-            .ok_or("string offset out of range")?;
-        let end = rest
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or("unterminated string")?;
+        let rest = data.get(start..strings + str_len).ok_or("string offset out of range")?;
+        let end = rest.iter().position(|&b| b == 0).ok_or("unterminated string")?;
         std::str::from_utf8(&rest[..end]).map_err(|_| "string not UTF-8")
     };
 
@@ -176,8 +154,7 @@ fn enum_values(data: &[u8], wanted: &str) -> Result<Option<Vec<(String, i64)>>, 
                     values.push((string(u32_at(e)?)?.to_owned(), value));
                 } else {
                     let e = body + i * 12;
-                    let value =
-                        (u64::from(u32_at(e + 8)?) << 32 | u64::from(u32_at(e + 4)?)) as i64;
+                    let value = (u64::from(u32_at(e + 8)?) << 32 | u64::from(u32_at(e + 4)?)) as i64;
                     values.push((string(u32_at(e)?)?.to_owned(), value));
                 }
             }

@@ -21,9 +21,7 @@ use super::btf::DropReasons;
 use super::objects::{DROPREASON, MAP_COUNTS, MAP_RECORDS};
 use super::packetforward::RawCount;
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{
-    BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw,
-};
+use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 use super::{Direction, FlowTuple};
 
@@ -43,9 +41,7 @@ pub enum DropError {
     #[error("cannot load dropreason.bpf.o: {0}")]
     Load(#[source] EbpfError),
     /// Neither tp_btf/kfree_skb nor tracepoint/skb/kfree_skb could be loaded and attached.
-    #[error(
-        "cannot attach to skb:kfree_skb: tp_btf failed ({btf}); tracepoint failed ({tracepoint})"
-    )]
+    #[error("cannot attach to skb:kfree_skb: tp_btf failed ({btf}); tracepoint failed ({tracepoint})")]
     Attach {
         /// Why tp_btf failed.
         btf: String,
@@ -206,10 +202,7 @@ impl DropProbe {
         let hook = if btf_err.is_empty() {
             DropHook::TpBtf
         } else {
-            attach_tracepoint(&mut ebpf).map_err(|tracepoint| DropError::Attach {
-                btf: btf_err,
-                tracepoint,
-            })?;
+            attach_tracepoint(&mut ebpf).map_err(|tracepoint| DropError::Attach { btf: btf_err, tracepoint })?;
             DropHook::Tracepoint
         };
 
@@ -217,12 +210,7 @@ impl DropProbe {
             tracing::warn!(error = %e, "drop reasons will be reported by number only");
             DropReasons::default()
         });
-        Ok(Self {
-            ebpf,
-            reasons,
-            hook,
-            records_taken: false,
-        })
+        Ok(Self { ebpf, reasons, hook, records_taken: false })
     }
 
     /// The hook in use.
@@ -242,9 +230,7 @@ impl DropProbe {
 
     /// Cumulative drops per (reason, direction), summed over CPUs, sorted.
     pub fn counters(&self) -> Result<Vec<DropCount>, DropError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName {
-            name: MAP_COUNTS.into(),
-        })?;
+        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
         let counts = PerCpuHashMap::<_, RawDropKey, RawCount>::try_from(map)?;
         let mut out = Vec::new();
         for entry in counts.iter() {
@@ -253,9 +239,7 @@ impl DropProbe {
                 Err(MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e.into()),
             };
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
             out.push(DropCount {
                 reason_code: key.reason,
                 direction: Direction::from_code(key.direction),
@@ -273,10 +257,7 @@ impl DropProbe {
         if self.records_taken {
             return Err(DropError::RecordsTaken);
         }
-        let map = self
-            .ebpf
-            .take_map(MAP_RECORDS)
-            .ok_or(DropError::RecordsTaken)?;
+        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(DropError::RecordsTaken)?;
         self.records_taken = true;
         Ok(RecordStream::new(map)?)
     }

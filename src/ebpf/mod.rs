@@ -33,12 +33,9 @@ pub use preflight::{Preflight, PreflightError};
 pub use records::{RecordError, RecordStats, RecordStream};
 pub use tc::{AttachError, AttachMode, ClsactOptions, TcHook, Via};
 pub use tcpretrans::{
-    RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe,
-    TcpState,
+    RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe, TcpState,
 };
-pub use telemetry::{
-    MapFill, ProbeTelemetry, ProgramStats, RunTimeStats, TelemetryError, enable_run_time_stats,
-};
+pub use telemetry::{MapFill, ProbeTelemetry, ProgramStats, RunTimeStats, TelemetryError, enable_run_time_stats};
 
 /// Which way a packet was going when a probe saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

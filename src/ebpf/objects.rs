@@ -4,8 +4,7 @@
 //! names appear on the Rust side.
 
 /// `ebpf/packetforward.bpf.o`.
-pub(crate) static PACKETFORWARD: &[u8] =
-    aya::include_bytes_aligned!("../../ebpf/packetforward.bpf.o");
+pub(crate) static PACKETFORWARD: &[u8] = aya::include_bytes_aligned!("../../ebpf/packetforward.bpf.o");
 /// `ebpf/dropreason.bpf.o`.
 pub(crate) static DROPREASON: &[u8] = aya::include_bytes_aligned!("../../ebpf/dropreason.bpf.o");
 /// `ebpf/tcpretrans.bpf.o`.

@@ -64,11 +64,7 @@ pub struct ForwardOptions {
 
 impl Default for ForwardOptions {
     fn default() -> Self {
-        Self {
-            mode: AttachMode::Auto,
-            clsact: ClsactOptions::default(),
-            max_counters: 4096,
-        }
+        Self { mode: AttachMode::Auto, clsact: ClsactOptions::default(), max_counters: 4096 }
     }
 }
 
@@ -143,36 +139,20 @@ impl ForwardProbe {
             .load(PACKETFORWARD)
             .map_err(ForwardError::Load)?;
         for name in [PROG_INGRESS, PROG_EGRESS] {
-            classifier(&mut ebpf, name)?
-                .load()
-                .map_err(|source| ForwardError::Program { name, source })?;
+            classifier(&mut ebpf, name)?.load().map_err(|source| ForwardError::Program { name, source })?;
         }
-        Ok(Self {
-            ebpf,
-            options,
-            attachments: BTreeMap::new(),
-        })
+        Ok(Self { ebpf, options, attachments: BTreeMap::new() })
     }
 
     /// Attaches to both hooks of `iface`; returns its ifindex. Attaching twice is a no-op.
     pub fn attach(&mut self, iface: &str) -> Result<u32, ForwardError> {
         let ifindex = tc::ifindex(iface)?;
-        for (hook, name) in [
-            (TcHook::Ingress, PROG_INGRESS),
-            (TcHook::Egress, PROG_EGRESS),
-        ] {
+        for (hook, name) in [(TcHook::Ingress, PROG_INGRESS), (TcHook::Egress, PROG_EGRESS)] {
             if self.attachments.contains_key(&(ifindex, hook)) {
                 continue;
             }
             let prog = classifier(&mut self.ebpf, name)?;
-            let a = tc::attach(
-                prog,
-                name,
-                iface,
-                hook,
-                self.options.mode,
-                self.options.clsact,
-            )?;
+            let a = tc::attach(prog, name, iface, hook, self.options.mode, self.options.clsact)?;
             self.attachments.insert((ifindex, hook), a);
         }
         Ok(ifindex)
@@ -197,15 +177,12 @@ impl ForwardProbe {
 
     /// Drops the counters of `ifindex` (e.g. after its interface was deleted).
     pub fn forget(&mut self, ifindex: u32) -> Result<(), ForwardError> {
-        let map = self.ebpf.map_mut(MAP_COUNTS).ok_or(MapError::InvalidName {
-            name: MAP_COUNTS.into(),
-        })?;
+        let map = self.ebpf.map_mut(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
         let mut counts = PerCpuHashMap::<_, RawForwardKey, RawCount>::try_from(map)?;
         for direction in [1, 2] {
             match counts.remove(&RawForwardKey { ifindex, direction }) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(MapError::SyscallError(e))
-                    if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -216,20 +193,13 @@ impl ForwardProbe {
     pub fn attached(&self) -> Vec<AttachedHook> {
         self.attachments
             .iter()
-            .map(|(&(ifindex, hook), a)| AttachedHook {
-                ifindex,
-                iface: a.iface.clone(),
-                hook,
-                via: a.via,
-            })
+            .map(|(&(ifindex, hook), a)| AttachedHook { ifindex, iface: a.iface.clone(), hook, via: a.via })
             .collect()
     }
 
     /// Cumulative counts per (ifindex, direction), summed over CPUs, sorted.
     pub fn counters(&self) -> Result<Vec<ForwardCount>, ForwardError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName {
-            name: MAP_COUNTS.into(),
-        })?;
+        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
         let counts = PerCpuHashMap::<_, RawForwardKey, RawCount>::try_from(map)?;
         let mut out = Vec::new();
         for entry in counts.iter() {
@@ -238,9 +208,7 @@ impl ForwardProbe {
                 Err(MapError::KeyNotFound) => continue, // removed while iterating
                 Err(e) => return Err(e.into()),
             };
-            let (packets, bytes) = per_cpu
-                .iter()
-                .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
+            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
             out.push(ForwardCount {
                 ifindex: key.ifindex,
                 direction: Direction::from_code(key.direction),
@@ -258,14 +226,8 @@ impl ForwardProbe {
     }
 }
 
-fn classifier<'a>(
-    ebpf: &'a mut Ebpf,
-    name: &'static str,
-) -> Result<&'a mut SchedClassifier, ForwardError> {
-    let prog = ebpf.program_mut(name).ok_or(ForwardError::Program {
-        name,
-        source: ProgramError::UnexpectedProgramType,
-    })?;
-    prog.try_into()
-        .map_err(|source| ForwardError::Program { name, source })
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, ForwardError> {
+    let prog =
+        ebpf.program_mut(name).ok_or(ForwardError::Program { name, source: ProgramError::UnexpectedProgramType })?;
+    prog.try_into().map_err(|source| ForwardError::Program { name, source })
 }

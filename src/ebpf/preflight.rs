@@ -40,23 +40,11 @@ pub struct Needs {
 
 impl Needs {
     /// Everything fovea's probes use.
-    pub const ALL: Self = Self {
-        tc: true,
-        tracing: true,
-        ring_buffers: true,
-    };
+    pub const ALL: Self = Self { tc: true, tracing: true, ring_buffers: true };
     /// What [`crate::ebpf::ForwardProbe`] needs.
-    pub const TC: Self = Self {
-        tc: true,
-        tracing: false,
-        ring_buffers: false,
-    };
+    pub const TC: Self = Self { tc: true, tracing: false, ring_buffers: false };
     /// What the tracepoint probes with flow records need.
-    pub const TRACING: Self = Self {
-        tc: false,
-        tracing: true,
-        ring_buffers: true,
-    };
+    pub const TRACING: Self = Self { tc: false, tracing: true, ring_buffers: true };
 }
 
 /// One thing that prevents loading, with what to do about it.
@@ -95,11 +83,7 @@ pub enum Missing {
 impl fmt::Display for Missing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Capability {
-                name,
-                purpose,
-                alternative,
-            } => {
+            Self::Capability { name, purpose, alternative } => {
                 write!(f, "{name} missing ({purpose}); run as root or grant {name}")?;
                 if let Some(alt) = alternative {
                     write!(f, " ({alt} also works)")?;
@@ -111,15 +95,10 @@ impl fmt::Display for Missing {
                 "kernel BTF {KERNEL_BTF} unavailable ({error}); fovea needs a kernel built with \
                  CONFIG_DEBUG_INFO_BTF=y (all major distributions since 2020)"
             ),
-            Self::RingBuffer { detail } => write!(
-                f,
-                "BPF ring buffers unsupported ({detail}); flow records need Linux 5.8 or newer"
-            ),
-            Self::Mount {
-                path,
-                fstype,
-                error,
-            } => write!(
+            Self::RingBuffer { detail } => {
+                write!(f, "BPF ring buffers unsupported ({detail}); flow records need Linux 5.8 or newer")
+            }
+            Self::Mount { path, fstype, error } => write!(
                 f,
                 "{fstype} is not mounted at {path} and mounting it failed ({error}); mount it \
                  (`mount -t {fstype} {fstype} {path}`) or run with CAP_SYS_ADMIN"
@@ -184,28 +163,20 @@ pub fn check(needs: Needs) -> Result<Preflight, PreflightError> {
     }
 
     if let Err(e) = fs::File::open(KERNEL_BTF) {
-        missing.push(Missing::KernelBtf {
-            error: e.to_string(),
-        });
+        missing.push(Missing::KernelBtf { error: e.to_string() });
     }
 
     match ensure_mounted(BPFFS, "bpf") {
         Ok(true) => report.mounted.push(BPFFS.into()),
         Ok(false) => {}
         // fovea pins nothing today, so a missing bpffs is worth a warning only
-        Err(e) => report
-            .warnings
-            .push(format!("bpffs not mounted at {BPFFS}: {e}")),
+        Err(e) => report.warnings.push(format!("bpffs not mounted at {BPFFS}: {e}")),
     }
     if needs.tracing {
         match ensure_mounted(TRACEFS, "tracefs") {
             Ok(true) => report.mounted.push(TRACEFS.into()),
             Ok(false) => {}
-            Err(e) => missing.push(Missing::Mount {
-                path: TRACEFS,
-                fstype: "tracefs",
-                error: e,
-            }),
+            Err(e) => missing.push(Missing::Mount { path: TRACEFS, fstype: "tracefs", error: e }),
         }
     }
 
@@ -217,23 +188,15 @@ pub fn check(needs: Needs) -> Result<Preflight, PreflightError> {
     if bpf && needs.ring_buffers {
         match aya::sys::is_map_supported(MapType::RingBuf) {
             Ok(true) => {}
-            Ok(false) => missing.push(Missing::RingBuffer {
-                detail: "BPF_MAP_TYPE_RINGBUF rejected".into(),
-            }),
-            Err(e) => missing.push(Missing::RingBuffer {
-                detail: e.to_string(),
-            }),
+            Ok(false) => missing.push(Missing::RingBuffer { detail: "BPF_MAP_TYPE_RINGBUF rejected".into() }),
+            Err(e) => missing.push(Missing::RingBuffer { detail: e.to_string() }),
         }
     }
     if bpf && net_admin {
         report.tcx = tcx_supported();
     }
 
-    if missing.is_empty() {
-        Ok(report)
-    } else {
-        Err(PreflightError::Missing(missing))
-    }
+    if missing.is_empty() { Ok(report) } else { Err(PreflightError::Missing(missing)) }
 }
 
 /// True when the kernel supports TCX links (probed once per process on `lo`).
@@ -244,9 +207,8 @@ pub fn tcx_supported() -> bool {
 
 /// The effective capability set of this thread, `None` if /proc cannot tell.
 fn effective_capabilities() -> Option<u64> {
-    let status = fs::read_to_string("/proc/thread-self/status")
-        .or_else(|_| fs::read_to_string("/proc/self/status"))
-        .ok()?;
+    let status =
+        fs::read_to_string("/proc/thread-self/status").or_else(|_| fs::read_to_string("/proc/self/status")).ok()?;
     let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
     u64::from_str_radix(hex.trim(), 16).ok()
 }
@@ -260,28 +222,12 @@ fn ensure_mounted(path: &'static str, fstype: &'static str) -> Result<bool, Stri
     if !Path::new(path).is_dir() {
         return Err(format!("{path} does not exist"));
     }
-    let (Ok(src), Ok(target), Ok(ty)) = (
-        CString::new(fstype),
-        CString::new(path),
-        CString::new(fstype),
-    ) else {
+    let (Ok(src), Ok(target), Ok(ty)) = (CString::new(fstype), CString::new(path), CString::new(fstype)) else {
         return Err("invalid mount arguments".into());
     };
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            ty.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc == 0 {
-        Ok(true)
-    } else {
-        Err(std::io::Error::last_os_error().to_string())
-    }
+    let rc = unsafe { libc::mount(src.as_ptr(), target.as_ptr(), ty.as_ptr(), 0, std::ptr::null()) };
+    if rc == 0 { Ok(true) } else { Err(std::io::Error::last_os_error().to_string()) }
 }
 
 fn is_mounted(path: &str, fstype: &str) -> bool {
@@ -298,10 +244,7 @@ fn is_mounted(path: &str, fstype: &str) -> bool {
 /// Raises RLIMIT_MEMLOCK to infinity when it is lower. Returns a warning when that fails on a
 /// kernel that still charges BPF memory to the limit.
 fn raise_memlock() -> Option<String> {
-    let mut cur = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `cur` is a valid rlimit out-parameter.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut cur) } != 0 {
         return None;
@@ -309,17 +252,13 @@ fn raise_memlock() -> Option<String> {
     if cur.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
-    let want = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
+    let want = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: `want` is a valid rlimit.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) } == 0 {
         return None;
     }
-    let memcg = aya::util::KernelVersion::current()
-        .map(|v| v >= aya::util::KernelVersion::new(5, 11, 0))
-        .unwrap_or(false);
+    let memcg =
+        aya::util::KernelVersion::current().map(|v| v >= aya::util::KernelVersion::new(5, 11, 0)).unwrap_or(false);
     if memcg {
         None // memcg accounting: the limit no longer applies to BPF
     } else {
@@ -343,9 +282,7 @@ mod tests {
                 purpose: "to load programs and create maps",
                 alternative: Some("CAP_SYS_ADMIN"),
             },
-            Missing::KernelBtf {
-                error: "No such file or directory (os error 2)".into(),
-            },
+            Missing::KernelBtf { error: "No such file or directory (os error 2)".into() },
         ]);
         let text = err.to_string();
         assert_eq!(text.lines().count(), 3, "{text}");

@@ -60,9 +60,7 @@ impl BootClock {
     pub fn now() -> Self {
         let boot = clock_ns(libc::CLOCK_BOOTTIME);
         let real = clock_ns(libc::CLOCK_REALTIME);
-        Self {
-            offset_ns: real - boot,
-        }
+        Self { offset_ns: real - boot }
     }
 
     /// The wall-clock time of a boot-time stamp.
@@ -77,10 +75,7 @@ impl BootClock {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid out-parameter; both clocks exist on every Linux fovea supports.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -113,19 +108,10 @@ impl RawTuple {
                 let d = [self.daddr[0], self.daddr[1], self.daddr[2], self.daddr[3]];
                 (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))
             }
-            AF_INET6 => (
-                IpAddr::V6(Ipv6Addr::from(self.saddr)),
-                IpAddr::V6(Ipv6Addr::from(self.daddr)),
-            ),
+            AF_INET6 => (IpAddr::V6(Ipv6Addr::from(self.saddr)), IpAddr::V6(Ipv6Addr::from(self.daddr))),
             _ => return None,
         };
-        Some(FlowTuple {
-            src,
-            dst,
-            src_port: self.sport,
-            dst_port: self.dport,
-            protocol: self.protocol,
-        })
+        Some(FlowTuple { src, dst, src_port: self.sport, dst_port: self.dport, protocol: self.protocol })
     }
 }
 
@@ -157,11 +143,7 @@ impl<R: RingRecord> RecordStream<R> {
         // AsyncFd (and with it the RingBuf) is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|e| RecordError::Poll(e.into()))?;
-        Ok(Self {
-            ring,
-            malformed: 0,
-            _record: PhantomData,
-        })
+        Ok(Self { ring, malformed: 0, _record: PhantomData })
     }
 
     /// Waits for records, appends all that are ready to `out`, and returns how many.
@@ -190,11 +172,7 @@ impl<R: RingRecord> RecordStream<R> {
     }
 }
 
-fn drain<R: RingRecord>(
-    ring: &mut RingBuf<MapData>,
-    out: &mut Vec<R>,
-    malformed: &mut u64,
-) -> usize {
+fn drain<R: RingRecord>(ring: &mut RingBuf<MapData>, out: &mut Vec<R>, malformed: &mut u64) -> usize {
     let clock = BootClock::now();
     let before = out.len();
     while let Some(item) = ring.next() {
@@ -243,9 +221,7 @@ mod tests {
         let clock = BootClock::now();
         let boot = u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).expect("positive");
         let t = clock.to_system_time(boot);
-        let skew = SystemTime::now()
-            .duration_since(t)
-            .unwrap_or_else(|e| e.duration());
+        let skew = SystemTime::now().duration_since(t).unwrap_or_else(|e| e.duration());
         assert!(skew < Duration::from_secs(1), "{skew:?}");
     }
 }

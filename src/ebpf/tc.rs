@@ -14,13 +14,9 @@
 use std::ffi::CString;
 
 use aya::programs::links::Link as _;
-use aya::programs::tc::{
-    self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle,
-};
+use aya::programs::tc::{self as aya_tc, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle};
 use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType};
-use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcFilterBpfOption, TcMessage, TcOption};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -32,9 +28,7 @@ pub enum AttachError {
     #[error("interface {0} not found")]
     NoSuchInterface(String),
     /// TCX was requested but the kernel does not support it (needs Linux 6.6+).
-    #[error(
-        "TCX requested for {iface} but this kernel has no TCX (Linux 6.6+); use AttachMode::Auto or Clsact"
-    )]
+    #[error("TCX requested for {iface} but this kernel has no TCX (Linux 6.6+); use AttachMode::Auto or Clsact")]
     TcxUnsupported {
         /// Interface.
         iface: String,
@@ -104,10 +98,7 @@ pub struct ClsactOptions {
 
 impl Default for ClsactOptions {
     fn default() -> Self {
-        Self {
-            priority: 1,
-            handle: 0xf0ea,
-        }
+        Self { priority: 1, handle: 0xf0ea }
     }
 }
 
@@ -174,9 +165,7 @@ impl Attachment {
         };
         match link.detach() {
             Ok(()) => Ok(()),
-            Err(ProgramError::NetlinkError(e))
-                if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) =>
-            {
+            Err(ProgramError::NetlinkError(e)) if matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT)) => {
                 Ok(())
             }
             Err(source) => Err(AttachError::Detach {
@@ -194,11 +183,7 @@ pub fn ifindex(iface: &str) -> Result<u32, AttachError> {
     let name = CString::new(iface).map_err(|_| AttachError::NoSuchInterface(iface.into()))?;
     // SAFETY: `name` is a valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if idx == 0 {
-        Err(AttachError::NoSuchInterface(iface.into()))
-    } else {
-        Ok(idx)
-    }
+    if idx == 0 { Err(AttachError::NoSuchInterface(iface.into())) } else { Ok(idx) }
 }
 
 /// Resolves an interface index to its name in this network namespace.
@@ -230,30 +215,22 @@ pub(crate) fn attach(
         AttachMode::Auto | AttachMode::Clsact => Via::Clsact,
         AttachMode::Tcx if tcx => Via::Tcx,
         AttachMode::Tcx => {
-            return Err(AttachError::TcxUnsupported {
-                iface: iface.into(),
-            });
+            return Err(AttachError::TcxUnsupported { iface: iface.into() });
         }
     };
     // A previous fovea that died in clsact mode left its filter; it would count twice.
     remove_stale_filters(iface, hook, program, clsact)?;
 
-    let attach_err = |source| AttachError::Attach {
-        program: program.into(),
-        iface: iface.into(),
-        hook,
-        source: Box::new(source),
-    };
+    let attach_err =
+        |source| AttachError::Attach { program: program.into(), iface: iface.into(), hook, source: Box::new(source) };
     let options = match via {
         Via::Tcx => TcAttachOptions::TcxOrder(LinkOrder::first()),
         Via::Clsact => {
             if let Err(source) = aya_tc::qdisc_add_clsact(iface) {
-                let exists = matches!(&source, aya_tc::TcError::NetlinkError(e) if e.raw_os_error() == Some(libc::EEXIST));
+                let exists =
+                    matches!(&source, aya_tc::TcError::NetlinkError(e) if e.raw_os_error() == Some(libc::EEXIST));
                 if !exists {
-                    return Err(AttachError::Qdisc {
-                        iface: iface.into(),
-                        source: Box::new(source),
-                    });
+                    return Err(AttachError::Qdisc { iface: iface.into(), source: Box::new(source) });
                 }
             }
             TcAttachOptions::Netlink(NlOptions {
@@ -263,17 +240,9 @@ pub(crate) fn attach(
             })
         }
     };
-    let id = prog
-        .attach_with_options(iface, hook.attach_type(), options)
-        .map_err(attach_err)?;
+    let id = prog.attach_with_options(iface, hook.attach_type(), options).map_err(attach_err)?;
     let link = prog.take_link(id).map_err(attach_err)?;
-    Ok(Attachment {
-        iface: iface.into(),
-        hook,
-        via,
-        program: program.into(),
-        link: Some(link),
-    })
+    Ok(Attachment { iface: iface.into(), hook, via, program: program.into(), link: Some(link) })
 }
 
 /// A `bpf` filter found on a clsact hook.
@@ -292,42 +261,29 @@ pub struct FilterInfo {
 /// Lists the filters on `iface`'s clsact `hook` (empty when there is no clsact qdisc).
 pub fn list_filters(iface: &str, hook: TcHook) -> Result<Vec<FilterInfo>, AttachError> {
     let index = ifindex(iface)?;
-    let nl_err = |detail: String| AttachError::Netlink {
-        iface: iface.into(),
-        detail,
-    };
+    let nl_err = |detail: String| AttachError::Netlink { iface: iface.into(), detail };
     let mut msg = TcMessage::with_index(index as i32);
-    msg.header.parent = netlink_packet_route::tc::TcHandle {
-        major: 0xffff,
-        minor: hook.parent_minor(),
-    };
+    msg.header.parent = netlink_packet_route::tc::TcHandle { major: 0xffff, minor: hook.parent_minor() };
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    let mut req = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::GetTrafficFilter(msg)),
-    );
+    let mut req = NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetTrafficFilter(msg)));
     req.finalize();
     let mut buf = vec![0u8; req.buffer_len()];
     req.serialize(&mut buf);
 
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| nl_err(e.to_string()))?;
     socket.bind_auto().map_err(|e| nl_err(e.to_string()))?;
-    socket
-        .connect(&SocketAddr::new(0, 0))
-        .map_err(|e| nl_err(e.to_string()))?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(|e| nl_err(e.to_string()))?;
     socket.send(&buf, 0).map_err(|e| nl_err(e.to_string()))?;
 
     let mut filters = Vec::new();
     let mut rx = vec![0u8; 64 * 1024];
     loop {
-        let n = socket
-            .recv(&mut &mut rx[..], 0)
-            .map_err(|e| nl_err(e.to_string()))?;
+        let n = socket.recv(&mut &mut rx[..], 0).map_err(|e| nl_err(e.to_string()))?;
         let mut off = 0;
         while off < n {
-            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
-                .map_err(|e| nl_err(e.to_string()))?;
+            let msg =
+                NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n]).map_err(|e| nl_err(e.to_string()))?;
             let len = msg.header.length as usize;
             match msg.payload {
                 NetlinkPayload::Done(_) => return Ok(filters),
@@ -376,12 +332,7 @@ fn filter_info(m: &TcMessage) -> Option<FilterInfo> {
             _ => {}
         }
     }
-    Some(FilterInfo {
-        priority,
-        handle,
-        kind,
-        name,
-    })
+    Some(FilterInfo { priority, handle, kind, name })
 }
 
 /// Removes clsact filters of ours on `iface`/`hook`: kind `bpf` at our priority and handle
@@ -401,14 +352,8 @@ pub fn remove_stale_filters(
         if !is_ours {
             continue;
         }
-        let link = SchedClassifierLink::attached(
-            iface,
-            hook.attach_type(),
-            f.priority,
-            TcHandle::from(f.handle),
-            None,
-        )
-        .map_err(|_| AttachError::NoSuchInterface(iface.into()))?;
+        let link = SchedClassifierLink::attached(iface, hook.attach_type(), f.priority, TcHandle::from(f.handle), None)
+            .map_err(|_| AttachError::NoSuchInterface(iface.into()))?;
         link.detach().map_err(|source| AttachError::Detach {
             program: program.into(),
             iface: iface.into(),

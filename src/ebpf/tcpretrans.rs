@@ -17,9 +17,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 use super::FlowTuple;
 use super::objects::{MAP_COUNTS, MAP_RECORDS, TCPRETRANS};
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{
-    BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw,
-};
+use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 
 const PROG_SKB: &str = "fovea_retrans_skb";
@@ -69,10 +67,7 @@ pub struct RetransConfig {
 
 impl Default for RetransConfig {
     fn default() -> Self {
-        Self {
-            record_rate_per_sec: 1000,
-            ring_bytes: 256 * 1024,
-        }
+        Self { record_rate_per_sec: 1000, ring_bytes: 256 * 1024 }
     }
 }
 
@@ -190,10 +185,7 @@ impl RetransRecord {
     /// True when the kernel counted this attempt in TcpRetransSegs (and we in `segments`):
     /// everything except the early aborts -EBUSY, -EAGAIN, -EINVAL, -ENOMEM, -EHOSTUNREACH.
     pub fn counted(&self) -> bool {
-        !matches!(
-            -self.err,
-            libc::EBUSY | libc::EAGAIN | libc::EINVAL | libc::ENOMEM | libc::EHOSTUNREACH
-        )
+        !matches!(-self.err, libc::EBUSY | libc::EAGAIN | libc::EINVAL | libc::ENOMEM | libc::EHOSTUNREACH)
     }
 }
 
@@ -217,11 +209,7 @@ impl RingRecord for RetransRecord {
             time: clock.to_system_time(raw.boot_ns),
             tuple: raw.tuple.to_flow()?,
             state: TcpState::from_code(raw.state),
-            kind: if raw.kind == 1 {
-                RetransKind::SynAck
-            } else {
-                RetransKind::Segment
-            },
+            kind: if raw.kind == 1 { RetransKind::SynAck } else { RetransKind::Segment },
             segments: raw.segments,
             err: raw.err,
         })
@@ -262,44 +250,27 @@ impl TcpRetransProbe {
             .map_max_entries(MAP_RECORDS, config.ring_bytes)
             .load(TCPRETRANS)
             .map_err(RetransError::Load)?;
-        for (program, tracepoint) in [
-            (PROG_SKB, "tcp_retransmit_skb"),
-            (PROG_SYNACK, "tcp_retransmit_synack"),
-        ] {
-            let err = |source| RetransError::Attach {
-                program,
-                tracepoint,
-                source,
-            };
-            let prog: &mut TracePoint = ebpf
-                .program_mut(program)
-                .ok_or(err(ProgramError::UnexpectedProgramType))?
-                .try_into()
-                .map_err(err)?;
+        for (program, tracepoint) in [(PROG_SKB, "tcp_retransmit_skb"), (PROG_SYNACK, "tcp_retransmit_synack")] {
+            let err = |source| RetransError::Attach { program, tracepoint, source };
+            let prog: &mut TracePoint =
+                ebpf.program_mut(program).ok_or(err(ProgramError::UnexpectedProgramType))?.try_into().map_err(err)?;
             prog.load().map_err(err)?;
             prog.attach("tcp", tracepoint).map_err(err)?;
         }
-        Ok(Self {
-            ebpf,
-            records_taken: false,
-        })
+        Ok(Self { ebpf, records_taken: false })
     }
 
     /// Cumulative totals since load.
     pub fn totals(&self) -> Result<RetransTotals, RetransError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName {
-            name: MAP_COUNTS.into(),
-        })?;
+        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
         let counts = PerCpuArray::<_, RawRetransCount>::try_from(map)?;
         let per_cpu = counts.get(&0, 0)?;
-        Ok(per_cpu
-            .iter()
-            .fold(RetransTotals::default(), |t, c| RetransTotals {
-                segments: t.segments + c.segments,
-                events: t.events + c.events,
-                aborted: t.aborted + c.aborted,
-                synack: t.synack + c.synack,
-            }))
+        Ok(per_cpu.iter().fold(RetransTotals::default(), |t, c| RetransTotals {
+            segments: t.segments + c.segments,
+            events: t.events + c.events,
+            aborted: t.aborted + c.aborted,
+            synack: t.synack + c.synack,
+        }))
     }
 
     /// Retransmitted segments since load (= `totals()?.segments`).
@@ -312,10 +283,7 @@ impl TcpRetransProbe {
         if self.records_taken {
             return Err(RetransError::RecordsTaken);
         }
-        let map = self
-            .ebpf
-            .take_map(MAP_RECORDS)
-            .ok_or(RetransError::RecordsTaken)?;
+        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(RetransError::RecordsTaken)?;
         self.records_taken = true;
         Ok(RecordStream::new(map)?)
     }

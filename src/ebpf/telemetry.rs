@@ -90,16 +90,9 @@ pub(crate) fn collect(ebpf: &Ebpf, records: RecordStats) -> ProbeTelemetry {
             })
         })
         .collect();
-    let maps = ebpf
-        .maps()
-        .filter(|(name, _)| !name.starts_with('.'))
-        .filter_map(|(name, map)| map_fill(name, map))
-        .collect();
-    ProbeTelemetry {
-        programs,
-        maps,
-        records,
-    }
+    let maps =
+        ebpf.maps().filter(|(name, _)| !name.starts_with('.')).filter_map(|(name, map)| map_fill(name, map)).collect();
+    ProbeTelemetry { programs, maps, records }
 }
 
 fn map_fill(name: &str, map: &Map) -> Option<MapFill> {
@@ -119,11 +112,7 @@ fn map_fill(name: &str, map: &Map) -> Option<MapFill> {
         Map::RingBuf(_) => 0,
         _ => count_keys(data, info.key_size()),
     };
-    Some(MapFill {
-        name: name.to_owned(),
-        entries,
-        max_entries: info.max_entries(),
-    })
+    Some(MapFill { name: name.to_owned(), entries, max_entries: info.max_entries() })
 }
 
 /// Counts keys with BPF_MAP_GET_NEXT_KEY (one syscall per entry; our maps are small).
@@ -167,10 +156,5 @@ pub(crate) fn record_stats(ebpf: &Ebpf) -> RecordStats {
         return RecordStats::default();
     };
     let sum = |i: u32| -> u64 { stats.get(&i, 0).map(|v| v.iter().sum()).unwrap_or(0) };
-    RecordStats {
-        emitted: sum(0),
-        capped: sum(1),
-        lost: sum(2),
-        counter_full: sum(3),
-    }
+    RecordStats { emitted: sum(0), capped: sum(1), lost: sum(2), counter_full: sum(3) }
 }

@@ -1,3 +1,12 @@
 //! Receivers: components that produce metrics or flows.
+//!
+//! `packetforward`, `dropreason` and `tcpretrans` are the node-level eBPF receivers over
+//! [`crate::ebpf`]; they share the interface watcher ([`links`]) and their own-metrics
+//! collector ([`ebpf_telemetry`]). `linuxutil` reads the kernel's counters without eBPF.
 
+pub mod dropreason;
+pub mod ebpf_telemetry;
+pub mod links;
 pub mod linuxutil;
+pub mod packetforward;
+pub mod tcpretrans;

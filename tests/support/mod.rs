@@ -42,10 +42,7 @@ pub fn require_root(test: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         true
     } else {
-        skip_or_fail(
-            test,
-            "needs root (loads eBPF programs, creates network namespaces)",
-        )
+        skip_or_fail(test, "needs root (loads eBPF programs, creates network namespaces)")
     }
 }
 
@@ -55,10 +52,8 @@ pub fn require_tools(test: &str, tools: &[&str]) -> bool {
         return false;
     }
     for tool in tools {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
+        let found =
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
         if !found {
             return skip_or_fail(test, &format!("needs `{tool}` on PATH"));
         }
@@ -87,18 +82,12 @@ pub fn kernel_lock() -> KernelLock {
     // SAFETY: valid fd; LOCK_EX blocks until acquired and is released when the file closes.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
-    KernelLock {
-        _thread: guard,
-        _file: file,
-    }
+    KernelLock { _thread: guard, _file: file }
 }
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {} failed: {}{}",

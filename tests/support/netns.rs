@@ -16,10 +16,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A short unique suffix (interface names are limited to 15 bytes).
 fn unique() -> (u32, u32) {
-    (
-        std::process::id() % 100_000,
-        SEQ.fetch_add(1, Ordering::Relaxed),
-    )
+    (std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop.
@@ -64,10 +61,7 @@ impl Netns {
     }
 
     /// Spawns a thread inside this namespace.
-    pub fn spawn_in<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<T> {
+    pub fn spawn_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{}", self.name);
         std::thread::spawn(move || {
             let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
@@ -103,10 +97,7 @@ impl Netns {
         let out = self.exec("nft", &["list", "counter", family, table, name]);
         let words: Vec<&str> = out.split_whitespace().collect();
         let after = |w: &str| -> u64 {
-            let i = words
-                .iter()
-                .position(|x| *x == w)
-                .unwrap_or_else(|| panic!("no {w} in {out}"));
+            let i = words.iter().position(|x| *x == w).unwrap_or_else(|| panic!("no {w} in {out}"));
             words[i + 1].parse().expect("counter value")
         };
         (after("packets"), after("bytes"))
@@ -120,9 +111,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
 
@@ -148,11 +137,7 @@ impl LinkStats {
     fn parse(json: &str) -> Self {
         let v: serde_json::Value = serde_json::from_str(json).expect("ip -j output");
         let s = &v[0]["stats64"];
-        let get = |dir: &str, k: &str| {
-            s[dir][k]
-                .as_u64()
-                .unwrap_or_else(|| panic!("no {dir}.{k} in {json}"))
-        };
+        let get = |dir: &str, k: &str| s[dir][k].as_u64().unwrap_or_else(|| panic!("no {dir}.{k} in {json}"));
         Self {
             rx_packets: get("rx", "packets"),
             rx_bytes: get("rx", "bytes"),
@@ -205,10 +190,7 @@ impl LinkAddrs {
         let mut n = n;
         loop {
             let plan = Self::plan(pid, n);
-            let used = run(
-                "ip",
-                &["-o", "addr", "show", "to", &format!("{}/30", plan.a4)],
-            );
+            let used = run("ip", &["-o", "addr", "show", "to", &format!("{}/30", plan.a4)]);
             if used.trim().is_empty() {
                 return plan;
             }
@@ -242,10 +224,7 @@ pub struct LinkOptions {
 
 impl Default for LinkOptions {
     fn default() -> Self {
-        Self {
-            ipv6: true,
-            static_neighbours: false,
-        }
+        Self { ipv6: true, static_neighbours: false }
     }
 }
 
@@ -268,12 +247,7 @@ impl Pod {
         let host_if = format!("fvh{pid}x{n}");
         let peer = format!("fvp{pid}x{n}");
         let addrs = LinkAddrs::allocate(pid, n);
-        run(
-            "ip",
-            &[
-                "link", "add", &host_if, "type", "veth", "peer", "name", &peer,
-            ],
-        );
+        run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &peer]);
         let pod = Self { ns, host_if, addrs };
         run("ip", &["link", "set", &peer, "netns", &pod.ns.name]);
         pod.ns.ip(&["link", "set", &peer, "name", "eth0"]);
@@ -281,45 +255,15 @@ impl Pod {
             disable_ipv6_host(&pod.host_if);
             pod.ns.sh("sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1");
         }
-        run(
-            "ip",
-            &[
-                "addr",
-                "add",
-                &format!("{}/30", addrs.a4),
-                "dev",
-                &pod.host_if,
-            ],
-        );
-        pod.ns
-            .ip(&["addr", "add", &format!("{}/30", addrs.b4), "dev", "eth0"]);
+        run("ip", &["addr", "add", &format!("{}/30", addrs.a4), "dev", &pod.host_if]);
+        pod.ns.ip(&["addr", "add", &format!("{}/30", addrs.b4), "dev", "eth0"]);
         if opts.ipv6 {
-            run(
-                "ip",
-                &[
-                    "-6",
-                    "addr",
-                    "add",
-                    &format!("{}/64", addrs.a6),
-                    "dev",
-                    &pod.host_if,
-                    "nodad",
-                ],
-            );
-            pod.ns.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{}/64", addrs.b6),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
+            run("ip", &["-6", "addr", "add", &format!("{}/64", addrs.a6), "dev", &pod.host_if, "nodad"]);
+            pod.ns.ip(&["-6", "addr", "add", &format!("{}/64", addrs.b6), "dev", "eth0", "nodad"]);
         }
         run("ip", &["link", "set", &pod.host_if, "up"]);
         pod.ns.ip(&["link", "set", "eth0", "up"]);
-        pod.ns
-            .ip(&["route", "add", "default", "via", &addrs.a4.to_string()]);
+        pod.ns.ip(&["route", "add", "default", "via", &addrs.a4.to_string()]);
         if opts.static_neighbours {
             let host_mac = mac_of(&run("ip", &["-j", "link", "show", "dev", &pod.host_if]));
             let pod_mac = mac_of(&pod.ns.ip(&["-j", "link", "show", "dev", "eth0"]));
@@ -394,9 +338,7 @@ impl Pod {
 impl Drop for Pod {
     fn drop(&mut self) {
         // deleting one end deletes the pair; the namespace goes when `ns` drops
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .output();
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).output();
     }
 }
 
@@ -419,35 +361,13 @@ impl NsPair {
         let addrs = LinkAddrs::allocate(pid, n);
         let ia = format!("fva{pid}x{n}");
         let ib = format!("fvb{pid}x{n}");
-        run(
-            "ip",
-            &[
-                "link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns",
-                &b.name,
-            ],
-        );
+        run("ip", &["link", "add", &ia, "netns", &a.name, "type", "veth", "peer", "name", &ib, "netns", &b.name]);
         a.ip(&["link", "set", &ia, "name", "eth0"]);
         b.ip(&["link", "set", &ib, "name", "eth0"]);
         a.ip(&["addr", "add", &format!("{}/30", addrs.a4), "dev", "eth0"]);
         b.ip(&["addr", "add", &format!("{}/30", addrs.b4), "dev", "eth0"]);
-        a.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", addrs.a6),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        b.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{}/64", addrs.b6),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
+        a.ip(&["-6", "addr", "add", &format!("{}/64", addrs.a6), "dev", "eth0", "nodad"]);
+        b.ip(&["-6", "addr", "add", &format!("{}/64", addrs.b6), "dev", "eth0", "nodad"]);
         a.ip(&["link", "set", "eth0", "up"]);
         b.ip(&["link", "set", "eth0", "up"]);
         Self { a, b, addrs }
