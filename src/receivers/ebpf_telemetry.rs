@@ -127,6 +127,13 @@ pub fn render(receiver: &str, t: &ProbeTelemetry, records: bool, start: u64, now
     ));
 }
 
+/// The smallest ring buffer the kernel accepts (one page), for probes whose records are off.
+pub fn smallest_ring() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(page).ok().filter(|p| p.is_power_of_two() && *p >= 4096).unwrap_or(4096)
+}
+
 /// True when `fovea.ebpf.*` metrics belong on the agent's own metrics (`normal` and `detailed`).
 pub fn reports(level: MetricsLevel) -> bool {
     matches!(level, MetricsLevel::Normal | MetricsLevel::Detailed)

@@ -235,6 +235,7 @@ impl Receiver for Dropreason {
             include_unspecified: self.config.include_unspecified,
             // No flows pipeline: no records at all, so the kernel never even reserves one.
             record_rate_per_sec: if flows { self.config.flows.max_records_per_second } else { 0 },
+            ring_bytes: if flows { DropConfig::default().ring_bytes } else { ebpf_telemetry::smallest_ring() },
             ..DropConfig::default()
         };
         let mut probe = tokio::task::spawn_blocking(move || DropProbe::load(config))
