@@ -208,7 +208,6 @@ impl Receiver for Tcpretrans {
         let config = RetransConfig {
             record_rate_per_sec: if flows { self.config.flows.max_records_per_second } else { 0 },
             ring_bytes: if flows { RetransConfig::default().ring_bytes } else { ebpf_telemetry::smallest_ring() },
-            ..RetransConfig::default()
         };
         let mut probe = tokio::task::spawn_blocking(move || TcpRetransProbe::load(config))
             .await
