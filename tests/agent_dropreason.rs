@@ -7,7 +7,7 @@
 mod agent;
 mod support;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use agent::{Agent, free_port, wait_collections};
@@ -175,7 +175,7 @@ service:
         let ours: Vec<&Printed> = printed.iter().filter(|r| r.src == src && r.dst.port() == port).collect();
         assert_eq!(ours.len() as u64, n, "one record per {reason} drop:\n{}", agent.stdout());
         for r in ours {
-            assert_eq!(r.dst, SocketAddr::new(Ipv4Addr::from(inside).into(), port));
+            assert_eq!(r.dst, SocketAddr::new(inside.into(), port));
             assert_eq!((r.protocol, r.direction.as_str(), r.reason.as_str()), (17, "receive", reason));
             assert_eq!((r.bytes, r.ifindex), (l3, eth0));
         }
