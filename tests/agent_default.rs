@@ -85,6 +85,8 @@ fn agent_without_capabilities_explains_and_exits() {
     if !support::require_tools(test, &["ip", "capsh", "tc"]) {
         return;
     }
+    // an agent on the default config (another test) would attach to this pod's veth too
+    let _lock = support::kernel_lock();
     let pod = Pod::new(LinkOptions { ipv6: false, static_neighbours: true });
     let config = format!(
         "receivers:
