@@ -155,7 +155,8 @@ for kind, unit, scale in (("tcp", "Gbit/s", 1e9), ("udp", "kpps (64 B)", 1e3)):
     n = len(runs[("none", kind)])
     print(f"| {kind.upper()} {unit} | {a/scale:.2f} | {b/scale:.2f} | {b/a:.3f} | {n} |")
 for (who, kind), values in sorted(runs.items()):
-    print(f"  raw {who} {kind}: {[round(x / 1e3, 1) for x in values]} k/s", file=sys.stderr)
+    scale, unit = (1e9, "Gbit/s") if kind == "tcp" else (1e3, "kpps")
+    print(f"  raw {who} {kind}: {[round(x / scale, 2) for x in values]} {unit}", file=sys.stderr)
 
 t0s, t1s = series(f"{work}/own0", "fovea_ebpf_program_run_time_nanoseconds_total"), series(f"{work}/own1", "fovea_ebpf_program_run_time_nanoseconds_total")
 c0s, c1s = series(f"{work}/own0", "fovea_ebpf_program_run_count_total"), series(f"{work}/own1", "fovea_ebpf_program_run_count_total")

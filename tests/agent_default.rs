@@ -121,3 +121,47 @@ service:
     let filters = support::run("tc", &["filter", "show", "dev", &pod.host_if, "ingress"]);
     assert!(!filters.contains("fovea"), "no clsact filter left: {filters}");
 }
+
+/// At `service.telemetry.metrics.level: detailed` the agent turns on BPF run-time statistics
+/// itself: its own metrics then count every invocation of the program on the pod's veth.
+#[test]
+fn agent_detailed_level_reports_program_run_time() {
+    let test = "agent_detailed_level_reports_program_run_time";
+    if !support::require_tools(test, &["ip"]) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let pod = Pod::new(LinkOptions { ipv6: false, static_neighbours: true });
+    let agent = Agent::start(&format!(
+        "receivers:
+  packetforward: {{interfaces: [{}], collection_interval: 1s}}
+exporters:
+  prometheus: {{endpoint: 127.0.0.1:0}}
+service:
+  pipelines:
+    metrics: {{receivers: [packetforward], exporters: [prometheus]}}
+  telemetry:
+    metrics: {{level: detailed}}
+",
+        pod.host_if
+    ));
+    const N: u64 = 200;
+    let (host, inside) = (pod.addrs.a4, pod.addrs.b4);
+    let sink = UdpSocket::bind(SocketAddr::new(host.into(), 9401)).expect("bind");
+    pod.ns.run_in(move || {
+        let s = UdpSocket::bind(SocketAddr::new(inside.into(), 0)).expect("bind");
+        for _ in 0..N {
+            s.send_to(b"run time", SocketAddr::new(host.into(), 9401)).expect("send");
+        }
+    });
+    drop(sink);
+    let own = agent.scrape_at(agent.telemetry);
+    let program = [("receiver", "packetforward"), ("program", "fovea_fwd_ingress")];
+    let runs = own.count("fovea_ebpf_program_run_count_total", &program);
+    let ns = own.count("fovea_ebpf_program_run_time_nanoseconds_total", &program);
+    assert!(runs >= N, "every packet on the veth ran the program: {runs}\n{}", own.0);
+    assert!(ns > 0, "run time is counted: {ns}");
+    eprintln!("{test}: fovea_fwd_ingress {:.1} ns per invocation over {runs} runs", ns as f64 / runs as f64);
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "clean exit: {out}");
+}
