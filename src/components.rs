@@ -13,10 +13,13 @@ pub fn builtin() -> Registry {
         receivers::packetforward::factory(),
         receivers::dropreason::factory(),
         receivers::tcpretrans::factory(),
+        receivers::otlp::factory(),
         // processors
         processors::batch::factory(),
         // exporters
         exporters::debug::factory(),
+        exporters::otlp::factory(),
+        exporters::otlphttp::factory(),
         exporters::prometheus::factory(),
     ])
 }

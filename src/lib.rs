@@ -9,6 +9,7 @@ pub mod config;
 pub mod ebpf;
 pub mod exporters;
 pub mod model;
+pub mod otlp;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;

@@ -52,6 +52,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider (ring) for the whole process, before any client or server exists.
+    fovea::otlp::tls::install_default_provider();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),

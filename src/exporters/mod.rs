@@ -2,4 +2,6 @@
 
 pub mod debug;
 pub mod delivery;
+pub mod otlp;
+pub mod otlphttp;
 pub mod prometheus;

@@ -11,15 +11,21 @@ use crate::config::Checks;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SendingQueueConfig {
-    /// Queue requests before sending (otherwise send inline, one at a time).
+    /// Queue requests before sending (otherwise send inline, one at a time, and acknowledge a
+    /// batch only once it is delivered).
     pub enabled: bool,
-    /// Concurrent senders draining the queue.
+    /// Concurrent senders draining the queue. With 1, requests are sent strictly in queue order
+    /// and a failing request holds back the ones behind it (remote-write needs this); with more,
+    /// order is best effort.
     pub num_consumers: usize,
-    /// Capacity in requests (one request = one encoded batch).
+    /// Capacity in requests (one request = one encoded batch, or part of one when the encoder
+    /// splits it). In memory, a batch whose requests do not fit is refused and counted as dropped.
     pub queue_size: usize,
-    /// When the queue is full: wait for room (backpressure) instead of refusing or dropping.
+    /// When the in-memory queue is full: wait for room (backpressure) instead of refusing new data.
     pub block_on_overflow: bool,
-    /// Persist the queue on disk so it survives backend outages and agent restarts.
+    /// Persist the queue on disk so it survives backend outages and agent restarts. Then
+    /// `queue_size` bounds the requests kept on disk, a full queue drops its oldest requests (new
+    /// data is never refused, `block_on_overflow` does not apply) and retries never give up.
     pub storage: Option<StorageConfig>,
 }
 
@@ -50,7 +56,8 @@ fn default_max_size_mib() -> u64 {
     1024
 }
 
-/// `retry_on_failure:`.
+/// `retry_on_failure:`. With `enabled: false` a failed request is dropped, except in a persistent
+/// queue, where it stays queued and is tried again after `initial_interval`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetryConfig {
@@ -63,7 +70,8 @@ pub struct RetryConfig {
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_interval: Duration,
     /// Give up on a request after this long (`0` = never). With persistent storage the request
-    /// goes back to the queue instead of being dropped, so an outage of any length loses nothing.
+    /// stays in the queue instead and is retried every `max_interval`, so an outage of any length
+    /// (up to the queue's size bound) loses nothing.
     #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_elapsed_time: Duration,
     /// Growth factor of the wait.
@@ -98,6 +106,12 @@ impl SendingQueueConfig {
             checks.fail(&format!("{prefix}::num_consumers"), "must be at least 1");
         }
         if let Some(s) = &self.storage {
+            if !self.enabled {
+                checks.fail(
+                    &format!("{prefix}::storage"),
+                    "the persistent queue needs the queue: set enabled: true or remove storage",
+                );
+            }
             if s.directory.as_os_str().is_empty() {
                 checks.fail(
                     &format!("{prefix}::storage::directory"),

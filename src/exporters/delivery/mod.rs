@@ -4,15 +4,37 @@
 //! A push exporter supplies an [`Encoder`] (batch -> request bodies) and a [`Transport`] (sends
 //! one body and classifies the outcome); this module does the rest, the same way for OTLP/gRPC,
 //! OTLP/HTTP and Prometheus remote-write.
+//!
+//! Layout, one responsibility per file:
+//! - `config.rs`: `sending_queue` and `retry_on_failure` (otelcol keys and defaults);
+//! - `driver.rs`: the exporter: intake (encode, enqueue, acknowledge), consumers, shutdown;
+//! - `retry.rs`: otelcol's backoff and the per-request send/retry loop with its accounting;
+//! - `memory.rs`: the bounded in-memory queue (refuse newest or block when full);
+//! - `persistent/`: the on-disk queue: `mod.rs` (open, replay, consumers, close), `state.rs`
+//!   (bookkeeping, eviction), `writer.rs` (group commit, bounds) and `done_log.rs` (delivery records);
+//! - `disk.rs`: the on-disk format (segments, records, checksums, acknowledgement log, lock);
+//! - `telemetry.rs`: extra own metrics (queue bytes, retries).
 
 mod config;
+mod disk;
+mod driver;
+mod memory;
+mod persistent;
+mod retry;
+mod telemetry;
+#[cfg(test)]
+mod tests;
 
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use config::{RetryConfig, SendingQueueConfig, StorageConfig};
+pub use driver::DeliveryExporter;
+pub use retry::Backoff;
 
 use crate::model::{Payload, Signal};
 
@@ -69,57 +91,40 @@ pub trait Transport: Send + Sync + 'static {
     async fn send(&self, request: &Request) -> Result<Sent, SendError>;
 }
 
-/// A push exporter: encodes each batch once, queues the requests and sends them with retries.
-pub struct DeliveryExporter {
-    name: String,
-    queue: SendingQueueConfig,
-    retry: RetryConfig,
-    encoder: std::sync::Arc<dyn Encoder>,
-    transport: std::sync::Arc<dyn Transport>,
+/// What can go wrong in the delivery layer itself (not in a send: see [`SendError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Another process (or exporter) already uses the persistent queue directory.
+    #[error(
+        "persistent queue directory {directory} is in use by {holder} (lock file {directory}/lock is held); \
+         give each exporter and each agent its own sending_queue::storage::directory"
+    )]
+    Locked {
+        /// The queue directory.
+        directory: PathBuf,
+        /// Who holds the lock, as far as the lock file tells (`process 1234`).
+        holder: String,
+    },
+    /// A file operation of the persistent queue failed.
+    #[error("persistent queue: cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done (`create directory`, `fsync` ...).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The persistent queue's writer thread has stopped, so nothing more can be written.
+    #[error("persistent queue {directory}: the writer has stopped; data cannot be persisted")]
+    WriterStopped {
+        /// The queue directory.
+        directory: PathBuf,
+    },
 }
 
-impl DeliveryExporter {
-    /// An exporter named `name` (its component id, for logs) with the given queue and retry
-    /// settings, encoder and transport.
-    pub fn new(
-        name: String,
-        queue: SendingQueueConfig,
-        retry: RetryConfig,
-        encoder: std::sync::Arc<dyn Encoder>,
-        transport: std::sync::Arc<dyn Transport>,
-    ) -> Self {
-        DeliveryExporter { name, queue, retry, encoder, transport }
-    }
-}
-
-#[async_trait]
-impl crate::pipeline::Exporter for DeliveryExporter {
-    async fn run(
-        self: Box<Self>,
-        mut ctx: crate::pipeline::ExporterContext,
-    ) -> Result<(), crate::pipeline::ComponentError> {
-        // Minimal inline delivery (no queue, no retry); the queued implementation replaces it.
-        let _ = (&self.queue, &self.retry);
-        let mut requests = Vec::new();
-        while let Some(payload) = ctx.input.recv().await {
-            requests.clear();
-            if let Err(e) = self.encoder.encode(&payload, &mut requests) {
-                tracing::warn!(exporter = %self.name, error = %e, "cannot encode; dropping");
-                ctx.start.stats.add_dropped(payload.signal(), payload.items());
-                payload.acks().fail();
-                continue;
-            }
-            payload.acks().accept();
-            for r in &requests {
-                match self.transport.send(r).await {
-                    Ok(_) => ctx.start.stats.add_sent(r.signal, r.items),
-                    Err(e) => {
-                        tracing::warn!(exporter = %self.name, error = %e, "send failed; dropping");
-                        ctx.start.stats.add_dropped(r.signal, r.items);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
+/// Locks a mutex, carrying on after a panic elsewhere: every critical section here leaves the
+/// state consistent before anything that could panic, so a poisoned lock is still usable.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

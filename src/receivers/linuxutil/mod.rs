@@ -143,7 +143,7 @@ impl Linuxutil {
                 .collect();
             metrics.push(Metric::gauge(
                 "network.netstat",
-                "1",
+                "",
                 "Kernel network stack counters from /proc/net/snmp and /proc/net/netstat",
                 points,
             ));
@@ -164,7 +164,7 @@ impl Linuxutil {
             }
             metrics.push(Metric::gauge(
                 "network.interface.stats",
-                "1",
+                "",
                 "Interface statistics (packets, bytes, errors, drops) from netlink",
                 points,
             ));

@@ -1,0 +1,72 @@
+//! The `otlp` exporter (alias `otlp_grpc`): OTLP over gRPC, with otelcol's keys, defaults and
+//! retry rules. Metrics go to `MetricsService/Export`; flow records, as OTLP logs, to
+//! `LogsService/Export`. Queueing and retrying are delivery's; this module encodes and sends.
+
+mod config;
+mod transport;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use config::{GrpcTarget, OtlpExporterConfig, grpc_target};
+pub use transport::{GrpcTransport, GrpcTransportError, classify};
+
+use crate::config::{ConfigError, Problem, parse_component};
+use crate::exporters::delivery::DeliveryExporter;
+use crate::model::Signal;
+use crate::otlp::OtlpEncoder;
+use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
+use crate::telemetry::ComponentKind;
+
+/// The registry entry.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Exporter,
+        type_name: "otlp",
+        aliases: &["otlp_grpc"],
+        signals: &[Signal::Metrics, Signal::Flows],
+        description: "sends metrics (and flow records as logs) over OTLP/gRPC, with a sending queue and retries",
+        build: |ctx: &BuildContext<'_>| {
+            let config: OtlpExporterConfig = parse_component(ctx.node, ctx.path)?;
+            let exporter = OtlpGrpcExporter::new(ctx.id.to_string(), &config).map_err(|e| {
+                ConfigError::Invalid(vec![Problem::new(Some(ctx.node.origin.clone()), ctx.path, e.to_string())])
+            })?;
+            Ok(Built::Exporter(Box::new(exporter)))
+        },
+    }
+}
+
+/// The `otlp` exporter: delivery with the OTLP encoder and the gRPC transport.
+pub struct OtlpGrpcExporter {
+    delivery: DeliveryExporter,
+    transport: Arc<GrpcTransport>,
+}
+
+impl OtlpGrpcExporter {
+    /// An exporter named `name` for `config` (no side effects until started).
+    pub fn new(name: String, config: &OtlpExporterConfig) -> Result<Self, GrpcTransportError> {
+        let transport = Arc::new(GrpcTransport::new(config)?);
+        let delivery = DeliveryExporter::new(
+            name,
+            config.sending_queue.clone(),
+            config.retry_on_failure.clone(),
+            Arc::new(OtlpEncoder::default()),
+            transport.clone(),
+        );
+        Ok(OtlpGrpcExporter { delivery, transport })
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpGrpcExporter {
+    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
+        // TLS files are read here, so a missing certificate stops the agent from starting.
+        self.transport.connect()?;
+        self.delivery.start(ctx).await
+    }
+
+    async fn run(self: Box<Self>, ctx: ExporterContext) -> Result<(), ComponentError> {
+        Box::new(self.delivery).run(ctx).await
+    }
+}

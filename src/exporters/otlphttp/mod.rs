@@ -1,0 +1,69 @@
+//! The `otlphttp` exporter (alias `otlp_http`): OTLP over HTTP (protobuf or JSON), with otelcol's
+//! keys, defaults and retry rules. Metrics go to `<endpoint>/v1/metrics`; flow records, as OTLP
+//! logs, to `<endpoint>/v1/logs`. Queueing and retrying are delivery's.
+
+mod config;
+mod transport;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use config::{Encoding, OtlpHttpExporterConfig, signal_url};
+pub use transport::{HttpTransport, HttpTransportError, classify, error_message, retry_after};
+
+use crate::config::parse_component;
+use crate::exporters::delivery::DeliveryExporter;
+use crate::model::Signal;
+use crate::otlp::OtlpEncoder;
+use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
+use crate::telemetry::ComponentKind;
+
+/// The registry entry.
+pub fn factory() -> Factory {
+    Factory {
+        kind: ComponentKind::Exporter,
+        type_name: "otlphttp",
+        aliases: &["otlp_http"],
+        signals: &[Signal::Metrics, Signal::Flows],
+        description: "sends metrics (and flow records as logs) over OTLP/HTTP, with a sending queue and retries",
+        build: |ctx: &BuildContext<'_>| {
+            let config: OtlpHttpExporterConfig = parse_component(ctx.node, ctx.path)?;
+            Ok(Built::Exporter(Box::new(OtlpHttpExporter::new(ctx.id.to_string(), &config))))
+        },
+    }
+}
+
+/// The `otlphttp` exporter: delivery with the OTLP encoder and the HTTP transport.
+pub struct OtlpHttpExporter {
+    delivery: DeliveryExporter,
+    transport: Arc<HttpTransport>,
+}
+
+impl OtlpHttpExporter {
+    /// An exporter named `name` for `config` (no side effects until started).
+    pub fn new(name: String, config: &OtlpHttpExporterConfig) -> Self {
+        let transport = Arc::new(HttpTransport::new(config));
+        let delivery = DeliveryExporter::new(
+            name,
+            config.sending_queue.clone(),
+            config.retry_on_failure.clone(),
+            Arc::new(OtlpEncoder::default()),
+            transport.clone(),
+        );
+        OtlpHttpExporter { delivery, transport }
+    }
+}
+
+#[async_trait]
+impl Exporter for OtlpHttpExporter {
+    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
+        // TLS files are read here, so a missing certificate stops the agent from starting.
+        self.transport.connect()?;
+        self.delivery.start(ctx).await
+    }
+
+    async fn run(self: Box<Self>, ctx: ExporterContext) -> Result<(), ComponentError> {
+        Box::new(self.delivery).run(ctx).await
+    }
+}

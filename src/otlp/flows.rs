@@ -1,0 +1,141 @@
+//! Flow records -> OTLP logs: one log record per flow, its fields as attributes, so `otlp` and
+//! `otlphttp` exporters can ship the `flows` signal to any OTLP logs backend.
+//!
+//! Attribute names follow OpenTelemetry semantic conventions where one exists (`source.address`,
+//! `network.transport`, `network.io.direction` ...) and `flow.*` / fovea's own names otherwise.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+
+use super::convert::{attributes_to_proto, key_value, resource_to_proto};
+use crate::model::{Direction, FlowBatch, FlowRecord};
+
+/// Scope name of the log records made from flows.
+pub const FLOW_SCOPE: &str = "fovea/flows";
+
+/// Converts a flow batch to an OTLP logs export request (one log record per flow record).
+pub fn flows_to_proto(batch: &FlowBatch) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(resource_to_proto(&batch.resource)),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: FLOW_SCOPE.to_string(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    attributes: vec![],
+                    dropped_attributes_count: 0,
+                }),
+                log_records: batch.records.iter().map(record_to_log).collect(),
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// `network.transport`-style name of an IP protocol number.
+fn transport(protocol: u8) -> Option<&'static str> {
+    Some(match protocol {
+        6 => "tcp",
+        17 => "udp",
+        1 => "icmp",
+        58 => "icmpv6",
+        132 => "sctp",
+        _ => return None,
+    })
+}
+
+fn record_to_log(r: &FlowRecord) -> LogRecord {
+    use any_value::Value::{IntValue, StringValue};
+    let mut attributes = Vec::with_capacity(16 + r.attributes.len());
+    attributes.push(key_value("flow.kind", StringValue(r.kind.as_str().to_string())));
+    attributes.push(key_value("source.address", StringValue(r.source.to_string())));
+    attributes.push(key_value("source.port", IntValue(i64::from(r.source_port))));
+    attributes.push(key_value("destination.address", StringValue(r.destination.to_string())));
+    attributes.push(key_value("destination.port", IntValue(i64::from(r.destination_port))));
+    let network_type = if r.source.is_ipv4() { "ipv4" } else { "ipv6" };
+    attributes.push(key_value("network.type", StringValue(network_type.to_string())));
+    match transport(r.protocol) {
+        Some(t) => attributes.push(key_value("network.transport", StringValue(t.to_string()))),
+        None => attributes.push(key_value("network.protocol.number", IntValue(i64::from(r.protocol)))),
+    }
+    if r.direction != Direction::Unknown {
+        attributes.push(key_value("network.io.direction", StringValue(r.direction.as_str().to_string())));
+    }
+    if r.ifindex != 0 {
+        attributes.push(key_value("network.interface.index", IntValue(i64::from(r.ifindex))));
+    }
+    attributes.push(key_value("flow.packets", IntValue(r.packets as i64)));
+    attributes.push(key_value("flow.bytes", IntValue(r.bytes as i64)));
+    if r.tcp_flags != 0 {
+        attributes.push(key_value("tcp.flags", IntValue(i64::from(r.tcp_flags))));
+    }
+    if let Some(state) = r.tcp_state {
+        attributes.push(key_value("network.connection.state", StringValue(state.as_str().to_string())));
+    }
+    if let Some(reason) = &r.drop_reason {
+        attributes.push(key_value("drop.reason", StringValue(reason.to_string())));
+    }
+    attributes.extend(attributes_to_proto(&r.attributes));
+    let body = format!(
+        "{} {} {} -> {}",
+        r.kind.as_str(),
+        transport(r.protocol).unwrap_or("ip"),
+        endpoint(r.source, r.source_port),
+        endpoint(r.destination, r.destination_port)
+    );
+    LogRecord {
+        time_unix_nano: r.time_unix_nano,
+        observed_time_unix_nano: r.time_unix_nano,
+        severity_number: SeverityNumber::Info as i32,
+        severity_text: String::new(),
+        body: Some(AnyValue { value: Some(StringValue(body)) }),
+        attributes,
+        dropped_attributes_count: 0,
+        flags: 0,
+        trace_id: vec![],
+        span_id: vec![],
+        event_name: format!("network.flow.{}", r.kind.as_str()),
+    }
+}
+
+fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
+    match addr {
+        std::net::IpAddr::V4(a) => format!("{a}:{port}"),
+        std::net::IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FlowKind, TcpState};
+
+    #[test]
+    fn one_log_record_per_flow_with_its_fields() {
+        let mut r = FlowRecord::new(FlowKind::Drop, "198.18.0.1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+        r.time_unix_nano = 42;
+        r.source_port = 1234;
+        r.destination_port = 80;
+        r.protocol = 6;
+        r.direction = Direction::Transmit;
+        r.bytes = 60;
+        r.tcp_state = Some(TcpState::Established);
+        r.drop_reason = Some("NETFILTER_DROP".into());
+        r.attributes.insert("source.k8s.pod.name", "web-0");
+        let batch = FlowBatch { records: vec![r], ..Default::default() };
+        let req = flows_to_proto(&batch);
+        let log = &req.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(log.time_unix_nano, 42);
+        assert_eq!(log.event_name, "network.flow.drop");
+        let get = |k: &str| log.attributes.iter().find(|kv| kv.key == k).and_then(|kv| kv.value.clone()?.value);
+        assert_eq!(get("source.port"), Some(any_value::Value::IntValue(1234)));
+        assert_eq!(get("network.transport"), Some(any_value::Value::StringValue("tcp".into())));
+        assert_eq!(get("drop.reason"), Some(any_value::Value::StringValue("NETFILTER_DROP".into())));
+        assert_eq!(get("source.k8s.pod.name"), Some(any_value::Value::StringValue("web-0".into())));
+        assert_eq!(get("flow.bytes"), Some(any_value::Value::IntValue(60)));
+        let body = log.body.clone().and_then(|b| b.value);
+        assert_eq!(body, Some(any_value::Value::StringValue("drop tcp 198.18.0.1:1234 -> [2001:db8::2]:80".into())));
+    }
+}
