@@ -4,9 +4,10 @@
 //! * `network.drop.packets` (`{packet}`) and `network.drop.bytes` (`By`, network-layer bytes:
 //!   what an nft counter on the same path counts): cumulative monotonic sums with `drop.reason`
 //!   (the running kernel's name without `SKB_DROP_REASON_`, `UNKNOWN_<code>` for a value its BTF
-//!   does not name) and `network.io.direction` (`receive` / `transmit`). Drops whose direction
-//!   cannot be told carry no `network.io.direction` (the attribute has no `unknown` value in
-//!   OpenTelemetry; under `naming: retina` they have no `direction` label).
+//!   does not name) and `network.io.direction`: `receive` (the packet came in on a device),
+//!   `transmit` (this host generated it) or `unknown`. Every series has both attributes, so
+//!   `sum by (direction)` under `naming: retina` gives Retina's `ingress` / `egress` plus an
+//!   explicit `unknown`, never an unlabelled remainder.
 //! * Flows: one [`FlowRecord`] (`kind: drop`) per dropped IP packet, batched per ring-buffer
 //!   drain, at most `flows.max_records_per_second`. The ring is not even created when no flows
 //!   pipeline consumes this receiver.
@@ -146,12 +147,10 @@ impl Dropreason {
         let mut packets = Vec::with_capacity(counts.len());
         let mut bytes = Vec::with_capacity(counts.len());
         for c in counts {
-            let mut attrs = Attributes::from_pairs([("drop.reason", self.reasons.name(c.reason_code))]);
-            match c.direction {
-                ebpf::Direction::Ingress => attrs.insert("network.io.direction", "receive"),
-                ebpf::Direction::Egress => attrs.insert("network.io.direction", "transmit"),
-                ebpf::Direction::Unknown => {}
-            }
+            let attrs = Attributes::from_pairs([
+                ("drop.reason", self.reasons.name(c.reason_code)),
+                ("network.io.direction", SmolStr::new_static(c.direction.as_otel())),
+            ]);
             packets.push(NumberPoint::int(attrs.clone(), start, now, to_i64(c.packets)));
             bytes.push(NumberPoint::int(attrs, start, now, to_i64(c.bytes)));
         }
@@ -328,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn counts_become_points_with_reason_and_known_direction_only() {
+    fn counts_become_points_with_reason_and_direction() {
         let mut rx = Dropreason::new(DropreasonConfig::default(), Arc::new(Resource::default()));
         let counts = [
             DropCount { reason_code: 5, direction: ebpf::Direction::Ingress, packets: 3, bytes: 300 },
@@ -342,7 +341,7 @@ mod tests {
         assert_eq!(sum.points[0].attributes.get_str("network.io.direction"), Some("receive"));
         assert_eq!(sum.points[0].value, Number::Int(3));
         assert_eq!(sum.points[0].start_time_unix_nano, 10);
-        assert_eq!(sum.points[1].attributes.get_str("network.io.direction"), None);
+        assert_eq!(sum.points[1].attributes.get_str("network.io.direction"), Some("unknown"));
     }
 
     #[test]
