@@ -33,10 +33,11 @@ fn agent_default_config_serves_all_node_receivers() {
             .samples("network_forward_packets_total")
             .iter()
             .any(|(l, v)| l.get("network_interface_name") == Some(&pod.host_if) && *v >= 3.0);
-        fwd && m.count("network_drop_packets_total", &[("drop_reason", "NO_SOCKET"), ("network_io_direction", "receive")])
+        fwd && m
+            .count("network_drop_packets_total", &[("drop_reason", "NO_SOCKET"), ("network_io_direction", "receive")])
             >= 3
             && m.value("network_tcp_retransmits_total", &[]).is_some()
-            && !m.samples("network_netstat_ratio").is_empty() // unit "1" on a gauge: `_ratio`
+            && !m.samples("network_netstat").is_empty()
             && !m.samples("network_forward_bytes_total").is_empty()
             && !m.samples("network_drop_bytes_total").is_empty()
     };
