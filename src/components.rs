@@ -10,6 +10,9 @@ pub fn builtin() -> Registry {
     Registry::new(vec![
         // receivers
         receivers::linuxutil::factory(),
+        receivers::packetforward::factory(),
+        receivers::dropreason::factory(),
+        receivers::tcpretrans::factory(),
         receivers::otlp::factory(),
         // processors
         processors::batch::factory(),

@@ -138,6 +138,7 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let registry = Arc::new(StatsRegistry::default());
+        registry.set_level(graph.service.telemetry.metrics.level);
         let health = Arc::new(Health::default());
         let telemetry_stop = CancellationToken::new();
         let own = &graph.service.telemetry.metrics;

@@ -62,7 +62,11 @@ fn bad_configs_name_file_line_path_and_fix() {
         Case {
             name: "unknown receiver type",
             yaml: "receivers:\n  linuxutill: {}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    metrics: {receivers: [linuxutill], exporters: [debug]}\n",
-            problems: &[("receivers::linuxutill", 2, "unknown receiver type `linuxutill`; valid types: linuxutil")],
+            problems: &[(
+                "receivers::linuxutill",
+                2,
+                "unknown receiver type `linuxutill`; valid types: dropreason, linuxutil, otlp, packetforward, tcpretrans",
+            )],
         },
         Case {
             name: "unknown receiver key",

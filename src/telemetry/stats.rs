@@ -2,8 +2,9 @@
 //! collectors that make up the agent's own metrics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::config::service::MetricsLevel;
 use crate::model::{Attributes, Metric, NumberPoint, Signal};
 
 /// Produces some of the agent's own metrics on demand (at scrape time).
@@ -186,6 +187,7 @@ fn counter_names(kind: ComponentKind) -> [(&'static str, &'static str); 4] {
 pub struct StatsRegistry {
     components: Mutex<Vec<Arc<ComponentStats>>>,
     collectors: Mutex<Vec<Arc<dyn Collector>>>,
+    level: OnceLock<MetricsLevel>,
 }
 
 impl StatsRegistry {
@@ -203,6 +205,17 @@ impl StatsRegistry {
         if let Ok(mut c) = self.collectors.lock() {
             c.push(collector);
         }
+    }
+
+    /// Records `service.telemetry.metrics.level` (once, before components start), so components
+    /// can decide how much detail to measure (eBPF run-time statistics only at `detailed`).
+    pub fn set_level(&self, level: MetricsLevel) {
+        let _ = self.level.set(level);
+    }
+
+    /// The own-metrics level (`normal` unless [`StatsRegistry::set_level`] said otherwise).
+    pub fn level(&self) -> MetricsLevel {
+        self.level.get().copied().unwrap_or_default()
     }
 
     /// All component counters registered so far.

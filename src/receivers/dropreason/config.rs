@@ -1,0 +1,100 @@
+//! `receivers::dropreason` configuration.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::{Checks, ComponentConfig};
+
+/// `dropreason:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DropreasonConfig {
+    /// How often to read the in-kernel counters.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub collection_interval: Duration,
+    /// Also count `NOT_SPECIFIED` drops (frees by kernel code that gives no reason; noisy).
+    pub include_unspecified: bool,
+    /// Flow records of drops, produced only when a `flows` pipeline consumes this receiver.
+    pub flows: FlowsConfig,
+}
+
+impl Default for DropreasonConfig {
+    fn default() -> Self {
+        DropreasonConfig {
+            collection_interval: Duration::from_secs(10),
+            include_unspecified: false,
+            flows: FlowsConfig::default(),
+        }
+    }
+}
+
+/// `flows:` settings shared by the receivers that emit per-event flow records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Records per second, all CPUs together; past it records are counted as capped, not sent.
+    /// Counters (metrics) are exact whatever this is.
+    pub max_records_per_second: u32,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig { max_records_per_second: 1000 }
+    }
+}
+
+impl FlowsConfig {
+    /// Reports problems under `flows::`.
+    pub fn validate(&self, checks: &mut Checks) {
+        if self.max_records_per_second == 0 {
+            checks.fail(
+                "flows::max_records_per_second",
+                "must be at least 1; to get no records, list the receiver in no flows pipeline",
+            );
+        }
+    }
+}
+
+impl ComponentConfig for DropreasonConfig {
+    fn validate(&self, checks: &mut Checks) {
+        if self.collection_interval < Duration::from_millis(100) {
+            checks.fail("collection_interval", "must be at least 100ms");
+        }
+        self.flows.validate(checks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(body: &str) -> Result<DropreasonConfig, String> {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), format!("receivers:\n  dropreason: {body}\n")).expect("write");
+        let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
+        let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
+        let node = doc.root.get("receivers").and_then(|r| r.get("dropreason")).expect("node");
+        crate::config::parse_component(node, "receivers::dropreason").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config("").expect("valid");
+        assert_eq!(c.collection_interval, Duration::from_secs(10));
+        assert!(!c.include_unspecified);
+        assert_eq!(c.flows.max_records_per_second, 1000);
+    }
+
+    #[test]
+    fn keys_and_errors() {
+        let c = config("{include_unspecified: true, flows: {max_records_per_second: 50}, collection_interval: 1s}")
+            .expect("valid");
+        assert!(c.include_unspecified);
+        assert_eq!(c.flows.max_records_per_second, 50);
+        let e = config("{flows: {max_records_per_second: 0}}").expect_err("invalid");
+        assert!(e.contains("flows::max_records_per_second"), "{e}");
+        let e = config("{flows: {max_record_per_second: 5}}").expect_err("invalid");
+        assert!(e.contains("max_record_per_second"), "{e}");
+    }
+}

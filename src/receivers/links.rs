@@ -1,0 +1,292 @@
+//! The interfaces of this network namespace, kept current from netlink link events.
+//!
+//! [`LinkWatcher`] joins the `RTNLGRP_LINK` multicast group and dumps the links once, so it
+//! learns of a new interface (a pod's veth) the moment the kernel announces it, instead of
+//! polling. When the kernel drops events because we read too slowly (`ENOBUFS`), the watcher
+//! dumps again and reports what changed meanwhile, removals included.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NlasIterator,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::LinkMessage;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_sys::{Socket, SocketAddr};
+use smol_str::SmolStr;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+// include/uapi/linux/rtnetlink.h, if_link.h, if.h
+const RTNLGRP_LINK: u32 = 1;
+const RTM_NEWLINK: u16 = 16;
+const RTM_DELLINK: u16 = 17;
+const IFLA_IFNAME: u16 = 3;
+const IFF_UP: u32 = 0x1;
+const IFF_LOOPBACK: u32 = 0x8;
+/// `sizeof(struct ifinfomsg)`.
+const IFINFOMSG_LEN: usize = 16;
+/// Link dumps come in datagrams of at most 32 KiB; events are far smaller.
+const RECV_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Errors of the link watcher.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The netlink socket could not be opened, bound or subscribed.
+    #[error(
+        "cannot {action} the NETLINK_ROUTE socket that watches interfaces: {source}; the agent must be \
+         allowed to create netlink sockets (seccomp profiles and LSMs sometimes forbid it)"
+    )]
+    Socket {
+        /// `open`, `bind`, `subscribe to RTNLGRP_LINK on`, `register`.
+        action: &'static str,
+        /// The operating-system error.
+        #[source]
+        source: io::Error,
+    },
+    /// Sending the link dump request or receiving events failed.
+    #[error("netlink link watcher: {action} failed: {source}")]
+    Io {
+        /// `sending the RTM_GETLINK dump`, `receiving`.
+        action: &'static str,
+        /// The operating-system error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused the dump.
+    #[error("the kernel refused the RTM_GETLINK dump: {0}")]
+    Refused(#[source] io::Error),
+}
+
+/// One interface as the kernel last described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name (at most 15 bytes, so the `SmolStr` never allocates).
+    pub name: SmolStr,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// A loopback device (`IFF_LOOPBACK`).
+    pub loopback: bool,
+}
+
+/// What changed about the links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkChange {
+    /// A link appeared, or its name or up state changed.
+    Changed(Link),
+    /// The link with this index was deleted or moved to another namespace.
+    Removed(u32),
+}
+
+/// Watches the links of the network namespace it was opened in.
+pub struct LinkWatcher {
+    socket: AsyncFd<Socket>,
+    links: BTreeMap<u32, Link>,
+    buf: Vec<u8>,
+    sequence: u32,
+    /// A dump in progress: its sequence number and the links it has listed so far.
+    dump: Option<(u32, BTreeSet<u32>)>,
+}
+
+impl LinkWatcher {
+    /// Subscribes to link events and starts a dump; call inside a tokio runtime. The first
+    /// [`LinkWatcher::changes`] calls report every existing link.
+    pub fn open() -> Result<Self, LinkError> {
+        let fail = |action| move |source| LinkError::Socket { action, source };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail("open"))?;
+        socket.bind_auto().map_err(fail("bind"))?;
+        socket.add_membership(RTNLGRP_LINK).map_err(fail("subscribe to RTNLGRP_LINK on"))?;
+        socket.set_non_blocking(true).map_err(fail("configure"))?;
+        // SAFETY: the Socket owns its fd, which stays open and unchanged until the AsyncFd
+        // (and with it the Socket) is dropped.
+        let socket = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+            .map_err(|e| LinkError::Socket { action: "register", source: e.into() })?;
+        let mut watcher = LinkWatcher {
+            socket,
+            links: BTreeMap::new(),
+            buf: Vec::with_capacity(RECV_BUFFER_BYTES),
+            sequence: 0,
+            dump: None,
+        };
+        watcher.request_dump()?;
+        Ok(watcher)
+    }
+
+    /// True while a dump (the first one, or a resync) has not finished.
+    pub fn dumping(&self) -> bool {
+        self.dump.is_some()
+    }
+
+    /// The links as currently known.
+    pub fn links(&self) -> impl Iterator<Item = &Link> {
+        self.links.values()
+    }
+
+    /// Waits for link messages and appends what they changed to `out`; returns how many
+    /// changes were appended (possibly 0, e.g. for events that changed neither name nor state).
+    pub async fn changes(&mut self, out: &mut Vec<LinkChange>) -> Result<usize, LinkError> {
+        let before = out.len();
+        loop {
+            let mut guard =
+                self.socket.readable_mut().await.map_err(|source| LinkError::Io { action: "waiting", source })?;
+            self.buf.clear();
+            let received = guard.get_inner().recv(&mut self.buf, 0);
+            if matches!(&received, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                guard.clear_ready();
+                continue;
+            }
+            drop(guard);
+            match received {
+                Ok(_) => {
+                    self.process(out)?;
+                    return Ok(out.len() - before);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    // The kernel dropped events: list everything again and diff.
+                    tracing::warn!("netlink link events were lost (ENOBUFS); listing interfaces again");
+                    self.request_dump()?;
+                }
+                Err(source) => return Err(LinkError::Io { action: "receiving", source }),
+            }
+        }
+    }
+
+    fn request_dump(&mut self) -> Result<(), LinkError> {
+        self.sequence = self.sequence.wrapping_add(1).max(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        header.sequence_number = self.sequence;
+        let mut message =
+            NetlinkMessage::new(header, NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())));
+        message.finalize();
+        let mut request = vec![0u8; message.buffer_len()];
+        message.serialize(&mut request);
+        let kernel = SocketAddr::new(0, 0);
+        self.socket
+            .get_ref()
+            .send_to(&request, &kernel, 0)
+            .map_err(|source| LinkError::Io { action: "sending the RTM_GETLINK dump", source })?;
+        self.dump = Some((self.sequence, BTreeSet::new()));
+        Ok(())
+    }
+
+    /// Applies every message in `self.buf`.
+    fn process(&mut self, out: &mut Vec<LinkChange>) -> Result<(), LinkError> {
+        let mut data = &self.buf[..];
+        while let Ok(message) = NetlinkBuffer::new_checked(data) {
+            let length = message.length() as usize;
+            let sequence = message.sequence_number();
+            let in_dump = self.dump.as_ref().is_some_and(|(s, _)| *s == sequence);
+            match message.message_type() {
+                RTM_NEWLINK => {
+                    if let Some(link) = parse_link(message.payload()) {
+                        if in_dump && let Some((_, seen)) = &mut self.dump {
+                            seen.insert(link.index);
+                        }
+                        if self.links.get(&link.index) != Some(&link) {
+                            self.links.insert(link.index, link.clone());
+                            out.push(LinkChange::Changed(link));
+                        }
+                    }
+                }
+                RTM_DELLINK => {
+                    if let Some(index) = parse_index(message.payload())
+                        && self.links.remove(&index).is_some()
+                    {
+                        out.push(LinkChange::Removed(index));
+                    }
+                }
+                NLMSG_DONE if in_dump => {
+                    if let Some((_, seen)) = self.dump.take() {
+                        let gone: Vec<u32> = self.links.keys().copied().filter(|i| !seen.contains(i)).collect();
+                        for index in gone {
+                            self.links.remove(&index);
+                            out.push(LinkChange::Removed(index));
+                        }
+                    }
+                }
+                NLMSG_ERROR if in_dump => {
+                    let payload = message.payload();
+                    let code = payload.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    if code < 0 {
+                        self.dump = None;
+                        return Err(LinkError::Refused(io::Error::from_raw_os_error(-code)));
+                    }
+                }
+                _ => {}
+            }
+            // Messages are 4-byte aligned within a datagram.
+            let next = (length + 3) & !3;
+            if length == 0 {
+                break;
+            }
+            data = data.get(next..).unwrap_or_default();
+        }
+        Ok(())
+    }
+}
+
+fn parse_index(payload: &[u8]) -> Option<u32> {
+    let b = payload.get(4..8)?;
+    let index = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    u32::try_from(index).ok().filter(|&i| i > 0)
+}
+
+/// Decodes `struct ifinfomsg` and `IFLA_IFNAME`; `None` for a malformed message.
+fn parse_link(payload: &[u8]) -> Option<Link> {
+    let index = parse_index(payload)?;
+    let f = payload.get(8..12)?;
+    let flags = u32::from_ne_bytes([f[0], f[1], f[2], f[3]]);
+    let attributes = payload.get(IFINFOMSG_LEN..)?;
+    let name =
+        NlasIterator::new(attributes).filter_map(Result::ok).find(|nla| nla.kind() == IFLA_IFNAME).map(|nla| {
+            let value = nla.value();
+            let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+            SmolStr::new(String::from_utf8_lossy(&value[..end]))
+        })?;
+    Some(Link { index, name, up: flags & IFF_UP != 0, loopback: flags & IFF_LOOPBACK != 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ifinfomsg(index: i32, flags: u32, name: &str) -> Vec<u8> {
+        let mut p = vec![0u8; IFINFOMSG_LEN];
+        p[4..8].copy_from_slice(&index.to_ne_bytes());
+        p[8..12].copy_from_slice(&flags.to_ne_bytes());
+        let value_len = name.len() + 1;
+        let nla_len = (4 + value_len) as u16;
+        p.extend_from_slice(&nla_len.to_ne_bytes());
+        p.extend_from_slice(&IFLA_IFNAME.to_ne_bytes());
+        p.extend_from_slice(name.as_bytes());
+        p.push(0);
+        while !p.len().is_multiple_of(4) {
+            p.push(0);
+        }
+        p
+    }
+
+    #[test]
+    fn decodes_index_name_and_flags() {
+        let link = parse_link(&ifinfomsg(7, IFF_UP, "veth-test0")).expect("link");
+        assert_eq!(link, Link { index: 7, name: "veth-test0".into(), up: true, loopback: false });
+        let lo = parse_link(&ifinfomsg(1, IFF_UP | IFF_LOOPBACK, "lo")).expect("lo");
+        assert!(lo.loopback);
+        let down = parse_link(&ifinfomsg(9, 0, "eth1")).expect("down");
+        assert!(!down.up);
+    }
+
+    #[test]
+    fn rejects_truncated_and_nameless_messages() {
+        assert_eq!(parse_link(&[0u8; 8]), None);
+        assert_eq!(parse_link(&ifinfomsg(3, IFF_UP, "x")[..IFINFOMSG_LEN]), None);
+        assert_eq!(parse_index(&ifinfomsg(-1, 0, "x")), None);
+    }
+}

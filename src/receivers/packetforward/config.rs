@@ -1,0 +1,136 @@
+//! `receivers::packetforward` configuration.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::pattern::{Pattern, any_match};
+use crate::config::{Checks, ComponentConfig};
+use crate::ebpf::AttachMode;
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+
+/// `packetforward:` settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacketforwardConfig {
+    /// How often to read the in-kernel counters.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub collection_interval: Duration,
+    /// Interface names or globs (`eth0`, `veth*`) to count on; empty = every interface that is up.
+    /// Interfaces that appear later are attached as soon as the kernel announces them.
+    pub interfaces: Vec<Pattern>,
+    /// Interface names or globs never to count on (applied after `interfaces`).
+    pub exclude: Vec<Pattern>,
+    /// `auto` (TCX on Linux 6.6+, else clsact), `tcx`, or `clsact`.
+    pub attach_mode: AttachModeConfig,
+}
+
+impl Default for PacketforwardConfig {
+    fn default() -> Self {
+        PacketforwardConfig {
+            collection_interval: Duration::from_secs(10),
+            interfaces: Vec::new(),
+            exclude: vec![Pattern::new("lo")],
+            attach_mode: AttachModeConfig::Auto,
+        }
+    }
+}
+
+/// How the programs attach to interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachModeConfig {
+    /// TCX where the kernel has it (6.6+), else clsact.
+    #[default]
+    Auto,
+    /// TCX only; fails to start on older kernels.
+    Tcx,
+    /// A clsact `bpf` filter at fovea's own priority and handle, even where TCX exists.
+    Clsact,
+}
+
+impl From<AttachModeConfig> for AttachMode {
+    fn from(m: AttachModeConfig) -> Self {
+        match m {
+            AttachModeConfig::Auto => AttachMode::Auto,
+            AttachModeConfig::Tcx => AttachMode::Tcx,
+            AttachModeConfig::Clsact => AttachMode::Clsact,
+        }
+    }
+}
+
+impl PacketforwardConfig {
+    /// True when the interface called `name` is one to count on (its up state aside).
+    pub fn selects(&self, name: &str) -> bool {
+        (self.interfaces.is_empty() || any_match(&self.interfaces, name)) && !any_match(&self.exclude, name)
+    }
+}
+
+impl ComponentConfig for PacketforwardConfig {
+    fn validate(&self, checks: &mut Checks) {
+        if self.collection_interval < Duration::from_millis(100) {
+            checks.fail("collection_interval", "must be at least 100ms");
+        }
+        for (field, patterns) in [("interfaces", &self.interfaces), ("exclude", &self.exclude)] {
+            for (i, p) in patterns.iter().enumerate() {
+                if p.as_str().is_empty() {
+                    checks.fail(&format!("{field}::{i}"), "empty interface name; remove it or write a name or glob");
+                } else if p.is_literal() && p.as_str().len() > MAX_IFNAME {
+                    checks.fail(
+                        &format!("{field}::{i}"),
+                        format!(
+                            "`{}` is longer than {MAX_IFNAME} bytes, so no interface can have that name",
+                            p.as_str()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(body: &str) -> Result<PacketforwardConfig, String> {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), format!("receivers:\n  packetforward: {body}\n")).expect("write");
+        let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
+        let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
+        let node = doc.root.get("receivers").and_then(|r| r.get("packetforward")).expect("node");
+        crate::config::parse_component(node, "receivers::packetforward").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_count_every_interface_but_loopback() {
+        let c = config("{}").expect("valid");
+        assert_eq!(c.collection_interval, Duration::from_secs(10));
+        assert_eq!(c.attach_mode, AttachModeConfig::Auto);
+        assert!(c.selects("eth0") && c.selects("veth1234"));
+        assert!(!c.selects("lo"));
+    }
+
+    #[test]
+    fn globs_select_and_exclude() {
+        let c =
+            config("{interfaces: [eth0, 'veth-test*'], exclude: ['veth-test9'], attach_mode: clsact}").expect("valid");
+        assert!(c.selects("eth0") && c.selects("veth-test1"));
+        assert!(!c.selects("eth1") && !c.selects("veth-test9"));
+        assert_eq!(AttachMode::from(c.attach_mode), AttachMode::Clsact);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = config("{interfaces: ['a-name-far-too-long-for-linux']}").expect_err("invalid");
+        assert!(e.contains("interfaces::0") && e.contains("longer than 15 bytes"), "{e}");
+        let e = config("{collection_interval: 10ms}").expect_err("invalid");
+        assert!(e.contains("collection_interval") && e.contains("at least 100ms"), "{e}");
+        let e = config("{attach_mode: xdp}").expect_err("invalid");
+        assert!(e.contains("attach_mode"), "{e}");
+        let e = config("{interface: [eth0]}").expect_err("invalid");
+        assert!(e.contains("interface"), "{e}");
+    }
+}

@@ -1,0 +1,164 @@
+//! tcpretrans through the whole agent: a TCP transfer through a 20 % random drop makes the
+//! sender retransmit; the real `fovea` binary's `network_tcp_retransmits_total` grows by exactly
+//! what the kernel's `TcpRetransSegs` counted in the namespaces involved (plus retransmits
+//! elsewhere on the machine, known from the flow records), for IPv4 and IPv6, and the flow
+//! records of the sending side add up to the sender's `TcpRetransSegs`.
+
+#[path = "support/agent.rs"]
+mod agent;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use agent::{Agent, wait_collections};
+use support::netns::{Netns, NsPair};
+
+const PORT: u16 = 5202;
+const BYTES: usize = 2 * 1024 * 1024;
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// True while any socket on PORT in `ns` may still retransmit (anything but TIME-WAIT).
+fn busy(ns: &Netns) -> bool {
+    let out = ns.exec("ss", &["-Htan", &format!("( sport = :{PORT} or dport = :{PORT} )")]);
+    out.lines().any(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("LISTEN") && !l.trim().is_empty())
+}
+
+/// Sends BYTES from pair.a to pair.b and waits until no side can retransmit; returns the client.
+fn transfer(pair: &NsPair, server: IpAddr) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let srv = pair.b.spawn_in(move || {
+        let listener = TcpListener::bind(SocketAddr::new(server, PORT)).expect("bind");
+        tx.send(()).expect("ready");
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).expect("read");
+        got.len()
+    });
+    rx.recv().expect("server ready");
+    let client = pair.a.run_in(move || {
+        let mut conn =
+            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(30)).expect("connect");
+        let local = conn.local_addr().expect("local");
+        conn.write_all(&vec![0xab; BYTES]).expect("write");
+        conn.shutdown(Shutdown::Write).expect("shutdown");
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).expect("wait for the server's close");
+        local
+    });
+    assert_eq!(srv.join().expect("server"), BYTES, "all bytes arrived");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while busy(&pair.a) || busy(&pair.b) {
+        assert!(Instant::now() < deadline, "connection never finished closing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    client
+}
+
+/// A retransmit record as the debug exporter prints it:
+/// `<time> retransmit <src>:<port> -> <dst>:<port> proto=6 dir=transmit if=0 packets=N bytes=0 state=x`.
+struct Printed {
+    src: SocketAddr,
+    dst: SocketAddr,
+    segments: u64,
+    state: String,
+}
+
+fn endpoint(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.rsplit_once(':')?;
+    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+}
+
+fn printed_retransmits(stdout: &str) -> Vec<Printed> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.get(1) != Some(&"retransmit") || f.get(3) != Some(&"->") {
+                return None;
+            }
+            let field = |k: &str| f.iter().find_map(|x| x.strip_prefix(k)).map(str::to_string);
+            Some(Printed {
+                src: endpoint(f[2])?,
+                dst: endpoint(f[4])?,
+                segments: field("packets=")?.parse().ok()?,
+                state: field("state=").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn retransmits_equal_nstat(ipv6: bool, test: &str) {
+    if !support::require_tools(test, &["ip", "nft", "nstat", "ss"]) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let pair = NsPair::new();
+    let (client_ip, server_ip): (IpAddr, IpAddr) =
+        if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) };
+    let ipf = if ipv6 { "ip6" } else { "ip" };
+    pair.b.nft(&format!(
+        "table inet fovea_t {{
+            chain input {{
+                type filter hook input priority 0; policy accept;
+                {ipf} saddr {client_ip} tcp dport {PORT} numgen random mod 100 < 20 drop
+            }}
+        }}"
+    ));
+    let agent = Agent::start(
+        "receivers:
+  tcpretrans: {collection_interval: 1s, flows: {max_records_per_second: 100000}}
+exporters:
+  prometheus: {endpoint: 127.0.0.1:0}
+  debug: {verbosity: normal}
+service:
+  pipelines:
+    metrics: {receivers: [tcpretrans], exporters: [prometheus]}
+    flows: {receivers: [tcpretrans], exporters: [debug]}
+",
+    );
+    wait_collections(INTERVAL, 1);
+    let total = |m: &agent::Exposition| m.count("network_tcp_retransmits_total", &[]);
+    let v0 = total(&agent.scrape());
+    let printed_before = agent.stdout().len();
+    let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
+    let client = transfer(&pair, server_ip);
+    let (sender, receiver) = (pair.a.nstat("TcpRetransSegs") - a0, pair.b.nstat("TcpRetransSegs") - b0);
+    assert!(sender > 0, "the 20 % drop caused retransmits");
+    wait_collections(INTERVAL, 2);
+    let v1 = total(&agent.scrape());
+    let stdout = agent.stdout();
+    let printed = printed_retransmits(&stdout[printed_before..]);
+
+    let server = SocketAddr::new(server_ip, PORT);
+    let ours = |r: &Printed| (r.src == client && r.dst == server) || (r.src == server && r.dst == client);
+    let from_client: u64 = printed.iter().filter(|r| ours(r) && r.src == client).map(|r| r.segments).sum();
+    assert_eq!(from_client, sender, "flow records of the sender add up to its TcpRetransSegs");
+    assert!(printed.iter().filter(|r| ours(r)).any(|r| r.state == "established"), "data retransmits in ESTABLISHED");
+    let foreign: u64 = printed.iter().filter(|r| !ours(r)).map(|r| r.segments).sum();
+    if foreign > 0 {
+        eprintln!("note: {foreign} retransmitted segments from elsewhere on this machine");
+    }
+    let delta = v1 - v0;
+    assert!(
+        delta >= sender + receiver && delta <= sender + receiver + foreign,
+        "network_tcp_retransmits_total grew by {delta}; TcpRetransSegs: sender {sender} + receiver {receiver} (+ {foreign} elsewhere)"
+    );
+    eprintln!("{test}: metric delta {delta}, TcpRetransSegs sender {sender} receiver {receiver}, foreign {foreign}");
+    let own = agent.scrape_at(agent.telemetry);
+    assert_eq!(own.count("fovea_ebpf_records_lost_total", &[("receiver", "tcpretrans")]), 0);
+    assert_eq!(own.count("fovea_ebpf_records_capped_total", &[("receiver", "tcpretrans")]), 0);
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "clean exit: {out}");
+}
+
+#[test]
+fn agent_retransmits_equal_nstat_ipv4() {
+    retransmits_equal_nstat(false, "agent_retransmits_equal_nstat_ipv4");
+}
+
+#[test]
+fn agent_retransmits_equal_nstat_ipv6() {
+    retransmits_equal_nstat(true, "agent_retransmits_equal_nstat_ipv6");
+}
