@@ -29,7 +29,7 @@ struct Printed {
     reason: String,
 }
 
-/// `<time> drop <src>:<port> -> <dst>:<port> proto=17 dir=receive if=3 packets=1 bytes=328 reason=X`
+/// `<time> drop <src:port> -> <dst:port> proto=17 dir=receive if=3 packets=1 bytes=328 reason=X`
 fn printed_drops(stdout: &str) -> Vec<Printed> {
     stdout
         .lines()

@@ -153,13 +153,11 @@ pub fn render_flows(batch: &FlowBatch, verbosity: Verbosity, out: &mut String) {
     for r in &batch.records {
         let _ = write!(
             out,
-            "{} {} {}:{} -> {}:{} proto={} dir={} if={} packets={} bytes={}",
+            "{} {} {} -> {} proto={} dir={} if={} packets={} bytes={}",
             r.time_unix_nano,
             r.kind.as_str(),
-            r.source,
-            r.source_port,
-            r.destination,
-            r.destination_port,
+            std::net::SocketAddr::new(r.source, r.source_port),
+            std::net::SocketAddr::new(r.destination, r.destination_port),
             r.protocol,
             r.direction.as_str(),
             r.ifindex,
@@ -212,5 +210,78 @@ impl Exporter for DebugExporter {
             sink.flush()?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{Direction, FlowKind, FlowRecord, Metric, NumberPoint, Resource, Scope};
+
+    fn batch() -> MetricBatch {
+        let resource = Arc::new(Resource { attributes: Attributes::from_pairs([("host.name", "n1")]) });
+        let points = vec![
+            NumberPoint::int(Attributes::from_pairs([("network.io.direction", "receive")]), 1, 2, 10),
+            NumberPoint::int(Attributes::from_pairs([("network.io.direction", "transmit")]), 1, 2, 20),
+        ];
+        MetricBatch::single(
+            resource,
+            Arc::new(Scope::default()),
+            vec![Metric::counter("network.forward.packets", "{packet}", "d", points)],
+        )
+    }
+
+    #[test]
+    fn verbosity_levels() {
+        let mut out = String::new();
+        render_metrics(&batch(), Verbosity::Basic, &mut out);
+        assert_eq!(out, "Metrics\t{\"resource metrics\": 1, \"metrics\": 1, \"data points\": 2}\n");
+        out.clear();
+        render_metrics(&batch(), Verbosity::Normal, &mut out);
+        assert!(
+            out.ends_with("network.forward.packets Sum(Cumulative, monotonic=true) unit={packet} points=2\n"),
+            "{out}"
+        );
+        out.clear();
+        render_metrics(&batch(), Verbosity::Detailed, &mut out);
+        assert!(out.contains("Resource {host.name=n1}"), "{out}");
+        assert!(out.contains("    {network.io.direction=transmit} = Int(20) @2 since 1\n"), "{out}");
+    }
+
+    #[test]
+    fn flows_one_line_per_record() {
+        let src: IpAddr = "198.18.0.1".parse().unwrap();
+        let dst: IpAddr = "2001:db8::2".parse().unwrap();
+        let mut r = FlowRecord::new(FlowKind::Drop, src, dst);
+        r.protocol = 17;
+        r.source_port = 5353;
+        r.destination_port = 53;
+        r.direction = Direction::Receive;
+        r.bytes = 60;
+        r.drop_reason = Some("NO_SOCKET".into());
+        let b = FlowBatch {
+            resource: Arc::new(Resource::default()),
+            records: vec![r.clone(), r],
+            acks: Default::default(),
+        };
+        let mut out = String::new();
+        render_flows(&b, Verbosity::Normal, &mut out);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[1],
+            "0 drop 198.18.0.1:5353 -> [2001:db8::2]:53 proto=17 dir=receive if=0 packets=1 bytes=60 reason=NO_SOCKET"
+        );
+    }
+
+    #[test]
+    fn sampling_keeps_the_first_n_per_second_then_every_mth() {
+        let config = DebugConfig { sampling_initial: 2, sampling_thereafter: 3, ..DebugConfig::default() };
+        let mut e = DebugExporter::new(config);
+        let printed: Vec<bool> = (0..8).map(|_| e.sampled()).collect();
+        assert_eq!(printed, vec![true, true, false, false, true, false, false, true]);
     }
 }
