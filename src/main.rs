@@ -166,8 +166,14 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             Some(tokio::spawn(server.serve(telemetry_stop.clone())))
         };
         let ready = health.clone();
+        let stopping = health.clone();
+        let stop = async move {
+            shutdown_signal().await;
+            // Not ready while stopping, so no new traffic is routed here.
+            stopping.set_ready(false);
+        };
         let report = graph
-            .run(registry, shutdown_signal(), move || {
+            .run(registry, stop, move || {
                 ready.set_ready(true);
                 tracing::info!("fovea is ready");
             })
