@@ -57,7 +57,7 @@ fn transfer(pair: &NsPair, server: IpAddr) -> SocketAddr {
 }
 
 /// A retransmit record as the debug exporter prints it:
-/// `<time> retransmit <src>:<port> -> <dst>:<port> proto=6 dir=transmit if=0 packets=N bytes=0 state=x`.
+/// `<time> retransmit <src:port> -> <dst:port> proto=6 dir=transmit if=0 packets=N bytes=0 state=x`.
 struct Printed {
     src: SocketAddr,
     dst: SocketAddr,
@@ -65,9 +65,9 @@ struct Printed {
     state: String,
 }
 
+/// `198.18.0.1:5000` or `[2001:db8::1]:5000`, as the debug exporter prints endpoints.
 fn endpoint(text: &str) -> Option<SocketAddr> {
-    let (ip, port) = text.rsplit_once(':')?;
-    Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+    text.parse().ok()
 }
 
 fn printed_retransmits(stdout: &str) -> Vec<Printed> {
