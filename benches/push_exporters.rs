@@ -8,7 +8,6 @@
 //! endpoint that counts body bytes. `cargo bench --bench push_exporters` prints a table.
 
 #[path = "../tests/support/otlp.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::net::SocketAddr;
@@ -152,7 +151,7 @@ fn main() {
     }
     let wire = Arc::new(AtomicU64::new(0));
     let rw = remote_write_sink(&sinks, wire.clone());
-    let config = RemoteWriteConfig::with_endpoint(&format!("http://{rw}/api/v1/write"));
+    let config = RemoteWriteConfig::with_endpoint(format!("http://{rw}/api/v1/write"));
     results.push(run_exporter(
         "prometheusremotewrite (snappy)",
         Box::new(RemoteWriteExporter::new("prw".into(), &config)),
