@@ -7,7 +7,8 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use fovea::ebpf::{RetransConfig, RetransRecord, TcpRetransProbe, TcpState};
+use fovea::ebpf::{RetransConfig, RetransRecord, TcpRetransProbe};
+use fovea::model::TcpState;
 use support::netns::{Netns, NsPair};
 
 const PORT: u16 = 5201;
@@ -114,12 +115,15 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
         assert_eq!(r.tuple.protocol, 6);
         assert_eq!(SocketAddr::new(r.tuple.dst, r.tuple.dst_port), server);
         assert!(
-            matches!(r.state, TcpState::SynSent | TcpState::Established | TcpState::FinWait1 | TcpState::Closing),
+            matches!(r.state, Some(TcpState::SynSent | TcpState::Established | TcpState::FinWait1 | TcpState::Closing)),
             "a sender retransmits in SYN_SENT/ESTABLISHED/FIN_WAIT1/CLOSING, got {:?}",
             r.state
         );
     }
-    assert!(from_client.iter().any(|r| r.state == TcpState::Established), "data retransmits happen in ESTABLISHED");
+    assert!(
+        from_client.iter().any(|r| r.state == Some(TcpState::Established)),
+        "data retransmits happen in ESTABLISHED"
+    );
     let foreign = segs(&mut all.iter().filter(|r| !is_ours(r)));
     if foreign > 0 {
         eprintln!("note: {foreign} retransmitted segments from elsewhere on this machine");

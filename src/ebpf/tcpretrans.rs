@@ -19,6 +19,7 @@ use super::objects::{MAP_COUNTS, MAP_RECORDS, TCPRETRANS};
 use super::preflight::{self, Needs, PreflightError};
 use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
+use crate::model::TcpState;
 
 const PROG_SKB: &str = "fovea_retrans_skb";
 const PROG_SYNACK: &str = "fovea_retrans_synack";
@@ -93,77 +94,6 @@ pub enum RetransKind {
     SynAck,
 }
 
-/// TCP connection state (`include/net/tcp_states.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpState {
-    /// ESTABLISHED.
-    Established,
-    /// SYN_SENT.
-    SynSent,
-    /// SYN_RECV.
-    SynRecv,
-    /// FIN_WAIT1.
-    FinWait1,
-    /// FIN_WAIT2.
-    FinWait2,
-    /// TIME_WAIT.
-    TimeWait,
-    /// CLOSE.
-    Close,
-    /// CLOSE_WAIT.
-    CloseWait,
-    /// LAST_ACK.
-    LastAck,
-    /// LISTEN.
-    Listen,
-    /// CLOSING.
-    Closing,
-    /// NEW_SYN_RECV.
-    NewSynRecv,
-    /// A value this build does not know.
-    Other(u8),
-}
-
-impl TcpState {
-    /// Decodes the kernel's state number.
-    pub fn from_code(code: u8) -> Self {
-        match code {
-            1 => Self::Established,
-            2 => Self::SynSent,
-            3 => Self::SynRecv,
-            4 => Self::FinWait1,
-            5 => Self::FinWait2,
-            6 => Self::TimeWait,
-            7 => Self::Close,
-            8 => Self::CloseWait,
-            9 => Self::LastAck,
-            10 => Self::Listen,
-            11 => Self::Closing,
-            12 => Self::NewSynRecv,
-            n => Self::Other(n),
-        }
-    }
-
-    /// The kernel's name without `TCP_` (`ESTABLISHED`, `SYN_SENT` ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Established => "ESTABLISHED",
-            Self::SynSent => "SYN_SENT",
-            Self::SynRecv => "SYN_RECV",
-            Self::FinWait1 => "FIN_WAIT1",
-            Self::FinWait2 => "FIN_WAIT2",
-            Self::TimeWait => "TIME_WAIT",
-            Self::Close => "CLOSE",
-            Self::CloseWait => "CLOSE_WAIT",
-            Self::LastAck => "LAST_ACK",
-            Self::Listen => "LISTEN",
-            Self::Closing => "CLOSING",
-            Self::NewSynRecv => "NEW_SYN_RECV",
-            Self::Other(_) => "UNKNOWN",
-        }
-    }
-}
-
 /// One retransmission, as seen by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetransRecord {
@@ -171,8 +101,8 @@ pub struct RetransRecord {
     pub time: SystemTime,
     /// The connection, source = the retransmitting (local) side.
     pub tuple: FlowTuple,
-    /// Connection state at the time.
-    pub state: TcpState,
+    /// Connection state at the time; `None` for a state number this build does not know.
+    pub state: Option<TcpState>,
     /// Segment or SYN-ACK.
     pub kind: RetransKind,
     /// Segments in the retransmitted skb.
@@ -208,7 +138,7 @@ impl RingRecord for RetransRecord {
         Some(Self {
             time: clock.to_system_time(raw.boot_ns),
             tuple: raw.tuple.to_flow()?,
-            state: TcpState::from_code(raw.state),
+            state: TcpState::from_linux(raw.state),
             kind: if raw.kind == 1 { RetransKind::SynAck } else { RetransKind::Segment },
             segments: raw.segments,
             err: raw.err,

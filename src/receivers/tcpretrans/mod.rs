@@ -28,7 +28,7 @@ use crate::ebpf::{
 };
 use crate::model::{
     Attributes, Direction, FlowBatch, FlowKind, FlowRecord, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope,
-    Signal, TcpState, now_unix_nano,
+    Signal, now_unix_nano,
 };
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
 use crate::telemetry::ComponentKind;
@@ -70,24 +70,6 @@ impl ProbeHealth for Held {
     }
 }
 
-fn tcp_state(s: ebpf::TcpState) -> Option<TcpState> {
-    Some(match s {
-        ebpf::TcpState::Established => TcpState::Established,
-        ebpf::TcpState::SynSent => TcpState::SynSent,
-        ebpf::TcpState::SynRecv => TcpState::SynReceived,
-        ebpf::TcpState::FinWait1 => TcpState::FinWait1,
-        ebpf::TcpState::FinWait2 => TcpState::FinWait2,
-        ebpf::TcpState::TimeWait => TcpState::TimeWait,
-        ebpf::TcpState::Close => TcpState::Closed,
-        ebpf::TcpState::CloseWait => TcpState::CloseWait,
-        ebpf::TcpState::LastAck => TcpState::LastAck,
-        ebpf::TcpState::Listen => TcpState::Listen,
-        ebpf::TcpState::Closing => TcpState::Closing,
-        ebpf::TcpState::NewSynRecv => TcpState::NewSynRecv,
-        ebpf::TcpState::Other(_) => return None,
-    })
-}
-
 /// A retransmission as a flow record, `None` for attempts the kernel did not count.
 fn to_flow(r: &RetransRecord) -> Option<FlowRecord> {
     if !r.counted() {
@@ -100,7 +82,7 @@ fn to_flow(r: &RetransRecord) -> Option<FlowRecord> {
     f.protocol = r.tuple.protocol;
     f.direction = Direction::Transmit;
     f.packets = u64::from(r.segments);
-    f.tcp_state = tcp_state(r.state);
+    f.tcp_state = r.state;
     if r.kind == RetransKind::SynAck {
         // the segment retransmitted was a SYN-ACK
         f.tcp_flags = 0x12;
@@ -277,6 +259,7 @@ mod tests {
 
     use super::*;
     use crate::ebpf::FlowTuple;
+    use crate::model::TcpState;
 
     fn record(err: i32) -> RetransRecord {
         RetransRecord {
@@ -288,7 +271,7 @@ mod tests {
                 dst_port: 5201,
                 protocol: 6,
             },
-            state: ebpf::TcpState::Established,
+            state: Some(TcpState::Established),
             kind: RetransKind::Segment,
             segments: 12,
             err,
