@@ -6,6 +6,7 @@
 //! [`tracing_probe`]. `linuxutil` reads the kernel's counters without eBPF; `otlp`
 //! receives OTLP metrics from other agents.
 
+pub mod config;
 pub mod dropreason;
 pub mod ebpf_telemetry;
 pub mod links;

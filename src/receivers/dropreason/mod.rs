@@ -20,7 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use smol_str::SmolStr;
 
-pub use config::{DropreasonConfig, FlowsConfig};
+pub use config::DropreasonConfig;
 
 use super::ebpf_telemetry::{self, ProbeHealth};
 use super::tracing_probe::{TracingDriver, TracingProbe, TracingReceiver};

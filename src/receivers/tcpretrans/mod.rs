@@ -17,7 +17,7 @@ mod config;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-pub use config::{FlowsConfig, TcpretransConfig};
+pub use config::TcpretransConfig;
 
 use super::ebpf_telemetry::{self, ProbeHealth};
 use super::tracing_probe::{TracingDriver, TracingProbe, TracingReceiver};
