@@ -12,12 +12,12 @@ use std::time::SystemTime;
 
 use aya::maps::{MapError, PerCpuArray};
 use aya::programs::{ProgramError, TracePoint};
-use aya::{Ebpf, EbpfError, EbpfLoader};
+use aya::{Ebpf, EbpfError};
 
 use super::FlowTuple;
-use super::objects::{MAP_COUNTS, MAP_RECORDS, TCPRETRANS};
+use super::objects::{MAP_COUNTS, TCPRETRANS};
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 use crate::model::TcpState;
 
@@ -162,22 +162,14 @@ unsafe impl aya::Pod for RawRetransCount {}
 /// The tcpretrans probe, attached from load until drop.
 pub struct TcpRetransProbe {
     ebpf: Ebpf,
-    records_taken: bool,
 }
 
 impl TcpRetransProbe {
     /// Checks prerequisites, loads and attaches both tracepoints.
     pub fn load(config: RetransConfig) -> Result<Self, RetransError> {
-        if !config.ring_bytes.is_power_of_two() || config.ring_bytes < 4096 {
-            return Err(RetransError::Config(format!(
-                "ring_bytes {} must be a power of two of at least 4096",
-                config.ring_bytes
-            )));
-        }
+        records::check_ring_bytes(config.ring_bytes).map_err(RetransError::Config)?;
         preflight::check(Needs::TRACING)?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("record_rate_per_sec", &config.record_rate_per_sec, true)
-            .map_max_entries(MAP_RECORDS, config.ring_bytes)
+        let mut ebpf = records::recording_loader(&config.record_rate_per_sec, config.ring_bytes)
             .load(TCPRETRANS)
             .map_err(RetransError::Load)?;
         for (program, tracepoint) in [(PROG_SKB, "tcp_retransmit_skb"), (PROG_SYNACK, "tcp_retransmit_synack")] {
@@ -187,7 +179,7 @@ impl TcpRetransProbe {
             prog.load().map_err(err)?;
             prog.attach("tcp", tracepoint).map_err(err)?;
         }
-        Ok(Self { ebpf, records_taken: false })
+        Ok(Self { ebpf })
     }
 
     /// Cumulative totals since load.
@@ -210,12 +202,7 @@ impl TcpRetransProbe {
 
     /// Takes the flow-record stream (once); call inside a tokio runtime.
     pub fn take_records(&mut self) -> Result<RecordStream<RetransRecord>, RetransError> {
-        if self.records_taken {
-            return Err(RetransError::RecordsTaken);
-        }
-        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(RetransError::RecordsTaken)?;
-        self.records_taken = true;
-        Ok(RecordStream::new(map)?)
+        Ok(records::take_stream(&mut self.ebpf).ok_or(RetransError::RecordsTaken)??)
     }
 
     /// Records emitted, capped by the per-second limit, and lost to a full ring.
