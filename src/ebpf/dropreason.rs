@@ -13,13 +13,13 @@
 
 use std::time::SystemTime;
 
-use aya::maps::{MapError, PerCpuHashMap};
+use aya::maps::MapError;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfError};
 
 use super::btf::DropReasons;
+use super::counters;
 use super::objects::{DROPREASON, MAP_COUNTS};
-use super::packetforward::RawCount;
 use super::preflight::{self, Needs, PreflightError};
 use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
@@ -222,23 +222,12 @@ impl DropProbe {
 
     /// Cumulative drops per (reason, direction), summed over CPUs, sorted.
     pub fn counters(&self) -> Result<Vec<DropCount>, DropError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
-        let counts = PerCpuHashMap::<_, RawDropKey, RawCount>::try_from(map)?;
-        let mut out = Vec::new();
-        for entry in counts.iter() {
-            let (key, per_cpu) = match entry {
-                Ok(e) => e,
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-            out.push(DropCount {
-                reason_code: key.reason,
-                direction: Direction::from_code(key.direction),
-                packets,
-                bytes,
-            });
-        }
+        let mut out = counters::sum_per_key(&self.ebpf, |key: RawDropKey, count| DropCount {
+            reason_code: key.reason,
+            direction: Direction::from_code(key.direction),
+            packets: count.packets,
+            bytes: count.bytes,
+        })?;
         out.sort_by_key(|c| (c.reason_code, c.direction));
         Ok(out)
     }

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod btf;
+mod counters;
 pub mod dropreason;
 mod objects;
 pub mod packetforward;

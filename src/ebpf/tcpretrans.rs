@@ -15,7 +15,8 @@ use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError};
 
 use super::FlowTuple;
-use super::objects::{MAP_COUNTS, TCPRETRANS};
+use super::counters;
+use super::objects::TCPRETRANS;
 use super::preflight::{self, Needs, PreflightError};
 use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
@@ -184,8 +185,7 @@ impl TcpRetransProbe {
 
     /// Cumulative totals since load.
     pub fn totals(&self) -> Result<RetransTotals, RetransError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
-        let counts = PerCpuArray::<_, RawRetransCount>::try_from(map)?;
+        let counts = PerCpuArray::<_, RawRetransCount>::try_from(counters::counts_map(&self.ebpf)?)?;
         let per_cpu = counts.get(&0, 0)?;
         Ok(per_cpu.iter().fold(RetransTotals::default(), |t, c| RetransTotals {
             segments: t.segments + c.segments,
