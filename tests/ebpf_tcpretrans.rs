@@ -3,54 +3,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{IpAddr, SocketAddr};
 
 use fovea::ebpf::{RetransConfig, RetransRecord, TcpRetransProbe};
 use fovea::model::TcpState;
-use support::netns::{Netns, NsPair};
+use support::netns::NsPair;
+use support::tcp::{BYTES, transfer};
 
 const PORT: u16 = 5201;
-const BYTES: usize = 2 * 1024 * 1024;
-
-/// True while any socket on PORT in `ns` may still retransmit (anything but TIME-WAIT).
-fn busy(ns: &Netns) -> bool {
-    let out = ns.exec("ss", &["-Htan", &format!("( sport = :{PORT} or dport = :{PORT} )")]);
-    out.lines().any(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("LISTEN") && !l.trim().is_empty())
-}
-
-/// Sends BYTES from pair.a to pair.b over `family` through a 20 % random drop in b's input,
-/// then waits until no side can retransmit any more. Returns the client's address.
-fn transfer(pair: &NsPair, server: IpAddr) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let srv = pair.b.spawn_in(move || {
-        let listener = TcpListener::bind(SocketAddr::new(server, PORT)).expect("bind");
-        tx.send(()).expect("ready");
-        let (mut conn, _) = listener.accept().expect("accept");
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).expect("read");
-        got.len()
-    });
-    rx.recv().expect("server ready");
-    let client = pair.a.run_in(move || {
-        let mut conn =
-            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(30)).expect("connect");
-        let local = conn.local_addr().expect("local");
-        conn.write_all(&vec![0xab; BYTES]).expect("write");
-        conn.shutdown(Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        conn.read_to_end(&mut rest).expect("wait for the server's close");
-        local
-    });
-    assert_eq!(srv.join().expect("server"), BYTES, "all bytes arrived");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while busy(&pair.a) || busy(&pair.b) {
-        assert!(Instant::now() < deadline, "connection never finished closing");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    client
-}
 
 fn retransmits_match_nstat(ipv6: bool, test: &str) {
     if !support::require_tools(test, &["ip", "nft", "nstat", "ss"]) {
@@ -79,7 +39,7 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     let mut records = probe.take_records().expect("records");
 
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
-    let client = transfer(&pair, server_ip);
+    let client = transfer(&pair, server_ip, PORT);
     let (a1, b1) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
     let (sender, receiver) = (a1 - a0, b1 - b0);
     let (dropped, _) = pair.b.nft_counter("inet", "fovea_t", "dropped");
