@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use config::{Encoding, OtlpHttpExporterConfig, signal_url};
-pub use transport::{HttpTransport, HttpTransportError, classify, error_message, retry_after};
+pub use transport::{HttpTransport, HttpTransportError, classify, error_message};
 
 use crate::config::parse_component;
 use crate::exporters::delivery::DeliveryExporter;

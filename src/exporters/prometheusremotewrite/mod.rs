@@ -46,7 +46,7 @@ pub use config::{
 };
 pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
 pub use series::SERIES_TTL;
-pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples, retry_after};
+pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples};
 
 use crate::config::{ConfigError, parse_component};
 use crate::exporters::delivery::{DeliveryExporter, Encoder, Transport};

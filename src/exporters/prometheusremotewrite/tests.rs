@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prost::Message;
 
@@ -497,15 +497,6 @@ fn flows_cannot_be_encoded() {
     let encoder = RemoteWriteEncoder::new(&config(|_| {}));
     let err = encoder.encode_counted(&Payload::from(crate::model::FlowBatch::default()), &mut Vec::new());
     assert_eq!(err.expect_err("flows"), "prometheusremotewrite exports metrics only, not flows");
-}
-
-#[test]
-fn retry_after_reads_seconds_and_dates() {
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
-    let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-    assert_eq!(retry_after(&date, now), Some(Duration::from_secs(30)));
-    assert_eq!(retry_after("soon", now), None);
 }
 
 /// Status, headers and body of one answer of the test server.
