@@ -18,6 +18,7 @@ use crate::otlp::proto::collector::logs::v1::{ExportLogsServiceRequest, ExportLo
 use crate::otlp::proto::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use crate::otlp::status::RpcStatus;
 use crate::otlp::tls::{ClientTls, TlsError};
+use crate::pipeline::ComponentError;
 
 /// Errors of setting up the HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +63,6 @@ impl HttpTransport {
             timeout: config.timeout,
             client: OnceLock::new(),
         }
-    }
-
-    /// Loads the TLS material (for `https://` URLs) and builds the client.
-    pub fn connect(&self) -> Result<(), HttpTransportError> {
-        self.client().map(|_| ())
     }
 
     fn client(&self) -> Result<reqwest::Client, HttpTransportError> {
@@ -181,6 +177,11 @@ fn partial_success(signal: Signal, content_type: &str, body: &[u8]) -> Result<Se
 
 #[async_trait]
 impl Transport for HttpTransport {
+    /// Loads the TLS material (for `https://` URLs) and builds the client.
+    fn connect(&self) -> Result<(), ComponentError> {
+        Ok(self.client().map(|_| ())?)
+    }
+
     async fn send(&self, request: &Request) -> Result<Sent, SendError> {
         let url = match request.signal {
             Signal::Metrics => &self.metrics_url,

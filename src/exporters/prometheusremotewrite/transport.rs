@@ -22,6 +22,7 @@ use super::proto::WriteRequest;
 use crate::exporters::delivery::{Request, SendError, Sent, Transport};
 use crate::exporters::http_client::{self, RetryableStatuses};
 use crate::otlp::tls::ClientTls;
+use crate::pipeline::ComponentError;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("fovea/", env!("CARGO_PKG_VERSION"));
@@ -96,11 +97,6 @@ impl RemoteWriteTransport {
             retry_on_429: config.retry_on_http_429,
             client: OnceLock::new(),
         }
-    }
-
-    /// Loads the TLS material (for `https://` URLs) and builds the HTTP client.
-    pub fn connect(&self) -> Result<(), RemoteWriteError> {
-        self.client().map(|_| ())
     }
 
     fn client(&self) -> Result<reqwest::Client, RemoteWriteError> {
@@ -231,6 +227,11 @@ pub fn refuses_samples(status: StatusCode, body: &[u8]) -> bool {
 
 #[async_trait]
 impl Transport for RemoteWriteTransport {
+    /// Loads the TLS material (for `https://` URLs) and builds the HTTP client.
+    fn connect(&self) -> Result<(), ComponentError> {
+        Ok(self.client().map(|_| ())?)
+    }
+
     async fn send(&self, request: &Request) -> Result<Sent, SendError> {
         match self.post(&request.body).await {
             (Err(SendError::Permanent { reason }), true) => self.bisect(request, reason).await,
