@@ -41,9 +41,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use config::{
-    DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, RetryOnFailure, TargetInfo,
-};
+pub use config::{DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, TargetInfo};
 pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
 pub use series::SERIES_TTL;
 pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples};
@@ -96,7 +94,7 @@ impl RemoteWriteExporter {
         let delivery = DeliveryExporter::new(
             id,
             config.sending_queue(),
-            config.retry_on_failure.to_retry_config(),
+            config.retry_on_failure.clone(),
             encoder.clone() as Arc<dyn Encoder>,
             Arc::new(RemoteWriteTransport::new(config)),
         );

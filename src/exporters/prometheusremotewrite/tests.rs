@@ -671,7 +671,7 @@ fn the_queue_always_has_one_consumer_and_prw_retry_defaults() {
     let c = config(|c| c.remote_write_queue.num_consumers = 8);
     let q = c.sending_queue();
     assert_eq!((q.enabled, q.num_consumers, q.queue_size, q.block_on_overflow), (true, 1, 10_000, false));
-    let r = c.retry_on_failure.to_retry_config();
+    let r = &c.retry_on_failure;
     assert_eq!(
         (r.enabled, r.initial_interval, r.max_interval, r.max_elapsed_time),
         (true, Duration::from_millis(50), Duration::from_secs(30), Duration::from_secs(300))
