@@ -137,10 +137,6 @@ impl Dropreason {
     }
 }
 
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 impl TracingReceiver for Dropreason {
     type Probe = DropProbe;
     const NAME: &'static str = "dropreason";
@@ -177,8 +173,8 @@ impl TracingReceiver for Dropreason {
                 ("drop.reason", self.reasons.name(c.reason_code)),
                 ("network.io.direction", SmolStr::new_static(c.direction.as_otel())),
             ]);
-            packets.push(NumberPoint::int(attrs.clone(), start, now, to_i64(c.packets)));
-            bytes.push(NumberPoint::int(attrs, start, now, to_i64(c.bytes)));
+            packets.push(NumberPoint::count(attrs.clone(), start, now, c.packets));
+            bytes.push(NumberPoint::count(attrs, start, now, c.bytes));
         }
         let metrics = vec![
             Metric::counter(

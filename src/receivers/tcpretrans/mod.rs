@@ -136,7 +136,7 @@ impl TracingReceiver for Tcpretrans {
     }
 
     fn to_metrics(&mut self, segments: u64, start: u64, now: u64) -> MetricBatch {
-        let point = NumberPoint::int(Attributes::new(), start, now, i64::try_from(segments).unwrap_or(i64::MAX));
+        let point = NumberPoint::count(Attributes::new(), start, now, segments);
         let metric = Metric::counter(
             "network.tcp.retransmits",
             "{segment}",
