@@ -42,12 +42,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<DropreasonConfig, String> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), format!("receivers:\n  dropreason: {body}\n")).expect("write");
-        let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
-        let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
-        let node = doc.root.get("receivers").and_then(|r| r.get("dropreason")).expect("node");
-        crate::config::parse_component(node, "receivers::dropreason").map_err(|e| e.to_string())
+        crate::receivers::config::parse_receiver("dropreason", body)
     }
 
     #[test]

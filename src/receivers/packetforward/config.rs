@@ -95,12 +95,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<PacketforwardConfig, String> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), format!("receivers:\n  packetforward: {body}\n")).expect("write");
-        let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
-        let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
-        let node = doc.root.get("receivers").and_then(|r| r.get("packetforward")).expect("node");
-        crate::config::parse_component(node, "receivers::packetforward").map_err(|e| e.to_string())
+        crate::receivers::config::parse_receiver("packetforward", body)
     }
 
     #[test]
