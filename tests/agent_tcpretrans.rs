@@ -8,12 +8,12 @@
 mod agent;
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent::{Agent, wait_collections};
 use support::netns::NsPair;
-use support::tcp::transfer;
+use support::tcp;
 
 const PORT: u16 = 5202;
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -57,17 +57,8 @@ fn retransmits_equal_nstat(ipv6: bool, test: &str) {
     }
     let _lock = support::kernel_lock();
     let pair = NsPair::new();
-    let (client_ip, server_ip): (IpAddr, IpAddr) =
-        if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) };
-    let ipf = if ipv6 { "ip6" } else { "ip" };
-    pair.b.nft(&format!(
-        "table inet fovea_t {{
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                {ipf} saddr {client_ip} tcp dport {PORT} numgen random mod 100 < 20 drop
-            }}
-        }}"
-    ));
+    let (client_ip, server_ip) = tcp::endpoints(&pair, ipv6);
+    tcp::drop_one_in_five(&pair, client_ip, PORT);
     let agent = Agent::start(
         "receivers:
   tcpretrans: {collection_interval: 1s, flows: {max_records_per_second: 100000}}
@@ -85,7 +76,7 @@ service:
     let v0 = total(&agent.scrape());
     let printed_before = agent.stdout().len();
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
-    let client = transfer(&pair, server_ip, PORT);
+    let client = tcp::transfer(&pair, server_ip, PORT);
     let (sender, receiver) = (pair.a.nstat("TcpRetransSegs") - a0, pair.b.nstat("TcpRetransSegs") - b0);
     assert!(sender > 0, "the 20 % drop caused retransmits");
     wait_collections(INTERVAL, 2);

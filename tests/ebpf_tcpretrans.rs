@@ -3,12 +3,12 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use fovea::ebpf::{RetransConfig, RetransRecord, TcpRetransProbe};
 use fovea::model::TcpState;
 use support::netns::NsPair;
-use support::tcp::{BYTES, transfer};
+use support::tcp::{self, BYTES};
 
 const PORT: u16 = 5201;
 
@@ -18,19 +18,8 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     }
     let _lock = support::kernel_lock();
     let pair = NsPair::new();
-    let (client_ip, server_ip): (IpAddr, IpAddr) =
-        if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) };
-    let ipf = if ipv6 { "ip6" } else { "ip" };
-    let src = client_ip;
-    pair.b.nft(&format!(
-        "table inet fovea_t {{
-            counter dropped {{}}
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                {ipf} saddr {src} tcp dport {PORT} numgen random mod 100 < 20 counter name \"dropped\" drop
-            }}
-        }}"
-    ));
+    let (client_ip, server_ip) = tcp::endpoints(&pair, ipv6);
+    tcp::drop_one_in_five(&pair, client_ip, PORT);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let _enter = rt.enter();
@@ -39,7 +28,7 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     let mut records = probe.take_records().expect("records");
 
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
-    let client = transfer(&pair, server_ip, PORT);
+    let client = tcp::transfer(&pair, server_ip, PORT);
     let (a1, b1) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
     let (sender, receiver) = (a1 - a0, b1 - b0);
     let (dropped, _) = pair.b.nft_counter("inet", "fovea_t", "dropped");

@@ -1,6 +1,5 @@
-//! A TCP transfer between the two namespaces of an [`NsPair`], for tests that make the sender
-//! retransmit (through a random drop the test installs) and then compare counts once every
-//! retransmission is over.
+//! A TCP transfer between the two namespaces of an [`NsPair`] through a random drop, for tests
+//! that make the sender retransmit and then compare counts once every retransmission is over.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -10,6 +9,26 @@ use super::netns::{Netns, NsPair};
 
 /// Bytes one [`transfer`] sends.
 pub const BYTES: usize = 2 * 1024 * 1024;
+
+/// The client (in `pair.a`) and server (in `pair.b`) addresses, IPv6 or IPv4.
+pub fn endpoints(pair: &NsPair, ipv6: bool) -> (IpAddr, IpAddr) {
+    if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) }
+}
+
+/// Drops one in five of `client`'s segments to `port` at random at `pair.b`'s input, so the
+/// client retransmits; they are counted in nft counter `dropped` of table `inet fovea_t`.
+pub fn drop_one_in_five(pair: &NsPair, client: IpAddr, port: u16) {
+    let ipf = if client.is_ipv6() { "ip6" } else { "ip" };
+    pair.b.nft(&format!(
+        "table inet fovea_t {{
+            counter dropped {{}}
+            chain input {{
+                type filter hook input priority 0; policy accept;
+                {ipf} saddr {client} tcp dport {port} numgen random mod 100 < 20 counter name \"dropped\" drop
+            }}
+        }}"
+    ));
+}
 
 /// True while any socket on `port` in `ns` may still retransmit (anything but TIME-WAIT).
 pub fn busy(ns: &Netns, port: u16) -> bool {
