@@ -20,8 +20,8 @@ use axum::body::Bytes;
 use axum::routing::post;
 use tokio_util::sync::CancellationToken;
 
-use fovea::exporters::otlp::{OtlpExporterConfig, OtlpGrpcExporter};
-use fovea::exporters::otlphttp::{OtlpHttpExporter, OtlpHttpExporterConfig};
+use fovea::exporters::otlp::{self, OtlpExporterConfig};
+use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
 use fovea::exporters::prometheusremotewrite::{RemoteWriteConfig, RemoteWriteExporter};
 use fovea::model::{MetricBatch, Payload, Signal};
 use fovea::pipeline::{Exporter, ExporterContext, Input};
@@ -135,7 +135,7 @@ fn main() {
         }))
         .unwrap();
         let wire = Arc::new(AtomicU64::new(0));
-        results.push(run_exporter(name, Box::new(OtlpGrpcExporter::new(name.into(), &config).unwrap()), wire));
+        results.push(run_exporter(name, Box::new(otlp::exporter(name.into(), &config).unwrap()), wire));
     }
     for compression in ["gzip", "zstd"] {
         let name: &'static str = Box::leak(format!("otlphttp (protobuf, {compression})").into_boxed_str());
@@ -145,7 +145,7 @@ fn main() {
         .unwrap();
         results.push(run_exporter(
             name,
-            Box::new(OtlpHttpExporter::new(name.into(), &config)),
+            Box::new(otlphttp::exporter(name.into(), &config)),
             Arc::new(AtomicU64::new(0)),
         ));
     }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use agent::{Agent, Launch};
 use support::netns::{LinkOptions, Pod};
+use support::tc::our_tcx_programs;
 
 /// `fovea run` without `--config` (endpoints moved to free ports with `--set`).
 #[test]
@@ -61,21 +62,6 @@ fn agent_default_config_serves_all_node_receivers() {
     assert!(agent.stdout().contains("Metrics\t"), "debug exporter summaries: {}", agent.stdout());
     let (status, out) = agent.terminate();
     assert!(status.success(), "clean exit: {out}");
-}
-
-/// Our TCX programs on `iface` (both hooks), by kernel program name (truncated to 15 bytes).
-fn our_tcx_programs(iface: &str) -> usize {
-    use aya::programs::{SchedClassifier, TcAttachType};
-    [TcAttachType::Ingress, TcAttachType::Egress]
-        .into_iter()
-        .map(|t| {
-            SchedClassifier::query_tcx(iface, t)
-                .map(|(_, progs)| {
-                    progs.iter().filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("fovea_fwd_"))).count()
-                })
-                .unwrap_or(0)
-        })
-        .sum()
 }
 
 /// Without CAP_BPF, CAP_SYS_ADMIN, CAP_PERFMON and CAP_NET_ADMIN the agent exits non-zero with

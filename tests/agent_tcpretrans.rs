@@ -8,53 +8,15 @@
 mod agent;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use agent::{Agent, wait_collections};
-use support::netns::{Netns, NsPair};
+use support::netns::NsPair;
+use support::tcp;
 
 const PORT: u16 = 5202;
-const BYTES: usize = 2 * 1024 * 1024;
 const INTERVAL: Duration = Duration::from_secs(1);
-
-/// True while any socket on PORT in `ns` may still retransmit (anything but TIME-WAIT).
-fn busy(ns: &Netns) -> bool {
-    let out = ns.exec("ss", &["-Htan", &format!("( sport = :{PORT} or dport = :{PORT} )")]);
-    out.lines().any(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("LISTEN") && !l.trim().is_empty())
-}
-
-/// Sends BYTES from pair.a to pair.b and waits until no side can retransmit; returns the client.
-fn transfer(pair: &NsPair, server: IpAddr) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let srv = pair.b.spawn_in(move || {
-        let listener = TcpListener::bind(SocketAddr::new(server, PORT)).expect("bind");
-        tx.send(()).expect("ready");
-        let (mut conn, _) = listener.accept().expect("accept");
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).expect("read");
-        got.len()
-    });
-    rx.recv().expect("server ready");
-    let client = pair.a.run_in(move || {
-        let mut conn =
-            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(30)).expect("connect");
-        let local = conn.local_addr().expect("local");
-        conn.write_all(&vec![0xab; BYTES]).expect("write");
-        conn.shutdown(Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        conn.read_to_end(&mut rest).expect("wait for the server's close");
-        local
-    });
-    assert_eq!(srv.join().expect("server"), BYTES, "all bytes arrived");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while busy(&pair.a) || busy(&pair.b) {
-        assert!(Instant::now() < deadline, "connection never finished closing");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    client
-}
 
 /// A retransmit record as the debug exporter prints it:
 /// `<time> retransmit <src:port> -> <dst:port> proto=6 dir=transmit if=0 packets=N bytes=0 state=x`.
@@ -95,17 +57,8 @@ fn retransmits_equal_nstat(ipv6: bool, test: &str) {
     }
     let _lock = support::kernel_lock();
     let pair = NsPair::new();
-    let (client_ip, server_ip): (IpAddr, IpAddr) =
-        if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) };
-    let ipf = if ipv6 { "ip6" } else { "ip" };
-    pair.b.nft(&format!(
-        "table inet fovea_t {{
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                {ipf} saddr {client_ip} tcp dport {PORT} numgen random mod 100 < 20 drop
-            }}
-        }}"
-    ));
+    let (client_ip, server_ip) = tcp::endpoints(&pair, ipv6);
+    tcp::drop_one_in_five(&pair, client_ip, PORT);
     let agent = Agent::start(
         "receivers:
   tcpretrans: {collection_interval: 1s, flows: {max_records_per_second: 100000}}
@@ -123,7 +76,7 @@ service:
     let v0 = total(&agent.scrape());
     let printed_before = agent.stdout().len();
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
-    let client = transfer(&pair, server_ip);
+    let client = tcp::transfer(&pair, server_ip, PORT);
     let (sender, receiver) = (pair.a.nstat("TcpRetransSegs") - a0, pair.b.nstat("TcpRetransSegs") - b0);
     assert!(sender > 0, "the 20 % drop caused retransmits");
     wait_collections(INTERVAL, 2);

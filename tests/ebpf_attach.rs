@@ -9,23 +9,18 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fovea::ebpf::preflight::{self, Needs};
-use fovea::ebpf::tc::{self, FilterInfo};
-use fovea::ebpf::{
-    AttachMode, ClsactOptions, DropConfig, DropProbe, ForwardOptions, ForwardProbe, RetransConfig, TcHook,
-    TcpRetransProbe,
-};
-use support::netns::{LinkOptions, LinkStats, Pod};
+use fovea::ebpf::{AttachMode, DropConfig, DropProbe, ForwardOptions, ForwardProbe, RetransConfig, TcpRetransProbe};
+use support::netns::{LinkOptions, Pod};
+use support::tc::{OtherFilter, our_filters, our_tcx_programs};
+use support::wait_until;
 
 const CHILD_IFACE: &str = "FOVEA_TEST_CHILD_IFACE";
 const CHILD_MODE: &str = "FOVEA_TEST_CHILD_MODE";
 const CHILD_NOCAPS: &str = "FOVEA_TEST_CHILD_NOCAPS";
-const OTHER_PORT: u16 = 7777;
-const OURS: [&str; 2] = ["fovea_fwd_ingress", "fovea_fwd_egress"];
 
 /// Child: attach the forward probe to $FOVEA_TEST_CHILD_IFACE, say so, and wait to be killed.
 #[test]
@@ -91,143 +86,6 @@ fn spawn_holder(iface: &str, mode: &str) -> Child {
         }
     }
     panic!("child exited without attaching: {:?}", c.wait());
-}
-
-/// Another party's filter: u32 on ingress, UDP dport 7777 redirected to a sink veth.
-struct OtherFilter {
-    iface: String,
-    sink: String,
-}
-
-impl OtherFilter {
-    fn install(iface: &str) -> Self {
-        let sink = format!("fvs{}", &iface[3..]);
-        support::run("ip", &["link", "add", &sink, "type", "veth", "peer", "name", &format!("{sink}p")]);
-        // no IPv6 on the sink, so its tx counter only moves with redirected packets
-        for end in [sink.clone(), format!("{sink}p")] {
-            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{end}/disable_ipv6"), "1");
-            support::run("ip", &["link", "set", &end, "up"]);
-        }
-        support::run("tc", &["qdisc", "add", "dev", iface, "clsact"]);
-        support::run(
-            "tc",
-            &[
-                "filter",
-                "add",
-                "dev",
-                iface,
-                "ingress",
-                "protocol",
-                "ip",
-                "prio",
-                "10",
-                "handle",
-                "800::7",
-                "u32",
-                "match",
-                "ip",
-                "dport",
-                &OTHER_PORT.to_string(),
-                "0xffff",
-                "action",
-                "mirred",
-                "egress",
-                "redirect",
-                "dev",
-                &sink,
-            ],
-        );
-        Self { iface: iface.into(), sink }
-    }
-
-    /// Packets its mirred action has redirected.
-    fn action_packets(&self) -> u64 {
-        let json = support::run("tc", &["-s", "-j", "filter", "show", "dev", &self.iface, "ingress"]);
-        let v: serde_json::Value = serde_json::from_str(&json).expect("tc json");
-        v.as_array()
-            .expect("array")
-            .iter()
-            .find(|f| f["options"]["fh"] == "800::7")
-            .and_then(|f| f["options"]["actions"][0]["stats"]["packets"].as_u64())
-            .expect("the other filter is still installed")
-    }
-
-    /// Sends K datagrams from the pod to the host's port 7777 and checks that all K were
-    /// redirected by the other filter (its counter and the sink interface agree) and none
-    /// reached the host socket.
-    fn assert_working(&self, pod: &Pod, phase: &str) {
-        const K: u64 = 5;
-        let addr = SocketAddr::new(pod.addrs.a4.into(), OTHER_PORT);
-        let host = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("{phase}: bind {addr}: {e}"));
-        host.set_nonblocking(true).expect("nonblocking");
-        let before = (self.action_packets(), LinkStats::host(&self.sink).tx_packets);
-        let (src, dst) = (pod.addrs.b4, pod.addrs.a4);
-        pod.ns.run_in(move || {
-            let s = UdpSocket::bind(SocketAddr::new(src.into(), 0)).expect("bind in pod");
-            for _ in 0..K {
-                s.send_to(b"other", SocketAddr::new(dst.into(), OTHER_PORT)).expect("send");
-            }
-        });
-        std::thread::sleep(Duration::from_millis(100));
-        let after = (self.action_packets(), LinkStats::host(&self.sink).tx_packets);
-        assert_eq!(after.0 - before.0, K, "{phase}: the other filter's counter");
-        assert_eq!(after.1 - before.1, K, "{phase}: the other filter's effect (sink tx)");
-        let mut buf = [0u8; 16];
-        assert!(host.recv_from(&mut buf).is_err(), "{phase}: redirected, not delivered");
-    }
-
-    fn still_installed(&self) -> bool {
-        let qdisc = support::run("tc", &["qdisc", "show", "dev", &self.iface]);
-        qdisc.contains("clsact")
-            && tc::list_filters(&self.iface, TcHook::Ingress)
-                .expect("list")
-                .iter()
-                .any(|f| f.kind == "u32" && f.priority == 10 && f.handle == 0x8000_0007)
-    }
-}
-
-impl Drop for OtherFilter {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.sink]).output();
-    }
-}
-
-/// Our clsact filters on `iface` (both hooks).
-fn our_filters(iface: &str) -> Vec<FilterInfo> {
-    let ours = ClsactOptions::default();
-    [TcHook::Ingress, TcHook::Egress]
-        .into_iter()
-        .flat_map(|h| tc::list_filters(iface, h).expect("list filters"))
-        .filter(|f| {
-            f.kind == "bpf"
-                && f.priority == ours.priority
-                && f.handle == ours.handle
-                && f.name.as_deref().is_some_and(|n| OURS.contains(&n))
-        })
-        .collect()
-}
-
-/// Our TCX programs on `iface` (both hooks), by kernel program name (truncated to 15 bytes).
-fn our_tcx_programs(iface: &str) -> usize {
-    use aya::programs::{SchedClassifier, TcAttachType};
-    [TcAttachType::Ingress, TcAttachType::Egress]
-        .into_iter()
-        .map(|t| {
-            SchedClassifier::query_tcx(iface, t)
-                .map(|(_, progs)| {
-                    progs.iter().filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("fovea_fwd_"))).count()
-                })
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
-fn wait_until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn coexistence(mode: AttachMode, test: &str) {

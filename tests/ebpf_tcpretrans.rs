@@ -3,53 +3,14 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
 
-use fovea::ebpf::{RetransConfig, RetransRecord, TcpRetransProbe, TcpState};
-use support::netns::{Netns, NsPair};
+use fovea::ebpf::{RetransConfig, RetransRecord, TcpRetransProbe};
+use fovea::model::TcpState;
+use support::netns::NsPair;
+use support::tcp::{self, BYTES};
 
 const PORT: u16 = 5201;
-const BYTES: usize = 2 * 1024 * 1024;
-
-/// True while any socket on PORT in `ns` may still retransmit (anything but TIME-WAIT).
-fn busy(ns: &Netns) -> bool {
-    let out = ns.exec("ss", &["-Htan", &format!("( sport = :{PORT} or dport = :{PORT} )")]);
-    out.lines().any(|l| !l.starts_with("TIME-WAIT") && !l.starts_with("LISTEN") && !l.trim().is_empty())
-}
-
-/// Sends BYTES from pair.a to pair.b over `family` through a 20 % random drop in b's input,
-/// then waits until no side can retransmit any more. Returns the client's address.
-fn transfer(pair: &NsPair, server: IpAddr) -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let srv = pair.b.spawn_in(move || {
-        let listener = TcpListener::bind(SocketAddr::new(server, PORT)).expect("bind");
-        tx.send(()).expect("ready");
-        let (mut conn, _) = listener.accept().expect("accept");
-        let mut got = Vec::new();
-        conn.read_to_end(&mut got).expect("read");
-        got.len()
-    });
-    rx.recv().expect("server ready");
-    let client = pair.a.run_in(move || {
-        let mut conn =
-            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(30)).expect("connect");
-        let local = conn.local_addr().expect("local");
-        conn.write_all(&vec![0xab; BYTES]).expect("write");
-        conn.shutdown(Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        conn.read_to_end(&mut rest).expect("wait for the server's close");
-        local
-    });
-    assert_eq!(srv.join().expect("server"), BYTES, "all bytes arrived");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while busy(&pair.a) || busy(&pair.b) {
-        assert!(Instant::now() < deadline, "connection never finished closing");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    client
-}
 
 fn retransmits_match_nstat(ipv6: bool, test: &str) {
     if !support::require_tools(test, &["ip", "nft", "nstat", "ss"]) {
@@ -57,19 +18,8 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     }
     let _lock = support::kernel_lock();
     let pair = NsPair::new();
-    let (client_ip, server_ip): (IpAddr, IpAddr) =
-        if ipv6 { (pair.addrs.a6.into(), pair.addrs.b6.into()) } else { (pair.addrs.a4.into(), pair.addrs.b4.into()) };
-    let ipf = if ipv6 { "ip6" } else { "ip" };
-    let src = client_ip;
-    pair.b.nft(&format!(
-        "table inet fovea_t {{
-            counter dropped {{}}
-            chain input {{
-                type filter hook input priority 0; policy accept;
-                {ipf} saddr {src} tcp dport {PORT} numgen random mod 100 < 20 counter name \"dropped\" drop
-            }}
-        }}"
-    ));
+    let (client_ip, server_ip) = tcp::endpoints(&pair, ipv6);
+    tcp::drop_one_in_five(&pair, client_ip, PORT);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let _enter = rt.enter();
@@ -78,7 +28,7 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     let mut records = probe.take_records().expect("records");
 
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
-    let client = transfer(&pair, server_ip);
+    let client = tcp::transfer(&pair, server_ip, PORT);
     let (a1, b1) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
     let (sender, receiver) = (a1 - a0, b1 - b0);
     let (dropped, _) = pair.b.nft_counter("inet", "fovea_t", "dropped");
@@ -114,12 +64,15 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
         assert_eq!(r.tuple.protocol, 6);
         assert_eq!(SocketAddr::new(r.tuple.dst, r.tuple.dst_port), server);
         assert!(
-            matches!(r.state, TcpState::SynSent | TcpState::Established | TcpState::FinWait1 | TcpState::Closing),
+            matches!(r.state, Some(TcpState::SynSent | TcpState::Established | TcpState::FinWait1 | TcpState::Closing)),
             "a sender retransmits in SYN_SENT/ESTABLISHED/FIN_WAIT1/CLOSING, got {:?}",
             r.state
         );
     }
-    assert!(from_client.iter().any(|r| r.state == TcpState::Established), "data retransmits happen in ESTABLISHED");
+    assert!(
+        from_client.iter().any(|r| r.state == Some(TcpState::Established)),
+        "data retransmits happen in ESTABLISHED"
+    );
     let foreign = segs(&mut all.iter().filter(|r| !is_ours(r)));
     if foreign > 0 {
         eprintln!("note: {foreign} retransmitted segments from elsewhere on this machine");

@@ -15,10 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use fovea::model::TcpState;
 use fovea::receivers::linuxutil::interfaces::{InterfaceStats, InterfaceStatsReader, LinkStats};
 use fovea::receivers::linuxutil::netns::{THREAD_PROC_NET, run_in_netns};
 use fovea::receivers::linuxutil::netstat::NetstatReader;
-use fovea::receivers::linuxutil::sockets::{SocketStatsReader, TcpState, TcpStateCounts};
+use fovea::receivers::linuxutil::sockets::{SocketStatsReader, TcpStateCounts};
 
 // ---------------------------------------------------------------------------------------------
 // netstat

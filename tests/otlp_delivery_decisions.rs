@@ -8,8 +8,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fovea::exporters::otlp::{OtlpExporterConfig, OtlpGrpcExporter};
-use fovea::exporters::otlphttp::{OtlpHttpExporter, OtlpHttpExporterConfig};
+use fovea::exporters::otlp::{self, OtlpExporterConfig};
+use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
 use fovea::model::{Acks, MetricBatch, Payload, Signal};
 use fovea::otlp::status::RpcStatus;
 use prost::Message;
@@ -79,7 +79,7 @@ async fn grpc_retries_what_otelcol_retries_and_drops_the_rest_once() {
         "sending_queue": {"num_consumers": 1}, "retry_on_failure": retry(),
     }))
     .unwrap();
-    let exporter = OtlpGrpcExporter::new("otlp/out".into(), &config).unwrap();
+    let exporter = otlp::exporter("otlp/out".into(), &config).unwrap();
     let running = support::start_exporter(Box::new(exporter)).await;
 
     let mut waiters = Vec::new();
@@ -122,7 +122,7 @@ async fn grpc_throttle_from_retry_info_is_honoured() {
         "sending_queue": {"num_consumers": 1}, "retry_on_failure": retry(),
     }))
     .unwrap();
-    let running = support::start_exporter(Box::new(OtlpGrpcExporter::new("otlp/t".into(), &config).unwrap())).await;
+    let running = support::start_exporter(Box::new(otlp::exporter("otlp/t".into(), &config).unwrap())).await;
     let start = Instant::now();
     let (b, _w) = batch(1);
     running.link.send(Payload::from(b)).await.unwrap();
@@ -151,7 +151,7 @@ async fn http_retries_429_and_5xx_with_retry_after_and_drops_4xx() {
         "sending_queue": {"num_consumers": 1}, "retry_on_failure": retry(),
     }))
     .unwrap();
-    let running = support::start_exporter(Box::new(OtlpHttpExporter::new("otlphttp/out".into(), &config))).await;
+    let running = support::start_exporter(Box::new(otlphttp::exporter("otlphttp/out".into(), &config))).await;
     let start = Instant::now();
     let (b, _w) = batch(1);
     running.link.send(Payload::from(b)).await.unwrap();

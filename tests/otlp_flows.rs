@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 
-use fovea::exporters::otlphttp::{OtlpHttpExporter, OtlpHttpExporterConfig};
+use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
 use fovea::model::{Direction, FlowBatch, FlowKind, FlowRecord, Payload, Resource, Signal};
 use fovea::otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
 use fovea::otlp::proto::common::v1::any_value::Value;
@@ -39,7 +39,7 @@ async fn otlphttp_ships_flows_as_one_log_record_each() {
         "endpoint": format!("http://{addr}/otlp"), "compression": "zstd",
     }))
     .unwrap();
-    let exporter = support::start_exporter(Box::new(OtlpHttpExporter::new("otlphttp".into(), &config))).await;
+    let exporter = support::start_exporter(Box::new(otlphttp::exporter("otlphttp".into(), &config))).await;
     exporter.link.send(Payload::from(flows())).await.unwrap();
     for _ in 0..200 {
         if exporter.stats.snapshot(Signal::Flows).1 == 3 {

@@ -7,8 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use fovea::exporters::otlp::{OtlpExporterConfig, OtlpGrpcExporter};
-use fovea::exporters::otlphttp::{OtlpHttpExporter, OtlpHttpExporterConfig};
+use fovea::exporters::otlp::{self, OtlpExporterConfig};
+use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
 use fovea::model::{Payload, Signal};
 
 async fn wait_sent(stats: &fovea::telemetry::ComponentStats, items: u64) {
@@ -34,7 +34,7 @@ async fn otlp_grpc_exporter_to_otlp_receiver_with_every_compression() {
             "endpoint": receiver.grpc.unwrap().to_string(), "tls": {"insecure": true}, "compression": compression,
         }))
         .unwrap();
-        let exporter = support::start_exporter(Box::new(OtlpGrpcExporter::new("otlp".into(), &config).unwrap())).await;
+        let exporter = support::start_exporter(Box::new(otlp::exporter("otlp".into(), &config).unwrap())).await;
         exporter.link.send(Payload::from(batch.clone())).await.unwrap();
         let got = receiver.next_batch().await;
         assert_eq!(*got, batch, "compression {compression}");
@@ -60,7 +60,7 @@ async fn otlphttp_exporter_to_otlp_receiver_with_every_compression_and_json() {
             "endpoint": format!("http://{}", receiver.http.unwrap()), "compression": compression, "encoding": encoding,
         }))
         .unwrap();
-        let exporter = support::start_exporter(Box::new(OtlpHttpExporter::new("otlphttp".into(), &config))).await;
+        let exporter = support::start_exporter(Box::new(otlphttp::exporter("otlphttp".into(), &config))).await;
         exporter.link.send(Payload::from(batch.clone())).await.unwrap();
         let got = receiver.next_batch().await;
         assert_eq!(*got, batch, "compression {compression}, encoding {encoding}");

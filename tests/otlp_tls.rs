@@ -9,8 +9,8 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use fovea::exporters::otlp::{OtlpExporterConfig, OtlpGrpcExporter};
-use fovea::exporters::otlphttp::{OtlpHttpExporter, OtlpHttpExporterConfig};
+use fovea::exporters::otlp::{self, OtlpExporterConfig};
+use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
 use fovea::model::Payload;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -100,7 +100,7 @@ async fn exporters_reach_a_tls_receiver_over_grpc_and_http() {
     ];
     for config in grpc_variants {
         let c: OtlpExporterConfig = serde_json::from_value(config.clone()).unwrap();
-        let exporter = support::start_exporter(Box::new(OtlpGrpcExporter::new("otlp".into(), &c).unwrap())).await;
+        let exporter = support::start_exporter(Box::new(otlp::exporter("otlp".into(), &c).unwrap())).await;
         exporter.link.send(Payload::from(batch.clone())).await.unwrap();
         assert_eq!(*receiver.next_batch().await, batch, "{config}");
         drop(exporter.link);
@@ -112,7 +112,7 @@ async fn exporters_reach_a_tls_receiver_over_grpc_and_http() {
     ];
     for config in http_variants {
         let c: OtlpHttpExporterConfig = serde_json::from_value(config.clone()).unwrap();
-        let exporter = support::start_exporter(Box::new(OtlpHttpExporter::new("otlphttp".into(), &c))).await;
+        let exporter = support::start_exporter(Box::new(otlphttp::exporter("otlphttp".into(), &c))).await;
         exporter.link.send(Payload::from(batch.clone())).await.unwrap();
         assert_eq!(*receiver.next_batch().await, batch, "{config}");
         drop(exporter.link);

@@ -13,15 +13,15 @@
 
 use std::time::SystemTime;
 
-use aya::maps::{MapError, PerCpuHashMap};
+use aya::maps::MapError;
 use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
-use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
+use aya::{Btf, Ebpf, EbpfError};
 
 use super::btf::DropReasons;
-use super::objects::{DROPREASON, MAP_COUNTS, MAP_RECORDS};
-use super::packetforward::RawCount;
+use super::counters;
+use super::objects::{DROPREASON, MAP_COUNTS};
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 use super::{Direction, FlowTuple};
 
@@ -169,25 +169,17 @@ pub struct DropProbe {
     ebpf: Ebpf,
     reasons: DropReasons,
     hook: DropHook,
-    records_taken: bool,
 }
 
 impl DropProbe {
     /// Checks prerequisites, loads and attaches (tp_btf, falling back to the tracepoint).
     pub fn load(config: DropConfig) -> Result<Self, DropError> {
-        if !config.ring_bytes.is_power_of_two() || config.ring_bytes < 4096 {
-            return Err(DropError::Config(format!(
-                "ring_bytes {} must be a power of two of at least 4096",
-                config.ring_bytes
-            )));
-        }
+        records::check_ring_bytes(config.ring_bytes).map_err(DropError::Config)?;
         preflight::check(Needs::TRACING)?;
         let include_unspecified = u8::from(config.include_unspecified);
-        let mut ebpf = EbpfLoader::new()
+        let mut ebpf = records::recording_loader(&config.record_rate_per_sec, config.ring_bytes)
             .override_global("include_unspecified", &include_unspecified, true)
-            .override_global("record_rate_per_sec", &config.record_rate_per_sec, true)
             .map_max_entries(MAP_COUNTS, config.max_counters)
-            .map_max_entries(MAP_RECORDS, config.ring_bytes)
             .load(DROPREASON)
             .map_err(DropError::Load)?;
 
@@ -210,7 +202,7 @@ impl DropProbe {
             tracing::warn!(error = %e, "drop reasons will be reported by number only");
             DropReasons::default()
         });
-        Ok(Self { ebpf, reasons, hook, records_taken: false })
+        Ok(Self { ebpf, reasons, hook })
     }
 
     /// The hook in use.
@@ -230,23 +222,12 @@ impl DropProbe {
 
     /// Cumulative drops per (reason, direction), summed over CPUs, sorted.
     pub fn counters(&self) -> Result<Vec<DropCount>, DropError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
-        let counts = PerCpuHashMap::<_, RawDropKey, RawCount>::try_from(map)?;
-        let mut out = Vec::new();
-        for entry in counts.iter() {
-            let (key, per_cpu) = match entry {
-                Ok(e) => e,
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-            out.push(DropCount {
-                reason_code: key.reason,
-                direction: Direction::from_code(key.direction),
-                packets,
-                bytes,
-            });
-        }
+        let mut out = counters::sum_per_key(&self.ebpf, |key: RawDropKey, count| DropCount {
+            reason_code: key.reason,
+            direction: Direction::from_code(key.direction),
+            packets: count.packets,
+            bytes: count.bytes,
+        })?;
         out.sort_by_key(|c| (c.reason_code, c.direction));
         Ok(out)
     }
@@ -254,12 +235,7 @@ impl DropProbe {
     /// Takes the flow-record stream (once); call inside a tokio runtime. The probe keeps
     /// counting whether or not the stream is read; unread records end up counted as lost.
     pub fn take_records(&mut self) -> Result<RecordStream<DropRecord>, DropError> {
-        if self.records_taken {
-            return Err(DropError::RecordsTaken);
-        }
-        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(DropError::RecordsTaken)?;
-        self.records_taken = true;
-        Ok(RecordStream::new(map)?)
+        Ok(records::take_stream(&mut self.ebpf).ok_or(DropError::RecordsTaken)??)
     }
 
     /// Records emitted, capped by the per-second limit, and lost to a full ring.

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod btf;
+mod counters;
 pub mod dropreason;
 mod objects;
 pub mod packetforward;
@@ -32,9 +33,7 @@ pub use packetforward::{AttachedHook, ForwardCount, ForwardError, ForwardOptions
 pub use preflight::{Preflight, PreflightError};
 pub use records::{RecordError, RecordStats, RecordStream};
 pub use tc::{AttachError, AttachMode, ClsactOptions, TcHook, Via};
-pub use tcpretrans::{
-    RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe, TcpState,
-};
+pub use tcpretrans::{RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe};
 pub use telemetry::{MapFill, ProbeTelemetry, ProgramStats, RunTimeStats, TelemetryError, enable_run_time_stats};
 
 /// Which way a packet was going when a probe saw it.

@@ -12,6 +12,7 @@ use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
 use super::Direction;
+use super::counters::{self, RawCount};
 use super::objects::{MAP_COUNTS, PACKETFORWARD};
 use super::preflight::{self, Needs, PreflightError};
 use super::tc::{self, AttachError, AttachMode, Attachment, ClsactOptions, TcHook, Via};
@@ -105,17 +106,6 @@ const _: () = assert!(size_of::<RawForwardKey>() == 8);
 // SAFETY: plain #[repr(C)] integers, no padding.
 unsafe impl aya::Pod for RawForwardKey {}
 
-/// Mirror of `struct fovea_count` (ebpf/fovea.bpf.h).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RawCount {
-    pub packets: u64,
-    pub bytes: u64,
-}
-const _: () = assert!(size_of::<RawCount>() == 16);
-// SAFETY: plain #[repr(C)] integers, no padding.
-unsafe impl aya::Pod for RawCount {}
-
 /// The packetforward probe: load once, attach to any number of interfaces. Interface names
 /// and indexes are those of the network namespace of the calling thread.
 pub struct ForwardProbe {
@@ -177,8 +167,8 @@ impl ForwardProbe {
 
     /// Drops the counters of `ifindex` (e.g. after its interface was deleted).
     pub fn forget(&mut self, ifindex: u32) -> Result<(), ForwardError> {
-        let map = self.ebpf.map_mut(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
-        let mut counts = PerCpuHashMap::<_, RawForwardKey, RawCount>::try_from(map)?;
+        let mut counts =
+            PerCpuHashMap::<_, RawForwardKey, RawCount>::try_from(counters::counts_map_mut(&mut self.ebpf)?)?;
         for direction in [1, 2] {
             match counts.remove(&RawForwardKey { ifindex, direction }) {
                 Ok(()) | Err(MapError::KeyNotFound) => {}
@@ -199,23 +189,12 @@ impl ForwardProbe {
 
     /// Cumulative counts per (ifindex, direction), summed over CPUs, sorted.
     pub fn counters(&self) -> Result<Vec<ForwardCount>, ForwardError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
-        let counts = PerCpuHashMap::<_, RawForwardKey, RawCount>::try_from(map)?;
-        let mut out = Vec::new();
-        for entry in counts.iter() {
-            let (key, per_cpu) = match entry {
-                Ok(e) => e,
-                Err(MapError::KeyNotFound) => continue, // removed while iterating
-                Err(e) => return Err(e.into()),
-            };
-            let (packets, bytes) = per_cpu.iter().fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
-            out.push(ForwardCount {
-                ifindex: key.ifindex,
-                direction: Direction::from_code(key.direction),
-                packets,
-                bytes,
-            });
-        }
+        let mut out = counters::sum_per_key(&self.ebpf, |key: RawForwardKey, count| ForwardCount {
+            ifindex: key.ifindex,
+            direction: Direction::from_code(key.direction),
+            packets: count.packets,
+            bytes: count.bytes,
+        })?;
         out.sort_by_key(|c| (c.ifindex, c.direction));
         Ok(out)
     }

@@ -10,10 +10,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use aya::maps::{Map, MapData, MapError, RingBuf};
+use aya::{Ebpf, EbpfLoader};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::FlowTuple;
+use super::objects::MAP_RECORDS;
 
 /// Errors reading records.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,28 @@ pub struct RecordStats {
     pub lost: u64,
     /// Counter updates lost because the counter map was full.
     pub counter_full: u64,
+}
+
+/// Checks a record ring size: the kernel wants a power of two of at least one page.
+pub(crate) fn check_ring_bytes(ring_bytes: u32) -> Result<(), String> {
+    if ring_bytes.is_power_of_two() && ring_bytes >= 4096 {
+        Ok(())
+    } else {
+        Err(format!("ring_bytes {ring_bytes} must be a power of two of at least 4096"))
+    }
+}
+
+/// A loader for an object whose programs write records to its `records` ring, with the
+/// per-second record cap (0 = no records) and the ring size set; add the probe's own settings.
+pub(crate) fn recording_loader(record_rate_per_sec: &u32, ring_bytes: u32) -> EbpfLoader<'_> {
+    let mut loader = EbpfLoader::new();
+    loader.override_global("record_rate_per_sec", record_rate_per_sec, true).map_max_entries(MAP_RECORDS, ring_bytes);
+    loader
+}
+
+/// Takes the `records` ring of a loaded object as a stream; `None` when it was taken before.
+pub(crate) fn take_stream<R: RingRecord>(ebpf: &mut Ebpf) -> Option<Result<RecordStream<R>, RecordError>> {
+    ebpf.take_map(MAP_RECORDS).map(RecordStream::new)
 }
 
 /// A record type that can be decoded from a ring-buffer entry.

@@ -12,13 +12,15 @@ use std::time::SystemTime;
 
 use aya::maps::{MapError, PerCpuArray};
 use aya::programs::{ProgramError, TracePoint};
-use aya::{Ebpf, EbpfError, EbpfLoader};
+use aya::{Ebpf, EbpfError};
 
 use super::FlowTuple;
-use super::objects::{MAP_COUNTS, MAP_RECORDS, TCPRETRANS};
+use super::counters;
+use super::objects::TCPRETRANS;
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
+use crate::model::TcpState;
 
 const PROG_SKB: &str = "fovea_retrans_skb";
 const PROG_SYNACK: &str = "fovea_retrans_synack";
@@ -93,77 +95,6 @@ pub enum RetransKind {
     SynAck,
 }
 
-/// TCP connection state (`include/net/tcp_states.h`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpState {
-    /// ESTABLISHED.
-    Established,
-    /// SYN_SENT.
-    SynSent,
-    /// SYN_RECV.
-    SynRecv,
-    /// FIN_WAIT1.
-    FinWait1,
-    /// FIN_WAIT2.
-    FinWait2,
-    /// TIME_WAIT.
-    TimeWait,
-    /// CLOSE.
-    Close,
-    /// CLOSE_WAIT.
-    CloseWait,
-    /// LAST_ACK.
-    LastAck,
-    /// LISTEN.
-    Listen,
-    /// CLOSING.
-    Closing,
-    /// NEW_SYN_RECV.
-    NewSynRecv,
-    /// A value this build does not know.
-    Other(u8),
-}
-
-impl TcpState {
-    /// Decodes the kernel's state number.
-    pub fn from_code(code: u8) -> Self {
-        match code {
-            1 => Self::Established,
-            2 => Self::SynSent,
-            3 => Self::SynRecv,
-            4 => Self::FinWait1,
-            5 => Self::FinWait2,
-            6 => Self::TimeWait,
-            7 => Self::Close,
-            8 => Self::CloseWait,
-            9 => Self::LastAck,
-            10 => Self::Listen,
-            11 => Self::Closing,
-            12 => Self::NewSynRecv,
-            n => Self::Other(n),
-        }
-    }
-
-    /// The kernel's name without `TCP_` (`ESTABLISHED`, `SYN_SENT` ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Established => "ESTABLISHED",
-            Self::SynSent => "SYN_SENT",
-            Self::SynRecv => "SYN_RECV",
-            Self::FinWait1 => "FIN_WAIT1",
-            Self::FinWait2 => "FIN_WAIT2",
-            Self::TimeWait => "TIME_WAIT",
-            Self::Close => "CLOSE",
-            Self::CloseWait => "CLOSE_WAIT",
-            Self::LastAck => "LAST_ACK",
-            Self::Listen => "LISTEN",
-            Self::Closing => "CLOSING",
-            Self::NewSynRecv => "NEW_SYN_RECV",
-            Self::Other(_) => "UNKNOWN",
-        }
-    }
-}
-
 /// One retransmission, as seen by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetransRecord {
@@ -171,8 +102,8 @@ pub struct RetransRecord {
     pub time: SystemTime,
     /// The connection, source = the retransmitting (local) side.
     pub tuple: FlowTuple,
-    /// Connection state at the time.
-    pub state: TcpState,
+    /// Connection state at the time; `None` for a state number this build does not know.
+    pub state: Option<TcpState>,
     /// Segment or SYN-ACK.
     pub kind: RetransKind,
     /// Segments in the retransmitted skb.
@@ -208,7 +139,7 @@ impl RingRecord for RetransRecord {
         Some(Self {
             time: clock.to_system_time(raw.boot_ns),
             tuple: raw.tuple.to_flow()?,
-            state: TcpState::from_code(raw.state),
+            state: TcpState::from_linux(raw.state),
             kind: if raw.kind == 1 { RetransKind::SynAck } else { RetransKind::Segment },
             segments: raw.segments,
             err: raw.err,
@@ -232,22 +163,14 @@ unsafe impl aya::Pod for RawRetransCount {}
 /// The tcpretrans probe, attached from load until drop.
 pub struct TcpRetransProbe {
     ebpf: Ebpf,
-    records_taken: bool,
 }
 
 impl TcpRetransProbe {
     /// Checks prerequisites, loads and attaches both tracepoints.
     pub fn load(config: RetransConfig) -> Result<Self, RetransError> {
-        if !config.ring_bytes.is_power_of_two() || config.ring_bytes < 4096 {
-            return Err(RetransError::Config(format!(
-                "ring_bytes {} must be a power of two of at least 4096",
-                config.ring_bytes
-            )));
-        }
+        records::check_ring_bytes(config.ring_bytes).map_err(RetransError::Config)?;
         preflight::check(Needs::TRACING)?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global("record_rate_per_sec", &config.record_rate_per_sec, true)
-            .map_max_entries(MAP_RECORDS, config.ring_bytes)
+        let mut ebpf = records::recording_loader(&config.record_rate_per_sec, config.ring_bytes)
             .load(TCPRETRANS)
             .map_err(RetransError::Load)?;
         for (program, tracepoint) in [(PROG_SKB, "tcp_retransmit_skb"), (PROG_SYNACK, "tcp_retransmit_synack")] {
@@ -257,13 +180,12 @@ impl TcpRetransProbe {
             prog.load().map_err(err)?;
             prog.attach("tcp", tracepoint).map_err(err)?;
         }
-        Ok(Self { ebpf, records_taken: false })
+        Ok(Self { ebpf })
     }
 
     /// Cumulative totals since load.
     pub fn totals(&self) -> Result<RetransTotals, RetransError> {
-        let map = self.ebpf.map(MAP_COUNTS).ok_or(MapError::InvalidName { name: MAP_COUNTS.into() })?;
-        let counts = PerCpuArray::<_, RawRetransCount>::try_from(map)?;
+        let counts = PerCpuArray::<_, RawRetransCount>::try_from(counters::counts_map(&self.ebpf)?)?;
         let per_cpu = counts.get(&0, 0)?;
         Ok(per_cpu.iter().fold(RetransTotals::default(), |t, c| RetransTotals {
             segments: t.segments + c.segments,
@@ -280,12 +202,7 @@ impl TcpRetransProbe {
 
     /// Takes the flow-record stream (once); call inside a tokio runtime.
     pub fn take_records(&mut self) -> Result<RecordStream<RetransRecord>, RetransError> {
-        if self.records_taken {
-            return Err(RetransError::RecordsTaken);
-        }
-        let map = self.ebpf.take_map(MAP_RECORDS).ok_or(RetransError::RecordsTaken)?;
-        self.records_taken = true;
-        Ok(RecordStream::new(map)?)
+        Ok(records::take_stream(&mut self.ebpf).ok_or(RetransError::RecordsTaken)??)
     }
 
     /// Records emitted, capped by the per-second limit, and lost to a full ring.

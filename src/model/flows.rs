@@ -8,6 +8,7 @@ use smol_str::SmolStr;
 
 use super::attributes::Attributes;
 use super::metrics::Resource;
+use super::tcp_state::TcpState;
 
 /// A batch of flow records from one resource (node).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -72,74 +73,6 @@ impl Direction {
             Direction::Receive => "ingress",
             Direction::Transmit => "egress",
             Direction::Unknown => "unknown",
-        }
-    }
-}
-
-/// TCP states (RFC 9293 names as used by `network.connection.state`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TcpState {
-    /// ESTABLISHED.
-    Established,
-    /// SYN-SENT.
-    SynSent,
-    /// SYN-RECEIVED.
-    SynReceived,
-    /// FIN-WAIT-1.
-    FinWait1,
-    /// FIN-WAIT-2.
-    FinWait2,
-    /// TIME-WAIT.
-    TimeWait,
-    /// CLOSED.
-    Closed,
-    /// CLOSE-WAIT.
-    CloseWait,
-    /// LAST-ACK.
-    LastAck,
-    /// LISTEN.
-    Listen,
-    /// CLOSING.
-    Closing,
-    /// Linux's NEW_SYN_RECV request socket.
-    NewSynRecv,
-}
-
-impl TcpState {
-    /// From the Linux `TCP_*` state number (include/net/tcp_states.h).
-    pub fn from_linux(n: u8) -> Option<Self> {
-        Some(match n {
-            1 => TcpState::Established,
-            2 => TcpState::SynSent,
-            3 => TcpState::SynReceived,
-            4 => TcpState::FinWait1,
-            5 => TcpState::FinWait2,
-            6 => TcpState::TimeWait,
-            7 => TcpState::Closed,
-            8 => TcpState::CloseWait,
-            9 => TcpState::LastAck,
-            10 => TcpState::Listen,
-            11 => TcpState::Closing,
-            12 => TcpState::NewSynRecv,
-            _ => return None,
-        })
-    }
-
-    /// The `network.connection.state` value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TcpState::Established => "established",
-            TcpState::SynSent => "syn_sent",
-            TcpState::SynReceived => "syn_received",
-            TcpState::FinWait1 => "fin_wait_1",
-            TcpState::FinWait2 => "fin_wait_2",
-            TcpState::TimeWait => "time_wait",
-            TcpState::Closed => "closed",
-            TcpState::CloseWait => "close_wait",
-            TcpState::LastAck => "last_ack",
-            TcpState::Listen => "listen",
-            TcpState::Closing => "closing",
-            TcpState::NewSynRecv => "new_syn_recv",
         }
     }
 }

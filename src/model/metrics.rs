@@ -224,6 +224,12 @@ impl NumberPoint {
         NumberPoint { attributes, start_time_unix_nano: start, time_unix_nano: time, value: Number::Int(value) }
     }
 
+    /// An integer point from an unsigned count, saturating at `i64::MAX` (OTLP integers are
+    /// signed; a kernel counter never gets there in practice).
+    pub fn count(attributes: Attributes, start: u64, time: u64, value: u64) -> Self {
+        Self::int(attributes, start, time, i64::try_from(value).unwrap_or(i64::MAX))
+    }
+
     /// A float point.
     pub fn double(attributes: Attributes, start: u64, time: u64, value: f64) -> Self {
         NumberPoint { attributes, start_time_unix_nano: start, time_unix_nano: time, value: Number::Double(value) }

@@ -7,17 +7,19 @@ mod ack;
 mod attributes;
 mod flows;
 mod metrics;
+mod tcp_state;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use ack::{AckWaiter, Acks};
 pub use attributes::{AttrValue, Attributes, KeyValue};
-pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord, TcpState};
+pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord};
 pub use metrics::{
     HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Number, NumberPoint, Resource, ResourceMetrics,
     Scope, ScopeMetrics, SumData, Temporality,
 };
+pub use tcp_state::TcpState;
 
 /// The two kinds of data pipelines carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,23 +12,20 @@ use crate::config::{
 use crate::model::{Resource, Signal};
 use crate::telemetry::ComponentKind;
 
-/// A receiver instance, shared by every pipeline that lists it.
-pub(crate) struct ReceiverNode {
+/// A built component instance and its id.
+pub(crate) struct ComponentNode<C: ?Sized> {
     pub id: ComponentId,
-    pub component: Box<dyn Receiver>,
+    pub component: Box<C>,
 }
+
+/// A receiver instance, shared by every pipeline that lists it.
+pub(crate) type ReceiverNode = ComponentNode<dyn Receiver>;
 
 /// A processor instance (one per pipeline, as in otelcol).
-pub(crate) struct ProcessorNode {
-    pub id: ComponentId,
-    pub component: Box<dyn Processor>,
-}
+pub(crate) type ProcessorNode = ComponentNode<dyn Processor>;
 
 /// An exporter instance, shared by every pipeline that lists it.
-pub(crate) struct ExporterNode {
-    pub id: ComponentId,
-    pub component: Box<dyn Exporter>,
-}
+pub(crate) type ExporterNode = ComponentNode<dyn Exporter>;
 
 /// A pipeline: indexes of its receivers and exporters, and its own processors in order.
 pub(crate) struct PipelineNode {
@@ -77,6 +74,15 @@ impl Refs<'_> {
     fn origin(&self, path: &str) -> Option<config::Origin> {
         self.service_node.map(|n| n.locate(path).origin.clone())
     }
+}
+
+/// What building any component needs besides its own entry.
+struct Builder<'a> {
+    registry: &'a Registry,
+    resource: &'a Arc<Resource>,
+    refs: &'a Refs<'a>,
+    pipeline_ids: &'a [(PipelineId, String)],
+    pipelines_cfg: &'a BTreeMap<String, config::service::PipelineConfig>,
 }
 
 /// Builds the graph. All problems are collected and returned together.
@@ -172,55 +178,36 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
         }
     }
 
+    let builder = Builder {
+        registry,
+        resource: &resource,
+        refs: &refs,
+        pipeline_ids: &pipeline_ids,
+        pipelines_cfg: &pipelines_cfg,
+    };
     // Build every configured receiver and exporter (unused ones are validated too).
-    let mut receivers = Vec::new();
-    let mut receiver_index = HashMap::new();
-    for entry in &spec.receivers {
-        let used = receiver_signals.get(&entry.id.to_string());
-        if let Some(Built::Receiver(component)) = build_one(
-            ComponentKind::Receiver,
-            entry,
-            None,
-            used.map(Vec::as_slice),
-            registry,
-            &resource,
-            &refs,
-            &pipeline_ids,
-            &pipelines_cfg,
-            &mut problems,
-        ) {
-            if used.is_some() {
-                receiver_index.insert(entry.id.to_string(), receivers.len());
-                receivers.push(ReceiverNode { id: entry.id.clone(), component });
-            } else {
-                warnings.push(format!("receivers::{} is configured but not used in any pipeline", entry.id));
-            }
-        }
-    }
-    let mut exporters = Vec::new();
-    let mut exporter_index = HashMap::new();
-    for entry in &spec.exporters {
-        let used = exporter_signals.get(&entry.id.to_string());
-        if let Some(Built::Exporter(component)) = build_one(
-            ComponentKind::Exporter,
-            entry,
-            None,
-            used.map(Vec::as_slice),
-            registry,
-            &resource,
-            &refs,
-            &pipeline_ids,
-            &pipelines_cfg,
-            &mut problems,
-        ) {
-            if used.is_some() {
-                exporter_index.insert(entry.id.to_string(), exporters.len());
-                exporters.push(ExporterNode { id: entry.id.clone(), component });
-            } else {
-                warnings.push(format!("exporters::{} is configured but not used in any pipeline", entry.id));
-            }
-        }
-    }
+    let (receivers, receiver_index) = builder.build_shared(
+        ComponentKind::Receiver,
+        &spec.receivers,
+        &receiver_signals,
+        |built| match built {
+            Built::Receiver(component) => Some(component),
+            _ => None,
+        },
+        &mut problems,
+        &mut warnings,
+    );
+    let (exporters, exporter_index) = builder.build_shared(
+        ComponentKind::Exporter,
+        &spec.exporters,
+        &exporter_signals,
+        |built| match built {
+            Built::Exporter(component) => Some(component),
+            _ => None,
+        },
+        &mut problems,
+        &mut warnings,
+    );
 
     // Processors: one instance per pipeline; a config error is reported once per processor.
     let mut pipelines = Vec::new();
@@ -236,18 +223,7 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
                 continue;
             }
             let before = problems.len();
-            match build_one(
-                ComponentKind::Processor,
-                entry,
-                Some(pid),
-                Some(&[pid.signal]),
-                registry,
-                &resource,
-                &refs,
-                &pipeline_ids,
-                &pipelines_cfg,
-                &mut problems,
-            ) {
+            match builder.build_one(ComponentKind::Processor, entry, Some(pid), Some(&[pid.signal]), &mut problems) {
                 Some(Built::Processor(component)) => processors.push(ProcessorNode { id: entry.id.clone(), component }),
                 _ => {
                     if problems.len() > before {
@@ -266,18 +242,7 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
     for entry in &spec.processors {
         if !used_processors.contains(&entry.id.to_string()) {
             // Validate the config of unused processors against their first signal.
-            build_one(
-                ComponentKind::Processor,
-                entry,
-                None,
-                None,
-                registry,
-                &resource,
-                &refs,
-                &pipeline_ids,
-                &pipelines_cfg,
-                &mut problems,
-            );
+            builder.build_one(ComponentKind::Processor, entry, None, None, &mut problems);
             warnings.push(format!("processors::{} is configured but not used in any pipeline", entry.id));
         }
     }
@@ -300,79 +265,111 @@ fn index(entries: &[Entry]) -> HashMap<String, &Entry> {
     entries.iter().map(|e| (e.id.to_string(), e)).collect::<HashMap<_, _>>()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_one(
-    kind: ComponentKind,
-    entry: &Entry,
-    pipeline: Option<&PipelineId>,
-    used_with: Option<&[Signal]>,
-    registry: &Registry,
-    resource: &Arc<Resource>,
-    refs: &Refs<'_>,
-    pipeline_ids: &[(PipelineId, String)],
-    pipelines_cfg: &BTreeMap<String, config::service::PipelineConfig>,
-    problems: &mut Problems,
-) -> Option<Built> {
-    let section = kind_section(kind);
-    let path = format!("{section}::{}", entry.id);
-    let Some(factory) = registry.find(kind, &entry.id.kind_type) else {
-        let hint = if kind == ComponentKind::Exporter && entry.id.kind_type == "logging" {
-            "; the logging exporter was replaced by `debug`".to_string()
-        } else {
-            String::new()
+impl Builder<'_> {
+    /// Builds every configured receiver or exporter, `used` with the signals of the pipelines that
+    /// list it, and keeps those some pipeline uses (unused ones are validated, then dropped with a
+    /// warning). Returns them with their index by id; `take` unboxes the kind being built.
+    fn build_shared<C: ?Sized>(
+        &self,
+        kind: ComponentKind,
+        entries: &[Entry],
+        used: &BTreeMap<String, Vec<Signal>>,
+        take: impl Fn(Built) -> Option<Box<C>>,
+        problems: &mut Problems,
+        warnings: &mut Vec<String>,
+    ) -> (Vec<ComponentNode<C>>, HashMap<String, usize>) {
+        let mut nodes = Vec::new();
+        let mut index = HashMap::new();
+        for entry in entries {
+            let used = used.get(&entry.id.to_string());
+            let Some(component) = self.build_one(kind, entry, None, used.map(Vec::as_slice), problems).and_then(&take)
+            else {
+                continue;
+            };
+            if used.is_some() {
+                index.insert(entry.id.to_string(), nodes.len());
+                nodes.push(ComponentNode { id: entry.id.clone(), component });
+            } else {
+                warnings.push(format!(
+                    "{}::{} is configured but not used in any pipeline",
+                    kind_section(kind),
+                    entry.id
+                ));
+            }
+        }
+        (nodes, index)
+    }
+
+    fn build_one(
+        &self,
+        kind: ComponentKind,
+        entry: &Entry,
+        pipeline: Option<&PipelineId>,
+        used_with: Option<&[Signal]>,
+        problems: &mut Problems,
+    ) -> Option<Built> {
+        let Builder { registry, resource, refs, pipeline_ids, pipelines_cfg } = *self;
+        let section = kind_section(kind);
+        let path = format!("{section}::{}", entry.id);
+        let Some(factory) = registry.find(kind, &entry.id.kind_type) else {
+            let hint = if kind == ComponentKind::Exporter && entry.id.kind_type == "logging" {
+                "; the logging exporter was replaced by `debug`".to_string()
+            } else {
+                String::new()
+            };
+            problems.push(Problem::new(
+                Some(entry.origin.clone()),
+                path,
+                format!(
+                    "unknown {} type `{}`{hint}; valid types: {}",
+                    kind.as_str(),
+                    entry.id.kind_type,
+                    registry.type_names(kind).join(", ")
+                ),
+            ));
+            return None;
         };
-        problems.push(Problem::new(
-            Some(entry.origin.clone()),
-            path,
-            format!(
-                "unknown {} type `{}`{hint}; valid types: {}",
-                kind.as_str(),
-                entry.id.kind_type,
-                registry.type_names(kind).join(", ")
-            ),
-        ));
-        return None;
-    };
-    let mut ok = true;
-    for signal in used_with.unwrap_or(&[]) {
-        if !factory.signals.contains(signal) {
-            ok = false;
-            // Point at each pipeline reference of this component with the wrong signal.
-            for (pid, name) in pipeline_ids.iter().filter(|(p, _)| p.signal == *signal) {
-                let cfg = &pipelines_cfg[name];
-                let list = match kind {
-                    ComponentKind::Receiver => &cfg.receivers,
-                    ComponentKind::Processor => &cfg.processors,
-                    ComponentKind::Exporter => &cfg.exporters,
-                };
-                if pipeline.is_some_and(|p| p != pid) {
-                    continue;
-                }
-                if let Some(i) = list.iter().position(|r| *r == entry.id.to_string()) {
-                    let at = format!("pipelines::{name}::{section}::{i}");
-                    problems.push(Problem::new(
-                        refs.origin(&at),
-                        format!("service::pipelines::{name}::{section}"),
-                        format!(
-                            "{} `{}` cannot handle {} (it supports: {}); use it in a {} pipeline",
-                            kind.as_str(),
-                            entry.id,
-                            signal,
-                            factory.signals.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                            factory.signals.first().map(|s| s.as_str()).unwrap_or("other"),
-                        ),
-                    ));
+        let mut ok = true;
+        for signal in used_with.unwrap_or(&[]) {
+            if !factory.signals.contains(signal) {
+                ok = false;
+                // Point at each pipeline reference of this component with the wrong signal.
+                for (pid, name) in pipeline_ids.iter().filter(|(p, _)| p.signal == *signal) {
+                    let cfg = &pipelines_cfg[name];
+                    let list = match kind {
+                        ComponentKind::Receiver => &cfg.receivers,
+                        ComponentKind::Processor => &cfg.processors,
+                        ComponentKind::Exporter => &cfg.exporters,
+                    };
+                    if pipeline.is_some_and(|p| p != pid) {
+                        continue;
+                    }
+                    if let Some(i) = list.iter().position(|r| *r == entry.id.to_string()) {
+                        let at = format!("pipelines::{name}::{section}::{i}");
+                        problems.push(Problem::new(
+                            refs.origin(&at),
+                            format!("service::pipelines::{name}::{section}"),
+                            format!(
+                                "{} `{}` cannot handle {} (it supports: {}); use it in a {} pipeline",
+                                kind.as_str(),
+                                entry.id,
+                                signal,
+                                factory.signals.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                                factory.signals.first().map(|s| s.as_str()).unwrap_or("other"),
+                            ),
+                        ));
+                    }
                 }
             }
         }
-    }
-    let ctx = BuildContext { id: &entry.id, path: &path, node: &entry.body, pipeline, resource: resource.clone() };
-    match (factory.build)(&ctx) {
-        Ok(built) if ok => Some(built),
-        Ok(_) => None,
-        Err(e) => {
-            problems.extend(e);
-            None
+        let ctx = BuildContext { id: &entry.id, path: &path, node: &entry.body, pipeline, resource: resource.clone() };
+        match (factory.build)(&ctx) {
+            Ok(built) if ok => Some(built),
+            Ok(_) => None,
+            Err(e) => {
+                problems.extend(e);
+                None
+            }
         }
     }
 }

@@ -58,18 +58,14 @@ impl<P: ProbeHealth> Collector for EbpfCollector<P> {
     }
 }
 
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// Appends the `fovea.ebpf.*` metrics of one probe.
 pub fn render(receiver: &str, t: &ProbeTelemetry, records: bool, start: u64, now: u64, out: &mut Vec<Metric>) {
     let attrs = |key: &str, value: &str| Attributes::from_pairs([("receiver", receiver), (key, value)]);
     let mut run_time = Vec::with_capacity(t.programs.len());
     let mut run_count = Vec::with_capacity(t.programs.len());
     for p in &t.programs {
-        run_time.push(NumberPoint::int(attrs("program", &p.name), start, now, to_i64(p.run_time_ns)));
-        run_count.push(NumberPoint::int(attrs("program", &p.name), start, now, to_i64(p.run_count)));
+        run_time.push(NumberPoint::count(attrs("program", &p.name), start, now, p.run_time_ns));
+        run_count.push(NumberPoint::count(attrs("program", &p.name), start, now, p.run_count));
     }
     out.push(Metric::counter(
         "fovea.ebpf.program.run_time",
@@ -96,8 +92,7 @@ pub fn render(receiver: &str, t: &ProbeTelemetry, records: bool, start: u64, now
         entries,
     ));
     out.push(Metric::gauge("fovea.ebpf.map.max_entries", "{entry}", "Map capacity (ring buffers: bytes)", max_entries));
-    let point =
-        |v: u64| vec![NumberPoint::int(Attributes::from_pairs([("receiver", receiver)]), start, now, to_i64(v))];
+    let point = |v: u64| vec![NumberPoint::count(Attributes::from_pairs([("receiver", receiver)]), start, now, v)];
     if records {
         let r = &t.records;
         out.push(Metric::counter(

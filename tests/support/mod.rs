@@ -6,14 +6,20 @@
 //!   every namespace), across threads of one binary and across test binaries.
 //! * [`netns`]: network namespaces joined by veth pairs the way a CNI builds pods, with
 //!   readers for the kernel's own counters (`ip -s link`, nft counters, nstat).
+//! * [`tc`]: another party's TC filter next to ours, and our filters and TCX programs.
+//! * [`tcp`]: a TCP transfer between two namespaces that waits until retransmissions are over.
+//! * [`wait_until`]: polls a condition with a deadline.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod netns;
+pub mod tc;
+pub mod tcp;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// True in CI, where a missing prerequisite is a failure rather than a skip.
 pub fn in_ci() -> bool {
@@ -101,4 +107,13 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
 /// Runs a shell snippet, panicking with its output when it fails.
 pub fn sh(script: &str) -> String {
     run("sh", &["-c", script])
+}
+
+/// Polls `cond` every 50ms until it holds; panics naming `what` after 5s.
+pub fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -267,59 +267,13 @@ impl Pod {
         if opts.static_neighbours {
             let host_mac = mac_of(&run("ip", &["-j", "link", "show", "dev", &pod.host_if]));
             let pod_mac = mac_of(&pod.ns.ip(&["-j", "link", "show", "dev", "eth0"]));
-            run(
-                "ip",
-                &[
-                    "neigh",
-                    "replace",
-                    &addrs.b4.to_string(),
-                    "lladdr",
-                    &pod_mac,
-                    "dev",
-                    &pod.host_if,
-                    "nud",
-                    "permanent",
-                ],
-            );
-            pod.ns.ip(&[
-                "neigh",
-                "replace",
-                &addrs.a4.to_string(),
-                "lladdr",
-                &host_mac,
-                "dev",
-                "eth0",
-                "nud",
-                "permanent",
-            ]);
+            let mut families = vec![("-4", addrs.a4.to_string(), addrs.b4.to_string())];
             if opts.ipv6 {
-                run(
-                    "ip",
-                    &[
-                        "-6",
-                        "neigh",
-                        "replace",
-                        &addrs.b6.to_string(),
-                        "lladdr",
-                        &pod_mac,
-                        "dev",
-                        &pod.host_if,
-                        "nud",
-                        "permanent",
-                    ],
-                );
-                pod.ns.ip(&[
-                    "-6",
-                    "neigh",
-                    "replace",
-                    &addrs.a6.to_string(),
-                    "lladdr",
-                    &host_mac,
-                    "dev",
-                    "eth0",
-                    "nud",
-                    "permanent",
-                ]);
+                families.push(("-6", addrs.a6.to_string(), addrs.b6.to_string()));
+            }
+            for (family, host_addr, pod_addr) in &families {
+                run("ip", &permanent_neighbour(family, pod_addr, &pod_mac, &pod.host_if));
+                pod.ns.ip(&permanent_neighbour(family, host_addr, &host_mac, "eth0"));
             }
         }
         pod
@@ -333,6 +287,11 @@ impl Pod {
             .parse()
             .expect("ifindex number")
     }
+}
+
+/// Arguments of `ip` for a permanent neighbour entry: `addr` is at `mac`, reached over `dev`.
+fn permanent_neighbour<'a>(family: &'a str, addr: &'a str, mac: &'a str, dev: &'a str) -> [&'a str; 10] {
+    [family, "neigh", "replace", addr, "lladdr", mac, "dev", dev, "nud", "permanent"]
 }
 
 impl Drop for Pod {

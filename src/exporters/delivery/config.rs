@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::config::Checks;
 
@@ -58,21 +58,21 @@ fn default_max_size_mib() -> u64 {
 
 /// `retry_on_failure:`. With `enabled: false` a failed request is dropped, except in a persistent
 /// queue, where it stays queued and is tried again after `initial_interval`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+///
+/// Keys that are not written take the exporter's defaults: otelcol's exporterhelper's
+/// ([`RetryConfig::default`], what deserializing gives) or remote-write's
+/// ([`RetryConfig::remote_write`], read with [`RetryConfig::deserialize_remote_write`]).
+#[derive(Debug, Clone)]
 pub struct RetryConfig {
     /// Retry retryable failures.
     pub enabled: bool,
     /// First wait after a failure.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub initial_interval: Duration,
     /// Longest wait between attempts.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_interval: Duration,
     /// Give up on a request after this long (`0` = never). With persistent storage the request
     /// stays in the queue instead and is retried every `max_interval`, so an outage of any length
     /// (up to the queue's size bound) loses nothing.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
     pub max_elapsed_time: Duration,
     /// Growth factor of the wait.
     pub multiplier: f64,
@@ -81,6 +81,7 @@ pub struct RetryConfig {
 }
 
 impl Default for RetryConfig {
+    /// otelcol's exporterhelper defaults: 5s, growing 1.5 times to 30s, giving up after 5m.
     fn default() -> Self {
         RetryConfig {
             enabled: true,
@@ -91,6 +92,65 @@ impl Default for RetryConfig {
             randomization_factor: 0.5,
         }
     }
+}
+
+impl RetryConfig {
+    /// otelcol's remote-write defaults: its exporter retries by itself, starting at 50ms rather
+    /// than exporterhelper's 5s; the rest as [`RetryConfig::default`].
+    pub fn remote_write() -> Self {
+        RetryConfig { initial_interval: Duration::from_millis(50), ..RetryConfig::default() }
+    }
+
+    /// Reads `retry_on_failure:`, taking the keys that are not written from `defaults`.
+    pub fn deserialize_over<'de, D: Deserializer<'de>>(d: D, defaults: RetryConfig) -> Result<Self, D::Error> {
+        let keys = RetryKeys::deserialize(d)?;
+        Ok(RetryConfig {
+            enabled: keys.enabled.unwrap_or(defaults.enabled),
+            initial_interval: keys.initial_interval.unwrap_or(defaults.initial_interval),
+            max_interval: keys.max_interval.unwrap_or(defaults.max_interval),
+            max_elapsed_time: keys.max_elapsed_time.unwrap_or(defaults.max_elapsed_time),
+            multiplier: keys.multiplier.unwrap_or(defaults.multiplier),
+            randomization_factor: keys.randomization_factor.unwrap_or(defaults.randomization_factor),
+        })
+    }
+
+    /// Reads `retry_on_failure:` with [`RetryConfig::remote_write`] defaults (a `deserialize_with`).
+    pub fn deserialize_remote_write<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::deserialize_over(d, Self::remote_write())
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::deserialize_over(d, Self::default())
+    }
+}
+
+/// The keys of `retry_on_failure:` as written: `None` when absent (a written null is an error,
+/// as for any other value of the wrong type).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryKeys {
+    #[serde(default, deserialize_with = "written")]
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "written_duration")]
+    initial_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "written_duration")]
+    max_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "written_duration")]
+    max_elapsed_time: Option<Duration>,
+    #[serde(default, deserialize_with = "written")]
+    multiplier: Option<f64>,
+    #[serde(default, deserialize_with = "written")]
+    randomization_factor: Option<f64>,
+}
+
+fn written<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+fn written_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    crate::config::duration::deserialize(d).map(Some)
 }
 
 impl SendingQueueConfig {

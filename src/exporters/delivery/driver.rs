@@ -347,6 +347,7 @@ fn drop_unread(input: &mut Input, deadline: &CancellationToken, name: &str, stat
 #[async_trait]
 impl Exporter for DeliveryExporter {
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
+        self.transport.connect()?;
         self.open_disk(&ctx.stats).await?;
         Ok(())
     }

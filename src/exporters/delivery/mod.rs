@@ -37,6 +37,7 @@ pub use driver::DeliveryExporter;
 pub use retry::Backoff;
 
 use crate::model::{Payload, Signal};
+use crate::pipeline::ComponentError;
 
 /// One encoded request: what the queue holds and what the transport sends.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +88,13 @@ pub enum SendError {
 /// Sends one request body to the backend.
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
+    /// Loads what sending needs (TLS material, the client or channel); called by the exporter's
+    /// `start`, so a missing certificate stops the agent from starting instead of failing every
+    /// send. Needs a tokio runtime.
+    fn connect(&self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
     /// Sends `request` once (the caller retries). Must respect its own per-attempt timeout.
     async fn send(&self, request: &Request) -> Result<Sent, SendError>;
 }

@@ -7,8 +7,6 @@ mod transport;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 pub use config::{GrpcTarget, OtlpExporterConfig, grpc_target};
 pub use transport::{GrpcTransport, GrpcTransportError, classify};
 
@@ -16,7 +14,7 @@ use crate::config::{ConfigError, Problem, parse_component};
 use crate::exporters::delivery::DeliveryExporter;
 use crate::model::Signal;
 use crate::otlp::OtlpEncoder;
-use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
+use crate::pipeline::{BuildContext, Built, Factory};
 use crate::telemetry::ComponentKind;
 
 /// The registry entry.
@@ -29,7 +27,7 @@ pub fn factory() -> Factory {
         description: "sends metrics (and flow records as logs) over OTLP/gRPC, with a sending queue and retries",
         build: |ctx: &BuildContext<'_>| {
             let config: OtlpExporterConfig = parse_component(ctx.node, ctx.path)?;
-            let exporter = OtlpGrpcExporter::new(ctx.id.to_string(), &config).map_err(|e| {
+            let exporter = exporter(ctx.id.to_string(), &config).map_err(|e| {
                 ConfigError::Invalid(vec![Problem::new(Some(ctx.node.origin.clone()), ctx.path, e.to_string())])
             })?;
             Ok(Built::Exporter(Box::new(exporter)))
@@ -37,36 +35,14 @@ pub fn factory() -> Factory {
     }
 }
 
-/// The `otlp` exporter: delivery with the OTLP encoder and the gRPC transport.
-pub struct OtlpGrpcExporter {
-    delivery: DeliveryExporter,
-    transport: Arc<GrpcTransport>,
-}
-
-impl OtlpGrpcExporter {
-    /// An exporter named `name` for `config` (no side effects until started).
-    pub fn new(name: String, config: &OtlpExporterConfig) -> Result<Self, GrpcTransportError> {
-        let transport = Arc::new(GrpcTransport::new(config)?);
-        let delivery = DeliveryExporter::new(
-            name,
-            config.sending_queue.clone(),
-            config.retry_on_failure.clone(),
-            Arc::new(OtlpEncoder::default()),
-            transport.clone(),
-        );
-        Ok(OtlpGrpcExporter { delivery, transport })
-    }
-}
-
-#[async_trait]
-impl Exporter for OtlpGrpcExporter {
-    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
-        // TLS files are read here, so a missing certificate stops the agent from starting.
-        self.transport.connect()?;
-        self.delivery.start(ctx).await
-    }
-
-    async fn run(self: Box<Self>, ctx: ExporterContext) -> Result<(), ComponentError> {
-        Box::new(self.delivery).run(ctx).await
-    }
+/// The `otlp` exporter named `name` for `config`: delivery with the OTLP encoder and the gRPC
+/// transport (no side effects until started).
+pub fn exporter(name: String, config: &OtlpExporterConfig) -> Result<DeliveryExporter, GrpcTransportError> {
+    Ok(DeliveryExporter::new(
+        name,
+        config.sending_queue.clone(),
+        config.retry_on_failure.clone(),
+        Arc::new(OtlpEncoder::default()),
+        Arc::new(GrpcTransport::new(config)?),
+    ))
 }

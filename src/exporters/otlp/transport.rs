@@ -19,6 +19,7 @@ use crate::otlp::proto::collector::metrics::v1::ExportMetricsServiceResponse;
 use crate::otlp::status::grpc_retry_delay;
 use crate::otlp::tls::{ClientTls, TlsError};
 use crate::otlp::{Compression, LOGS_GRPC_PATH, METRICS_GRPC_PATH};
+use crate::pipeline::ComponentError;
 
 /// Errors of setting up the gRPC connection.
 #[derive(Debug, thiserror::Error)]
@@ -74,11 +75,6 @@ impl GrpcTransport {
             timeout: config.timeout,
             channel: OnceLock::new(),
         })
-    }
-
-    /// Loads the TLS material and creates the (lazily connecting) channel. Needs a tokio runtime.
-    pub fn connect(&self) -> Result<(), GrpcTransportError> {
-        self.channel().map(|_| ())
     }
 
     fn channel(&self) -> Result<Channel, GrpcTransportError> {
@@ -165,6 +161,11 @@ fn partial(rejected: i64, message: String) -> Sent {
 
 #[async_trait]
 impl Transport for GrpcTransport {
+    /// Loads the TLS material and creates the (lazily connecting) channel.
+    fn connect(&self) -> Result<(), ComponentError> {
+        Ok(self.channel().map(|_| ())?)
+    }
+
     async fn send(&self, request: &Request) -> Result<Sent, SendError> {
         let channel = self.channel().map_err(|e| SendError::Permanent { reason: e.to_string() })?;
         let attempt = async {

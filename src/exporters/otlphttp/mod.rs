@@ -7,16 +7,14 @@ mod transport;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
 pub use config::{Encoding, OtlpHttpExporterConfig, signal_url};
-pub use transport::{HttpTransport, HttpTransportError, classify, error_message, retry_after};
+pub use transport::{HttpTransport, HttpTransportError, classify, error_message};
 
 use crate::config::parse_component;
 use crate::exporters::delivery::DeliveryExporter;
 use crate::model::Signal;
 use crate::otlp::OtlpEncoder;
-use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
+use crate::pipeline::{BuildContext, Built, Factory};
 use crate::telemetry::ComponentKind;
 
 /// The registry entry.
@@ -29,41 +27,19 @@ pub fn factory() -> Factory {
         description: "sends metrics (and flow records as logs) over OTLP/HTTP, with a sending queue and retries",
         build: |ctx: &BuildContext<'_>| {
             let config: OtlpHttpExporterConfig = parse_component(ctx.node, ctx.path)?;
-            Ok(Built::Exporter(Box::new(OtlpHttpExporter::new(ctx.id.to_string(), &config))))
+            Ok(Built::Exporter(Box::new(exporter(ctx.id.to_string(), &config))))
         },
     }
 }
 
-/// The `otlphttp` exporter: delivery with the OTLP encoder and the HTTP transport.
-pub struct OtlpHttpExporter {
-    delivery: DeliveryExporter,
-    transport: Arc<HttpTransport>,
-}
-
-impl OtlpHttpExporter {
-    /// An exporter named `name` for `config` (no side effects until started).
-    pub fn new(name: String, config: &OtlpHttpExporterConfig) -> Self {
-        let transport = Arc::new(HttpTransport::new(config));
-        let delivery = DeliveryExporter::new(
-            name,
-            config.sending_queue.clone(),
-            config.retry_on_failure.clone(),
-            Arc::new(OtlpEncoder::default()),
-            transport.clone(),
-        );
-        OtlpHttpExporter { delivery, transport }
-    }
-}
-
-#[async_trait]
-impl Exporter for OtlpHttpExporter {
-    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
-        // TLS files are read here, so a missing certificate stops the agent from starting.
-        self.transport.connect()?;
-        self.delivery.start(ctx).await
-    }
-
-    async fn run(self: Box<Self>, ctx: ExporterContext) -> Result<(), ComponentError> {
-        Box::new(self.delivery).run(ctx).await
-    }
+/// The `otlphttp` exporter named `name` for `config`: delivery with the OTLP encoder and the HTTP
+/// transport (no side effects until started).
+pub fn exporter(name: String, config: &OtlpHttpExporterConfig) -> DeliveryExporter {
+    DeliveryExporter::new(
+        name,
+        config.sending_queue.clone(),
+        config.retry_on_failure.clone(),
+        Arc::new(OtlpEncoder::default()),
+        Arc::new(HttpTransport::new(config)),
+    )
 }

@@ -6,17 +6,19 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode, header};
 use prost::Message as _;
 
 use super::config::{Encoding, OtlpHttpExporterConfig};
 use crate::exporters::delivery::{Request, SendError, Sent, Transport};
+use crate::exporters::http_client::{self, RetryableStatuses};
 use crate::model::Signal;
 use crate::otlp::Compression;
 use crate::otlp::proto::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use crate::otlp::proto::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use crate::otlp::status::RpcStatus;
 use crate::otlp::tls::{ClientTls, TlsError};
+use crate::pipeline::ComponentError;
 
 /// Errors of setting up the HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +53,11 @@ impl HttpTransport {
     /// A transport for `config`; nothing is read or connected until [`HttpTransport::connect`]
     /// or the first send.
     pub fn new(config: &OtlpHttpExporterConfig) -> Self {
-        let mut headers = HeaderMap::new();
-        for (k, v) in &config.headers {
-            // Both were checked by the config's validation; skip rather than fail if not.
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-                headers.insert(k, v);
-            }
-        }
         HttpTransport {
             metrics_url: config.metrics_url(),
             logs_url: config.logs_url(),
             tls: config.tls.clone(),
-            headers,
+            headers: http_client::header_map(&config.headers),
             compression: config.compression,
             encoding: config.encoding,
             timeout: config.timeout,
@@ -70,26 +65,14 @@ impl HttpTransport {
         }
     }
 
-    /// Loads the TLS material (for `https://` URLs) and builds the client.
-    pub fn connect(&self) -> Result<(), HttpTransportError> {
-        self.client().map(|_| ())
-    }
-
     fn client(&self) -> Result<reqwest::Client, HttpTransportError> {
         if let Some(c) = self.client.get() {
             return Ok(c.clone());
         }
-        crate::otlp::tls::install_default_provider();
-        let mut builder = reqwest::Client::builder()
-            .user_agent(crate::otlp::user_agent())
-            .connect_timeout(self.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true);
         let https = [&self.metrics_url, &self.logs_url].into_iter().flatten().any(|u| u.starts_with("https://"));
-        if https {
-            builder = builder.tls_backend_preconfigured(self.tls.rustls_config(&[b"h2", b"http/1.1"])?);
-        }
-        let client = builder.build()?;
+        let client = http_client::client_builder(self.timeout, https, &self.tls)?
+            .user_agent(crate::otlp::user_agent())
+            .build()?;
         Ok(self.client.get_or_init(|| client).clone())
     }
 
@@ -112,15 +95,12 @@ impl HttpTransport {
     }
 }
 
-/// Reads `Retry-After` as otelcol does: whole seconds, else an HTTP date (RFC 1123).
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
+/// otelcol's otlphttpexporter: 429, 502, 503 and 504 are retried; `Retry-After` is honoured on
+/// 429 and 503.
+const RETRYABLE: RetryableStatuses = RetryableStatuses {
+    retry: |status| matches!(status.as_u16(), 429 | 502 | 503 | 504),
+    retry_after: |status| matches!(status.as_u16(), 429 | 503),
+};
 
 /// What an error body says: the `google.rpc.Status` message (protobuf or JSON), else an excerpt.
 pub fn error_message(content_type: &str, body: &[u8]) -> String {
@@ -163,20 +143,8 @@ pub fn classify(
             ),
         });
     }
-    let message = error_message(content_type, body);
-    let reason = if message.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {message}") };
-    match status.as_u16() {
-        429 | 502 | 503 | 504 => {
-            let throttle = match status.as_u16() {
-                429 | 503 => {
-                    headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| retry_after(v, now))
-                }
-                _ => None,
-            };
-            Err(SendError::Retryable { reason, throttle })
-        }
-        _ => Err(SendError::Permanent { reason }),
-    }
+    let reason = http_client::answer_reason(status, &error_message(content_type, body));
+    Err(http_client::failure(status, headers, reason, RETRYABLE, now))
 }
 
 fn partial_success(signal: Signal, content_type: &str, body: &[u8]) -> Result<Sent, String> {
@@ -209,6 +177,11 @@ fn partial_success(signal: Signal, content_type: &str, body: &[u8]) -> Result<Se
 
 #[async_trait]
 impl Transport for HttpTransport {
+    /// Loads the TLS material (for `https://` URLs) and builds the client.
+    fn connect(&self) -> Result<(), ComponentError> {
+        Ok(self.client().map(|_| ())?)
+    }
+
     async fn send(&self, request: &Request) -> Result<Sent, SendError> {
         let url = match request.signal {
             Signal::Metrics => &self.metrics_url,
@@ -276,18 +249,4 @@ fn transport_reason(url: &str, e: &reqwest::Error) -> String {
         source = s.source();
     }
     reason
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
-        assert_eq!(retry_after("2", now), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), Some(Duration::from_secs(30)));
-        assert_eq!(retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
-        assert_eq!(retry_after("soon", now), None);
-    }
 }

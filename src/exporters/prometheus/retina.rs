@@ -16,7 +16,7 @@
 //! (Retina aggregates to `all_interfaces`), and DNS `response`/`num_response` labels are absent
 //! because no fovea attribute carries them.
 
-use crate::model::Attributes;
+use crate::model::{Attributes, TcpState};
 
 use super::naming::attr_text;
 
@@ -149,12 +149,11 @@ fn map_value(values: Values, text: String) -> String {
             "transmit" => "egress".into(),
             _ => text,
         },
-        Values::TcpState => match text.as_str() {
-            "syn_received" | "new_syn_recv" => "SYN_RECV".into(),
-            "fin_wait_1" => "FIN_WAIT1".into(),
-            "fin_wait_2" => "FIN_WAIT2".into(),
-            "closed" => "CLOSE".into(),
-            _ => text.to_ascii_uppercase(),
+        // Retina counts request sockets as SYN_RECV, like `ss`; values fovea does not know are
+        // upper-cased.
+        Values::TcpState => match TcpState::from_otel(&text) {
+            Some(state) => state.rfc().kernel_name().into(),
+            None => text.to_ascii_uppercase(),
         },
     }
 }

@@ -72,8 +72,8 @@ pub struct RemoteWriteConfig {
     #[serde(default)]
     pub remote_write_queue: RemoteWriteQueue,
     /// Retries of failed requests, with otelcol's remote-write defaults (50ms, 30s, 5m).
-    #[serde(default)]
-    pub retry_on_failure: RetryOnFailure,
+    #[serde(default = "RetryConfig::remote_write", deserialize_with = "RetryConfig::deserialize_remote_write")]
+    pub retry_on_failure: RetryConfig,
     /// Not a key of this exporter (it has `remote_write_queue`); present only to say so clearly.
     #[serde(default)]
     pub sending_queue: Option<IgnoredAny>,
@@ -133,56 +133,6 @@ impl Default for RemoteWriteQueue {
     }
 }
 
-/// `retry_on_failure:` with otelcol's remote-write defaults (its exporter retries by itself,
-/// starting at 50ms rather than exporterhelper's 5s).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryOnFailure {
-    /// Retry retryable failures.
-    pub enabled: bool,
-    /// First wait after a failure (default 50ms).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
-    pub initial_interval: Duration,
-    /// Longest wait between attempts (default 30s).
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
-    pub max_interval: Duration,
-    /// Give up on a request after this long (default 5m, `0` = never); with `storage` the request
-    /// stays queued and is retried instead of being dropped.
-    #[serde(deserialize_with = "crate::config::duration::deserialize")]
-    pub max_elapsed_time: Duration,
-    /// Growth factor of the wait (default 1.5).
-    pub multiplier: f64,
-    /// Jitter fraction (default 0.5).
-    pub randomization_factor: f64,
-}
-
-impl Default for RetryOnFailure {
-    fn default() -> Self {
-        RetryOnFailure {
-            enabled: true,
-            initial_interval: Duration::from_millis(50),
-            max_interval: Duration::from_secs(30),
-            max_elapsed_time: Duration::from_secs(300),
-            multiplier: 1.5,
-            randomization_factor: 0.5,
-        }
-    }
-}
-
-impl RetryOnFailure {
-    /// The delivery layer's retry settings.
-    pub fn to_retry_config(&self) -> RetryConfig {
-        RetryConfig {
-            enabled: self.enabled,
-            initial_interval: self.initial_interval,
-            max_interval: self.max_interval,
-            max_elapsed_time: self.max_elapsed_time,
-            multiplier: self.multiplier,
-            randomization_factor: self.randomization_factor,
-        }
-    }
-}
-
 impl RemoteWriteConfig {
     /// The configuration with every default and this `endpoint` (what `{endpoint: ...}` gives).
     pub fn with_endpoint(endpoint: impl Into<String>) -> Self {
@@ -203,7 +153,7 @@ impl RemoteWriteConfig {
             naming: Naming::default(),
             retry_on_http_429: false,
             remote_write_queue: RemoteWriteQueue::default(),
-            retry_on_failure: RetryOnFailure::default(),
+            retry_on_failure: RetryConfig::remote_write(),
             sending_queue: None,
             wal: None,
         }
@@ -312,7 +262,7 @@ impl ComponentConfig for RemoteWriteConfig {
                 checks.fail("remote_write_queue::storage::max_size_mib", "must be at least 1");
             }
         }
-        self.retry_on_failure.to_retry_config().validate("retry_on_failure", checks);
+        self.retry_on_failure.validate("retry_on_failure", checks);
         if self.sending_queue.is_some() {
             checks.fail(
                 "sending_queue",

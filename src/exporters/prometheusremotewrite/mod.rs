@@ -41,15 +41,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use config::{
-    DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, RetryOnFailure, TargetInfo,
-};
+pub use config::{DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, TargetInfo};
 pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
 pub use series::SERIES_TTL;
-pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples, retry_after};
+pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples};
 
 use crate::config::{ConfigError, parse_component};
-use crate::exporters::delivery::{DeliveryExporter, Encoder, Transport};
+use crate::exporters::delivery::{DeliveryExporter, Encoder};
 use crate::model::Signal;
 use crate::otlp::tls::TlsError;
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
@@ -87,29 +85,26 @@ fn build(ctx: &BuildContext<'_>) -> Result<Built, ConfigError> {
 pub struct RemoteWriteExporter {
     delivery: DeliveryExporter,
     encoder: Arc<RemoteWriteEncoder>,
-    transport: Arc<RemoteWriteTransport>,
 }
 
 impl RemoteWriteExporter {
     /// An exporter named `id` (for logs) with this config; nothing is opened until `start`.
     pub fn new(id: String, config: &RemoteWriteConfig) -> Self {
         let encoder = Arc::new(RemoteWriteEncoder::new(config));
-        let transport = Arc::new(RemoteWriteTransport::new(config));
         let delivery = DeliveryExporter::new(
             id,
             config.sending_queue(),
-            config.retry_on_failure.to_retry_config(),
+            config.retry_on_failure.clone(),
             encoder.clone() as Arc<dyn Encoder>,
-            transport.clone() as Arc<dyn Transport>,
+            Arc::new(RemoteWriteTransport::new(config)),
         );
-        RemoteWriteExporter { delivery, encoder, transport }
+        RemoteWriteExporter { delivery, encoder }
     }
 }
 
 #[async_trait]
 impl Exporter for RemoteWriteExporter {
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
-        self.transport.connect()?;
         self.encoder.attach_stats(ctx.stats.clone());
         self.delivery.start(ctx).await
     }

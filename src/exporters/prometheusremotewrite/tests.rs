@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use prost::Message;
 
@@ -499,15 +499,6 @@ fn flows_cannot_be_encoded() {
     assert_eq!(err.expect_err("flows"), "prometheusremotewrite exports metrics only, not flows");
 }
 
-#[test]
-fn retry_after_reads_seconds_and_dates() {
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
-    let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
-    assert_eq!(retry_after(&date, now), Some(Duration::from_secs(30)));
-    assert_eq!(retry_after("soon", now), None);
-}
-
 /// Status, headers and body of one answer of the test server.
 type Answer = (u16, Vec<(&'static str, &'static str)>, &'static str);
 
@@ -680,7 +671,7 @@ fn the_queue_always_has_one_consumer_and_prw_retry_defaults() {
     let c = config(|c| c.remote_write_queue.num_consumers = 8);
     let q = c.sending_queue();
     assert_eq!((q.enabled, q.num_consumers, q.queue_size, q.block_on_overflow), (true, 1, 10_000, false));
-    let r = c.retry_on_failure.to_retry_config();
+    let r = &c.retry_on_failure;
     assert_eq!(
         (r.enabled, r.initial_interval, r.max_interval, r.max_elapsed_time),
         (true, Duration::from_millis(50), Duration::from_secs(30), Duration::from_secs(300))

@@ -20,7 +20,9 @@ use super::RemoteWriteError;
 use super::config::RemoteWriteConfig;
 use super::proto::WriteRequest;
 use crate::exporters::delivery::{Request, SendError, Sent, Transport};
+use crate::exporters::http_client::{self, RetryableStatuses};
 use crate::otlp::tls::ClientTls;
+use crate::pipeline::ComponentError;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("fovea/", env!("CARGO_PKG_VERSION"));
@@ -37,38 +39,25 @@ pub fn compress(body: &[u8]) -> Result<Vec<u8>, snap::Error> {
     snap::raw::Encoder::new().compress_vec(body)
 }
 
-/// Reads `Retry-After`: whole seconds or an HTTP date.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
+/// otelcol's remote-write exporter: 5xx and (with `retry_on_http_429`) 429 are retried,
+/// honouring `Retry-After`.
+const RETRYABLE: RetryableStatuses = RetryableStatuses {
+    retry: |status| status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS,
+    retry_after: |_| true,
+};
 
 /// Classifies an HTTP answer; `body` is (the start of) the answer's body.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8], retry_on_429: bool) -> Result<Sent, SendError> {
     if status.is_success() {
         return Ok(Sent::default());
     }
-    let excerpt = excerpt(body);
-    let reason = if excerpt.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {excerpt}") };
-    let throttle = || {
-        headers.get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| retry_after(v, SystemTime::now()))
-    };
-    if status.is_server_error() {
-        return Err(SendError::Retryable { reason, throttle: throttle() });
-    }
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        if retry_on_429 {
-            return Err(SendError::Retryable { reason, throttle: throttle() });
-        }
+    let reason = http_client::answer_reason(status, &excerpt(body));
+    if status == StatusCode::TOO_MANY_REQUESTS && !retry_on_429 {
         return Err(SendError::Permanent {
             reason: format!("{reason} (set retry_on_http_429: true to retry throttled requests)"),
         });
     }
-    Err(SendError::Permanent { reason })
+    Err(http_client::failure(status, headers, reason, RETRYABLE, SystemTime::now()))
 }
 
 /// The first [`EXCERPT`] characters of an answer, on one line.
@@ -95,13 +84,7 @@ pub struct RemoteWriteTransport {
 impl RemoteWriteTransport {
     /// A transport for `config`; nothing is read or connected until [`RemoteWriteTransport::connect`].
     pub fn new(config: &RemoteWriteConfig) -> Self {
-        let mut headers = HeaderMap::new();
-        for (k, v) in &config.headers {
-            // Validated with the config; skipped rather than failing if not.
-            if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
-                headers.insert(k, v);
-            }
-        }
+        let mut headers = http_client::header_map(&config.headers);
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
         headers.insert(HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static("0.1.0"));
@@ -116,25 +99,13 @@ impl RemoteWriteTransport {
         }
     }
 
-    /// Loads the TLS material (for `https://` URLs) and builds the HTTP client.
-    pub fn connect(&self) -> Result<(), RemoteWriteError> {
-        self.client().map(|_| ())
-    }
-
     fn client(&self) -> Result<reqwest::Client, RemoteWriteError> {
         if let Some(c) = self.client.get() {
             return Ok(c.clone());
         }
-        // reqwest needs the process-wide rustls provider even for plain HTTP.
-        crate::otlp::tls::install_default_provider();
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(self.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true);
-        if self.url.starts_with("https://") {
-            builder = builder.tls_backend_preconfigured(self.tls.rustls_config(&[b"h2", b"http/1.1"])?);
-        }
-        let client = builder.build().map_err(|e| RemoteWriteError::Client(e.to_string()))?;
+        let client = http_client::client_builder(self.timeout, self.url.starts_with("https://"), &self.tls)?
+            .build()
+            .map_err(|e| RemoteWriteError::Client(e.to_string()))?;
         Ok(self.client.get_or_init(|| client).clone())
     }
 }
@@ -256,6 +227,11 @@ pub fn refuses_samples(status: StatusCode, body: &[u8]) -> bool {
 
 #[async_trait]
 impl Transport for RemoteWriteTransport {
+    /// Loads the TLS material (for `https://` URLs) and builds the HTTP client.
+    fn connect(&self) -> Result<(), ComponentError> {
+        Ok(self.client().map(|_| ())?)
+    }
+
     async fn send(&self, request: &Request) -> Result<Sent, SendError> {
         match self.post(&request.body).await {
             (Err(SendError::Permanent { reason }), true) => self.bisect(request, reason).await,

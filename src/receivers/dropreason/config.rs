@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Checks, ComponentConfig};
+use crate::receivers::config::{FlowsConfig, check_collection_interval};
 
 /// `dropreason:` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,38 +30,9 @@ impl Default for DropreasonConfig {
     }
 }
 
-/// `flows:` settings shared by the receivers that emit per-event flow records.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FlowsConfig {
-    /// Records per second, all CPUs together; past it records are counted as capped, not sent.
-    /// Counters (metrics) are exact whatever this is.
-    pub max_records_per_second: u32,
-}
-
-impl Default for FlowsConfig {
-    fn default() -> Self {
-        FlowsConfig { max_records_per_second: 1000 }
-    }
-}
-
-impl FlowsConfig {
-    /// Reports problems under `flows::`.
-    pub fn validate(&self, checks: &mut Checks) {
-        if self.max_records_per_second == 0 {
-            checks.fail(
-                "flows::max_records_per_second",
-                "must be at least 1; to get no records, list the receiver in no flows pipeline",
-            );
-        }
-    }
-}
-
 impl ComponentConfig for DropreasonConfig {
     fn validate(&self, checks: &mut Checks) {
-        if self.collection_interval < Duration::from_millis(100) {
-            checks.fail("collection_interval", "must be at least 100ms");
-        }
+        check_collection_interval(self.collection_interval, checks);
         self.flows.validate(checks);
     }
 }
@@ -70,12 +42,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<DropreasonConfig, String> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), format!("receivers:\n  dropreason: {body}\n")).expect("write");
-        let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
-        let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
-        let node = doc.root.get("receivers").and_then(|r| r.get("dropreason")).expect("node");
-        crate::config::parse_component(node, "receivers::dropreason").map_err(|e| e.to_string())
+        crate::receivers::config::parse_receiver("dropreason", body)
     }
 
     #[test]

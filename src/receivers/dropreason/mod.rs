@@ -15,42 +15,23 @@
 mod config;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use smol_str::SmolStr;
 
-pub use config::{DropreasonConfig, FlowsConfig};
+pub use config::DropreasonConfig;
 
-use super::ebpf_telemetry::{self, EbpfCollector, ProbeHealth};
+use super::ebpf_telemetry::{self, ProbeHealth};
+use super::tracing_probe::{TracingDriver, TracingProbe, TracingReceiver};
 use crate::config::parse_component;
 use crate::ebpf::{
-    self, DropConfig, DropCount, DropError, DropProbe, DropReasons, DropRecord, ProbeTelemetry, RecordStream,
+    self, DropConfig, DropCount, DropError, DropProbe, DropReasons, DropRecord, ProbeTelemetry, RecordStats,
+    RecordStream,
 };
-use crate::model::{
-    Attributes, FlowBatch, FlowKind, FlowRecord, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal,
-    now_unix_nano,
-};
-use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
+use crate::model::{Attributes, FlowKind, FlowRecord, Metric, MetricBatch, NumberPoint, Resource, Scope, Signal};
+use crate::pipeline::{BuildContext, Built, Factory};
 use crate::telemetry::ComponentKind;
-
-/// Errors of the dropreason receiver.
-#[derive(Debug, thiserror::Error)]
-pub enum DropreasonError {
-    /// Loading the probe or reading it failed (a missing capability is listed here).
-    #[error(transparent)]
-    Probe(#[from] DropError),
-    /// Reading flow records failed.
-    #[error(transparent)]
-    Records(#[from] ebpf::RecordError),
-    /// A blocking eBPF call panicked or was cancelled.
-    #[error("the dropreason worker thread failed: {0}")]
-    Worker(String),
-    /// `run` without a successful `start`.
-    #[error("the dropreason receiver was not started")]
-    NotStarted,
-}
 
 /// The registry entry.
 pub fn factory() -> Factory {
@@ -62,16 +43,37 @@ pub fn factory() -> Factory {
         description: "packets dropped by the kernel per drop reason and direction, with 5-tuple flow records (eBPF, skb:kfree_skb)",
         build: |ctx: &BuildContext<'_>| {
             let config: DropreasonConfig = parse_component(ctx.node, ctx.path)?;
-            Ok(Built::Receiver(Box::new(Dropreason::new(config, ctx.resource.clone()))))
+            Ok(Built::Receiver(Box::new(TracingDriver::new(Dropreason::new(config, ctx.resource.clone())))))
         },
     }
 }
 
-struct Held(DropProbe);
-
-impl ProbeHealth for Held {
+impl ProbeHealth for DropProbe {
     fn probe_telemetry(&self) -> ProbeTelemetry {
-        self.0.telemetry()
+        self.telemetry()
+    }
+}
+
+impl TracingProbe for DropProbe {
+    type Config = DropConfig;
+    type Counts = Vec<DropCount>;
+    type Record = DropRecord;
+    type Error = DropError;
+
+    fn load(config: DropConfig) -> Result<Self, DropError> {
+        DropProbe::load(config)
+    }
+
+    fn counts(&self) -> Result<Vec<DropCount>, DropError> {
+        self.counters()
+    }
+
+    fn take_records(&mut self) -> Result<RecordStream<DropRecord>, DropError> {
+        DropProbe::take_records(self)
+    }
+
+    fn record_stats(&self) -> RecordStats {
+        DropProbe::record_stats(self)
     }
 }
 
@@ -118,20 +120,11 @@ fn to_flow(r: &DropRecord, reason: SmolStr) -> FlowRecord {
     f
 }
 
-/// What `start` acquired.
-struct Started {
-    probe: Arc<Mutex<Held>>,
-    records: Option<RecordStream<DropRecord>>,
-    loaded_at: u64,
-    _run_time_stats: Option<ebpf::RunTimeStats>,
-}
-
-/// The receiver.
+/// The receiver: what is its own; [`TracingDriver`] runs it.
 pub struct Dropreason {
     config: DropreasonConfig,
     resource: Arc<Resource>,
     scope: Arc<Scope>,
-    started: Option<Started>,
     reasons: ReasonNames,
 }
 
@@ -140,19 +133,48 @@ impl Dropreason {
     pub fn new(config: DropreasonConfig, resource: Arc<Resource>) -> Self {
         let scope = Arc::new(Scope { name: "fovea/dropreason".into(), version: env!("CARGO_PKG_VERSION").into() });
         let reasons = ReasonNames { kernel: DropReasons::default(), cache: HashMap::new() };
-        Dropreason { config, resource, scope, started: None, reasons }
+        Dropreason { config, resource, scope, reasons }
+    }
+}
+
+impl TracingReceiver for Dropreason {
+    type Probe = DropProbe;
+    const NAME: &'static str = "dropreason";
+    const RECORDS: &'static str = "drop";
+
+    fn collection_interval(&self) -> Duration {
+        self.config.collection_interval
     }
 
-    fn metrics(&mut self, counts: &[DropCount], start: u64, now: u64) -> MetricBatch {
+    fn probe_config(&self, flows: bool) -> DropConfig {
+        DropConfig {
+            include_unspecified: self.config.include_unspecified,
+            // No flows pipeline: no records at all, so the kernel never even reserves one.
+            record_rate_per_sec: if flows { self.config.flows.max_records_per_second } else { 0 },
+            ring_bytes: if flows { DropConfig::default().ring_bytes } else { ebpf_telemetry::smallest_ring() },
+            ..DropConfig::default()
+        }
+    }
+
+    fn loaded(&mut self, probe: &DropProbe, flows: bool) {
+        tracing::info!(hook = ?probe.hook(), reasons = probe.reasons().len(), flows, "dropreason attached");
+        self.reasons.kernel = probe.reasons().clone();
+    }
+
+    fn resource(&self) -> &Arc<Resource> {
+        &self.resource
+    }
+
+    fn to_metrics(&mut self, counts: Vec<DropCount>, start: u64, now: u64) -> MetricBatch {
         let mut packets = Vec::with_capacity(counts.len());
         let mut bytes = Vec::with_capacity(counts.len());
-        for c in counts {
+        for c in &counts {
             let attrs = Attributes::from_pairs([
                 ("drop.reason", self.reasons.name(c.reason_code)),
                 ("network.io.direction", SmolStr::new_static(c.direction.as_otel())),
             ]);
-            packets.push(NumberPoint::int(attrs.clone(), start, now, to_i64(c.packets)));
-            bytes.push(NumberPoint::int(attrs, start, now, to_i64(c.bytes)));
+            packets.push(NumberPoint::count(attrs.clone(), start, now, c.packets));
+            bytes.push(NumberPoint::count(attrs, start, now, c.bytes));
         }
         let metrics = vec![
             Metric::counter(
@@ -171,144 +193,10 @@ impl Dropreason {
         MetricBatch::single(self.resource.clone(), self.scope.clone(), metrics)
     }
 
-    /// Reads the counters and sends them; false when the pipeline has stopped.
-    async fn collect(&mut self, probe: &Arc<Mutex<Held>>, loaded_at: u64, ctx: &ReceiverContext) -> bool {
-        let probe = probe.clone();
-        let read = tokio::task::spawn_blocking(move || match probe.lock() {
-            Ok(p) => p.0.counters().map_err(DropreasonError::from),
-            Err(_) => Err(DropreasonError::Worker("a previous call panicked".into())),
-        })
-        .await;
-        match read {
-            Ok(Ok(counts)) => {
-                let batch = self.metrics(&counts, loaded_at, now_unix_nano());
-                ctx.output.send(Payload::from(batch)).await.is_ok()
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "dropreason collection failed");
-                ctx.start.stats.add_failed(Signal::Metrics, 1);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "dropreason collection failed");
-                true
-            }
-        }
+    fn to_flow(&mut self, record: &DropRecord) -> Option<FlowRecord> {
+        let reason = self.reasons.name(record.reason_code);
+        Some(to_flow(record, reason))
     }
-
-    /// Sends `records` as one flow batch (emptying it); false when the pipeline has stopped.
-    async fn send_flows(&mut self, records: &mut Vec<DropRecord>, ctx: &ReceiverContext) -> bool {
-        if records.is_empty() {
-            return true;
-        }
-        let mut flows = Vec::with_capacity(records.len());
-        for r in records.drain(..) {
-            let reason = self.reasons.name(r.reason_code);
-            flows.push(to_flow(&r, reason));
-        }
-        let batch = FlowBatch { resource: self.resource.clone(), records: flows, acks: Default::default() };
-        ctx.output.send(Payload::from(batch)).await.is_ok()
-    }
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Waits for the next records, or forever when there is no stream.
-async fn next_records(
-    stream: &mut Option<RecordStream<DropRecord>>,
-    out: &mut Vec<DropRecord>,
-) -> Result<usize, ebpf::RecordError> {
-    match stream {
-        Some(s) => s.next_batch(out).await,
-        None => std::future::pending().await,
-    }
-}
-
-#[async_trait]
-impl Receiver for Dropreason {
-    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
-        let flows = ctx.signals.contains(&Signal::Flows);
-        let config = DropConfig {
-            include_unspecified: self.config.include_unspecified,
-            // No flows pipeline: no records at all, so the kernel never even reserves one.
-            record_rate_per_sec: if flows { self.config.flows.max_records_per_second } else { 0 },
-            ring_bytes: if flows { DropConfig::default().ring_bytes } else { ebpf_telemetry::smallest_ring() },
-            ..DropConfig::default()
-        };
-        let mut probe = tokio::task::spawn_blocking(move || DropProbe::load(config))
-            .await
-            .map_err(|e| DropreasonError::Worker(e.to_string()))?
-            .map_err(DropreasonError::from)?;
-        let loaded_at = now_unix_nano();
-        tracing::info!(hook = ?probe.hook(), reasons = probe.reasons().len(), flows, "dropreason attached");
-        let records = if flows { Some(probe.take_records().map_err(DropreasonError::from)?) } else { None };
-        self.reasons.kernel = probe.reasons().clone();
-        let id = ctx.id.to_string();
-        let run_time_stats = ebpf_telemetry::run_time_stats(ctx.telemetry.level(), &id);
-        let probe = Arc::new(Mutex::new(Held(probe)));
-        if ebpf_telemetry::reports(ctx.telemetry.level()) {
-            let collector = EbpfCollector::new(&id, Arc::downgrade(&probe), flows, loaded_at);
-            ctx.telemetry.register(Arc::new(collector));
-        }
-        self.started = Some(Started { probe, records, loaded_at, _run_time_stats: run_time_stats });
-        Ok(())
-    }
-
-    async fn run(mut self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        let Started { probe, mut records, loaded_at, _run_time_stats } =
-            self.started.take().ok_or(DropreasonError::NotStarted)?;
-        let metrics = ctx.output.wants(Signal::Metrics);
-        let mut ticker = tokio::time::interval(self.config.collection_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch: Vec<DropRecord> = Vec::new();
-        let mut lost_reported = 0u64;
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    if metrics && !self.collect(&probe, loaded_at, &ctx).await {
-                        break;
-                    }
-                    lost_reported = report_lost(&probe, lost_reported, &ctx);
-                }
-                got = next_records(&mut records, &mut batch) => {
-                    if let Err(e) = got {
-                        tracing::warn!(error = %e, "reading drop records failed; flow records stop");
-                        records = None;
-                    }
-                    if !self.send_flows(&mut batch, &ctx).await {
-                        break;
-                    }
-                }
-                _ = ctx.shutdown.cancelled() => {
-                    if let Some(stream) = &mut records {
-                        stream.try_drain(&mut batch);
-                        self.send_flows(&mut batch, &ctx).await;
-                    }
-                    if metrics {
-                        self.collect(&probe, loaded_at, &ctx).await;
-                    }
-                    break;
-                }
-            }
-        }
-        drop(records);
-        tokio::task::spawn_blocking(move || drop(probe)).await.map_err(|e| DropreasonError::Worker(e.to_string()))?;
-        Ok(())
-    }
-}
-
-/// Counts records the kernel lost to a full ring as failed flow items of this receiver.
-fn report_lost(probe: &Arc<Mutex<Held>>, reported: u64, ctx: &ReceiverContext) -> u64 {
-    let Ok(p) = probe.lock() else {
-        return reported;
-    };
-    let lost = p.0.record_stats().lost;
-    if lost > reported {
-        ctx.start.stats.add_failed(Signal::Flows, lost - reported);
-    }
-    lost.max(reported)
 }
 
 #[cfg(test)]
@@ -333,7 +221,7 @@ mod tests {
             DropCount { reason_code: 5, direction: ebpf::Direction::Ingress, packets: 3, bytes: 300 },
             DropCount { reason_code: 5, direction: ebpf::Direction::Unknown, packets: 1, bytes: 60 },
         ];
-        let batch = rx.metrics(&counts, 10, 20);
+        let batch = rx.to_metrics(counts.to_vec(), 10, 20);
         let (_, _, packets) = batch.iter_metrics().find(|(_, _, m)| m.name == "network.drop.packets").expect("packets");
         let MetricData::Sum(sum) = &packets.data else { panic!("a sum") };
         assert!(sum.monotonic);

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::interfaces::LinkStats;
 use crate::config::pattern::Pattern;
 use crate::config::{Checks, ComponentConfig};
+use crate::receivers::config::check_collection_interval;
 
 /// Groups reported by default (their non-zero keys).
 pub const DEFAULT_NETSTAT_GROUPS: [&str; 5] = ["Tcp", "TcpExt", "Ip", "IpExt", "Udp"];
@@ -103,9 +104,7 @@ impl Default for SocketsConfig {
 
 impl ComponentConfig for LinuxutilConfig {
     fn validate(&self, checks: &mut Checks) {
-        if self.collection_interval < Duration::from_millis(100) {
-            checks.fail("collection_interval", "must be at least 100ms");
-        }
+        check_collection_interval(self.collection_interval, checks);
         for (i, stat) in self.interfaces.statistics.iter().enumerate() {
             if !LinkStats::NAMES.contains(&stat.as_str()) {
                 checks.fail(

@@ -158,7 +158,7 @@ impl Linuxutil {
                             ("network.interface.name", name.clone()),
                             ("statistic", SmolStr::new_static(stat)),
                         ]);
-                        points.push(NumberPoint::int(attrs, 0, now, value.min(i64::MAX as u64) as i64));
+                        points.push(NumberPoint::count(attrs, 0, now, value));
                     }
                 }
             }

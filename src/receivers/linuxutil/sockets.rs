@@ -24,98 +24,13 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
 use super::error::LinuxutilError;
 use super::netlink::{DumpSink, DumpSocket, RequestName};
+use crate::model::TcpState;
 
 /// Message type of sock_diag replies (`SOCK_DIAG_BY_FAMILY`).
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
-/// Linux's `TCP_NEW_SYN_RECV`, should a kernel ever report it rather than `TCP_SYN_RECV`.
-const TCP_NEW_SYN_RECV: u8 = 12;
 
 const HINT: &str = "the kernel needs CONFIG_INET_DIAG with CONFIG_INET_TCP_DIAG and \
                     CONFIG_INET_UDP_DIAG (or the inet_diag, tcp_diag and udp_diag modules)";
-
-/// TCP connection state, named as OpenTelemetry's `network.connection.state` (RFC 9293 states
-/// in lower snake case).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TcpState {
-    /// `closed`: no connection (rarely seen: closed sockets leave the tables at once).
-    Closed,
-    /// `close_wait`: the peer closed; waiting for the local application to close.
-    CloseWait,
-    /// `closing`: both sides closed at once; waiting for the peer's ACK of our FIN.
-    Closing,
-    /// `established`: open connection.
-    Established,
-    /// `fin_wait_1`: we closed; waiting for the peer's ACK or FIN.
-    FinWait1,
-    /// `fin_wait_2`: our FIN was acknowledged; waiting for the peer's FIN.
-    FinWait2,
-    /// `last_ack`: the peer closed, then we did; waiting for the ACK of our FIN.
-    LastAck,
-    /// `listen`: listening socket.
-    Listen,
-    /// `syn_received`: SYN received and answered; includes Linux's request sockets.
-    SynReceived,
-    /// `syn_sent`: SYN sent, waiting for SYN-ACK.
-    SynSent,
-    /// `time_wait`: connection closed, waiting out stray segments.
-    TimeWait,
-}
-
-impl TcpState {
-    /// Every state, in the order of OpenTelemetry's list.
-    pub const ALL: [TcpState; 11] = [
-        TcpState::Closed,
-        TcpState::CloseWait,
-        TcpState::Closing,
-        TcpState::Established,
-        TcpState::FinWait1,
-        TcpState::FinWait2,
-        TcpState::LastAck,
-        TcpState::Listen,
-        TcpState::SynReceived,
-        TcpState::SynSent,
-        TcpState::TimeWait,
-    ];
-
-    /// The `network.connection.state` value, e.g. `close_wait`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TcpState::Closed => "closed",
-            TcpState::CloseWait => "close_wait",
-            TcpState::Closing => "closing",
-            TcpState::Established => "established",
-            TcpState::FinWait1 => "fin_wait_1",
-            TcpState::FinWait2 => "fin_wait_2",
-            TcpState::LastAck => "last_ack",
-            TcpState::Listen => "listen",
-            TcpState::SynReceived => "syn_received",
-            TcpState::SynSent => "syn_sent",
-            TcpState::TimeWait => "time_wait",
-        }
-    }
-
-    /// Maps Linux's `TCP_*` state number (include/net/tcp_states.h) to a state.
-    pub fn from_linux(state: u8) -> Option<Self> {
-        Some(match state {
-            1 => TcpState::Established,
-            2 => TcpState::SynSent,
-            3 | TCP_NEW_SYN_RECV => TcpState::SynReceived,
-            4 => TcpState::FinWait1,
-            5 => TcpState::FinWait2,
-            6 => TcpState::TimeWait,
-            7 => TcpState::Closed,
-            8 => TcpState::CloseWait,
-            9 => TcpState::LastAck,
-            10 => TcpState::Listen,
-            11 => TcpState::Closing,
-            _ => return None,
-        })
-    }
-
-    fn slot(self) -> usize {
-        self as usize
-    }
-}
 
 /// Number of TCP sockets in each state; every state is present, zero or not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -126,10 +41,18 @@ pub struct TcpStateCounts {
     pub unknown: u64,
 }
 
+/// The state a socket reported with Linux's state number counts in: request sockets
+/// (`TCP_NEW_SYN_RECV`, should a kernel ever report it rather than `TCP_SYN_RECV`) count as
+/// `syn_received`, so every counted state is in [`TcpState::ALL`].
+fn counted_state(linux: u8) -> Option<TcpState> {
+    TcpState::from_linux(linux).map(TcpState::rfc)
+}
+
 impl TcpStateCounts {
-    /// Sockets in `state`.
+    /// Sockets in `state` (`NewSynRecv` sockets are in `SynReceived`).
     pub fn get(&self, state: TcpState) -> u64 {
-        self.counts[state.slot()]
+        // `rfc()` states are in `TcpState::ALL`, whose position is `as usize`.
+        self.counts[state.rfc() as usize]
     }
 
     /// Every state with its count (zeros included), in [`TcpState::ALL`] order.
@@ -143,8 +66,8 @@ impl TcpStateCounts {
     }
 
     fn add_linux_state(&mut self, state: u8) {
-        match TcpState::from_linux(state) {
-            Some(state) => self.counts[state.slot()] += 1,
+        match counted_state(state) {
+            Some(state) => self.counts[state as usize] += 1,
             None => self.unknown += 1,
         }
     }
@@ -276,29 +199,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_names_are_opentelemetry_values() {
-        let names: Vec<_> = TcpState::ALL.iter().map(|s| s.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "closed",
-                "close_wait",
-                "closing",
-                "established",
-                "fin_wait_1",
-                "fin_wait_2",
-                "last_ack",
-                "listen",
-                "syn_received",
-                "syn_sent",
-                "time_wait"
-            ]
-        );
-    }
-
-    #[test]
     fn linux_state_numbers_map_to_rfc_states() {
-        let mapped: Vec<_> = (0..=13).map(TcpState::from_linux).collect();
+        let mapped: Vec<_> = (0..=13).map(counted_state).collect();
         use TcpState::*;
         assert_eq!(
             mapped,

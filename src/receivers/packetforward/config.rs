@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::config::pattern::{Pattern, any_match};
 use crate::config::{Checks, ComponentConfig};
 use crate::ebpf::AttachMode;
+use crate::receivers::config::check_collection_interval;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
@@ -70,9 +71,7 @@ impl PacketforwardConfig {
 
 impl ComponentConfig for PacketforwardConfig {
     fn validate(&self, checks: &mut Checks) {
-        if self.collection_interval < Duration::from_millis(100) {
-            checks.fail("collection_interval", "must be at least 100ms");
-        }
+        check_collection_interval(self.collection_interval, checks);
         for (field, patterns) in [("interfaces", &self.interfaces), ("exclude", &self.exclude)] {
             for (i, p) in patterns.iter().enumerate() {
                 if p.as_str().is_empty() {
@@ -96,12 +95,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<PacketforwardConfig, String> {
-        let file = tempfile::NamedTempFile::new().expect("temp file");
-        std::fs::write(file.path(), format!("receivers:\n  packetforward: {body}\n")).expect("write");
-        let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
-        let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
-        let node = doc.root.get("receivers").and_then(|r| r.get("packetforward")).expect("node");
-        crate::config::parse_component(node, "receivers::packetforward").map_err(|e| e.to_string())
+        crate::receivers::config::parse_receiver("packetforward", body)
     }
 
     #[test]

@@ -220,8 +220,8 @@ impl Packetforward {
                 ("network.interface.name", r.name.clone()),
                 ("network.io.direction", SmolStr::new_static(direction)),
             ]);
-            packets.push(NumberPoint::int(attrs.clone(), r.since, now, to_i64(r.count.packets)));
-            bytes.push(NumberPoint::int(attrs, r.since, now, to_i64(r.count.bytes)));
+            packets.push(NumberPoint::count(attrs.clone(), r.since, now, r.count.packets));
+            bytes.push(NumberPoint::count(attrs, r.since, now, r.count.bytes));
         }
         let metrics = vec![
             Metric::counter(
@@ -259,10 +259,6 @@ impl Packetforward {
             }
         }
     }
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[async_trait]

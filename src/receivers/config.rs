@@ -1,0 +1,58 @@
+//! Configuration several receivers share: the lower bound of `collection_interval` (every
+//! receiver that reads counters on a timer) and the `flows:` block of the receivers that also
+//! write flow records (`dropreason`, `tcpretrans`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::Checks;
+
+/// The shortest `collection_interval` a receiver accepts.
+const MIN_COLLECTION_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Reports a `collection_interval` shorter than 100ms.
+pub fn check_collection_interval(collection_interval: Duration, checks: &mut Checks) {
+    if collection_interval < MIN_COLLECTION_INTERVAL {
+        checks.fail("collection_interval", "must be at least 100ms");
+    }
+}
+
+/// `flows:` settings shared by the receivers that emit per-event flow records.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlowsConfig {
+    /// Records per second, all CPUs together; past it records are counted as capped, not sent.
+    /// Counters (metrics) are exact whatever this is.
+    pub max_records_per_second: u32,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        FlowsConfig { max_records_per_second: 1000 }
+    }
+}
+
+impl FlowsConfig {
+    /// Reports problems under `flows::`.
+    pub fn validate(&self, checks: &mut Checks) {
+        if self.max_records_per_second == 0 {
+            checks.fail(
+                "flows::max_records_per_second",
+                "must be at least 1; to get no records, list the receiver in no flows pipeline",
+            );
+        }
+    }
+}
+
+/// Parses `receivers: {<type_name>: <body>}` the way the agent does (YAML file, loader,
+/// validation), for config tests; the error is the full message a user would see.
+#[cfg(test)]
+pub(crate) fn parse_receiver<C: crate::config::ComponentConfig>(type_name: &str, body: &str) -> Result<C, String> {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), format!("receivers:\n  {type_name}: {body}\n")).expect("write");
+    let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
+    let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
+    let node = doc.root.get("receivers").and_then(|r| r.get(type_name)).expect("node");
+    crate::config::parse_component(node, &format!("receivers::{type_name}")).map_err(|e| e.to_string())
+}
