@@ -128,6 +128,7 @@ async fn start(queue: SendingQueueConfig, encoder: Arc<dyn Encoder>, backend: Ar
         signals: vec![Signal::Metrics],
         stats: stats.clone(),
         telemetry: Arc::new(StatsRegistry::default()),
+        services: Default::default(),
     };
     exporter.start(&start).await.expect("exporter starts");
     let deadline = CancellationToken::new();

@@ -95,7 +95,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let stats = Arc::new(StatsRegistry::default());
     let start = Instant::now();
-    runtime.block_on(graph.run(stats.clone(), std::future::pending(), || {})).unwrap();
+    runtime.block_on(graph.run(stats.clone(), Default::default(), std::future::pending(), || {})).unwrap();
     let elapsed = start.elapsed();
     let points = series * batches;
     let exported: u64 =

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use fovea::config::service::MetricsLevel;
 use fovea::config::{self, Sources};
 use fovea::model::Signal;
+use fovea::pipeline::Services;
 use fovea::telemetry::{self, ComponentKind, Health, ProcessCollector, Render, StatsRegistry, TelemetryServer};
 use tokio_util::sync::CancellationToken;
 
@@ -154,6 +155,8 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         let registry = Arc::new(StatsRegistry::default());
         registry.set_level(graph.service.telemetry.metrics.level);
         let health = Arc::new(Health::default());
+        let services = Arc::new(Services::default());
+        services.insert(health.clone());
         let telemetry_stop = CancellationToken::new();
         let own = &graph.service.telemetry.metrics;
         let server = if own.level == MetricsLevel::None {
@@ -173,7 +176,7 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             stopping.set_ready(false);
         };
         let report = graph
-            .run(registry, stop, move || {
+            .run(registry, services, stop, move || {
                 ready.set_ready(true);
                 tracing::info!("fovea is ready");
             })

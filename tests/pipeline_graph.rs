@@ -173,7 +173,7 @@ async fn fan_out_delivers_every_batch_to_every_exporter_without_copying() {
          service: {pipelines: {metrics: {receivers: [gen/fan], exporters: [count/fan_a, count/fan_b]}}}\n",
     );
     let stats = Arc::new(StatsRegistry::default());
-    let report = g.run(stats.clone(), std::future::pending(), || {}).await.unwrap();
+    let report = g.run(stats.clone(), Default::default(), std::future::pending(), || {}).await.unwrap();
     assert!(report.failed.is_empty());
     let (a, b) = (sink("count/fan_a"), sink("count/fan_b"));
     assert_eq!(a.items.load(Ordering::SeqCst), 500);
@@ -195,7 +195,7 @@ async fn a_receiver_shared_by_pipelines_feeds_each_of_them() {
          \x20   metrics/b: {receivers: [gen/shared], exporters: [count/only_b, count/both]}\n",
     );
     let stats = Arc::new(StatsRegistry::default());
-    g.run(stats, std::future::pending(), || {}).await.unwrap();
+    g.run(stats, Default::default(), std::future::pending(), || {}).await.unwrap();
     assert_eq!(sink("count/only_a").items.load(Ordering::SeqCst), 140);
     assert_eq!(sink("count/only_b").items.load(Ordering::SeqCst), 140);
     // An exporter listed by both pipelines receives the data of each.
@@ -214,7 +214,7 @@ async fn stop_flushes_everything_accepted() {
     );
     let stats = Arc::new(StatsRegistry::default());
     let stop = async { tokio::time::sleep(Duration::from_millis(500)).await };
-    let report = g.run(stats.clone(), stop, || {}).await.unwrap();
+    let report = g.run(stats.clone(), Default::default(), stop, || {}).await.unwrap();
     let receiver = stats.components().into_iter().find(|c| c.id() == "gen/flush").unwrap();
     let accepted = receiver.snapshot(Signal::Metrics).1;
     assert!(accepted > 100, "the generator ran ({accepted} items)");
@@ -231,7 +231,7 @@ async fn shutdown_timeout_reports_what_was_dropped() {
          service: {shutdown_timeout: 300ms, pipelines: {metrics: {receivers: [gen/hang], exporters: [count/hang]}}}\n",
     );
     let stats = Arc::new(StatsRegistry::default());
-    let report = g.run(stats.clone(), std::future::pending(), || {}).await.unwrap();
+    let report = g.run(stats.clone(), Default::default(), std::future::pending(), || {}).await.unwrap();
     // One batch is stuck inside the exporter, three wait in its queue: 20 items, all counted.
     assert_eq!(report.dropped_at_shutdown, 20);
     let exporter = stats.components().into_iter().find(|c| c.id() == "count/hang").unwrap();
@@ -245,7 +245,7 @@ async fn exporters_start_before_receivers_and_a_failed_start_runs_nothing() {
          exporters: {count/order: {}}\n\
          service: {pipelines: {metrics: {receivers: [gen/order], exporters: [count/order]}}}\n",
     );
-    g.run(Arc::new(StatsRegistry::default()), std::future::pending(), || {}).await.unwrap();
+    g.run(Arc::new(StatsRegistry::default()), Default::default(), std::future::pending(), || {}).await.unwrap();
     let exporter_start = sink("count/order").started_at.lock().unwrap().unwrap();
     let receiver_start = RECEIVER_STARTS.lock().unwrap()["gen/order"];
     assert!(exporter_start <= receiver_start);
@@ -258,7 +258,9 @@ async fn exporters_start_before_receivers_and_a_failed_start_runs_nothing() {
     let ready = Arc::new(AtomicBool::new(false));
     let r = ready.clone();
     let err = g
-        .run(Arc::new(StatsRegistry::default()), std::future::pending(), move || r.store(true, Ordering::SeqCst))
+        .run(Arc::new(StatsRegistry::default()), Default::default(), std::future::pending(), move || {
+            r.store(true, Ordering::SeqCst)
+        })
         .await
         .unwrap_err();
     assert_eq!(err.to_string(), "exporter `count/broken` failed to start: port already in use");

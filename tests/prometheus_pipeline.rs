@@ -182,6 +182,7 @@ async fn bind_failure_names_the_address_and_what_to_do() {
         signals: vec![Signal::Metrics],
         stats: Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheus/node", None)),
         telemetry: Arc::new(StatsRegistry::default()),
+        services: Default::default(),
     };
     let err = exporter.start(&start).await.expect_err("the port is taken").to_string();
     assert!(err.starts_with(&format!("exporter `prometheus/node` cannot listen on {endpoint}: ")), "{err}");
@@ -197,7 +198,8 @@ async fn a_pipeline_from_yaml_serves_what_its_receiver_sent() {
     let graph = build(&yaml).expect("valid config");
     let telemetry = Arc::new(StatsRegistry::default());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(graph.run(telemetry.clone(), async { stop_rx.await.unwrap_or(()) }, || {}));
+    let run =
+        tokio::spawn(graph.run(telemetry.clone(), Default::default(), async { stop_rx.await.unwrap_or(()) }, || {}));
 
     let want = "networkobservability_drop_count{cluster=\"lab\",direction=\"ingress\",reason=\"NETFILTER_DROP\"} 31\n";
     let end = Instant::now() + Duration::from_secs(10);

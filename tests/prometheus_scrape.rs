@@ -38,6 +38,7 @@ async fn start(config: PrometheusConfig) -> Running {
         signals: vec![Signal::Metrics],
         stats: stats.clone(),
         telemetry: Arc::new(StatsRegistry::default()),
+        services: Default::default(),
     };
     exporter.start(&start).await.expect("exporter starts");
     let addr = exporter.local_addr().expect("bound address");

@@ -7,6 +7,7 @@ mod ack;
 mod attributes;
 mod flows;
 mod metrics;
+pub mod semconv;
 mod tcp_state;
 
 use std::fmt;
@@ -19,6 +20,7 @@ pub use metrics::{
     HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Number, NumberPoint, Resource, ResourceMetrics,
     Scope, ScopeMetrics, SumData, Temporality,
 };
+pub use semconv::{Instrument, MetricDef};
 pub use tcp_state::TcpState;
 
 /// The two kinds of data pipelines carry.

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use super::channel::{Input, Output};
+use super::services::Services;
 use crate::config::{ComponentId, ConfigError, Node, PipelineId};
 use crate::model::{Resource, Signal};
 use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
@@ -73,6 +74,8 @@ pub struct StartContext {
     pub stats: Arc<ComponentStats>,
     /// Registry for extra own-metrics collectors.
     pub telemetry: Arc<StatsRegistry>,
+    /// Process-wide shared services (the Kubernetes cache, health ...), found by type.
+    pub services: Arc<Services>,
 }
 
 /// A receiver produces data until told to stop.

@@ -6,6 +6,7 @@ mod component;
 mod graph;
 mod registry;
 mod run;
+mod services;
 
 pub use channel::{CHANNEL_CAPACITY, Closed, Input, Link, Output};
 pub use component::{
@@ -15,6 +16,7 @@ pub use component::{
 pub use graph::{Graph, build};
 pub use registry::Registry;
 pub use run::RunReport;
+pub use services::Services;
 
 /// Errors of the pipeline engine.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use super::PipelineError;
 use super::channel::{CHANNEL_CAPACITY, Input, Link, Output};
 use super::component::{ComponentError, ExporterContext, ProcessorContext, ReceiverContext, StartContext};
 use super::graph::Graph;
+use super::services::Services;
 use crate::model::Signal;
 use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
 
@@ -40,11 +41,12 @@ fn channel(stats: &Arc<ComponentStats>) -> (Link, Input) {
 }
 
 impl Graph {
-    /// Starts every component, calls `on_ready`, runs until `stop` completes (or every receiver
+    /// Starts every component (each sees `services`), calls `on_ready`, runs until `stop` completes (or every receiver
     /// has finished on its own), then shuts down in order within `service.shutdown_timeout`.
     pub async fn run(
         self,
         telemetry: Arc<StatsRegistry>,
+        services: Arc<Services>,
         stop: impl Future<Output = ()>,
         on_ready: impl FnOnce(),
     ) -> Result<RunReport, PipelineError> {
@@ -112,6 +114,7 @@ impl Graph {
             signals,
             stats: stats.clone(),
             telemetry: telemetry.clone(),
+            services: services.clone(),
         };
         let mut exporter_ctx = Vec::new();
         for (i, (node, stats, _)) in exporter_parts.iter_mut().enumerate() {

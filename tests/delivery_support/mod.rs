@@ -133,6 +133,7 @@ pub async fn run(mut exporter: DeliveryExporter) -> Result<Harness, String> {
         signals: vec![Signal::Metrics],
         stats: stats.clone(),
         telemetry: registry.clone(),
+        services: Default::default(),
     };
     exporter.start(&start).await.map_err(|e| e.to_string())?;
     let deadline = CancellationToken::new();

@@ -172,6 +172,7 @@ pub fn start_context(kind: ComponentKind, id: &str) -> StartContext {
         signals: vec![Signal::Metrics],
         stats: stats(kind, id),
         telemetry: Arc::new(StatsRegistry::default()),
+        services: Default::default(),
     }
 }
 

@@ -52,6 +52,7 @@ pub async fn start(config: &RemoteWriteConfig) -> Running {
         signals: vec![Signal::Metrics],
         stats: stats.clone(),
         telemetry: Arc::new(StatsRegistry::default()),
+        services: Default::default(),
     };
     exporter.start(&start).await.expect("exporter starts");
     let (link, input) = Input::channel(64, stats.clone());

@@ -170,6 +170,7 @@ mod tests {
             signals: vec![Signal::Metrics],
             stats,
             telemetry: Arc::new(StatsRegistry::default()),
+            services: Default::default(),
         };
         let task = tokio::spawn(Box::new(BatchProcessor::new(config)).run(ProcessorContext { input, output, start }));
         for n in inputs {

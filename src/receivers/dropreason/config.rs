@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Checks, ComponentConfig};
-use crate::receivers::config::{FlowsConfig, check_collection_interval};
+use crate::receivers::probe::settings::{FlowsConfig, check_collection_interval};
 
 /// `dropreason:` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,7 +42,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<DropreasonConfig, String> {
-        crate::receivers::config::parse_receiver("dropreason", body)
+        crate::receivers::probe::settings::parse_receiver("dropreason", body)
     }
 
     #[test]

@@ -22,8 +22,8 @@ use smol_str::SmolStr;
 
 pub use config::DropreasonConfig;
 
-use super::ebpf_telemetry::{self, ProbeHealth};
-use super::tracing_probe::{TracingDriver, TracingProbe, TracingReceiver};
+use super::probe::telemetry::{self as ebpf_telemetry, ProbeHealth};
+use super::probe::tracing::{TracingDriver, TracingProbe, TracingReceiver};
 use crate::config::parse_component;
 use crate::ebpf::{
     self, DropConfig, DropCount, DropError, DropProbe, DropReasons, DropRecord, ProbeTelemetry, RecordStats,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::interfaces::LinkStats;
 use crate::config::pattern::Pattern;
 use crate::config::{Checks, ComponentConfig};
-use crate::receivers::config::check_collection_interval;
+use crate::receivers::probe::settings::check_collection_interval;
 
 /// Groups reported by default (their non-zero keys).
 pub const DEFAULT_NETSTAT_GROUPS: [&str; 5] = ["Tcp", "TcpExt", "Ip", "IpExt", "Udp"];

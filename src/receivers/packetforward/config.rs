@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::config::pattern::{Pattern, any_match};
 use crate::config::{Checks, ComponentConfig};
 use crate::ebpf::AttachMode;
-use crate::receivers::config::check_collection_interval;
+use crate::receivers::probe::settings::check_collection_interval;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
@@ -95,7 +95,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<PacketforwardConfig, String> {
-        crate::receivers::config::parse_receiver("packetforward", body)
+        crate::receivers::probe::settings::parse_receiver("packetforward", body)
     }
 
     #[test]

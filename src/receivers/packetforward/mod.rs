@@ -20,8 +20,8 @@ use smol_str::SmolStr;
 
 pub use config::{AttachModeConfig, PacketforwardConfig};
 
-use super::ebpf_telemetry::{self, EbpfCollector, ProbeHealth};
-use super::links::{LinkChange, LinkError, LinkWatcher};
+use super::probe::links::{LinkChange, LinkError, LinkWatcher};
+use super::probe::telemetry::{self as ebpf_telemetry, EbpfCollector, ProbeHealth};
 use crate::config::parse_component;
 use crate::ebpf::{AttachMode, Direction, ForwardCount, ForwardError, ForwardOptions, ForwardProbe, ProbeTelemetry};
 use crate::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal, now_unix_nano};

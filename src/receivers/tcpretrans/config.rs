@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Checks, ComponentConfig};
-use crate::receivers::config::{FlowsConfig, check_collection_interval};
+use crate::receivers::probe::settings::{FlowsConfig, check_collection_interval};
 
 /// `tcpretrans:` settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,7 +36,7 @@ mod tests {
     use super::*;
 
     fn config(body: &str) -> Result<TcpretransConfig, String> {
-        crate::receivers::config::parse_receiver("tcpretrans", body)
+        crate::receivers::probe::settings::parse_receiver("tcpretrans", body)
     }
 
     #[test]

@@ -19,8 +19,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 pub use config::TcpretransConfig;
 
-use super::ebpf_telemetry::{self, ProbeHealth};
-use super::tracing_probe::{TracingDriver, TracingProbe, TracingReceiver};
+use super::probe::telemetry::{self as ebpf_telemetry, ProbeHealth};
+use super::probe::tracing::{TracingDriver, TracingProbe, TracingReceiver};
 use crate::config::parse_component;
 use crate::ebpf::{
     ProbeTelemetry, RecordStats, RecordStream, RetransConfig, RetransError, RetransKind, RetransRecord, TcpRetransProbe,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::ebpf_telemetry::{self, EbpfCollector, ProbeHealth};
+use super::telemetry::{self as ebpf_telemetry, EbpfCollector, ProbeHealth};
 use crate::ebpf::{self, RecordError, RecordStats, RecordStream};
 use crate::model::{FlowBatch, FlowRecord, MetricBatch, Payload, Resource, Signal, now_unix_nano};
 use crate::pipeline::{ComponentError, Receiver, ReceiverContext, StartContext};
