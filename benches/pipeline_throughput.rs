@@ -67,6 +67,7 @@ fn registry() -> Registry {
             aliases: &[],
             signals: &[Signal::Metrics],
             description: "benchmark generator",
+            metrics: &[],
             build: |ctx: &BuildContext<'_>| {
                 let config: GenConfig = parse_component(ctx.node, ctx.path)?;
                 Ok(Built::Receiver(Box::new(Gen(config))))

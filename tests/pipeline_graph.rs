@@ -137,6 +137,7 @@ fn registry() -> Registry {
             aliases: &[],
             signals: &[Signal::Metrics],
             description: "test generator",
+            metrics: &[],
             build: |ctx: &BuildContext<'_>| {
                 let config: GenConfig = parse_component(ctx.node, ctx.path)?;
                 Ok(Built::Receiver(Box::new(Gen { id: ctx.id.to_string(), config })))
@@ -148,6 +149,7 @@ fn registry() -> Registry {
             aliases: &[],
             signals: &[Signal::Metrics, Signal::Flows],
             description: "test counter",
+            metrics: &[],
             build: |ctx: &BuildContext<'_>| {
                 let config: CountConfig = parse_component(ctx.node, ctx.path)?;
                 Ok(Built::Exporter(Box::new(Count { sink: sink(&ctx.id.to_string()), config })))

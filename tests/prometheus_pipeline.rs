@@ -53,6 +53,7 @@ fn one_batch_factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "test: one fixed metric batch",
+        metrics: &[],
         build: |_: &BuildContext<'_>| Ok(Built::Receiver(Box::new(OneBatch))),
     }
 }

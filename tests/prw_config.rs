@@ -38,6 +38,7 @@ fn registry() -> Registry {
             aliases: &[],
             signals: &[Signal::Metrics, Signal::Flows],
             description: "does nothing",
+            metrics: &[],
             build: |ctx: &BuildContext<'_>| {
                 let _: IdleConfig = parse_component(ctx.node, ctx.path)?;
                 Ok(Built::Receiver(Box::new(Idle)))

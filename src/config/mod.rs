@@ -64,6 +64,21 @@ pub fn load_with(sources: &Sources, lookup: &dyn Fn(&str) -> Option<String>) -> 
             .map_err(|source| ConfigError::Read { path: file.display().to_string(), source })?;
         texts.push((file.display().to_string(), text));
     }
+    load_texts(texts, &sources.sets, lookup)
+}
+
+/// Loads one YAML text as if it were a file called `name` (errors name it), with no
+/// environment: the one way tests and benchmarks turn a config snippet into a document.
+pub fn load_str(name: &str, text: &str) -> Result<Document, ConfigError> {
+    load_texts(vec![(name.to_string(), text.to_string())], &[], &|_| None)
+}
+
+/// Substitutes and merges already-read texts `(name, text)` in order, then applies `sets`.
+fn load_texts(
+    texts: Vec<(String, String)>,
+    sets: &[String],
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Document, ConfigError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let mut root: Option<Node> = None;
@@ -90,7 +105,7 @@ pub fn load_with(sources: &Sources, lookup: &dyn Fn(&str) -> Option<String>) -> 
         }
     }
     let mut root = root.unwrap_or_else(|| Node::null(Origin { file: "--set".into(), line: 1, column: 1 }));
-    for set in &sources.sets {
+    for set in sets {
         if let Err(p) = merge::apply_set(&mut root, set) {
             problems.push(p);
         }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::channel::{Input, Output};
 use super::services::Services;
 use crate::config::{ComponentId, ConfigError, Node, PipelineId};
-use crate::model::{Resource, Signal};
+use crate::model::{MetricDef, Resource, Signal};
 use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
 
 /// Errors from a running component; any error type converts with `?`.
@@ -52,6 +52,8 @@ pub struct Factory {
     pub signals: &'static [Signal],
     /// One line for `fovea components`.
     pub description: &'static str,
+    /// The metrics the component emits (receivers, connectors), the source of docs/metrics.md.
+    pub metrics: &'static [MetricDef],
     /// Parses and validates the config and builds the component.
     pub build: fn(&BuildContext<'_>) -> Result<Built, ConfigError>,
 }

@@ -23,6 +23,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "prints metrics and flow records (verbosity basic, normal or detailed)",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: DebugConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Exporter(Box::new(DebugExporter::new(config))))

@@ -25,6 +25,7 @@ pub fn factory() -> Factory {
         aliases: &["otlp_grpc"],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "sends metrics (and flow records as logs) over OTLP/gRPC, with a sending queue and retries",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: OtlpExporterConfig = parse_component(ctx.node, ctx.path)?;
             let exporter = exporter(ctx.id.to_string(), &config).map_err(|e| {

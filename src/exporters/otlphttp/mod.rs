@@ -25,6 +25,7 @@ pub fn factory() -> Factory {
         aliases: &["otlp_http"],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "sends metrics (and flow records as logs) over OTLP/HTTP, with a sending queue and retries",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: OtlpHttpExporterConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Exporter(Box::new(exporter(ctx.id.to_string(), &config))))

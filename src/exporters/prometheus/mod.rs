@@ -81,6 +81,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         description: "Serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
+        metrics: &[],
         build,
     }
 }

@@ -22,6 +22,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "groups data points or flow records into batches by size (send_batch_size) or time (timeout)",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: BatchConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Processor(Box::new(BatchProcessor::new(config))))

@@ -41,6 +41,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "packets dropped by the kernel per drop reason and direction, with 5-tuple flow records (eBPF, skb:kfree_skb)",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: DropreasonConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(TracingDriver::new(Dropreason::new(config, ctx.resource.clone())))))

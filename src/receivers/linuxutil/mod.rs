@@ -36,6 +36,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         description: "kernel stack counters (/proc/net/snmp, netstat), TCP socket states (sock_diag), interface statistics (netlink)",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: LinuxutilConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(Linuxutil::new(config, ctx.resource.clone()))))

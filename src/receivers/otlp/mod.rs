@@ -68,6 +68,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         description: "receives OTLP metrics over gRPC and HTTP (protobuf, JSON); answers after the exporters took them",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: OtlpReceiverConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(OtlpReceiver::new(ctx.id.to_string(), config))))

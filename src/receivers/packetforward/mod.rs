@@ -62,6 +62,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         description: "packets and bytes per interface and direction, counted in the kernel at TC/TCX (eBPF)",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: PacketforwardConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(Packetforward::new(config, ctx.resource.clone()))))

@@ -45,14 +45,12 @@ impl FlowsConfig {
     }
 }
 
-/// Parses `receivers: {<type_name>: <body>}` the way the agent does (YAML file, loader,
-/// validation), for config tests; the error is the full message a user would see.
+/// Parses `receivers: {<type_name>: <body>}` the way the agent does (loader, validation), for
+/// config tests; the error is the full message a user would see.
 #[cfg(test)]
 pub(crate) fn parse_receiver<C: crate::config::ComponentConfig>(type_name: &str, body: &str) -> Result<C, String> {
-    let file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(file.path(), format!("receivers:\n  {type_name}: {body}\n")).expect("write");
-    let sources = crate::config::Sources { files: vec![file.path().to_path_buf()], sets: Vec::new() };
-    let doc = crate::config::load_with(&sources, &|_| None).map_err(|e| e.to_string())?;
+    let doc = crate::config::load_str("test.yaml", &format!("receivers:\n  {type_name}: {body}\n"))
+        .map_err(|e| e.to_string())?;
     let node = doc.root.get("receivers").and_then(|r| r.get(type_name)).expect("node");
     crate::config::parse_component(node, &format!("receivers::{type_name}")).map_err(|e| e.to_string())
 }

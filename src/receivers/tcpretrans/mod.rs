@@ -39,6 +39,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "TCP retransmitted segments as the kernel counts them, with 5-tuple flow records (eBPF, tcp:tcp_retransmit_skb)",
+        metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: TcpretransConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(TracingDriver::new(Tcpretrans::new(config, ctx.resource.clone())))))
