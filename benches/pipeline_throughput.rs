@@ -66,6 +66,7 @@ fn registry() -> Registry {
             type_name: "gen",
             aliases: &[],
             signals: &[Signal::Metrics],
+            connects: &[],
             description: "benchmark generator",
             metrics: &[],
             build: |ctx: &BuildContext<'_>| {

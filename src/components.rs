@@ -1,5 +1,6 @@
 //! The built-in component types: adding a component is one folder and one line here.
 
+use crate::connectors;
 use crate::exporters;
 use crate::pipeline::Registry;
 use crate::processors;
@@ -22,5 +23,7 @@ pub fn builtin() -> Registry {
         exporters::otlphttp::factory(),
         exporters::prometheus::factory(),
         exporters::prometheusremotewrite::factory(),
+        // connectors
+        connectors::forward::factory(),
     ])
 }

@@ -6,6 +6,7 @@
 
 pub mod components;
 pub mod config;
+pub mod connectors;
 pub mod ebpf;
 pub mod exporters;
 pub mod model;

@@ -100,10 +100,14 @@ fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             for w in &graph.warnings {
                 eprintln!("warning: {w}");
             }
-            let (r, p, e) = graph.sizes();
+            let n = graph.sizes();
+            let connectors = if n.connectors > 0 { format!(", {} connectors", n.connectors) } else { String::new() };
             println!(
-                "configuration is valid: pipelines [{}], {r} receivers, {p} processor instances, {e} exporters",
-                graph.pipeline_ids().join(", ")
+                "configuration is valid: pipelines [{}], {} receivers, {} processor instances{connectors}, {} exporters",
+                graph.pipeline_ids().join(", "),
+                n.receivers,
+                n.processors,
+                n.exporters
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -117,11 +121,15 @@ fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
 fn components() {
     let registry = fovea::components::builtin();
     println!("{:<10} {:<24} {:<14} DESCRIPTION", "KIND", "TYPE", "SIGNALS");
-    for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter] {
+    for kind in ComponentKind::ALL {
         let mut factories: Vec<_> = registry.factories().iter().filter(|f| f.kind == kind).collect();
         factories.sort_by_key(|f| f.type_name);
         for f in factories {
-            let signals: Vec<_> = f.signals.iter().map(|s: &Signal| s.as_str()).collect();
+            let signals: Vec<String> = if kind == ComponentKind::Connector {
+                f.connects.iter().map(|(a, b)| format!("{a}->{b}")).collect()
+            } else {
+                f.signals.iter().map(|s: &Signal| s.as_str().to_string()).collect()
+            };
             let mut name = f.type_name.to_string();
             if !f.aliases.is_empty() {
                 name = format!("{name} ({})", f.aliases.join(", "));

@@ -136,6 +136,7 @@ fn registry() -> Registry {
             type_name: "gen",
             aliases: &[],
             signals: &[Signal::Metrics],
+            connects: &[],
             description: "test generator",
             metrics: &[],
             build: |ctx: &BuildContext<'_>| {
@@ -148,6 +149,7 @@ fn registry() -> Registry {
             type_name: "count",
             aliases: &[],
             signals: &[Signal::Metrics, Signal::Flows],
+            connects: &[],
             description: "test counter",
             metrics: &[],
             build: |ctx: &BuildContext<'_>| {

@@ -52,6 +52,7 @@ fn one_batch_factory() -> Factory {
         type_name: "onebatch",
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
+        connects: &[],
         description: "test: one fixed metric batch",
         metrics: &[],
         build: |_: &BuildContext<'_>| Ok(Built::Receiver(Box::new(OneBatch))),

@@ -37,6 +37,7 @@ fn registry() -> Registry {
             type_name: "idle",
             aliases: &[],
             signals: &[Signal::Metrics, Signal::Flows],
+            connects: &[],
             description: "does nothing",
             metrics: &[],
             build: |ctx: &BuildContext<'_>| {

@@ -160,6 +160,8 @@ pub struct Spec {
     pub processors: Vec<Entry>,
     /// `exporters:` entries.
     pub exporters: Vec<Entry>,
+    /// `connectors:` entries.
+    pub connectors: Vec<Entry>,
     /// `service:`; `None` if it failed to parse (the problems are reported).
     pub service: Option<ServiceConfig>,
     /// Where `service:` is, for locating pipeline problems.
@@ -195,7 +197,8 @@ pub fn spec(doc: &Document, problems: &mut Problems) -> Spec {
             "receivers" => spec.receivers = section_entries(&key.name, value, problems),
             "processors" => spec.processors = section_entries(&key.name, value, problems),
             "exporters" => spec.exporters = section_entries(&key.name, value, problems),
-            "extensions" | "connectors" => {
+            "connectors" => spec.connectors = section_entries(&key.name, value, problems),
+            "extensions" => {
                 if !value.is_null() && value.as_map().is_some_and(|m| !m.is_empty()) {
                     problems.push(Problem::new(
                         Some(key.origin.clone()),

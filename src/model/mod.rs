@@ -33,8 +33,11 @@ pub enum Signal {
 }
 
 impl Signal {
-    /// Both signals, in a fixed order.
-    pub const ALL: [Signal; 2] = [Signal::Metrics, Signal::Flows];
+    /// Every signal, in a fixed order (`signal as usize` indexes arrays of [`Signal::COUNT`]).
+    pub const ALL: [Signal; Signal::COUNT] = [Signal::Metrics, Signal::Flows];
+
+    /// How many signals there are.
+    pub const COUNT: usize = 2;
 
     /// The name used in pipeline ids.
     pub fn as_str(self) -> &'static str {

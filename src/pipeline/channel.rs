@@ -94,13 +94,13 @@ impl Link {
 /// Where a component sends data: for each signal, the inputs of the next components.
 #[derive(Clone)]
 pub struct Output {
-    routes: [Vec<Link>; 2],
+    routes: [Vec<Link>; Signal::COUNT],
     stats: Arc<ComponentStats>,
 }
 
 impl Output {
     pub(crate) fn new(stats: Arc<ComponentStats>) -> Self {
-        Output { routes: [Vec::new(), Vec::new()], stats }
+        Output { routes: std::array::from_fn(|_| Vec::new()), stats }
     }
 
     pub(crate) fn add_route(&mut self, signal: Signal, link: Link) {

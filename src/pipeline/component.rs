@@ -1,5 +1,5 @@
-//! What a component is: factories that build receivers, processors and exporters from config,
-//! and the traits those components implement.
+//! What a component is: factories that build receivers, processors, exporters and connectors
+//! from config, and the traits those components implement.
 
 use std::sync::Arc;
 
@@ -38,18 +38,24 @@ pub enum Built {
     Processor(Box<dyn Processor>),
     /// An exporter.
     Exporter(Box<dyn Exporter>),
+    /// A connector.
+    Connector(Box<dyn Connector>),
 }
 
 /// How a component type is made: one registry line per component.
 pub struct Factory {
-    /// Receiver, processor or exporter.
+    /// Receiver, processor, exporter or connector.
     pub kind: ComponentKind,
     /// The type name used in ids (`prometheusremotewrite`).
     pub type_name: &'static str,
     /// Other accepted names (otelcol's snake_case spellings, e.g. `prometheus_remote_write`).
     pub aliases: &'static [&'static str],
-    /// Signals the component can produce (receivers) or consume (processors, exporters).
+    /// Signals the component can produce (receivers) or consume (processors, exporters,
+    /// connectors).
     pub signals: &'static [Signal],
+    /// Connectors only: the `(consumed, produced)` signal pairs the connector joins, e.g.
+    /// `(Flows, Metrics)`; empty for every other kind.
+    pub connects: &'static [(Signal, Signal)],
     /// One line for `fovea components`.
     pub description: &'static str,
     /// The metrics the component emits (receivers, connectors), the source of docs/metrics.md.
@@ -147,3 +153,24 @@ pub struct ExporterContext {
     /// This component's counters and registry.
     pub start: StartContext,
 }
+
+/// A connector is the exporter of some pipelines and the receiver of others: it reads what those
+/// pipelines deliver to it and sends what it makes (the same data, or new data of another signal)
+/// into the pipelines that list it as a receiver. Acknowledgements travel with the data: a
+/// connector that passes a batch on passes its acknowledgements with it; one that folds data
+/// into something new accepts the batch once it has folded it.
+#[async_trait]
+pub trait Connector: Send {
+    /// Acquires resources. An error stops the agent from starting.
+    async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Reads `input` until it closes, sending results to `output` (routed by signal to the
+    /// pipelines the connector feeds); flushes anything held, then returns.
+    async fn run(self: Box<Self>, ctx: ConnectorContext) -> Result<(), ComponentError>;
+}
+
+/// What a running connector gets: like a processor, but its output may carry other signals than
+/// its input.
+pub type ConnectorContext = ProcessorContext;

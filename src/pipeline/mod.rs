@@ -10,10 +10,10 @@ mod services;
 
 pub use channel::{CHANNEL_CAPACITY, Closed, Input, Link, Output};
 pub use component::{
-    BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, Processor, ProcessorContext, Receiver,
-    ReceiverContext, StartContext,
+    BuildContext, Built, ComponentError, Connector, ConnectorContext, Exporter, ExporterContext, Factory, Processor,
+    ProcessorContext, Receiver, ReceiverContext, StartContext,
 };
-pub use graph::{Graph, build};
+pub use graph::{Graph, GraphSizes, build};
 pub use registry::Registry;
 pub use run::RunReport;
 pub use services::Services;
@@ -24,7 +24,7 @@ pub enum PipelineError {
     /// A component failed to start; nothing was left running.
     #[error("{kind} `{id}` failed to start: {source}")]
     Start {
-        /// receiver, processor or exporter.
+        /// receiver, processor, exporter or connector.
         kind: &'static str,
         /// The component id.
         id: String,

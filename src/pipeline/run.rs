@@ -1,6 +1,7 @@
-//! Starting, running and stopping a graph: exporters start first and receivers last; on stop,
-//! receivers stop first, processors drain and flush, exporters flush, all within the shutdown
-//! timeout, and whatever is still queued when it passes is logged and counted as dropped.
+//! Starting, running and stopping a graph: exporters start first, then connectors, processors
+//! and receivers; on stop, receivers stop first, processors and connectors drain and flush,
+//! exporters flush, all within the shutdown timeout, and whatever is still queued when it passes
+//! is logged and counted as dropped.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,18 +13,15 @@ use tracing::{error, info, warn};
 
 use super::PipelineError;
 use super::channel::{CHANNEL_CAPACITY, Input, Link, Output};
-use super::component::{ComponentError, ExporterContext, ProcessorContext, ReceiverContext, StartContext};
-use super::graph::Graph;
+use super::component::{
+    ComponentError, Connector, ConnectorContext, Exporter, ExporterContext, Processor, ProcessorContext, Receiver,
+    ReceiverContext, StartContext,
+};
+use super::graph::{ComponentNode, Graph, Sink, Source};
 use super::services::Services;
+use crate::config::ComponentId;
 use crate::model::Signal;
 use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
-
-struct Task {
-    kind: ComponentKind,
-    id: String,
-    stats: Arc<ComponentStats>,
-    handle: JoinHandle<Result<(), ComponentError>>,
-}
 
 /// Result of a completed run.
 #[derive(Debug, Default)]
@@ -34,15 +32,244 @@ pub struct RunReport {
     pub dropped_at_shutdown: u64,
 }
 
-fn channel(stats: &Arc<ComponentStats>) -> (Link, Input) {
-    let (link, input) = Input::channel(CHANNEL_CAPACITY, stats.clone());
-    stats.add_queue_probe(link.downgrade_probe());
-    (link, input)
+/// A component of any kind.
+enum Component {
+    Receiver(Box<dyn Receiver>),
+    Processor(Box<dyn Processor>),
+    Exporter(Box<dyn Exporter>),
+    Connector(Box<dyn Connector>),
+}
+
+impl Component {
+    fn kind(&self) -> ComponentKind {
+        match self {
+            Component::Receiver(_) => ComponentKind::Receiver,
+            Component::Processor(_) => ComponentKind::Processor,
+            Component::Exporter(_) => ComponentKind::Exporter,
+            Component::Connector(_) => ComponentKind::Connector,
+        }
+    }
+
+    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
+        match self {
+            Component::Receiver(c) => c.start(ctx).await,
+            Component::Processor(c) => c.start(ctx).await,
+            Component::Exporter(c) => c.start(ctx).await,
+            Component::Connector(c) => c.start(ctx).await,
+        }
+    }
+}
+
+/// One component with its channels, before it runs.
+struct Stage {
+    id: ComponentId,
+    component: Component,
+    stats: Arc<ComponentStats>,
+    /// Its input channel (processors, exporters, connectors).
+    input: Option<Input>,
+    /// Where it sends (receivers, processors, connectors).
+    output: Output,
+    /// Receivers and connectors: the signals some pipeline consumes from it; processors and
+    /// exporters: the signals that reach it.
+    signals: Vec<Signal>,
+}
+
+impl Stage {
+    /// A stage that only sends (a receiver).
+    fn source<C: ?Sized>(node: ComponentNode<C>, wrap: fn(Box<C>) -> Component, telemetry: &StatsRegistry) -> Self {
+        let component = wrap(node.component);
+        let stats = telemetry.component(component.kind(), &node.id.to_string(), None);
+        let output = Output::new(stats.clone());
+        Stage { id: node.id, component, stats, input: None, output, signals: Vec::new() }
+    }
+
+    /// A stage with an input channel, and the link that sends into it.
+    fn with_input<C: ?Sized>(
+        node: ComponentNode<C>,
+        wrap: fn(Box<C>) -> Component,
+        telemetry: &StatsRegistry,
+        pipeline: Option<String>,
+    ) -> (Self, Link) {
+        let component = wrap(node.component);
+        let stats = telemetry.component(component.kind(), &node.id.to_string(), pipeline);
+        let (link, input) = Input::channel(CHANNEL_CAPACITY, stats.clone());
+        stats.add_queue_probe(link.downgrade_probe());
+        let output = Output::new(stats.clone());
+        (Stage { id: node.id, component, stats, input: Some(input), output, signals: Vec::new() }, link)
+    }
+
+    fn route(&mut self, signal: Signal, to: &[Link]) {
+        for link in to {
+            self.output.add_route(signal, link.clone());
+        }
+        self.add_signal(signal);
+    }
+
+    fn add_signal(&mut self, signal: Signal) {
+        if !self.signals.contains(&signal) {
+            self.signals.push(signal);
+        }
+    }
+}
+
+/// Every stage of a graph, wired, in start order: exporters, connectors, processors (the
+/// pipelines' last stages first), receivers.
+struct Wiring {
+    stages: Vec<Stage>,
+}
+
+impl Wiring {
+    fn new(graph: Graph, telemetry: &StatsRegistry) -> Self {
+        let Graph { receivers, pipelines, connectors, exporters, .. } = graph;
+        let (mut exporter_stages, exporter_links): (Vec<_>, Vec<_>) =
+            exporters.into_iter().map(|n| Stage::with_input(n, Component::Exporter, telemetry, None)).unzip();
+        let (mut connector_stages, connector_links): (Vec<_>, Vec<_>) =
+            connectors.into_iter().map(|n| Stage::with_input(n, Component::Connector, telemetry, None)).unzip();
+        let mut receiver_stages: Vec<_> =
+            receivers.into_iter().map(|n| Stage::source(n, Component::Receiver, telemetry)).collect();
+
+        // Pipelines come upstream first; each pipeline's processors are collected front to back.
+        let mut processor_stages = Vec::new();
+        for pipeline in pipelines {
+            let signal = pipeline.id.signal;
+            let mut next: Vec<Link> = Vec::new();
+            for sink in &pipeline.sinks {
+                match *sink {
+                    Sink::Exporter(i) => {
+                        next.push(exporter_links[i].clone());
+                        exporter_stages[i].add_signal(signal);
+                    }
+                    Sink::Connector(i) => next.push(connector_links[i].clone()),
+                }
+            }
+            // Back to front, so each processor knows its successor.
+            let mut chain = Vec::new();
+            for node in pipeline.processors.into_iter().rev() {
+                let (mut stage, link) =
+                    Stage::with_input(node, Component::Processor, telemetry, Some(pipeline.id.to_string()));
+                stage.route(signal, &next);
+                next = vec![link];
+                chain.push(stage);
+            }
+            chain.reverse();
+            processor_stages.extend(chain);
+            for source in &pipeline.sources {
+                match *source {
+                    Source::Receiver(i) => receiver_stages[i].route(signal, &next),
+                    Source::Connector(i) => connector_stages[i].route(signal, &next),
+                }
+            }
+        }
+        // The links kept for wiring go now: an input closes once every upstream stage has stopped.
+        drop(exporter_links);
+        drop(connector_links);
+        // Start downstream first: the last processor of the last pipeline first.
+        processor_stages.reverse();
+        let stages = exporter_stages.into_iter().chain(connector_stages).chain(processor_stages).chain(receiver_stages);
+        Wiring { stages: stages.collect() }
+    }
+
+    /// Starts every stage in order; the first failure stops the start (nothing runs yet).
+    async fn start(
+        &mut self,
+        telemetry: &Arc<StatsRegistry>,
+        services: &Arc<Services>,
+    ) -> Result<Vec<StartContext>, PipelineError> {
+        let mut contexts = Vec::with_capacity(self.stages.len());
+        for stage in &mut self.stages {
+            let ctx = StartContext {
+                id: stage.id.clone(),
+                signals: stage.signals.clone(),
+                stats: stage.stats.clone(),
+                telemetry: telemetry.clone(),
+                services: services.clone(),
+            };
+            stage.component.start(&ctx).await.map_err(|source| PipelineError::Start {
+                kind: stage.component.kind().as_str(),
+                id: stage.id.to_string(),
+                source,
+            })?;
+            contexts.push(ctx);
+        }
+        Ok(contexts)
+    }
+
+    /// Spawns every stage's task.
+    fn spawn(self, contexts: Vec<StartContext>, shutdown: &CancellationToken, deadline: &CancellationToken) -> Running {
+        let mut running = Running::default();
+        for (stage, start) in self.stages.into_iter().zip(contexts) {
+            let Stage { id, component, stats, input, output, .. } = stage;
+            let kind = component.kind();
+            let handle = match (component, input) {
+                (Component::Receiver(c), _) => {
+                    tokio::spawn(c.run(ReceiverContext { output, shutdown: shutdown.clone(), start }))
+                }
+                (Component::Processor(c), Some(input)) => {
+                    tokio::spawn(c.run(ProcessorContext { input, output, start }))
+                }
+                (Component::Connector(c), Some(input)) => {
+                    tokio::spawn(c.run(ConnectorContext { input, output, start }))
+                }
+                (Component::Exporter(c), Some(input)) => {
+                    tokio::spawn(c.run(ExporterContext { input, deadline: deadline.clone(), start }))
+                }
+                // Every stage but a receiver is made by `Stage::with_input`.
+                (_, None) => continue,
+            };
+            running.tasks.push(Task { kind, id: id.to_string(), stats, handle });
+        }
+        running
+    }
+}
+
+struct Task {
+    kind: ComponentKind,
+    id: String,
+    stats: Arc<ComponentStats>,
+    handle: JoinHandle<Result<(), ComponentError>>,
+}
+
+/// The running tasks, in start order.
+#[derive(Default)]
+struct Running {
+    tasks: Vec<Task>,
+}
+
+impl Running {
+    fn count(&self, kind: ComponentKind) -> usize {
+        self.tasks.iter().filter(|t| t.kind == kind).count()
+    }
+
+    /// Resolves when every receiver has finished on its own.
+    async fn receivers_done(&self) {
+        while !self.tasks.iter().filter(|t| t.kind == ComponentKind::Receiver).all(|t| t.handle.is_finished()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the tasks in stop order (receivers first, exporters last) until `timeout`
+    /// passes; exporters are told shortly before the end so they can persist or count what is left.
+    async fn stop(self, timeout: Duration, deadline: CancellationToken) -> RunReport {
+        let end = tokio::time::Instant::now() + timeout;
+        let margin = (timeout / 10).min(Duration::from_secs(2));
+        let deadline_timer = tokio::spawn(async move {
+            tokio::time::sleep_until(end - margin).await;
+            deadline.cancel();
+        });
+        let mut report = RunReport::default();
+        // Start order reversed is stop order: receivers, processors, connectors, exporters.
+        for task in self.tasks.into_iter().rev() {
+            finish(task, end, &mut report).await;
+        }
+        deadline_timer.abort();
+        report
+    }
 }
 
 impl Graph {
-    /// Starts every component (each sees `services`), calls `on_ready`, runs until `stop` completes (or every receiver
-    /// has finished on its own), then shuts down in order within `service.shutdown_timeout`.
+    /// Starts every component (each sees `services`), calls `on_ready`, runs until `stop`
+    /// completes (or every receiver has finished on its own), then shuts down in order within
+    /// `service.shutdown_timeout`.
     pub async fn run(
         self,
         telemetry: Arc<StatsRegistry>,
@@ -50,172 +277,26 @@ impl Graph {
         stop: impl Future<Output = ()>,
         on_ready: impl FnOnce(),
     ) -> Result<RunReport, PipelineError> {
-        let Graph { receivers, pipelines, exporters, service, .. } = self;
-
-        // Exporter inputs.
-        let mut exporter_tx = Vec::new();
-        let mut exporter_parts = Vec::new();
-        for node in exporters {
-            let stats = telemetry.component(ComponentKind::Exporter, &node.id.to_string(), None);
-            let (tx, input) = channel(&stats);
-            exporter_tx.push(tx);
-            exporter_parts.push((node, stats, input));
-        }
-
-        // Receiver outputs, filled while wiring pipelines.
-        let mut receiver_parts: Vec<_> = receivers
-            .into_iter()
-            .map(|node| {
-                let stats = telemetry.component(ComponentKind::Receiver, &node.id.to_string(), None);
-                let output = Output::new(stats.clone());
-                (node, stats, output, Vec::<Signal>::new())
-            })
-            .collect();
-
-        let mut exporter_signals: Vec<Vec<Signal>> = vec![Vec::new(); exporter_parts.len()];
-        let mut processor_parts = Vec::new();
-        for pipeline in pipelines {
-            let signal = pipeline.id.signal;
-            for &e in &pipeline.exporters {
-                if !exporter_signals[e].contains(&signal) {
-                    exporter_signals[e].push(signal);
-                }
-            }
-            // Build the chain back to front so each processor knows its successor.
-            let mut next: Vec<Link> = pipeline.exporters.iter().map(|&e| exporter_tx[e].clone()).collect();
-            let mut chain = Vec::new();
-            for node in pipeline.processors.into_iter().rev() {
-                let stats =
-                    telemetry.component(ComponentKind::Processor, &node.id.to_string(), Some(pipeline.id.to_string()));
-                let (tx, input) = channel(&stats);
-                let mut output = Output::new(stats.clone());
-                for n in &next {
-                    output.add_route(signal, n.clone());
-                }
-                chain.push((node, stats, input, output, signal));
-                next = vec![tx];
-            }
-            processor_parts.extend(chain);
-            for &r in &pipeline.receivers {
-                let part = &mut receiver_parts[r];
-                for n in &next {
-                    part.2.add_route(signal, n.clone());
-                }
-                if !part.3.contains(&signal) {
-                    part.3.push(signal);
-                }
-            }
-        }
-        drop(exporter_tx);
-
-        // Start: exporters, then processors, then receivers. Any failure stops everything.
-        let start_ctx = |stats: &Arc<ComponentStats>, signals: Vec<Signal>, node_id| StartContext {
-            id: node_id,
-            signals,
-            stats: stats.clone(),
-            telemetry: telemetry.clone(),
-            services: services.clone(),
-        };
-        let mut exporter_ctx = Vec::new();
-        for (i, (node, stats, _)) in exporter_parts.iter_mut().enumerate() {
-            let ctx = start_ctx(stats, exporter_signals[i].clone(), node.id.clone());
-            node.component.start(&ctx).await.map_err(|source| PipelineError::Start {
-                kind: "exporter",
-                id: node.id.to_string(),
-                source,
-            })?;
-            exporter_ctx.push(ctx);
-        }
-        let mut processor_ctx = Vec::new();
-        for (node, stats, _, _, signal) in processor_parts.iter_mut() {
-            let ctx = start_ctx(stats, vec![*signal], node.id.clone());
-            node.component.start(&ctx).await.map_err(|source| PipelineError::Start {
-                kind: "processor",
-                id: node.id.to_string(),
-                source,
-            })?;
-            processor_ctx.push(ctx);
-        }
-        let mut receiver_ctx = Vec::new();
-        for (node, stats, _, signals) in receiver_parts.iter_mut() {
-            let ctx = start_ctx(stats, signals.clone(), node.id.clone());
-            node.component.start(&ctx).await.map_err(|source| PipelineError::Start {
-                kind: "receiver",
-                id: node.id.to_string(),
-                source,
-            })?;
-            receiver_ctx.push(ctx);
-        }
-
-        // Run.
-        let deadline = CancellationToken::new();
-        let shutdown = CancellationToken::new();
-        let mut exporter_tasks = Vec::new();
-        for ((node, stats, input), start) in exporter_parts.into_iter().zip(exporter_ctx) {
-            let ctx = ExporterContext { input, deadline: deadline.clone(), start };
-            exporter_tasks.push(Task {
-                kind: ComponentKind::Exporter,
-                id: node.id.to_string(),
-                stats,
-                handle: tokio::spawn(node.component.run(ctx)),
-            });
-        }
-        let mut processor_tasks = Vec::new();
-        for ((node, stats, input, output, _), start) in processor_parts.into_iter().zip(processor_ctx) {
-            let ctx = ProcessorContext { input, output, start };
-            processor_tasks.push(Task {
-                kind: ComponentKind::Processor,
-                id: node.id.to_string(),
-                stats,
-                handle: tokio::spawn(node.component.run(ctx)),
-            });
-        }
-        let mut receiver_tasks = Vec::new();
-        for ((node, stats, output, _), start) in receiver_parts.into_iter().zip(receiver_ctx) {
-            let ctx = ReceiverContext { output, shutdown: shutdown.clone(), start };
-            receiver_tasks.push(Task {
-                kind: ComponentKind::Receiver,
-                id: node.id.to_string(),
-                stats,
-                handle: tokio::spawn(node.component.run(ctx)),
-            });
-        }
+        let timeout = self.service.shutdown_timeout;
+        let mut wiring = Wiring::new(self, &telemetry);
+        let contexts = wiring.start(&telemetry, &services).await?;
+        let (shutdown, deadline) = (CancellationToken::new(), CancellationToken::new());
+        let running = wiring.spawn(contexts, &shutdown, &deadline);
         info!(
-            receivers = receiver_tasks.len(),
-            processors = processor_tasks.len(),
-            exporters = exporter_tasks.len(),
+            receivers = running.count(ComponentKind::Receiver),
+            processors = running.count(ComponentKind::Processor),
+            connectors = running.count(ComponentKind::Connector),
+            exporters = running.count(ComponentKind::Exporter),
             "pipelines running"
         );
         on_ready();
 
-        let receivers_done = async {
-            while !receiver_tasks.iter().all(|t| t.handle.is_finished()) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
         tokio::select! {
-            _ = stop => info!(timeout = ?service.shutdown_timeout, "stopping: receivers first, then processors, then exporters"),
-            _ = receivers_done => info!("all receivers finished; draining pipelines"),
+            _ = stop => info!(timeout = ?timeout, "stopping: receivers first, then processors and connectors, then exporters"),
+            _ = running.receivers_done() => info!("all receivers finished; draining pipelines"),
         }
         shutdown.cancel();
-
-        let end = tokio::time::Instant::now() + service.shutdown_timeout;
-        // Exporters get a signal shortly before the end so they can persist or count what is left.
-        let margin = (service.shutdown_timeout / 10).min(Duration::from_secs(2));
-        let deadline_timer = {
-            let deadline = deadline.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep_until(end - margin).await;
-                deadline.cancel();
-            })
-        };
-        let mut report = RunReport::default();
-        for group in [receiver_tasks, processor_tasks, exporter_tasks] {
-            for task in group {
-                finish(task, end, &mut report).await;
-            }
-        }
-        deadline_timer.abort();
+        let report = running.stop(timeout, deadline).await;
         if report.dropped_at_shutdown > 0 {
             warn!(items = report.dropped_at_shutdown, "shutdown timeout passed; queued data was dropped");
         } else {

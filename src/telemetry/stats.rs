@@ -14,7 +14,7 @@ pub trait Collector: Send + Sync {
 }
 
 /// What kind of component a set of counters belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ComponentKind {
     /// A receiver.
     Receiver,
@@ -22,21 +22,38 @@ pub enum ComponentKind {
     Processor,
     /// An exporter.
     Exporter,
+    /// A connector: the exporter of one pipeline and the receiver of another.
+    Connector,
 }
 
 impl ComponentKind {
-    /// Lower-case name (`receiver`, `processor`, `exporter`).
+    /// Every kind, in the order the config file lists its sections.
+    pub const ALL: [ComponentKind; 4] =
+        [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Connector];
+
+    /// Lower-case name (`receiver`, `processor`, `exporter`, `connector`).
     pub fn as_str(self) -> &'static str {
         match self {
             ComponentKind::Receiver => "receiver",
             ComponentKind::Processor => "processor",
             ComponentKind::Exporter => "exporter",
+            ComponentKind::Connector => "connector",
+        }
+    }
+
+    /// The config section that configures components of this kind (`receivers`).
+    pub fn section(self) -> &'static str {
+        match self {
+            ComponentKind::Receiver => "receivers",
+            ComponentKind::Processor => "processors",
+            ComponentKind::Exporter => "exporters",
+            ComponentKind::Connector => "connectors",
         }
     }
 }
 
 #[derive(Debug, Default)]
-struct PerSignal([AtomicU64; 2]);
+struct PerSignal([AtomicU64; Signal::COUNT]);
 
 impl PerSignal {
     fn add(&self, signal: Signal, n: u64) {
@@ -179,6 +196,12 @@ fn counter_names(kind: ComponentKind) -> [(&'static str, &'static str); 4] {
             ),
             ("fovea.exporter.send_failed_items", "Items of delivery attempts that failed (they may be retried)"),
         ],
+        ComponentKind::Connector => [
+            ("fovea.connector.received_items", "Items that reached the connector from the pipelines it exports from"),
+            ("fovea.connector.sent_items", "Items the connector passed to the pipelines it feeds"),
+            ("fovea.connector.dropped_items", "Items the connector dropped"),
+            ("fovea.connector.failed_items", "Items the connector could not pass on (pipelines stopped)"),
+        ],
     }
 }
 
@@ -226,7 +249,7 @@ impl StatsRegistry {
     /// Collects every metric.
     pub fn collect(&self, start: u64, now: u64, out: &mut Vec<Metric>) {
         let components = self.components();
-        for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter] {
+        for kind in ComponentKind::ALL {
             let of_kind: Vec<_> = components.iter().filter(|c| c.kind == kind).collect();
             if of_kind.is_empty() {
                 continue;

@@ -22,6 +22,7 @@ pub fn factory() -> Factory {
         type_name: "debug",
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
+        connects: &[],
         description: "prints metrics and flow records (verbosity basic, normal or detailed)",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

@@ -24,6 +24,7 @@ pub fn factory() -> Factory {
         type_name: "otlp",
         aliases: &["otlp_grpc"],
         signals: &[Signal::Metrics, Signal::Flows],
+        connects: &[],
         description: "sends metrics (and flow records as logs) over OTLP/gRPC, with a sending queue and retries",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

@@ -80,6 +80,7 @@ pub fn factory() -> Factory {
         type_name: "prometheus",
         aliases: &[],
         signals: &[Signal::Metrics],
+        connects: &[],
         description: "Serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
         metrics: &[],
         build,

@@ -71,6 +71,7 @@ pub fn factory() -> Factory {
         type_name: "prometheusremotewrite",
         aliases: &["prometheus_remote_write"],
         signals: &[Signal::Metrics],
+        connects: &[],
         description: "Pushes metrics with Prometheus remote-write 1.0, queued (optionally on disk) and retried in order",
         metrics: &[],
         build,

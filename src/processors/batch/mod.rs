@@ -21,6 +21,7 @@ pub fn factory() -> Factory {
         type_name: "batch",
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
+        connects: &[],
         description: "groups data points or flow records into batches by size (send_batch_size) or time (timeout)",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

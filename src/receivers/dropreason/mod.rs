@@ -40,6 +40,7 @@ pub fn factory() -> Factory {
         type_name: "dropreason",
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
+        connects: &[],
         description: "packets dropped by the kernel per drop reason and direction, with 5-tuple flow records (eBPF, skb:kfree_skb)",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

@@ -35,6 +35,7 @@ pub fn factory() -> Factory {
         type_name: "linuxutil",
         aliases: &[],
         signals: &[Signal::Metrics],
+        connects: &[],
         description: "kernel stack counters (/proc/net/snmp, netstat), TCP socket states (sock_diag), interface statistics (netlink)",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

@@ -67,6 +67,7 @@ pub fn factory() -> Factory {
         type_name: "otlp",
         aliases: &[],
         signals: &[Signal::Metrics],
+        connects: &[],
         description: "receives OTLP metrics over gRPC and HTTP (protobuf, JSON); answers after the exporters took them",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

@@ -61,6 +61,7 @@ pub fn factory() -> Factory {
         type_name: "packetforward",
         aliases: &[],
         signals: &[Signal::Metrics],
+        connects: &[],
         description: "packets and bytes per interface and direction, counted in the kernel at TC/TCX (eBPF)",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {

@@ -38,6 +38,7 @@ pub fn factory() -> Factory {
         type_name: "tcpretrans",
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
+        connects: &[],
         description: "TCP retransmitted segments as the kernel counts them, with 5-tuple flow records (eBPF, tcp:tcp_retransmit_skb)",
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {
