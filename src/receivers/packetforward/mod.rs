@@ -24,6 +24,7 @@ use super::probe::links::{LinkChange, LinkError, LinkWatcher};
 use super::probe::telemetry::{self as ebpf_telemetry, EbpfCollector, ProbeHealth};
 use crate::config::parse_component;
 use crate::ebpf::{AttachMode, Direction, ForwardCount, ForwardError, ForwardOptions, ForwardProbe, ProbeTelemetry};
+use crate::model::semconv::{self, attr};
 use crate::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal, now_unix_nano};
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
 use crate::telemetry::ComponentKind;
@@ -62,7 +63,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         description: "packets and bytes per interface and direction, counted in the kernel at TC/TCX (eBPF)",
-        metrics: &[],
+        metrics: &[semconv::NETWORK_FORWARD_PACKETS, semconv::NETWORK_FORWARD_BYTES],
         build: |ctx: &BuildContext<'_>| {
             let config: PacketforwardConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(Packetforward::new(config, ctx.resource.clone()))))
@@ -218,25 +219,15 @@ impl Packetforward {
                 Direction::Unknown => continue,
             };
             let attrs = Attributes::from_pairs([
-                ("network.interface.name", r.name.clone()),
-                ("network.io.direction", SmolStr::new_static(direction)),
+                (attr::NETWORK_INTERFACE_NAME, r.name.clone()),
+                (attr::NETWORK_IO_DIRECTION, SmolStr::new_static(direction)),
             ]);
             packets.push(NumberPoint::count(attrs.clone(), r.since, now, r.count.packets));
             bytes.push(NumberPoint::count(attrs, r.since, now, r.count.bytes));
         }
         let metrics = vec![
-            Metric::counter(
-                "network.forward.packets",
-                "{packet}",
-                "Packets received and transmitted per interface, counted in the kernel at TC/TCX",
-                packets,
-            ),
-            Metric::counter(
-                "network.forward.bytes",
-                "By",
-                "Bytes (link-layer header included) received and transmitted per interface, counted at TC/TCX",
-                bytes,
-            ),
+            Metric::from_def(&semconv::NETWORK_FORWARD_PACKETS, packets),
+            Metric::from_def(&semconv::NETWORK_FORWARD_BYTES, bytes),
         ];
         MetricBatch::single(self.resource.clone(), self.scope.clone(), metrics)
     }

@@ -25,6 +25,7 @@ use crate::config::parse_component;
 use crate::ebpf::{
     ProbeTelemetry, RecordStats, RecordStream, RetransConfig, RetransError, RetransKind, RetransRecord, TcpRetransProbe,
 };
+use crate::model::semconv;
 use crate::model::{
     Attributes, Direction, FlowKind, FlowRecord, Metric, MetricBatch, NumberPoint, Resource, Scope, Signal,
 };
@@ -39,7 +40,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics, Signal::Flows],
         description: "TCP retransmitted segments as the kernel counts them, with 5-tuple flow records (eBPF, tcp:tcp_retransmit_skb)",
-        metrics: &[],
+        metrics: &[semconv::NETWORK_TCP_RETRANSMITS],
         build: |ctx: &BuildContext<'_>| {
             let config: TcpretransConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(TracingDriver::new(Tcpretrans::new(config, ctx.resource.clone())))))
@@ -138,12 +139,7 @@ impl TracingReceiver for Tcpretrans {
 
     fn to_metrics(&mut self, segments: u64, start: u64, now: u64) -> MetricBatch {
         let point = NumberPoint::count(Attributes::new(), start, now, segments);
-        let metric = Metric::counter(
-            "network.tcp.retransmits",
-            "{segment}",
-            "TCP segments retransmitted, as the kernel's TcpRetransSegs counts them (IPv4 and IPv6)",
-            vec![point],
-        );
+        let metric = Metric::from_def(&semconv::NETWORK_TCP_RETRANSMITS, vec![point]);
         MetricBatch::single(self.resource.clone(), self.scope.clone(), vec![metric])
     }
 
