@@ -524,3 +524,28 @@ pub mod own {
         EBPF_COUNTER_UPDATES_LOST,
     ];
 }
+
+/// Asserts that `batch` holds exactly the metrics `defs` lists, in that order, each with its
+/// definition's unit and description, and every point with exactly its definition's attributes
+/// (how a receiver's unit test ties its output to its `Factory::metrics` and so to the docs).
+#[cfg(test)]
+pub(crate) fn assert_as_defined(defs: &[MetricDef], batch: &super::MetricBatch) {
+    use super::MetricData;
+    let names: Vec<&str> = batch.iter_metrics().map(|(_, _, m)| m.name.as_str()).collect();
+    assert_eq!(names, defs.iter().map(|d| d.name).collect::<Vec<_>>(), "the metrics emitted");
+    for ((_, _, metric), def) in batch.iter_metrics().zip(defs) {
+        assert_eq!((metric.unit.as_str(), metric.description.as_str()), (def.unit, def.description), "{}", def.name);
+        let points: Vec<&super::Attributes> = match &metric.data {
+            MetricData::Gauge(p) => p.iter().map(|p| &p.attributes).collect(),
+            MetricData::Sum(s) => s.points.iter().map(|p| &p.attributes).collect(),
+            MetricData::Histogram(h) => h.points.iter().map(|p| &p.attributes).collect(),
+        };
+        let mut want: Vec<&str> = def.attributes.to_vec();
+        want.sort_unstable();
+        for attributes in points {
+            let mut keys: Vec<&str> = attributes.iter().map(|kv| kv.key.as_str()).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, want, "attributes of a {} point", def.name);
+        }
+    }
+}

@@ -223,6 +223,7 @@ mod tests {
         assert_eq!(sum.points[0].value, Number::Int(3));
         assert_eq!(sum.points[0].start_time_unix_nano, 10);
         assert_eq!(sum.points[1].attributes.get_str(attr::NETWORK_IO_DIRECTION), Some("unknown"));
+        semconv::assert_as_defined(factory().metrics, &batch);
     }
 
     #[test]

@@ -235,3 +235,22 @@ impl Receiver for Linuxutil {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_reading_becomes_the_four_defined_gauges() {
+        let rx = Linuxutil::new(LinuxutilConfig::default(), Arc::new(Resource::default()));
+        let reading = Reading {
+            netstat: vec![("Tcp".into(), "RetransSegs".into(), 12)],
+            interfaces: vec![("eth0".into(), LinkStats { rx_packets: 5, ..LinkStats::default() })],
+            tcp: vec![("established", 3)],
+            udp: Some(2),
+        };
+        let batch = rx.to_metrics(reading, 10);
+        semconv::assert_as_defined(factory().metrics, &batch);
+        assert_eq!(batch.data_points(), 3 + rx.config.interfaces.statistics.len());
+    }
+}

@@ -344,3 +344,30 @@ impl Receiver for Packetforward {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_become_the_two_defined_counters_per_interface_and_direction() {
+        let rx = Packetforward::new(PacketforwardConfig::default(), Arc::new(Resource::default()));
+        let reading = |direction, packets| Reading {
+            name: "veth0".into(),
+            since: 5,
+            count: ForwardCount { ifindex: 7, direction, packets, bytes: packets * 100 },
+        };
+        let readings = [reading(Direction::Ingress, 3), reading(Direction::Egress, 4), reading(Direction::Unknown, 9)];
+        let batch = rx.to_metrics(&readings, 10);
+        semconv::assert_as_defined(factory().metrics, &batch);
+        let (_, _, bytes) = batch.iter_metrics().nth(1).expect("bytes");
+        let crate::model::MetricData::Sum(sum) = &bytes.data else { panic!("a sum") };
+        let values: Vec<_> = sum
+            .points
+            .iter()
+            .map(|p| (p.attributes.get_str(attr::NETWORK_IO_DIRECTION), p.value, p.start_time_unix_nano))
+            .collect();
+        let int = crate::model::Number::Int;
+        assert_eq!(values, [(Some("receive"), int(300), 5), (Some("transmit"), int(400), 5)]);
+    }
+}

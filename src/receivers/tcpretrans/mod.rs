@@ -196,5 +196,6 @@ mod tests {
         let crate::model::MetricData::Sum(s) = &m.data else { panic!("a sum") };
         assert!(s.monotonic);
         assert_eq!(s.points[0].value, crate::model::Number::Int(42));
+        semconv::assert_as_defined(factory().metrics, &batch);
     }
 }
