@@ -3,13 +3,14 @@
 
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
+#[path = "support/snippet.rs"]
+mod snippet;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fovea::config::{self, ConfigError, Sources};
+use fovea::config::ConfigError;
 use fovea::exporters::prometheus::{self, Naming, PrometheusConfig, PrometheusExporter};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{
@@ -62,25 +63,16 @@ fn registry() -> Registry {
     Registry::new(vec![one_batch_factory(), prometheus::factory()])
 }
 
-fn resource() -> Arc<Resource> {
-    Arc::new(Resource::default())
-}
-
-/// Loads `yaml` from a temp file and builds the graph.
 fn build(yaml: &str) -> Result<pipeline::Graph, ConfigError> {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(yaml.as_bytes()).expect("write config");
-    let doc = config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)?;
-    pipeline::build(&doc, &registry(), resource())
+    snippet::build(yaml, &registry())
 }
 
 /// The single problem of an invalid config, as (path, line, message).
 fn problem(yaml: &str) -> (String, u32, String) {
     let err = build(yaml).err().expect("the config is invalid");
-    let problems = err.problems();
+    let mut problems = snippet::problems(&err);
     assert_eq!(problems.len(), 1, "{err}");
-    let p = &problems[0];
-    (p.path.clone(), p.origin.as_ref().map_or(0, |o| o.line), p.message.clone())
+    problems.remove(0)
 }
 
 fn with_exporter(body: &str) -> String {
@@ -150,12 +142,8 @@ fn bad_values_are_located_with_what_to_do() {
 
 #[test]
 fn null_body_means_defaults() {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(with_exporter("").as_bytes()).expect("write");
-    let doc = config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)
-        .expect("loads");
-    let node = doc.root.locate("exporters::prometheus");
-    let parsed: PrometheusConfig = config::parse_component(node, "exporters::prometheus").expect("defaults");
+    let doc = snippet::load(&with_exporter("")).expect("loads");
+    let parsed: PrometheusConfig = snippet::component(&doc, "exporters::prometheus").expect("defaults");
     assert_eq!(parsed, PrometheusConfig::default());
     assert_eq!(parsed.endpoint, "0.0.0.0:10093");
     assert_eq!(parsed.path, "/metrics");
@@ -179,7 +167,7 @@ async fn bind_failure_names_the_address_and_what_to_do() {
     let endpoint = taken.local_addr().expect("addr").to_string();
     let mut exporter = PrometheusExporter::new(PrometheusConfig { endpoint: endpoint.clone(), ..Default::default() });
     let start = StartContext {
-        id: config::ComponentId::parse("prometheus/node").expect("id"),
+        id: fovea::config::ComponentId::parse("prometheus/node").expect("id"),
         signals: vec![Signal::Metrics],
         stats: Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheus/node", None)),
         telemetry: Arc::new(StatsRegistry::default()),

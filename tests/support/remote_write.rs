@@ -6,11 +6,10 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fovea::config::{self, ComponentId, Sources};
+use fovea::config::{self, ComponentId};
 use fovea::exporters::prometheusremotewrite::{RemoteWriteConfig, RemoteWriteExporter};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link, StartContext};
@@ -24,10 +23,7 @@ pub const SEC: u64 = 1_000_000_000;
 /// Parses `exporters::prometheusremotewrite` from `body` (YAML lines, indented by 4 spaces).
 pub fn config(body: &str) -> RemoteWriteConfig {
     let yaml = format!("exporters:\n  prometheusremotewrite:\n{body}");
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(yaml.as_bytes()).expect("write config");
-    let doc = config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)
-        .expect("config loads");
+    let doc = config::load_str("test.yaml", &yaml).expect("config loads");
     let path = "exporters::prometheusremotewrite";
     config::parse_component(doc.root.locate(path), path).unwrap_or_else(|e| panic!("invalid config: {e}\n{yaml}"))
 }
