@@ -1,6 +1,8 @@
 //! The `prometheus` exporter end to end: its HTTP endpoint, `promtool check metrics` on what it
 //! serves, and a real Prometheus scraping it and answering PromQL with the exact values sent.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
 
@@ -10,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fixtures::attrs;
 use fovea::config::ComponentId;
 use fovea::exporters::prometheus::{Naming, PrometheusConfig, PrometheusExporter};
 use fovea::model::{
@@ -82,10 +85,6 @@ impl Running {
 
 fn config(naming: Naming) -> PrometheusConfig {
     PrometheusConfig { endpoint: "127.0.0.1:0".into(), naming, ..PrometheusConfig::default() }
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> Attributes {
-    Attributes::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
 fn point(pairs: &[(&str, &str)], value: i64) -> NumberPoint {
