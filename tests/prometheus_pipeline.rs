@@ -1,6 +1,8 @@
 //! The `prometheus` exporter inside the engine: its config errors as `fovea validate` reports
 //! them (full path, line, what to do), a bind failure, and a whole graph run from YAML.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
 #[path = "support/snippet.rs"]
@@ -14,9 +16,9 @@ use fovea::config::ConfigError;
 use fovea::exporters::prometheus::{self, Naming, PrometheusConfig, PrometheusExporter};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{
-    self, BuildContext, Built, ComponentError, Exporter, Factory, Receiver, ReceiverContext, Registry, StartContext,
+    self, BuildContext, Built, ComponentError, Exporter, Factory, Receiver, ReceiverContext, Registry,
 };
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::telemetry::{ComponentKind, StatsRegistry};
 
 /// A receiver that sends one fixed batch, then waits to be stopped.
 struct OneBatch;
@@ -166,13 +168,7 @@ async fn bind_failure_names_the_address_and_what_to_do() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = taken.local_addr().expect("addr").to_string();
     let mut exporter = PrometheusExporter::new(PrometheusConfig { endpoint: endpoint.clone(), ..Default::default() });
-    let start = StartContext {
-        id: fovea::config::ComponentId::parse("prometheus/node").expect("id"),
-        signals: vec![Signal::Metrics],
-        stats: Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheus/node", None)),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    };
+    let start = fixtures::start_context(ComponentKind::Exporter, "prometheus/node");
     let err = exporter.start(&start).await.expect_err("the port is taken").to_string();
     assert!(err.starts_with(&format!("exporter `prometheus/node` cannot listen on {endpoint}: ")), "{err}");
     assert!(err.ends_with("another process already listens there (Retina's agent also uses 10093); stop it or set `endpoint` to a free port"), "{err}");

@@ -1,6 +1,7 @@
 //! Metric data with known values, for tests and benchmarks: attribute sets, the resource of a
-//! node agent, and batches of the shapes fovea's receivers and processors produce. One place,
-//! so a change to the data model is one change here.
+//! node agent, batches of the shapes fovea's receivers and processors produce, and the start
+//! context the engine gives a component run in-process. One place, so a change to the data model
+//! or to `StartContext` is one change here.
 //!
 //! Include it with `#[path = "support/fixtures.rs"] mod fixtures;` (from a benchmark:
 //! `#[path = "../tests/support/fixtures.rs"]`); `support/otlp.rs` and `support/remote_write.rs`
@@ -10,16 +11,36 @@
 
 use std::sync::Arc;
 
+use fovea::config::ComponentId;
 use fovea::model::{
     AckWaiter, Acks, AttrValue, Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData,
-    NumberPoint, Resource, ResourceMetrics, Scope, ScopeMetrics, SumData, Temporality,
+    NumberPoint, Resource, ResourceMetrics, Scope, ScopeMetrics, Signal, SumData, Temporality,
 };
+use fovea::pipeline::StartContext;
+use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
 
 /// Nanoseconds per second.
 pub const SEC: u64 = 1_000_000_000;
 
 /// A fixed start time (2023-11-14T22:13:20Z) in nanoseconds since the epoch.
 pub const T0: u64 = 1_700_000_000_000_000_000;
+
+/// Counters for a test component.
+pub fn stats(kind: ComponentKind, id: &str) -> Arc<ComponentStats> {
+    Arc::new(ComponentStats::new(kind, id, None))
+}
+
+/// What the engine starts component `id` with: fresh counters and own-metrics registry, the
+/// metrics signal, no shared services.
+pub fn start_context(kind: ComponentKind, id: &str) -> StartContext {
+    StartContext {
+        id: ComponentId::parse(id).expect("a valid component id"),
+        signals: vec![Signal::Metrics],
+        stats: stats(kind, id),
+        telemetry: Arc::new(StatsRegistry::default()),
+        services: Default::default(),
+    }
+}
 
 /// Attributes from pairs.
 pub fn attrs(pairs: &[(&str, &str)]) -> Attributes {

@@ -8,7 +8,7 @@
 pub mod fixtures;
 
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use fixtures::{every_kind_batch, node_batch};
+pub use fixtures::{every_kind_batch, node_batch, start_context, stats};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,15 +23,14 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use fovea::config::ComponentId;
 use fovea::model::{MetricBatch, Payload, Signal};
 use fovea::otlp::proto::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use fovea::otlp::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use fovea::pipeline::{Exporter, ExporterContext, Input, Link, Output, Receiver, ReceiverContext, StartContext};
+use fovea::pipeline::{Exporter, ExporterContext, Input, Link, Output, Receiver, ReceiverContext};
 use fovea::receivers::otlp::{OtlpReceiver, OtlpReceiverConfig};
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::telemetry::{ComponentKind, ComponentStats};
 
 /// One answer of the scripted gRPC server.
 #[derive(Clone)]
@@ -162,22 +161,6 @@ pub async fn scripted_http(replies: Vec<HttpReply>) -> (SocketAddr, Arc<Mutex<Ve
     let app = Router::new().fallback(axum::routing::post(scripted_handler)).with_state(script);
     tokio::spawn(async move { axum::serve(listener, app).await });
     (addr, seen)
-}
-
-/// Counters for a test component.
-pub fn stats(kind: ComponentKind, id: &str) -> Arc<ComponentStats> {
-    Arc::new(ComponentStats::new(kind, id, None))
-}
-
-/// A start context for component `id`.
-pub fn start_context(kind: ComponentKind, id: &str) -> StartContext {
-    StartContext {
-        id: ComponentId::parse(id).unwrap(),
-        signals: vec![Signal::Metrics],
-        stats: stats(kind, id),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    }
 }
 
 /// fovea's `otlp` receiver running in-process, with its output in a channel the test reads.

@@ -15,11 +15,11 @@ pub use fixtures::{SEC, attrs, batch, counter_point};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fovea::config::{self, ComponentId};
+use fovea::config::{self};
 use fovea::exporters::prometheusremotewrite::{RemoteWriteConfig, RemoteWriteExporter};
 use fovea::model::{MetricBatch, Payload, Signal};
-use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link, StartContext};
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link};
+use fovea::telemetry::{ComponentKind, ComponentStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -45,14 +45,8 @@ pub struct Running {
 /// Starts an exporter with `config`, as the engine would.
 pub async fn start(config: &RemoteWriteConfig) -> Running {
     let mut exporter = RemoteWriteExporter::new("prometheusremotewrite".into(), config);
-    let stats = Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheusremotewrite", None));
-    let start = StartContext {
-        id: ComponentId::parse("prometheusremotewrite").expect("id"),
-        signals: vec![Signal::Metrics],
-        stats: stats.clone(),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    };
+    let start = fixtures::start_context(ComponentKind::Exporter, "prometheusremotewrite");
+    let stats = start.stats.clone();
     exporter.start(&start).await.expect("exporter starts");
     let (link, input) = Input::channel(64, stats.clone());
     let deadline = CancellationToken::new();
