@@ -4,6 +4,10 @@
 //! Receivers build metrics from the [`MetricDef`]s here, the Prometheus translation maps them to
 //! Retina's names, and `docs/metrics.md` is checked against the same table, so a name is written
 //! once.
+//!
+//! A new metric: define it here, list it in its component's `Factory::metrics`, build it with
+//! `Metric::from_def`, and run `FOVEA_BLESS=1 cargo test --test docs_metrics` to add it to the
+//! docs (own metrics go in [`own::METRICS`]).
 
 /// What kind of instrument a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
