@@ -3,6 +3,9 @@
 //! and without group commit, the bytes each request costs on disk, and the memory a full in-memory
 //! queue of 100k data points holds. Prints a table; run with `cargo bench --bench delivery_queue`.
 
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
@@ -12,15 +15,14 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use fovea::config::ComponentId;
 use fovea::exporters::delivery::{
     DeliveryExporter, Encoder, Request, RetryConfig, SendError, SendingQueueConfig, Sent, StorageConfig, Transport,
 };
 use fovea::model::{
     Acks, Attributes, Metric, MetricBatch, MetricData, Number, NumberPoint, Payload, Resource, Scope, Signal,
 };
-use fovea::pipeline::{Exporter, ExporterContext, Input, Link, StartContext};
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::pipeline::{Exporter, ExporterContext, Input, Link};
+use fovea::telemetry::{ComponentKind, ComponentStats};
 
 /// Counts bytes currently allocated, to measure what a full queue holds.
 struct Counting;
@@ -121,15 +123,9 @@ struct Running {
 async fn start(queue: SendingQueueConfig, encoder: Arc<dyn Encoder>, backend: Arc<Backend>) -> Running {
     let retry = RetryConfig { enabled: false, ..RetryConfig::default() };
     let mut exporter = DeliveryExporter::new("bench".into(), queue, retry, encoder, backend);
-    let stats = Arc::new(ComponentStats::new(ComponentKind::Exporter, "bench", None));
+    let start = fixtures::start_context(ComponentKind::Exporter, "bench");
+    let stats = start.stats.clone();
     let (link, input) = Input::channel(1024, stats.clone());
-    let start = StartContext {
-        id: ComponentId::parse("otlp").expect("valid id"),
-        signals: vec![Signal::Metrics],
-        stats: stats.clone(),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    };
     exporter.start(&start).await.expect("exporter starts");
     let deadline = CancellationToken::new();
     let ctx = ExporterContext { input, deadline: deadline.clone(), start };

@@ -10,7 +10,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use fovea::config::{self, ComponentConfig, Sources, parse_component};
+use fovea::config::{self, ComponentConfig, parse_component};
 use fovea::exporters::prometheus::{Format, PrometheusConfig, SeriesStore};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, Registry};
@@ -88,10 +88,7 @@ fn main() {
          exporters: {{prometheus: {{endpoint: '127.0.0.1:0'}}}}\n\
          service: {{pipelines: {{metrics: {{receivers: [gen], processors: [batch], exporters: [prometheus]}}}}}}\n"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bench.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let doc = config::load_with(&Sources { files: vec![path], sets: vec![] }, &|_| None).unwrap();
+    let doc = config::load_str("bench.yaml", &yaml).unwrap();
     let graph = fovea::pipeline::build(&doc, &registry(), Arc::new(Resource::default())).unwrap();
 
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -4,14 +4,16 @@
 //!
 //! Run: `cargo bench --bench prometheus_encode`.
 
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
 use std::sync::Arc;
 
 use divan::counter::ItemsCount;
 use divan::{AllocProfiler, Bencher, black_box};
 use fovea::exporters::prometheus::{Format, Naming, PrometheusConfig, SeriesStore};
 use fovea::model::{
-    Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope,
-    Temporality,
+    Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Resource, Scope, Temporality,
 };
 
 #[global_allocator]
@@ -23,36 +25,9 @@ fn main() {
     divan::main();
 }
 
-/// 10 000 pod-level forward counters (100 source pods x 50 destination pods x 2 directions), the
-/// shape the `context` processor produces in remote mode. `round` changes every value.
-fn pod_batch(round: i64) -> MetricBatch {
-    let resource = Arc::new(Resource {
-        attributes: Attributes::from_pairs([
-            ("service.name", "fovea"),
-            ("service.instance.id", "node-1"),
-            ("k8s.node.name", "node-1"),
-            ("host.name", "node-1"),
-        ]),
-    });
-    let scope = Arc::new(Scope { name: "fovea/context".into(), version: "0.1.0".into() });
-    let mut points = Vec::with_capacity(SERIES);
-    for src in 0..100 {
-        for dst in 0..50 {
-            for dir in ["receive", "transmit"] {
-                let attributes = Attributes::from_pairs([
-                    ("network.io.direction", dir.to_string()),
-                    ("source.k8s.namespace.name", format!("ns-{}", src % 10)),
-                    ("source.k8s.pod.name", format!("client-{src}")),
-                    ("source.k8s.workload.kind", "Deployment".to_string()),
-                    ("source.k8s.workload.name", format!("client-{}", src / 4)),
-                    ("destination.k8s.namespace.name", format!("ns-{}", dst % 10)),
-                    ("destination.k8s.pod.name", format!("server-{dst}")),
-                ]);
-                points.push(NumberPoint::int(attributes, 1, 2 + round as u64, 1000 * round + src * 50 + dst));
-            }
-        }
-    }
-    MetricBatch::single(resource, scope, vec![Metric::counter("network.forward.packets", "{packet}", "", points)])
+/// The pod-level counters of `fixtures::pod_batch`; `round` changes every value.
+fn pod_batch(round: u64) -> MetricBatch {
+    fixtures::pod_batch(round, 1, 2 + round)
 }
 
 /// 1 000 histograms with 10 buckets each.

@@ -6,17 +6,20 @@
 //!
 //! Run: `cargo bench --bench prw_encode`.
 
+#[path = "../tests/support/fixtures.rs"]
+mod fixtures;
+
 use std::cell::Cell;
 use std::sync::Arc;
 
 use divan::counter::ItemsCount;
 use divan::{AllocProfiler, Bencher, black_box};
+use fixtures::{SEC, T0};
 use fovea::exporters::delivery::Request;
 use fovea::exporters::prometheus::Naming;
 use fovea::exporters::prometheusremotewrite::{RemoteWriteConfig, RemoteWriteEncoder, compress};
 use fovea::model::{
-    Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Payload, Resource, Scope,
-    Temporality,
+    Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Payload, Resource, Scope, Temporality,
 };
 
 #[global_allocator]
@@ -24,8 +27,6 @@ static ALLOC: AllocProfiler = AllocProfiler::system();
 
 const SERIES: usize = 10_000;
 const HISTOGRAMS: usize = 1_000;
-const T0: u64 = 1_700_000_000_000_000_000;
-const SEC: u64 = 1_000_000_000;
 
 fn main() {
     for (what, naming, batch, samples) in [
@@ -58,39 +59,12 @@ fn config(naming: Naming) -> RemoteWriteConfig {
 }
 
 fn resource() -> Arc<Resource> {
-    Arc::new(Resource {
-        attributes: Attributes::from_pairs([
-            ("service.name", "fovea"),
-            ("service.instance.id", "node-1"),
-            ("k8s.node.name", "node-1"),
-            ("host.name", "node-1"),
-        ]),
-    })
+    fixtures::node_resource("node-1")
 }
 
-/// 10 000 pod-level forward counters (100 source pods x 50 destination pods x 2 directions), the
-/// shape the `context` processor produces in remote mode, at round `round` (one second apart).
+/// The pod-level counters of `fixtures::pod_batch` at round `round` (one second apart).
 fn pod_batch(round: u64) -> MetricBatch {
-    let scope = Arc::new(Scope { name: "fovea/context".into(), version: "0.1.0".into() });
-    let mut points = Vec::with_capacity(SERIES);
-    for src in 0..100i64 {
-        for dst in 0..50i64 {
-            for dir in ["receive", "transmit"] {
-                let attributes = Attributes::from_pairs([
-                    ("network.io.direction", dir.to_string()),
-                    ("source.k8s.namespace.name", format!("ns-{}", src % 10)),
-                    ("source.k8s.pod.name", format!("client-{src}")),
-                    ("source.k8s.workload.kind", "Deployment".to_string()),
-                    ("source.k8s.workload.name", format!("client-{}", src / 4)),
-                    ("destination.k8s.namespace.name", format!("ns-{}", dst % 10)),
-                    ("destination.k8s.pod.name", format!("server-{dst}")),
-                ]);
-                let value = 1000 * round as i64 + src * 50 + dst;
-                points.push(NumberPoint::int(attributes, T0 - 3600 * SEC, T0 + round * SEC, value));
-            }
-        }
-    }
-    MetricBatch::single(resource(), scope, vec![Metric::counter("network.forward.packets", "{packet}", "", points)])
+    fixtures::pod_batch(round, T0 - 3600 * SEC, T0 + round * SEC)
 }
 
 /// 1 000 cumulative histograms with 9 bounds (12 samples each: 10 buckets, sum, count).

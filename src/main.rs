@@ -135,6 +135,10 @@ fn components() {
                 name = format!("{name} ({})", f.aliases.join(", "));
             }
             println!("{:<10} {:<24} {:<14} {}", kind.as_str(), name, signals.join(","), f.description);
+            if !f.metrics.is_empty() {
+                let metrics: Vec<_> = f.metrics.iter().map(|m| m.name).collect();
+                println!("{:<51}metrics: {}", "", metrics.join(", "));
+            }
         }
     }
 }

@@ -1,10 +1,9 @@
 //! Bad configurations: each one must produce a problem naming the file, the line, the full key
 //! path and what to do, and all problems of a file must come in one report.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use fovea::config::{self, ConfigError, Sources};
+use fovea::config::{self, ConfigError};
 use fovea::model::Resource;
 
 struct Case {
@@ -17,11 +16,7 @@ struct Case {
 const PIPELINE: &str = "service:\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n";
 
 fn check(yaml: &str) -> Result<(), ConfigError> {
-    let dir = tempfile::tempdir().unwrap();
-    let path: PathBuf = dir.path().join("agent.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let env = |name: &str| (name == "PORT").then(|| "9999".to_string());
-    let doc = config::load_with(&Sources { files: vec![path], sets: vec![] }, &env)?;
+    let doc = config::load_str("agent.yaml", yaml)?;
     fovea::pipeline::build(&doc, &fovea::components::builtin(), Arc::new(Resource::default())).map(|_| ())
 }
 

@@ -1,13 +1,13 @@
 //! Configuration of the OTLP components as otelcol users write it: defaults, aliases, and
 //! precise errors for what is wrong.
 
-use std::sync::Arc;
+#[path = "support/snippet.rs"]
+mod snippet;
+
 use std::time::Duration;
 
-use fovea::config::{self, Sources, parse_component};
 use fovea::exporters::otlp::OtlpExporterConfig;
 use fovea::exporters::otlphttp::{Encoding, OtlpHttpExporterConfig};
-use fovea::model::Resource;
 use fovea::otlp::Compression;
 use fovea::pipeline::Registry;
 use fovea::receivers::otlp::OtlpReceiverConfig;
@@ -21,38 +21,29 @@ fn registry() -> Registry {
     ])
 }
 
-fn document(yaml: &str) -> (tempfile::TempDir, config::Document) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fovea.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let doc = config::load_with(&Sources { files: vec![path], sets: vec![] }, &|_| None).unwrap();
-    (dir, doc)
-}
-
 /// Builds the graph; `Err` holds the rendered problems.
 fn build(yaml: &str) -> Result<(), String> {
-    let (_dir, doc) = document(yaml);
-    fovea::pipeline::build(&doc, &registry(), Arc::new(Resource::default())).map(|_| ()).map_err(|e| e.to_string())
+    snippet::build(yaml, &registry()).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[test]
 fn defaults_are_otelcols() {
-    let (_dir, doc) = document(
+    let doc = snippet::load(
         "exporters:\n  otlp: {endpoint: collector:4317}\n  otlphttp: {endpoint: http://collector:4318}\n\
          receivers:\n  otlp:\n    protocols:\n      grpc:\n      http:\n",
-    );
-    let grpc: OtlpExporterConfig = parse_component(doc.root.locate("exporters::otlp"), "exporters::otlp").unwrap();
+    )
+    .unwrap();
+    let grpc: OtlpExporterConfig = snippet::component(&doc, "exporters::otlp").unwrap();
     assert_eq!((grpc.compression, grpc.timeout, grpc.tls.insecure), (Compression::Gzip, Duration::from_secs(5), false));
     assert!(grpc.sending_queue.enabled && grpc.retry_on_failure.enabled);
     assert_eq!((grpc.sending_queue.num_consumers, grpc.sending_queue.queue_size), (10, 1000));
-    let http: OtlpHttpExporterConfig =
-        parse_component(doc.root.locate("exporters::otlphttp"), "exporters::otlphttp").unwrap();
+    let http: OtlpHttpExporterConfig = snippet::component(&doc, "exporters::otlphttp").unwrap();
     assert_eq!(
         (http.compression, http.timeout, http.encoding),
         (Compression::Gzip, Duration::from_secs(30), Encoding::Proto)
     );
     assert_eq!(http.metrics_url().unwrap(), "http://collector:4318/v1/metrics");
-    let r: OtlpReceiverConfig = parse_component(doc.root.locate("receivers::otlp"), "receivers::otlp").unwrap();
+    let r: OtlpReceiverConfig = snippet::component(&doc, "receivers::otlp").unwrap();
     let (g, h) = (r.protocols.grpc.unwrap(), r.protocols.http.unwrap());
     assert_eq!((g.endpoint.as_str(), g.max_recv_msg_size_mib), ("127.0.0.1:4317", 4));
     assert_eq!(

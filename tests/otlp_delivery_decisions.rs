@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fovea::exporters::otlp::{self, OtlpExporterConfig};
 use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
-use fovea::model::{Acks, MetricBatch, Payload, Signal};
+use fovea::model::{MetricBatch, Payload, Signal};
 use fovea::otlp::status::RpcStatus;
 use prost::Message;
 use support::{GrpcReply, HttpReply};
@@ -21,9 +21,7 @@ fn batch(value: i64) -> (MetricBatch, fovea::model::AckWaiter) {
     if let fovea::model::MetricData::Sum(s) = &mut b.resource_metrics[0].scope_metrics[0].metrics[0].data {
         s.points[0].value = fovea::model::Number::Int(value);
     }
-    let (acks, waiter) = Acks::new_request();
-    b.acks = acks;
-    (b, waiter)
+    support::fixtures::with_acks(b)
 }
 
 fn retry() -> serde_json::Value {

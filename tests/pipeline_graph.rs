@@ -1,6 +1,9 @@
 //! The engine's graph semantics, with small in-test components: fan-out shares batches, a receiver
 //! shared by several pipelines feeds each of them, and a stop flushes everything accepted.
 
+#[path = "support/snippet.rs"]
+mod snippet;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -9,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use fovea::config::{self, ComponentConfig, Sources, parse_component};
+use fovea::config::{ComponentConfig, parse_component};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{
     BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, Receiver, ReceiverContext, Registry,
@@ -162,11 +165,7 @@ fn registry() -> Registry {
 }
 
 fn graph(yaml: &str) -> fovea::pipeline::Graph {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let doc = config::load_with(&Sources { files: vec![path], sets: vec![] }, &|_| None).unwrap();
-    fovea::pipeline::build(&doc, &registry(), Arc::new(Resource::default())).unwrap()
+    snippet::build(yaml, &registry()).unwrap()
 }
 
 #[tokio::test]

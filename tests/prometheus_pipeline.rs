@@ -1,21 +1,24 @@
 //! The `prometheus` exporter inside the engine: its config errors as `fovea validate` reports
 //! them (full path, line, what to do), a bind failure, and a whole graph run from YAML.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
+#[path = "support/snippet.rs"]
+mod snippet;
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use fovea::config::{self, ConfigError, Sources};
+use fovea::config::ConfigError;
 use fovea::exporters::prometheus::{self, Naming, PrometheusConfig, PrometheusExporter};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{
-    self, BuildContext, Built, ComponentError, Exporter, Factory, Receiver, ReceiverContext, Registry, StartContext,
+    self, BuildContext, Built, ComponentError, Exporter, Factory, Receiver, ReceiverContext, Registry,
 };
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::telemetry::{ComponentKind, StatsRegistry};
 
 /// A receiver that sends one fixed batch, then waits to be stopped.
 struct OneBatch;
@@ -63,25 +66,16 @@ fn registry() -> Registry {
     Registry::new(vec![one_batch_factory(), prometheus::factory()])
 }
 
-fn resource() -> Arc<Resource> {
-    Arc::new(Resource::default())
-}
-
-/// Loads `yaml` from a temp file and builds the graph.
 fn build(yaml: &str) -> Result<pipeline::Graph, ConfigError> {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(yaml.as_bytes()).expect("write config");
-    let doc = config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)?;
-    pipeline::build(&doc, &registry(), resource())
+    snippet::build(yaml, &registry())
 }
 
 /// The single problem of an invalid config, as (path, line, message).
 fn problem(yaml: &str) -> (String, u32, String) {
     let err = build(yaml).err().expect("the config is invalid");
-    let problems = err.problems();
+    let mut problems = snippet::problems(&err);
     assert_eq!(problems.len(), 1, "{err}");
-    let p = &problems[0];
-    (p.path.clone(), p.origin.as_ref().map_or(0, |o| o.line), p.message.clone())
+    problems.remove(0)
 }
 
 fn with_exporter(body: &str) -> String {
@@ -151,12 +145,8 @@ fn bad_values_are_located_with_what_to_do() {
 
 #[test]
 fn null_body_means_defaults() {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(with_exporter("").as_bytes()).expect("write");
-    let doc = config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)
-        .expect("loads");
-    let node = doc.root.locate("exporters::prometheus");
-    let parsed: PrometheusConfig = config::parse_component(node, "exporters::prometheus").expect("defaults");
+    let doc = snippet::load(&with_exporter("")).expect("loads");
+    let parsed: PrometheusConfig = snippet::component(&doc, "exporters::prometheus").expect("defaults");
     assert_eq!(parsed, PrometheusConfig::default());
     assert_eq!(parsed.endpoint, "0.0.0.0:10093");
     assert_eq!(parsed.path, "/metrics");
@@ -179,13 +169,7 @@ async fn bind_failure_names_the_address_and_what_to_do() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let endpoint = taken.local_addr().expect("addr").to_string();
     let mut exporter = PrometheusExporter::new(PrometheusConfig { endpoint: endpoint.clone(), ..Default::default() });
-    let start = StartContext {
-        id: config::ComponentId::parse("prometheus/node").expect("id"),
-        signals: vec![Signal::Metrics],
-        stats: Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheus/node", None)),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    };
+    let start = fixtures::start_context(ComponentKind::Exporter, "prometheus/node");
     let err = exporter.start(&start).await.expect_err("the port is taken").to_string();
     assert!(err.starts_with(&format!("exporter `prometheus/node` cannot listen on {endpoint}: ")), "{err}");
     assert!(err.ends_with("another process already listens there (Retina's agent also uses 10093); stop it or set `endpoint` to a free port"), "{err}");

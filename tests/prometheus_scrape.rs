@@ -1,6 +1,8 @@
 //! The `prometheus` exporter end to end: its HTTP endpoint, `promtool check metrics` on what it
 //! serves, and a real Prometheus scraping it and answering PromQL with the exact values sent.
 
+#[path = "support/fixtures.rs"]
+mod fixtures;
 #[path = "support/prometheus.rs"]
 mod prometheus_server;
 
@@ -10,14 +12,14 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fovea::config::ComponentId;
+use fixtures::attrs;
 use fovea::exporters::prometheus::{Naming, PrometheusConfig, PrometheusExporter};
 use fovea::model::{
     Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Payload, Resource, Scope,
     Signal, Temporality,
 };
-use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link, StartContext};
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link};
+use fovea::telemetry::{ComponentKind, ComponentStats};
 use prometheus_server::{Options, Prometheus, ScrapeTarget, get, labels, require_tool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -32,14 +34,8 @@ struct Running {
 
 async fn start(config: PrometheusConfig) -> Running {
     let mut exporter = PrometheusExporter::new(config);
-    let stats = Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheus", None));
-    let start = StartContext {
-        id: ComponentId::parse("prometheus").expect("id"),
-        signals: vec![Signal::Metrics],
-        stats: stats.clone(),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    };
+    let start = fixtures::start_context(ComponentKind::Exporter, "prometheus");
+    let stats = start.stats.clone();
     exporter.start(&start).await.expect("exporter starts");
     let addr = exporter.local_addr().expect("bound address");
     let (link, input) = Input::channel(8, stats.clone());
@@ -82,10 +78,6 @@ impl Running {
 
 fn config(naming: Naming) -> PrometheusConfig {
     PrometheusConfig { endpoint: "127.0.0.1:0".into(), naming, ..PrometheusConfig::default() }
-}
-
-fn attrs(pairs: &[(&str, &str)]) -> Attributes {
-    Attributes::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
 fn point(pairs: &[(&str, &str)], value: i64) -> NumberPoint {

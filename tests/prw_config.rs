@@ -1,62 +1,22 @@
 //! `exporters::prometheusremotewrite` configuration: otelcol's defaults, the alias, and every
 //! invalid setting reported with its full path, line and what to do.
 
-use std::io::Write;
-use std::sync::Arc;
+#[path = "support/snippet.rs"]
+mod snippet;
+
 use std::time::Duration;
 
-use fovea::config::{self, ComponentConfig, ConfigError, Sources, parse_component};
+use fovea::config::ConfigError;
 use fovea::exporters::prometheus::Naming;
 use fovea::exporters::prometheusremotewrite::{self, RemoteWriteConfig};
-use fovea::model::{Resource, Signal};
-use fovea::pipeline::{self, BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, Registry};
-use fovea::telemetry::ComponentKind;
-use serde::Deserialize;
-
-/// A receiver that does nothing (the graph needs one).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct IdleConfig {}
-
-impl ComponentConfig for IdleConfig {}
-
-struct Idle;
-
-#[async_trait::async_trait]
-impl Receiver for Idle {
-    async fn run(self: Box<Self>, ctx: ReceiverContext) -> Result<(), ComponentError> {
-        ctx.shutdown.cancelled().await;
-        Ok(())
-    }
-}
+use fovea::pipeline::{self, Registry};
 
 fn registry() -> Registry {
-    Registry::new(vec![
-        Factory {
-            kind: ComponentKind::Receiver,
-            type_name: "idle",
-            aliases: &[],
-            signals: &[Signal::Metrics, Signal::Flows],
-            connects: &[],
-            description: "does nothing",
-            metrics: &[],
-            build: |ctx: &BuildContext<'_>| {
-                let _: IdleConfig = parse_component(ctx.node, ctx.path)?;
-                Ok(Built::Receiver(Box::new(Idle)))
-            },
-        },
-        prometheusremotewrite::factory(),
-    ])
-}
-
-fn load(yaml: &str) -> Result<config::Document, ConfigError> {
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(yaml.as_bytes()).expect("write config");
-    config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)
+    Registry::new(vec![snippet::idle_receiver(), prometheusremotewrite::factory()])
 }
 
 fn build(yaml: &str) -> Result<pipeline::Graph, ConfigError> {
-    pipeline::build(&load(yaml)?, &registry(), Arc::new(Resource::default()))
+    snippet::build(yaml, &registry())
 }
 
 /// A config with the exporter `name` and its `body` (lines indented by 4 spaces), exporter at line 4.
@@ -69,16 +29,12 @@ fn with_exporter(name: &str, body: &str) -> String {
 /// Every problem of an invalid config, as (path, line, message).
 fn problems(body: &str) -> Vec<(String, u32, String)> {
     let err = build(&with_exporter("prometheusremotewrite", body)).err().expect("the config is invalid");
-    err.problems()
-        .iter()
-        .map(|p| (p.path.clone(), p.origin.as_ref().map_or(0, |o| o.line), p.message.clone()))
-        .collect()
+    snippet::problems(&err)
 }
 
 fn parsed(body: &str) -> RemoteWriteConfig {
-    let doc = load(&with_exporter("prometheusremotewrite", body)).expect("loads");
-    let path = "exporters::prometheusremotewrite";
-    parse_component(doc.root.locate(path), path).expect("valid")
+    let doc = snippet::load(&with_exporter("prometheusremotewrite", body)).expect("loads");
+    snippet::component(&doc, "exporters::prometheusremotewrite").expect("valid")
 }
 
 #[test]

@@ -6,6 +6,7 @@ use smol_str::SmolStr;
 
 use super::ack::Acks;
 use super::attributes::Attributes;
+use super::semconv::{Instrument, MetricDef};
 
 /// What produced the data: node, host, service attributes (`k8s.node.name`, `host.name`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -197,6 +198,40 @@ impl MetricBatch {
 }
 
 impl Metric {
+    /// The metric `def` defines, with `points`: a monotonic cumulative sum for a counter, a gauge
+    /// for a gauge. Name, unit and description come from the definition only, so a receiver
+    /// cannot emit a metric that differs from what the docs say. Histograms use
+    /// [`Metric::histogram_from_def`].
+    pub fn from_def(def: &MetricDef, points: Vec<NumberPoint>) -> Self {
+        let data = match def.instrument {
+            Instrument::Counter => {
+                MetricData::Sum(SumData { points, temporality: Temporality::Cumulative, monotonic: true })
+            }
+            Instrument::Gauge => MetricData::Gauge(points),
+            Instrument::Histogram => {
+                debug_assert!(false, "{} is a histogram: build it with Metric::histogram_from_def", def.name);
+                MetricData::Gauge(points)
+            }
+        };
+        Self::with_def(def, data)
+    }
+
+    /// The cumulative histogram `def` defines, with `points`.
+    pub fn histogram_from_def(def: &MetricDef, points: Vec<HistogramPoint>) -> Self {
+        debug_assert_eq!(def.instrument, Instrument::Histogram, "{} is not a histogram", def.name);
+        Self::with_def(def, MetricData::Histogram(HistogramData { points, temporality: Temporality::Cumulative }))
+    }
+
+    /// `data` under `def`'s name, unit and description (static strings: nothing is copied).
+    fn with_def(def: &MetricDef, data: MetricData) -> Self {
+        Metric {
+            name: SmolStr::new_static(def.name),
+            description: SmolStr::new_static(def.description),
+            unit: SmolStr::new_static(def.unit),
+            data,
+        }
+    }
+
     /// A monotonic cumulative sum (a counter).
     pub fn counter(name: &str, unit: &str, description: &str, points: Vec<NumberPoint>) -> Self {
         Metric {
@@ -325,10 +360,24 @@ impl Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::semconv;
 
     fn batch(resource: &Arc<Resource>, scope: &Arc<Scope>, points: usize) -> MetricBatch {
         let pts = (0..points).map(|i| NumberPoint::int(Attributes::new(), 0, 1, i as i64)).collect();
         MetricBatch::single(resource.clone(), scope.clone(), vec![Metric::counter("c", "1", "", pts)])
+    }
+
+    #[test]
+    fn a_metric_from_its_definition_has_the_definitions_name_unit_and_kind() {
+        let def = semconv::NETWORK_FORWARD_BYTES;
+        let m = Metric::from_def(&def, vec![NumberPoint::int(Attributes::new(), 1, 2, 3)]);
+        assert_eq!((m.name.as_str(), m.unit.as_str(), m.description.as_str()), (def.name, def.unit, def.description));
+        assert!(matches!(&m.data, MetricData::Sum(s) if s.monotonic && s.temporality == Temporality::Cumulative));
+        let gauge = Metric::from_def(&semconv::NETWORK_NETSTAT, vec![]);
+        assert!(matches!(gauge.data, MetricData::Gauge(_)));
+        let histogram = MetricDef { instrument: Instrument::Histogram, ..def };
+        let h = Metric::histogram_from_def(&histogram, vec![]);
+        assert!(matches!(h.data, MetricData::Histogram(HistogramData { temporality: Temporality::Cumulative, .. })));
     }
 
     #[test]

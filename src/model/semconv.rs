@@ -4,6 +4,10 @@
 //! Receivers build metrics from the [`MetricDef`]s here, the Prometheus translation maps them to
 //! Retina's names, and `docs/metrics.md` is checked against the same table, so a name is written
 //! once.
+//!
+//! A new metric: define it here, list it in its component's `Factory::metrics`, build it with
+//! `Metric::from_def`, and run `FOVEA_BLESS=1 cargo test --test docs_metrics` to add it to the
+//! docs (own metrics go in [`own::METRICS`]).
 
 /// What kind of instrument a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +124,20 @@ pub mod attr {
     pub const SOURCE_PREFIX: &str = "source.";
     /// Prefix of the attributes of a flow's destination end.
     pub const DESTINATION_PREFIX: &str = "destination.";
+    /// The agent's instance id (resource attribute; the node name).
+    pub const SERVICE_INSTANCE_ID: &str = "service.instance.id";
+    /// What kind of flow record a log record is (`drop`, `retransmit`).
+    pub const FLOW_KIND: &str = "flow.kind";
+    /// Packets a flow record covers.
+    pub const FLOW_PACKETS: &str = "flow.packets";
+    /// Bytes a flow record covers.
+    pub const FLOW_BYTES: &str = "flow.bytes";
+    /// The TCP flags seen in a flow, as the header's flag byte.
+    pub const TCP_FLAGS: &str = "tcp.flags";
+    /// The IP protocol number, where `network.transport` has no name for it.
+    pub const NETWORK_PROTOCOL_NUMBER: &str = "network.protocol.number";
+    /// Interface index a flow was seen on.
+    pub const NETWORK_INTERFACE_INDEX: &str = "network.interface.index";
 }
 
 use attr::*;
@@ -204,3 +222,369 @@ pub const NETWORK_UDP_SOCKETS: MetricDef = MetricDef {
     description: "Open UDP sockets (IPv4 and IPv6), from netlink sock_diag",
     attributes: &[],
 };
+
+/// Flow records as OTLP log records (`otlp`, `otlphttp` exporters).
+pub mod flow_log {
+    use super::attr::*;
+
+    /// Event name of a flow's log record: this prefix and the flow kind (`network.flow.drop`).
+    pub const EVENT_NAME_PREFIX: &str = "network.flow.";
+
+    /// Every attribute a flow's log record may carry besides the record's own (Kubernetes ...)
+    /// attributes, in the order they are written.
+    pub const ATTRIBUTES: &[&str] = &[
+        FLOW_KIND,
+        SOURCE_ADDRESS,
+        SOURCE_PORT,
+        DESTINATION_ADDRESS,
+        DESTINATION_PORT,
+        NETWORK_TYPE,
+        NETWORK_TRANSPORT,
+        NETWORK_PROTOCOL_NUMBER,
+        NETWORK_IO_DIRECTION,
+        NETWORK_INTERFACE_INDEX,
+        FLOW_PACKETS,
+        FLOW_BYTES,
+        TCP_FLAGS,
+        NETWORK_CONNECTION_STATE,
+        DROP_REASON,
+    ];
+}
+
+/// The agent's own metrics (`service.telemetry.metrics`), documented from the same table.
+pub mod own {
+    use super::{Instrument, MetricDef};
+
+    /// Attribute keys of the agent's own metrics.
+    pub mod attr {
+        /// The receiver's component id (also `ComponentKind::Receiver`'s name).
+        pub const RECEIVER: &str = "receiver";
+        /// The processor's component id.
+        pub const PROCESSOR: &str = "processor";
+        /// The exporter's component id.
+        pub const EXPORTER: &str = "exporter";
+        /// The connector's component id.
+        pub const CONNECTOR: &str = "connector";
+        /// The pipeline a processor instance belongs to.
+        pub const PIPELINE: &str = "pipeline";
+        /// `metrics` or `flows`.
+        pub const SIGNAL: &str = "signal";
+        /// eBPF program name.
+        pub const PROGRAM: &str = "program";
+        /// eBPF map name.
+        pub const MAP: &str = "map";
+        /// The fovea version.
+        pub const VERSION: &str = "version";
+        /// The compiler that built fovea.
+        pub const RUSTC: &str = "rustc";
+        /// Where a sending queue keeps its data (`memory`, `disk`).
+        pub const STORAGE: &str = "storage";
+    }
+
+    use attr::*;
+
+    /// A counter of items (data points or flow records), otelcol style.
+    const fn items(name: &'static str, description: &'static str, attributes: &'static [&'static str]) -> MetricDef {
+        MetricDef { name, instrument: Instrument::Counter, unit: "{item}", description, attributes }
+    }
+
+    /// A gauge of batches in a component's queues.
+    const fn batches(name: &'static str, description: &'static str, attributes: &'static [&'static str]) -> MetricDef {
+        MetricDef { name, instrument: Instrument::Gauge, unit: "{batch}", description, attributes }
+    }
+
+    /// `fovea.build_info`.
+    pub const BUILD_INFO: MetricDef = MetricDef {
+        name: "fovea.build_info",
+        instrument: Instrument::Gauge,
+        unit: "",
+        description: "fovea version",
+        attributes: &[VERSION, RUSTC],
+    };
+    /// `fovea.process.uptime`.
+    pub const PROCESS_UPTIME: MetricDef = MetricDef {
+        name: "fovea.process.uptime",
+        instrument: Instrument::Gauge,
+        unit: "s",
+        description: "Seconds since the agent started",
+        attributes: &[],
+    };
+    /// `fovea.process.cpu.time`.
+    pub const PROCESS_CPU_TIME: MetricDef = MetricDef {
+        name: "fovea.process.cpu.time",
+        instrument: Instrument::Counter,
+        unit: "s",
+        description: "CPU time used by the agent (user + system)",
+        attributes: &[],
+    };
+    /// `fovea.process.memory.rss`.
+    pub const PROCESS_MEMORY_RSS: MetricDef = MetricDef {
+        name: "fovea.process.memory.rss",
+        instrument: Instrument::Gauge,
+        unit: "By",
+        description: "Resident set size of the agent",
+        attributes: &[],
+    };
+
+    /// `fovea.receiver.received_items`.
+    pub const RECEIVER_RECEIVED_ITEMS: MetricDef =
+        items("fovea.receiver.received_items", "Items produced or received by the receiver", &[RECEIVER, SIGNAL]);
+    /// `fovea.receiver.accepted_items`.
+    pub const RECEIVER_ACCEPTED_ITEMS: MetricDef =
+        items("fovea.receiver.accepted_items", "Items the receiver pushed into its pipelines", &[RECEIVER, SIGNAL]);
+    /// `fovea.receiver.refused_items`.
+    pub const RECEIVER_REFUSED_ITEMS: MetricDef = items(
+        "fovea.receiver.refused_items",
+        "Items the receiver could not push (pipelines stopped)",
+        &[RECEIVER, SIGNAL],
+    );
+    /// `fovea.receiver.failed_items`.
+    pub const RECEIVER_FAILED_ITEMS: MetricDef = items(
+        "fovea.receiver.failed_items",
+        "Items lost inside the receiver (e.g. kernel ring-buffer losses)",
+        &[RECEIVER, SIGNAL],
+    );
+    /// `fovea.receiver.queue_size`.
+    pub const RECEIVER_QUEUE_SIZE: MetricDef = batches(
+        "fovea.receiver.queue_size",
+        "Batches waiting in the component's input and sending queues",
+        &[RECEIVER],
+    );
+    /// `fovea.receiver.queue_capacity`.
+    pub const RECEIVER_QUEUE_CAPACITY: MetricDef =
+        batches("fovea.receiver.queue_capacity", "Capacity of the component's queues", &[RECEIVER]);
+
+    /// `fovea.processor.incoming_items`.
+    pub const PROCESSOR_INCOMING_ITEMS: MetricDef =
+        items("fovea.processor.incoming_items", "Items that entered the processor", &[PROCESSOR, PIPELINE, SIGNAL]);
+    /// `fovea.processor.outgoing_items`.
+    pub const PROCESSOR_OUTGOING_ITEMS: MetricDef =
+        items("fovea.processor.outgoing_items", "Items the processor passed on", &[PROCESSOR, PIPELINE, SIGNAL]);
+    /// `fovea.processor.dropped_items`.
+    pub const PROCESSOR_DROPPED_ITEMS: MetricDef =
+        items("fovea.processor.dropped_items", "Items the processor dropped", &[PROCESSOR, PIPELINE, SIGNAL]);
+    /// `fovea.processor.failed_items`.
+    pub const PROCESSOR_FAILED_ITEMS: MetricDef =
+        items("fovea.processor.failed_items", "Items the processor failed to pass on", &[PROCESSOR, PIPELINE, SIGNAL]);
+    /// `fovea.processor.queue_size`.
+    pub const PROCESSOR_QUEUE_SIZE: MetricDef = batches(
+        "fovea.processor.queue_size",
+        "Batches waiting in the component's input and sending queues",
+        &[PROCESSOR, PIPELINE],
+    );
+    /// `fovea.processor.queue_capacity`.
+    pub const PROCESSOR_QUEUE_CAPACITY: MetricDef =
+        batches("fovea.processor.queue_capacity", "Capacity of the component's queues", &[PROCESSOR, PIPELINE]);
+
+    /// `fovea.exporter.received_items`.
+    pub const EXPORTER_RECEIVED_ITEMS: MetricDef =
+        items("fovea.exporter.received_items", "Items that reached the exporter", &[EXPORTER, SIGNAL]);
+    /// `fovea.exporter.sent_items`.
+    pub const EXPORTER_SENT_ITEMS: MetricDef =
+        items("fovea.exporter.sent_items", "Items delivered to the destination", &[EXPORTER, SIGNAL]);
+    /// `fovea.exporter.dropped_items`.
+    pub const EXPORTER_DROPPED_ITEMS: MetricDef = items(
+        "fovea.exporter.dropped_items",
+        "Items given up: queue full, permanent error, retries exhausted, shutdown",
+        &[EXPORTER, SIGNAL],
+    );
+    /// `fovea.exporter.send_failed_items`.
+    pub const EXPORTER_SEND_FAILED_ITEMS: MetricDef = items(
+        "fovea.exporter.send_failed_items",
+        "Items of delivery attempts that failed (they may be retried)",
+        &[EXPORTER, SIGNAL],
+    );
+    /// `fovea.exporter.queue_size`.
+    pub const EXPORTER_QUEUE_SIZE: MetricDef = batches(
+        "fovea.exporter.queue_size",
+        "Batches waiting in the component's input and sending queues",
+        &[EXPORTER],
+    );
+    /// `fovea.exporter.queue_capacity`.
+    pub const EXPORTER_QUEUE_CAPACITY: MetricDef =
+        batches("fovea.exporter.queue_capacity", "Capacity of the component's queues", &[EXPORTER]);
+    /// `fovea.connector.received_items`.
+    pub const CONNECTOR_RECEIVED_ITEMS: MetricDef = items(
+        "fovea.connector.received_items",
+        "Items that reached the connector from the pipelines that export to it",
+        &[CONNECTOR, SIGNAL],
+    );
+    /// `fovea.connector.sent_items`.
+    pub const CONNECTOR_SENT_ITEMS: MetricDef = items(
+        "fovea.connector.sent_items",
+        "Items the connector passed to the pipelines it feeds",
+        &[CONNECTOR, SIGNAL],
+    );
+    /// `fovea.connector.dropped_items`.
+    pub const CONNECTOR_DROPPED_ITEMS: MetricDef =
+        items("fovea.connector.dropped_items", "Items the connector dropped", &[CONNECTOR, SIGNAL]);
+    /// `fovea.connector.failed_items`.
+    pub const CONNECTOR_FAILED_ITEMS: MetricDef = items(
+        "fovea.connector.failed_items",
+        "Items the connector could not pass on (the pipelines it feeds had stopped)",
+        &[CONNECTOR, SIGNAL],
+    );
+    /// `fovea.connector.queue_size`.
+    pub const CONNECTOR_QUEUE_SIZE: MetricDef =
+        batches("fovea.connector.queue_size", "Batches waiting in the connector's input", &[CONNECTOR]);
+    /// `fovea.connector.queue_capacity`.
+    pub const CONNECTOR_QUEUE_CAPACITY: MetricDef =
+        batches("fovea.connector.queue_capacity", "Capacity of the connector's input", &[CONNECTOR]);
+    /// `fovea.exporter.retries` (push exporters' delivery layer).
+    pub const EXPORTER_RETRIES: MetricDef = MetricDef {
+        name: "fovea.exporter.retries",
+        instrument: Instrument::Counter,
+        unit: "{retry}",
+        description: "Retries scheduled after retryable send failures",
+        attributes: &[EXPORTER],
+    };
+    /// `fovea.exporter.queue.bytes`.
+    pub const EXPORTER_QUEUE_BYTES: MetricDef = MetricDef {
+        name: "fovea.exporter.queue.bytes",
+        instrument: Instrument::Gauge,
+        unit: "By",
+        description: "Bytes held by the sending queue: request bodies in memory, or files on disk for the persistent queue",
+        attributes: &[EXPORTER, STORAGE],
+    };
+    /// `fovea.exporter.queue.capacity_bytes` (persistent queues only).
+    pub const EXPORTER_QUEUE_CAPACITY_BYTES: MetricDef = MetricDef {
+        name: "fovea.exporter.queue.capacity_bytes",
+        instrument: Instrument::Gauge,
+        unit: "By",
+        description: "Upper bound of the persistent queue on disk (max_size_mib)",
+        attributes: &[EXPORTER, STORAGE],
+    };
+
+    /// `fovea.ebpf.program.run_time`.
+    pub const EBPF_PROGRAM_RUN_TIME: MetricDef = MetricDef {
+        name: "fovea.ebpf.program.run_time",
+        instrument: Instrument::Counter,
+        unit: "ns",
+        description: "Kernel time spent in the program (counted while BPF statistics are enabled)",
+        attributes: &[RECEIVER, PROGRAM],
+    };
+    /// `fovea.ebpf.program.run_count`.
+    pub const EBPF_PROGRAM_RUN_COUNT: MetricDef = MetricDef {
+        name: "fovea.ebpf.program.run_count",
+        instrument: Instrument::Counter,
+        unit: "{run}",
+        description: "Program invocations (counted while BPF statistics are enabled)",
+        attributes: &[RECEIVER, PROGRAM],
+    };
+    /// `fovea.ebpf.map.entries`.
+    pub const EBPF_MAP_ENTRIES: MetricDef = MetricDef {
+        name: "fovea.ebpf.map.entries",
+        instrument: Instrument::Gauge,
+        unit: "{entry}",
+        description: "Entries in use (arrays: their size; ring buffers: 0)",
+        attributes: &[RECEIVER, MAP],
+    };
+    /// `fovea.ebpf.map.max_entries`.
+    pub const EBPF_MAP_MAX_ENTRIES: MetricDef = MetricDef {
+        name: "fovea.ebpf.map.max_entries",
+        instrument: Instrument::Gauge,
+        unit: "{entry}",
+        description: "Map capacity (ring buffers: bytes)",
+        attributes: &[RECEIVER, MAP],
+    };
+    /// `fovea.ebpf.records.emitted`.
+    pub const EBPF_RECORDS_EMITTED: MetricDef = MetricDef {
+        name: "fovea.ebpf.records.emitted",
+        instrument: Instrument::Counter,
+        unit: "{record}",
+        description: "Flow records the kernel wrote to the ring buffer",
+        attributes: &[RECEIVER],
+    };
+    /// `fovea.ebpf.records.capped`.
+    pub const EBPF_RECORDS_CAPPED: MetricDef = MetricDef {
+        name: "fovea.ebpf.records.capped",
+        instrument: Instrument::Counter,
+        unit: "{record}",
+        description: "Flow records not written because the per-second cap (flows.max_records_per_second) was reached",
+        attributes: &[RECEIVER],
+    };
+    /// `fovea.ebpf.records.lost`.
+    pub const EBPF_RECORDS_LOST: MetricDef = MetricDef {
+        name: "fovea.ebpf.records.lost",
+        instrument: Instrument::Counter,
+        unit: "{record}",
+        description: "Flow records lost because the ring buffer was full (the agent read too slowly)",
+        attributes: &[RECEIVER],
+    };
+    /// `fovea.ebpf.counter_updates.lost`.
+    pub const EBPF_COUNTER_UPDATES_LOST: MetricDef = MetricDef {
+        name: "fovea.ebpf.counter_updates.lost",
+        instrument: Instrument::Counter,
+        unit: "{update}",
+        description: "Counter updates lost because the in-kernel counter map was full",
+        attributes: &[RECEIVER],
+    };
+
+    /// Every own metric, in the order the docs list them.
+    pub const METRICS: &[MetricDef] = &[
+        BUILD_INFO,
+        PROCESS_UPTIME,
+        PROCESS_CPU_TIME,
+        PROCESS_MEMORY_RSS,
+        RECEIVER_RECEIVED_ITEMS,
+        RECEIVER_ACCEPTED_ITEMS,
+        RECEIVER_REFUSED_ITEMS,
+        RECEIVER_FAILED_ITEMS,
+        RECEIVER_QUEUE_SIZE,
+        RECEIVER_QUEUE_CAPACITY,
+        PROCESSOR_INCOMING_ITEMS,
+        PROCESSOR_OUTGOING_ITEMS,
+        PROCESSOR_DROPPED_ITEMS,
+        PROCESSOR_FAILED_ITEMS,
+        PROCESSOR_QUEUE_SIZE,
+        PROCESSOR_QUEUE_CAPACITY,
+        EXPORTER_RECEIVED_ITEMS,
+        EXPORTER_SENT_ITEMS,
+        EXPORTER_DROPPED_ITEMS,
+        EXPORTER_SEND_FAILED_ITEMS,
+        EXPORTER_QUEUE_SIZE,
+        EXPORTER_QUEUE_CAPACITY,
+        EXPORTER_RETRIES,
+        EXPORTER_QUEUE_BYTES,
+        EXPORTER_QUEUE_CAPACITY_BYTES,
+        CONNECTOR_RECEIVED_ITEMS,
+        CONNECTOR_SENT_ITEMS,
+        CONNECTOR_DROPPED_ITEMS,
+        CONNECTOR_FAILED_ITEMS,
+        CONNECTOR_QUEUE_SIZE,
+        CONNECTOR_QUEUE_CAPACITY,
+        EBPF_PROGRAM_RUN_TIME,
+        EBPF_PROGRAM_RUN_COUNT,
+        EBPF_MAP_ENTRIES,
+        EBPF_MAP_MAX_ENTRIES,
+        EBPF_RECORDS_EMITTED,
+        EBPF_RECORDS_CAPPED,
+        EBPF_RECORDS_LOST,
+        EBPF_COUNTER_UPDATES_LOST,
+    ];
+}
+
+/// Asserts that `batch` holds exactly the metrics `defs` lists, in that order, each with its
+/// definition's unit and description, and every point with exactly its definition's attributes
+/// (how a receiver's unit test ties its output to its `Factory::metrics` and so to the docs).
+#[cfg(test)]
+pub(crate) fn assert_as_defined(defs: &[MetricDef], batch: &super::MetricBatch) {
+    use super::MetricData;
+    let names: Vec<&str> = batch.iter_metrics().map(|(_, _, m)| m.name.as_str()).collect();
+    assert_eq!(names, defs.iter().map(|d| d.name).collect::<Vec<_>>(), "the metrics emitted");
+    for ((_, _, metric), def) in batch.iter_metrics().zip(defs) {
+        assert_eq!((metric.unit.as_str(), metric.description.as_str()), (def.unit, def.description), "{}", def.name);
+        let points: Vec<&super::Attributes> = match &metric.data {
+            MetricData::Gauge(p) => p.iter().map(|p| &p.attributes).collect(),
+            MetricData::Sum(s) => s.points.iter().map(|p| &p.attributes).collect(),
+            MetricData::Histogram(h) => h.points.iter().map(|p| &p.attributes).collect(),
+        };
+        let mut want: Vec<&str> = def.attributes.to_vec();
+        want.sort_unstable();
+        for attributes in points {
+            let mut keys: Vec<&str> = attributes.iter().map(|kv| kv.key.as_str()).collect();
+            keys.sort_unstable();
+            assert_eq!(keys, want, "attributes of a {} point", def.name);
+        }
+    }
+}

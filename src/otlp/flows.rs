@@ -9,6 +9,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 
 use super::convert::{attributes_to_proto, key_value, resource_to_proto};
+use crate::model::semconv::{attr, flow_log};
 use crate::model::{Direction, FlowBatch, FlowRecord};
 
 /// Scope name of the log records made from flows.
@@ -49,33 +50,33 @@ fn transport(protocol: u8) -> Option<&'static str> {
 fn record_to_log(r: &FlowRecord) -> LogRecord {
     use any_value::Value::{IntValue, StringValue};
     let mut attributes = Vec::with_capacity(16 + r.attributes.len());
-    attributes.push(key_value("flow.kind", StringValue(r.kind.as_str().to_string())));
-    attributes.push(key_value("source.address", StringValue(r.source.to_string())));
-    attributes.push(key_value("source.port", IntValue(i64::from(r.source_port))));
-    attributes.push(key_value("destination.address", StringValue(r.destination.to_string())));
-    attributes.push(key_value("destination.port", IntValue(i64::from(r.destination_port))));
+    attributes.push(key_value(attr::FLOW_KIND, StringValue(r.kind.as_str().to_string())));
+    attributes.push(key_value(attr::SOURCE_ADDRESS, StringValue(r.source.to_string())));
+    attributes.push(key_value(attr::SOURCE_PORT, IntValue(i64::from(r.source_port))));
+    attributes.push(key_value(attr::DESTINATION_ADDRESS, StringValue(r.destination.to_string())));
+    attributes.push(key_value(attr::DESTINATION_PORT, IntValue(i64::from(r.destination_port))));
     let network_type = if r.source.is_ipv4() { "ipv4" } else { "ipv6" };
-    attributes.push(key_value("network.type", StringValue(network_type.to_string())));
+    attributes.push(key_value(attr::NETWORK_TYPE, StringValue(network_type.to_string())));
     match transport(r.protocol) {
-        Some(t) => attributes.push(key_value("network.transport", StringValue(t.to_string()))),
-        None => attributes.push(key_value("network.protocol.number", IntValue(i64::from(r.protocol)))),
+        Some(t) => attributes.push(key_value(attr::NETWORK_TRANSPORT, StringValue(t.to_string()))),
+        None => attributes.push(key_value(attr::NETWORK_PROTOCOL_NUMBER, IntValue(i64::from(r.protocol)))),
     }
     if r.direction != Direction::Unknown {
-        attributes.push(key_value("network.io.direction", StringValue(r.direction.as_str().to_string())));
+        attributes.push(key_value(attr::NETWORK_IO_DIRECTION, StringValue(r.direction.as_str().to_string())));
     }
     if r.ifindex != 0 {
-        attributes.push(key_value("network.interface.index", IntValue(i64::from(r.ifindex))));
+        attributes.push(key_value(attr::NETWORK_INTERFACE_INDEX, IntValue(i64::from(r.ifindex))));
     }
-    attributes.push(key_value("flow.packets", IntValue(r.packets as i64)));
-    attributes.push(key_value("flow.bytes", IntValue(r.bytes as i64)));
+    attributes.push(key_value(attr::FLOW_PACKETS, IntValue(r.packets as i64)));
+    attributes.push(key_value(attr::FLOW_BYTES, IntValue(r.bytes as i64)));
     if r.tcp_flags != 0 {
-        attributes.push(key_value("tcp.flags", IntValue(i64::from(r.tcp_flags))));
+        attributes.push(key_value(attr::TCP_FLAGS, IntValue(i64::from(r.tcp_flags))));
     }
     if let Some(state) = r.tcp_state {
-        attributes.push(key_value("network.connection.state", StringValue(state.as_str().to_string())));
+        attributes.push(key_value(attr::NETWORK_CONNECTION_STATE, StringValue(state.as_str().to_string())));
     }
     if let Some(reason) = &r.drop_reason {
-        attributes.push(key_value("drop.reason", StringValue(reason.to_string())));
+        attributes.push(key_value(attr::DROP_REASON, StringValue(reason.to_string())));
     }
     attributes.extend(attributes_to_proto(&r.attributes));
     let body = format!(
@@ -96,7 +97,7 @@ fn record_to_log(r: &FlowRecord) -> LogRecord {
         flags: 0,
         trace_id: vec![],
         span_id: vec![],
-        event_name: format!("network.flow.{}", r.kind.as_str()),
+        event_name: format!("{}{}", flow_log::EVENT_NAME_PREFIX, r.kind.as_str()),
     }
 }
 
@@ -137,5 +138,33 @@ mod tests {
         assert_eq!(get("flow.bytes"), Some(any_value::Value::IntValue(60)));
         let body = log.body.clone().and_then(|b| b.value);
         assert_eq!(body, Some(any_value::Value::StringValue("drop tcp 198.18.0.1:1234 -> [2001:db8::2]:80".into())));
+    }
+
+    #[test]
+    fn the_documented_attribute_list_is_what_records_carry() {
+        // Every optional field set, once with a named transport and once without.
+        let mut tcp = FlowRecord::new(FlowKind::Drop, "198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
+        tcp.protocol = 6;
+        tcp.direction = Direction::Receive;
+        tcp.ifindex = 3;
+        tcp.tcp_flags = 0x12;
+        tcp.tcp_state = Some(TcpState::SynSent);
+        tcp.drop_reason = Some("NO_SOCKET".into());
+        let mut other = tcp.clone();
+        other.protocol = 253;
+        let batch = FlowBatch { records: vec![tcp, other], ..Default::default() };
+        let req = flows_to_proto(&batch);
+        let mut seen: Vec<&str> = Vec::new();
+        for log in &req.resource_logs[0].scope_logs[0].log_records {
+            for kv in &log.attributes {
+                if !seen.contains(&kv.key.as_str()) {
+                    seen.push(&kv.key);
+                }
+            }
+        }
+        let mut documented = flow_log::ATTRIBUTES.to_vec();
+        documented.sort_unstable();
+        seen.sort_unstable();
+        assert_eq!(seen, documented);
     }
 }

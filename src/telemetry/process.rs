@@ -1,39 +1,28 @@
 //! Build information and process metrics (uptime, CPU time, resident memory) of the agent itself.
 
+use crate::model::semconv::own;
 use crate::model::{Attributes, Metric, NumberPoint};
 
 use super::Collector;
 
-/// `fovea_build_info` plus `fovea.process.*` metrics read from /proc/self.
+/// `fovea.build_info` plus `fovea.process.*` metrics read from /proc/self.
 pub struct ProcessCollector;
 
 impl Collector for ProcessCollector {
     fn collect(&self, start: u64, now: u64, out: &mut Vec<Metric>) {
         let build = Attributes::from_pairs([
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("rustc", option_env!("FOVEA_RUSTC_VERSION").unwrap_or("unknown")),
+            (own::attr::VERSION, env!("CARGO_PKG_VERSION")),
+            (own::attr::RUSTC, option_env!("FOVEA_RUSTC_VERSION").unwrap_or("unknown")),
         ]);
-        out.push(Metric::gauge("fovea.build_info", "", "fovea version", vec![NumberPoint::int(build, 0, now, 1)]));
+        out.push(Metric::from_def(&own::BUILD_INFO, vec![NumberPoint::int(build, 0, now, 1)]));
         let uptime = now.saturating_sub(start) as f64 / 1e9;
-        out.push(Metric::gauge(
-            "fovea.process.uptime",
-            "s",
-            "Seconds since the agent started",
-            vec![NumberPoint::double(Attributes::new(), 0, now, uptime)],
-        ));
+        let uptime = NumberPoint::double(Attributes::new(), 0, now, uptime);
+        out.push(Metric::from_def(&own::PROCESS_UPTIME, vec![uptime]));
         if let Some((cpu, rss)) = read_self() {
-            out.push(Metric::counter(
-                "fovea.process.cpu.time",
-                "s",
-                "CPU time used by the agent (user + system)",
-                vec![NumberPoint::double(Attributes::new(), start, now, cpu)],
-            ));
-            out.push(Metric::gauge(
-                "fovea.process.memory.rss",
-                "By",
-                "Resident set size of the agent",
-                vec![NumberPoint::int(Attributes::new(), 0, now, rss as i64)],
-            ));
+            let cpu = NumberPoint::double(Attributes::new(), start, now, cpu);
+            out.push(Metric::from_def(&own::PROCESS_CPU_TIME, vec![cpu]));
+            let rss = NumberPoint::int(Attributes::new(), 0, now, rss as i64);
+            out.push(Metric::from_def(&own::PROCESS_MEMORY_RSS, vec![rss]));
         }
     }
 }

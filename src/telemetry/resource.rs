@@ -1,6 +1,7 @@
 //! The resource attributes of everything this agent produces: node, host and service identity.
 
 use crate::config::{Document, Value};
+use crate::model::semconv::attr;
 use crate::model::{Attributes, Resource};
 
 /// Detects `host.name`, `k8s.node.name` (from `K8S_NODE_NAME` or `NODE_NAME`, else the host
@@ -14,11 +15,11 @@ pub fn detect(doc: &Document) -> Resource {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| host.clone());
     let mut attributes = Attributes::new();
-    attributes.insert("host.name", host);
-    attributes.insert("k8s.node.name", node.clone());
-    attributes.insert("service.name", "fovea");
-    attributes.insert("service.version", env!("CARGO_PKG_VERSION"));
-    attributes.insert("service.instance.id", node);
+    attributes.insert(attr::HOST_NAME, host);
+    attributes.insert(attr::K8S_NODE_NAME, node.clone());
+    attributes.insert(attr::SERVICE_NAME, "fovea");
+    attributes.insert(attr::SERVICE_VERSION, env!("CARGO_PKG_VERSION"));
+    attributes.insert(attr::SERVICE_INSTANCE_ID, node);
     if let Some(entries) = doc.root.get("service").and_then(|s| s.get("resource")).and_then(|r| r.as_map()) {
         for (key, value) in entries {
             if let Value::Scalar(s) = &value.value {

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::config::service::MetricsLevel;
-use crate::model::{Attributes, Metric, NumberPoint, Signal};
+use crate::model::semconv::own;
+use crate::model::{Attributes, Metric, MetricDef, NumberPoint, Signal};
 
 /// Produces some of the agent's own metrics on demand (at scrape time).
 pub trait Collector: Send + Sync {
@@ -163,45 +164,55 @@ impl ComponentStats {
         let mut a = Attributes::new();
         a.insert(self.kind.as_str(), self.id.as_str());
         if let Some(p) = &self.pipeline {
-            a.insert("pipeline", p.as_str());
+            a.insert(own::attr::PIPELINE, p.as_str());
         }
         if let Some(s) = signal {
-            a.insert("signal", s.as_str());
+            a.insert(own::attr::SIGNAL, s.as_str());
         }
         a
     }
 }
 
-/// The names of a kind's four counters, otelcol style.
-fn counter_names(kind: ComponentKind) -> [(&'static str, &'static str); 4] {
+/// A kind's four counters (received, sent, dropped, failed in [`ComponentStats`] terms), otelcol
+/// style, and its two queue gauges (size, capacity).
+fn metric_defs(kind: ComponentKind) -> ([&'static MetricDef; 4], [&'static MetricDef; 2]) {
     match kind {
-        ComponentKind::Receiver => [
-            ("fovea.receiver.received_items", "Items produced or received by the receiver"),
-            ("fovea.receiver.accepted_items", "Items the receiver pushed into its pipelines"),
-            ("fovea.receiver.refused_items", "Items the receiver could not push (pipelines stopped)"),
-            ("fovea.receiver.failed_items", "Items lost inside the receiver (e.g. kernel ring-buffer losses)"),
-        ],
-        ComponentKind::Processor => [
-            ("fovea.processor.incoming_items", "Items that entered the processor"),
-            ("fovea.processor.outgoing_items", "Items the processor passed on"),
-            ("fovea.processor.dropped_items", "Items the processor dropped"),
-            ("fovea.processor.failed_items", "Items the processor failed to pass on"),
-        ],
-        ComponentKind::Exporter => [
-            ("fovea.exporter.received_items", "Items that reached the exporter"),
-            ("fovea.exporter.sent_items", "Items delivered to the destination"),
-            (
-                "fovea.exporter.dropped_items",
-                "Items given up: queue full, permanent error, retries exhausted, shutdown",
-            ),
-            ("fovea.exporter.send_failed_items", "Items of delivery attempts that failed (they may be retried)"),
-        ],
-        ComponentKind::Connector => [
-            ("fovea.connector.received_items", "Items that reached the connector from the pipelines it exports from"),
-            ("fovea.connector.sent_items", "Items the connector passed to the pipelines it feeds"),
-            ("fovea.connector.dropped_items", "Items the connector dropped"),
-            ("fovea.connector.failed_items", "Items the connector could not pass on (pipelines stopped)"),
-        ],
+        ComponentKind::Receiver => (
+            [
+                &own::RECEIVER_RECEIVED_ITEMS,
+                &own::RECEIVER_ACCEPTED_ITEMS,
+                &own::RECEIVER_REFUSED_ITEMS,
+                &own::RECEIVER_FAILED_ITEMS,
+            ],
+            [&own::RECEIVER_QUEUE_SIZE, &own::RECEIVER_QUEUE_CAPACITY],
+        ),
+        ComponentKind::Processor => (
+            [
+                &own::PROCESSOR_INCOMING_ITEMS,
+                &own::PROCESSOR_OUTGOING_ITEMS,
+                &own::PROCESSOR_DROPPED_ITEMS,
+                &own::PROCESSOR_FAILED_ITEMS,
+            ],
+            [&own::PROCESSOR_QUEUE_SIZE, &own::PROCESSOR_QUEUE_CAPACITY],
+        ),
+        ComponentKind::Exporter => (
+            [
+                &own::EXPORTER_RECEIVED_ITEMS,
+                &own::EXPORTER_SENT_ITEMS,
+                &own::EXPORTER_DROPPED_ITEMS,
+                &own::EXPORTER_SEND_FAILED_ITEMS,
+            ],
+            [&own::EXPORTER_QUEUE_SIZE, &own::EXPORTER_QUEUE_CAPACITY],
+        ),
+        ComponentKind::Connector => (
+            [
+                &own::CONNECTOR_RECEIVED_ITEMS,
+                &own::CONNECTOR_SENT_ITEMS,
+                &own::CONNECTOR_DROPPED_ITEMS,
+                &own::CONNECTOR_FAILED_ITEMS,
+            ],
+            [&own::CONNECTOR_QUEUE_SIZE, &own::CONNECTOR_QUEUE_CAPACITY],
+        ),
     }
 }
 
@@ -254,7 +265,8 @@ impl StatsRegistry {
             if of_kind.is_empty() {
                 continue;
             }
-            for (i, (name, description)) in counter_names(kind).into_iter().enumerate() {
+            let (counters, [queue_size, queue_capacity]) = metric_defs(kind);
+            for (i, def) in counters.into_iter().enumerate() {
                 let mut points = Vec::new();
                 for c in &of_kind {
                     for signal in Signal::ALL {
@@ -269,7 +281,7 @@ impl StatsRegistry {
                         }
                     }
                 }
-                out.push(Metric::counter(name, "{item}", description, points));
+                out.push(Metric::from_def(def, points));
             }
             let mut size = Vec::new();
             let mut capacity = Vec::new();
@@ -281,24 +293,30 @@ impl StatsRegistry {
                 }
             }
             if !size.is_empty() {
-                let prefix = format!("fovea.{}", kind.as_str());
-                out.push(Metric::gauge(
-                    &format!("{prefix}.queue_size"),
-                    "{batch}",
-                    "Batches waiting in the component's input and sending queues",
-                    size,
-                ));
-                out.push(Metric::gauge(
-                    &format!("{prefix}.queue_capacity"),
-                    "{batch}",
-                    "Capacity of the component's queues",
-                    capacity,
-                ));
+                out.push(Metric::from_def(queue_size, size));
+                out.push(Metric::from_def(queue_capacity, capacity));
             }
         }
         let collectors = self.collectors.lock().map(|c| c.clone()).unwrap_or_default();
         for c in collectors {
             c.collect(start, now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kinds_metrics_carry_the_kinds_name_as_they_are_collected() {
+        for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter] {
+            let (counters, queues) = metric_defs(kind);
+            for def in counters.iter().chain(&queues) {
+                assert!(def.name.starts_with(&format!("fovea.{}.", kind.as_str())), "{}", def.name);
+                // `ComponentStats::attributes` keys the component id by the kind's name.
+                assert_eq!(def.attributes[0], kind.as_str(), "{}", def.name);
+            }
         }
     }
 }

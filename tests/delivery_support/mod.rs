@@ -2,6 +2,9 @@
 //! scripted in-process transport, and a real HTTP/1.1 backend on loopback with a client transport.
 #![allow(dead_code)]
 
+#[path = "../support/fixtures.rs"]
+mod fixtures;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,14 +19,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use fovea::config::ComponentId;
 use fovea::exporters::delivery::{
     DeliveryExporter, Encoder, Request, RetryConfig, SendError, SendingQueueConfig, Sent, StorageConfig, Transport,
 };
 use fovea::model::{
     AckWaiter, Acks, Attributes, Metric, MetricBatch, MetricData, Number, NumberPoint, Payload, Signal,
 };
-use fovea::pipeline::{Exporter, ExporterContext, Input, Link, StartContext};
+use fovea::pipeline::{Exporter, ExporterContext, Input, Link};
 use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
 
 /// A retry policy with short waits and no jitter, for tests.
@@ -125,16 +127,9 @@ pub struct Harness {
 
 /// Starts `exporter` as the pipeline would: `start`, then `run` on its own task.
 pub async fn run(mut exporter: DeliveryExporter) -> Result<Harness, String> {
-    let stats = Arc::new(ComponentStats::new(ComponentKind::Exporter, "otlp", None));
-    let registry = Arc::new(StatsRegistry::default());
+    let start = fixtures::start_context(ComponentKind::Exporter, "otlp");
+    let (stats, registry) = (start.stats.clone(), start.telemetry.clone());
     let (link, input) = Input::channel(64, stats.clone());
-    let start = StartContext {
-        id: ComponentId::parse("otlp").unwrap(),
-        signals: vec![Signal::Metrics],
-        stats: stats.clone(),
-        telemetry: registry.clone(),
-        services: Default::default(),
-    };
     exporter.start(&start).await.map_err(|e| e.to_string())?;
     let deadline = CancellationToken::new();
     let ctx = ExporterContext { input, deadline: deadline.clone(), start };

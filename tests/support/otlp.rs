@@ -1,7 +1,14 @@
 //! Test servers and wiring for the OTLP tests: a scripted OTLP/gRPC server (tonic) and a scripted
 //! OTLP/HTTP server (axum) that answer a given sequence of replies and record what they got, and
-//! helpers that run fovea's own `otlp` receiver and exporters in-process on 127.0.0.1.
+//! helpers that run fovea's own `otlp` receiver and exporters in-process on 127.0.0.1. The metric
+//! data they send comes from `fixtures.rs`.
 #![allow(dead_code)]
+
+#[path = "fixtures.rs"]
+pub mod fixtures;
+
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use fixtures::{every_kind_batch, node_batch, start_context, stats};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,18 +23,14 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use fovea::config::ComponentId;
-use fovea::model::{
-    AttrValue, Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Payload,
-    Resource, ResourceMetrics, Scope, ScopeMetrics, Signal, SumData, Temporality,
-};
+use fovea::model::{MetricBatch, Payload, Signal};
 use fovea::otlp::proto::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use fovea::otlp::proto::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
-use fovea::pipeline::{Exporter, ExporterContext, Input, Link, Output, Receiver, ReceiverContext, StartContext};
+use fovea::pipeline::{Exporter, ExporterContext, Input, Link, Output, Receiver, ReceiverContext};
 use fovea::receivers::otlp::{OtlpReceiver, OtlpReceiverConfig};
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::telemetry::{ComponentKind, ComponentStats};
 
 /// One answer of the scripted gRPC server.
 #[derive(Clone)]
@@ -160,22 +163,6 @@ pub async fn scripted_http(replies: Vec<HttpReply>) -> (SocketAddr, Arc<Mutex<Ve
     (addr, seen)
 }
 
-/// Counters for a test component.
-pub fn stats(kind: ComponentKind, id: &str) -> Arc<ComponentStats> {
-    Arc::new(ComponentStats::new(kind, id, None))
-}
-
-/// A start context for component `id`.
-pub fn start_context(kind: ComponentKind, id: &str) -> StartContext {
-    StartContext {
-        id: ComponentId::parse(id).unwrap(),
-        signals: vec![Signal::Metrics],
-        stats: stats(kind, id),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    }
-}
-
 /// fovea's `otlp` receiver running in-process, with its output in a channel the test reads.
 pub struct RunningReceiver {
     /// Bound gRPC address.
@@ -240,164 +227,4 @@ pub async fn start_exporter(mut exporter: Box<dyn Exporter>) -> RunningExporter 
     let run_ctx = ExporterContext { input, deadline: CancellationToken::new(), start: ctx.clone() };
     let task = tokio::spawn(async move { exporter.run(run_ctx).await.unwrap() });
     RunningExporter { link, stats: ctx.stats, task }
-}
-
-/// Attributes of every value type.
-pub fn every_attribute_type() -> Attributes {
-    let mut a = Attributes::new();
-    a.insert("network.interface.name", "eth0");
-    a.insert("network.io.direction", "receive");
-    a.insert("port", AttrValue::Int(-8080));
-    a.insert("ratio", AttrValue::Double(0.25));
-    a.insert("ipv6", AttrValue::Bool(true));
-    a.insert("empty", "");
-    a
-}
-
-/// A batch with every metric kind (int and double sums, delta and cumulative, monotonic and
-/// not, gauges, histograms with min/max and without), two resources and two scopes.
-pub fn every_kind_batch() -> MetricBatch {
-    let node = Arc::new(Resource {
-        attributes: Attributes::from_pairs([
-            ("k8s.node.name", AttrValue::from("node-1")),
-            ("host.name", AttrValue::from("node-1.example")),
-            ("service.name", AttrValue::from("fovea")),
-        ]),
-    });
-    let other = Arc::new(Resource { attributes: Attributes::from_pairs([("service.name", "other")]) });
-    let probes = Arc::new(Scope { name: "fovea/packetforward".into(), version: "0.1.0".into() });
-    let util = Arc::new(Scope { name: "fovea/linuxutil".into(), version: "".into() });
-    let attrs = every_attribute_type();
-    let (start, now) = (1_700_000_000_000_000_000u64, 1_700_000_060_123_456_789u64);
-    let bounds: Arc<[f64]> = Arc::from(vec![0.0005, 0.001, 0.01, 0.1, 1.0]);
-    let forward = Metric {
-        name: "network.forward.packets".into(),
-        description: "Packets forwarded".into(),
-        unit: "{packet}".into(),
-        data: MetricData::Sum(SumData {
-            points: vec![
-                NumberPoint::int(attrs.clone(), start, now, i64::MAX),
-                NumberPoint::int(Attributes::from_pairs([("network.io.direction", "transmit")]), start, now, 0),
-            ],
-            temporality: Temporality::Cumulative,
-            monotonic: true,
-        }),
-    };
-    let delta = Metric {
-        name: "network.drop.bytes".into(),
-        description: "".into(),
-        unit: "By".into(),
-        data: MetricData::Sum(SumData {
-            points: vec![NumberPoint::double(attrs.clone(), now - 10, now, 1536.5)],
-            temporality: Temporality::Delta,
-            monotonic: false,
-        }),
-    };
-    let gauge = Metric::gauge(
-        "network.tcp.connections",
-        "{connection}",
-        "Sockets by state",
-        vec![
-            NumberPoint::int(Attributes::from_pairs([("network.connection.state", "established")]), 0, now, -3),
-            NumberPoint::double(Attributes::new(), 0, now, f64::MIN_POSITIVE),
-        ],
-    );
-    let histogram = Metric {
-        name: "network.tcp.handshake.duration".into(),
-        description: "TCP handshake duration".into(),
-        unit: "s".into(),
-        data: MetricData::Histogram(HistogramData {
-            points: vec![
-                HistogramPoint {
-                    attributes: attrs.clone(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: now,
-                    count: 10,
-                    sum: 0.123,
-                    bucket_counts: vec![1, 2, 3, 4, 0, 0],
-                    explicit_bounds: bounds.clone(),
-                    min: Some(0.0001),
-                    max: Some(0.09),
-                },
-                HistogramPoint {
-                    attributes: Attributes::new(),
-                    start_time_unix_nano: start,
-                    time_unix_nano: now,
-                    count: 0,
-                    sum: 0.0,
-                    bucket_counts: vec![0; 6],
-                    explicit_bounds: bounds,
-                    min: None,
-                    max: None,
-                },
-            ],
-            temporality: Temporality::Cumulative,
-        }),
-    };
-    let delta_hist = Metric {
-        name: "network.dns.duration".into(),
-        description: "".into(),
-        unit: "s".into(),
-        data: MetricData::Histogram(HistogramData {
-            points: vec![HistogramPoint {
-                attributes: Attributes::from_pairs([("dns.question.type", "AAAA")]),
-                start_time_unix_nano: now - 10,
-                time_unix_nano: now,
-                count: 2,
-                sum: 3.0,
-                bucket_counts: vec![2],
-                explicit_bounds: Arc::from(Vec::new()),
-                min: Some(1.0),
-                max: Some(2.0),
-            }],
-            temporality: Temporality::Delta,
-        }),
-    };
-    MetricBatch {
-        resource_metrics: vec![
-            ResourceMetrics {
-                resource: node,
-                scope_metrics: vec![
-                    ScopeMetrics { scope: probes, metrics: vec![forward, delta, histogram, delta_hist] },
-                    ScopeMetrics { scope: util, metrics: vec![gauge] },
-                ],
-            },
-            ResourceMetrics {
-                resource: other,
-                scope_metrics: vec![ScopeMetrics {
-                    scope: Arc::new(Scope::default()),
-                    metrics: vec![Metric::counter(
-                        "other.total",
-                        "1",
-                        "",
-                        vec![NumberPoint::int(Attributes::new(), 1, 2, 42)],
-                    )],
-                }],
-            },
-        ],
-        acks: Default::default(),
-    }
-}
-
-/// A realistic node batch: `series` counter series with 3 attributes each.
-pub fn node_batch(series: usize) -> MetricBatch {
-    let resource = Arc::new(Resource {
-        attributes: Attributes::from_pairs([("k8s.node.name", "node-1"), ("service.name", "fovea")]),
-    });
-    let scope = Arc::new(Scope { name: "fovea/packetforward".into(), version: "0.1.0".into() });
-    let points = (0..series)
-        .map(|i| {
-            let attrs = Attributes::from_pairs([
-                ("network.interface.name", AttrValue::from(format!("veth{:05}", i / 2))),
-                ("network.io.direction", AttrValue::from(if i % 2 == 0 { "receive" } else { "transmit" })),
-                ("k8s.pod.name", AttrValue::from(format!("web-{}-7d4b9c8f6-x2k{:03}", i / 2, i % 1000))),
-            ]);
-            NumberPoint::int(attrs, 1_700_000_000_000_000_000, 1_700_000_060_000_000_000, (i as i64) * 1_000 + 7)
-        })
-        .collect();
-    MetricBatch::single(
-        resource,
-        scope,
-        vec![Metric::counter("network.forward.bytes", "By", "Bytes forwarded", points)],
-    )
 }

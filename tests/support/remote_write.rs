@@ -1,33 +1,32 @@
 //! Helpers for the `prometheusremotewrite` tests: configs from YAML (through the real config
 //! path), the exporter running in-process fed through its input channel like the engine does,
-//! and batches with known values and timestamps.
+//! and batches with known values and timestamps (from `fixtures.rs`).
 //!
 //! Include it with `#[path = "support/remote_write.rs"] mod remote_write;`.
 
 #![allow(dead_code)]
 
-use std::io::Write;
+#[path = "fixtures.rs"]
+mod fixtures;
+
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use fixtures::{SEC, attrs, batch, counter_point};
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fovea::config::{self, ComponentId, Sources};
+use fovea::config::{self};
 use fovea::exporters::prometheusremotewrite::{RemoteWriteConfig, RemoteWriteExporter};
-use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
-use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link, StartContext};
-use fovea::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
+use fovea::model::{MetricBatch, Payload, Signal};
+use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link};
+use fovea::telemetry::{ComponentKind, ComponentStats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Nanoseconds per second.
-pub const SEC: u64 = 1_000_000_000;
 
 /// Parses `exporters::prometheusremotewrite` from `body` (YAML lines, indented by 4 spaces).
 pub fn config(body: &str) -> RemoteWriteConfig {
     let yaml = format!("exporters:\n  prometheusremotewrite:\n{body}");
-    let mut file = tempfile::NamedTempFile::new().expect("temp file");
-    file.write_all(yaml.as_bytes()).expect("write config");
-    let doc = config::load_with(&Sources { files: vec![file.path().to_path_buf()], ..Sources::default() }, &|_| None)
-        .expect("config loads");
+    let doc = config::load_str("test.yaml", &yaml).expect("config loads");
     let path = "exporters::prometheusremotewrite";
     config::parse_component(doc.root.locate(path), path).unwrap_or_else(|e| panic!("invalid config: {e}\n{yaml}"))
 }
@@ -46,14 +45,8 @@ pub struct Running {
 /// Starts an exporter with `config`, as the engine would.
 pub async fn start(config: &RemoteWriteConfig) -> Running {
     let mut exporter = RemoteWriteExporter::new("prometheusremotewrite".into(), config);
-    let stats = Arc::new(ComponentStats::new(ComponentKind::Exporter, "prometheusremotewrite", None));
-    let start = StartContext {
-        id: ComponentId::parse("prometheusremotewrite").expect("id"),
-        signals: vec![Signal::Metrics],
-        stats: stats.clone(),
-        telemetry: Arc::new(StatsRegistry::default()),
-        services: Default::default(),
-    };
+    let start = fixtures::start_context(ComponentKind::Exporter, "prometheusremotewrite");
+    let stats = start.stats.clone();
     exporter.start(&start).await.expect("exporter starts");
     let (link, input) = Input::channel(64, stats.clone());
     let deadline = CancellationToken::new();
@@ -69,9 +62,8 @@ impl Running {
     }
 
     /// Sends a batch and waits until the exporter has durably taken it (its acknowledgement).
-    pub async fn send_acked(&self, mut batch: MetricBatch) -> bool {
-        let (acks, waiter) = fovea::model::Acks::new_request();
-        batch.acks = acks;
+    pub async fn send_acked(&self, batch: MetricBatch) -> bool {
+        let (batch, waiter) = fixtures::with_acks(batch);
         self.send(batch).await;
         waiter.wait().await
     }
@@ -87,38 +79,6 @@ impl Running {
         }
         stats.snapshot(Signal::Metrics)
     }
-}
-
-/// Attributes from pairs.
-pub fn attrs(pairs: &[(&str, &str)]) -> Attributes {
-    Attributes::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
-}
-
-/// The resource of a node agent called `node`.
-pub fn node_resource(node: &str) -> Arc<Resource> {
-    Arc::new(Resource {
-        attributes: attrs(&[
-            ("service.name", "fovea"),
-            ("service.instance.id", node),
-            ("host.name", node),
-            ("k8s.node.name", node),
-        ]),
-    })
-}
-
-/// The scope of the test data.
-pub fn scope() -> Arc<Scope> {
-    Arc::new(Scope { name: "fovea/test".into(), version: "0.1.0".into() })
-}
-
-/// A batch of `metrics` from `node`.
-pub fn batch(node: &str, metrics: Vec<Metric>) -> MetricBatch {
-    MetricBatch::single(node_resource(node), scope(), metrics)
-}
-
-/// A counter with one point.
-pub fn counter_point(name: &str, attributes: &[(&str, &str)], start: u64, time: u64, value: i64) -> Metric {
-    Metric::counter(name, "{packet}", "Packets", vec![NumberPoint::int(attrs(attributes), start, time, value)])
 }
 
 /// Now, in whole seconds, as nanoseconds since the epoch.

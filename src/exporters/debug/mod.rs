@@ -221,19 +221,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::model::semconv::{self, attr};
     use crate::model::{Direction, FlowKind, FlowRecord, Metric, NumberPoint, Resource, Scope};
 
     fn batch() -> MetricBatch {
-        let resource = Arc::new(Resource { attributes: Attributes::from_pairs([("host.name", "n1")]) });
+        let resource = Arc::new(Resource { attributes: Attributes::from_pairs([(attr::HOST_NAME, "n1")]) });
         let points = vec![
-            NumberPoint::int(Attributes::from_pairs([("network.io.direction", "receive")]), 1, 2, 10),
-            NumberPoint::int(Attributes::from_pairs([("network.io.direction", "transmit")]), 1, 2, 20),
+            NumberPoint::int(Attributes::from_pairs([(attr::NETWORK_IO_DIRECTION, "receive")]), 1, 2, 10),
+            NumberPoint::int(Attributes::from_pairs([(attr::NETWORK_IO_DIRECTION, "transmit")]), 1, 2, 20),
         ];
-        MetricBatch::single(
-            resource,
-            Arc::new(Scope::default()),
-            vec![Metric::counter("network.forward.packets", "{packet}", "d", points)],
-        )
+        let packets = Metric::from_def(&semconv::NETWORK_FORWARD_PACKETS, points);
+        MetricBatch::single(resource, Arc::new(Scope::default()), vec![packets])
     }
 
     #[test]

@@ -29,6 +29,7 @@ use crate::ebpf::{
     self, DropConfig, DropCount, DropError, DropProbe, DropReasons, DropRecord, ProbeTelemetry, RecordStats,
     RecordStream,
 };
+use crate::model::semconv::{self, attr};
 use crate::model::{Attributes, FlowKind, FlowRecord, Metric, MetricBatch, NumberPoint, Resource, Scope, Signal};
 use crate::pipeline::{BuildContext, Built, Factory};
 use crate::telemetry::ComponentKind;
@@ -42,7 +43,7 @@ pub fn factory() -> Factory {
         signals: &[Signal::Metrics, Signal::Flows],
         connects: &[],
         description: "packets dropped by the kernel per drop reason and direction, with 5-tuple flow records (eBPF, skb:kfree_skb)",
-        metrics: &[],
+        metrics: &[semconv::NETWORK_DROP_PACKETS, semconv::NETWORK_DROP_BYTES],
         build: |ctx: &BuildContext<'_>| {
             let config: DropreasonConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(TracingDriver::new(Dropreason::new(config, ctx.resource.clone())))))
@@ -172,25 +173,15 @@ impl TracingReceiver for Dropreason {
         let mut bytes = Vec::with_capacity(counts.len());
         for c in &counts {
             let attrs = Attributes::from_pairs([
-                ("drop.reason", self.reasons.name(c.reason_code)),
-                ("network.io.direction", SmolStr::new_static(c.direction.as_otel())),
+                (attr::DROP_REASON, self.reasons.name(c.reason_code)),
+                (attr::NETWORK_IO_DIRECTION, SmolStr::new_static(c.direction.as_otel())),
             ]);
             packets.push(NumberPoint::count(attrs.clone(), start, now, c.packets));
             bytes.push(NumberPoint::count(attrs, start, now, c.bytes));
         }
         let metrics = vec![
-            Metric::counter(
-                "network.drop.packets",
-                "{packet}",
-                "Packets dropped by the kernel, per drop reason and direction (skb:kfree_skb)",
-                packets,
-            ),
-            Metric::counter(
-                "network.drop.bytes",
-                "By",
-                "Network-layer bytes of the packets dropped by the kernel, per drop reason and direction",
-                bytes,
-            ),
+            Metric::from_def(&semconv::NETWORK_DROP_PACKETS, packets),
+            Metric::from_def(&semconv::NETWORK_DROP_BYTES, bytes),
         ];
         MetricBatch::single(self.resource.clone(), self.scope.clone(), metrics)
     }
@@ -224,14 +215,16 @@ mod tests {
             DropCount { reason_code: 5, direction: ebpf::Direction::Unknown, packets: 1, bytes: 60 },
         ];
         let batch = rx.to_metrics(counts.to_vec(), 10, 20);
-        let (_, _, packets) = batch.iter_metrics().find(|(_, _, m)| m.name == "network.drop.packets").expect("packets");
+        let (_, _, packets) =
+            batch.iter_metrics().find(|(_, _, m)| m.name == semconv::NETWORK_DROP_PACKETS.name).expect("packets");
         let MetricData::Sum(sum) = &packets.data else { panic!("a sum") };
         assert!(sum.monotonic);
-        assert_eq!(sum.points[0].attributes.get_str("drop.reason"), Some("UNKNOWN_5"));
-        assert_eq!(sum.points[0].attributes.get_str("network.io.direction"), Some("receive"));
+        assert_eq!(sum.points[0].attributes.get_str(attr::DROP_REASON), Some("UNKNOWN_5"));
+        assert_eq!(sum.points[0].attributes.get_str(attr::NETWORK_IO_DIRECTION), Some("receive"));
         assert_eq!(sum.points[0].value, Number::Int(3));
         assert_eq!(sum.points[0].start_time_unix_nano, 10);
-        assert_eq!(sum.points[1].attributes.get_str("network.io.direction"), Some("unknown"));
+        assert_eq!(sum.points[1].attributes.get_str(attr::NETWORK_IO_DIRECTION), Some("unknown"));
+        semconv::assert_as_defined(factory().metrics, &batch);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use sockets::SocketStatsReader;
 
 use crate::config::parse_component;
 use crate::config::pattern::any_match;
+use crate::model::semconv::{self, attr};
 use crate::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal, now_unix_nano};
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext};
 use crate::telemetry::ComponentKind;
@@ -37,7 +38,12 @@ pub fn factory() -> Factory {
         signals: &[Signal::Metrics],
         connects: &[],
         description: "kernel stack counters (/proc/net/snmp, netstat), TCP socket states (sock_diag), interface statistics (netlink)",
-        metrics: &[],
+        metrics: &[
+            semconv::NETWORK_NETSTAT,
+            semconv::NETWORK_INTERFACE_STATS,
+            semconv::NETWORK_TCP_CONNECTIONS,
+            semconv::NETWORK_UDP_SOCKETS,
+        ],
         build: |ctx: &BuildContext<'_>| {
             let config: LinuxutilConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(Linuxutil::new(config, ctx.resource.clone()))))
@@ -136,19 +142,14 @@ impl Linuxutil {
                 .into_iter()
                 .map(|(group, name, value)| {
                     NumberPoint::int(
-                        Attributes::from_pairs([("netstat.group", group), ("netstat.name", name)]),
+                        Attributes::from_pairs([(attr::NETSTAT_GROUP, group), (attr::NETSTAT_NAME, name)]),
                         0,
                         now,
                         value,
                     )
                 })
                 .collect();
-            metrics.push(Metric::gauge(
-                "network.netstat",
-                "",
-                "Kernel network stack counters from /proc/net/snmp and /proc/net/netstat",
-                points,
-            ));
+            metrics.push(Metric::from_def(&semconv::NETWORK_NETSTAT, points));
         }
         if !reading.interfaces.is_empty() {
             let wanted = &self.config.interfaces.statistics;
@@ -157,42 +158,33 @@ impl Linuxutil {
                 for (stat, value) in stats.fields() {
                     if wanted.iter().any(|w| w == stat) {
                         let attrs = Attributes::from_pairs([
-                            ("network.interface.name", name.clone()),
-                            ("statistic", SmolStr::new_static(stat)),
+                            (attr::NETWORK_INTERFACE_NAME, name.clone()),
+                            (attr::STATISTIC, SmolStr::new_static(stat)),
                         ]);
                         points.push(NumberPoint::count(attrs, 0, now, value));
                     }
                 }
             }
-            metrics.push(Metric::gauge(
-                "network.interface.stats",
-                "",
-                "Interface statistics (packets, bytes, errors, drops) from netlink",
-                points,
-            ));
+            metrics.push(Metric::from_def(&semconv::NETWORK_INTERFACE_STATS, points));
         }
         if !reading.tcp.is_empty() {
             let points = reading
                 .tcp
                 .iter()
                 .map(|(state, n)| {
-                    NumberPoint::int(Attributes::from_pairs([("network.connection.state", *state)]), 0, now, *n as i64)
+                    NumberPoint::int(
+                        Attributes::from_pairs([(attr::NETWORK_CONNECTION_STATE, *state)]),
+                        0,
+                        now,
+                        *n as i64,
+                    )
                 })
                 .collect();
-            metrics.push(Metric::gauge(
-                "network.tcp.connections",
-                "{connection}",
-                "TCP sockets by state (IPv4 and IPv6), from netlink sock_diag",
-                points,
-            ));
+            metrics.push(Metric::from_def(&semconv::NETWORK_TCP_CONNECTIONS, points));
         }
         if let Some(udp) = reading.udp {
-            metrics.push(Metric::gauge(
-                "network.udp.sockets",
-                "{socket}",
-                "Open UDP sockets (IPv4 and IPv6), from netlink sock_diag",
-                vec![NumberPoint::int(Attributes::new(), 0, now, udp as i64)],
-            ));
+            let point = NumberPoint::int(Attributes::new(), 0, now, udp as i64);
+            metrics.push(Metric::from_def(&semconv::NETWORK_UDP_SOCKETS, vec![point]));
         }
         MetricBatch::single(self.resource.clone(), self.scope.clone(), metrics)
     }
@@ -242,5 +234,24 @@ impl Receiver for Linuxutil {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_reading_becomes_the_four_defined_gauges() {
+        let rx = Linuxutil::new(LinuxutilConfig::default(), Arc::new(Resource::default()));
+        let reading = Reading {
+            netstat: vec![("Tcp".into(), "RetransSegs".into(), 12)],
+            interfaces: vec![("eth0".into(), LinkStats { rx_packets: 5, ..LinkStats::default() })],
+            tcp: vec![("established", 3)],
+            udp: Some(2),
+        };
+        let batch = rx.to_metrics(reading, 10);
+        semconv::assert_as_defined(factory().metrics, &batch);
+        assert_eq!(batch.data_points(), 3 + rx.config.interfaces.statistics.len());
     }
 }

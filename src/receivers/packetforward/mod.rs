@@ -24,6 +24,7 @@ use super::probe::links::{LinkChange, LinkError, LinkWatcher};
 use super::probe::telemetry::{self as ebpf_telemetry, EbpfCollector, ProbeHealth};
 use crate::config::parse_component;
 use crate::ebpf::{AttachMode, Direction, ForwardCount, ForwardError, ForwardOptions, ForwardProbe, ProbeTelemetry};
+use crate::model::semconv::{self, attr};
 use crate::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal, now_unix_nano};
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
 use crate::telemetry::ComponentKind;
@@ -63,7 +64,7 @@ pub fn factory() -> Factory {
         signals: &[Signal::Metrics],
         connects: &[],
         description: "packets and bytes per interface and direction, counted in the kernel at TC/TCX (eBPF)",
-        metrics: &[],
+        metrics: &[semconv::NETWORK_FORWARD_PACKETS, semconv::NETWORK_FORWARD_BYTES],
         build: |ctx: &BuildContext<'_>| {
             let config: PacketforwardConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(Packetforward::new(config, ctx.resource.clone()))))
@@ -219,25 +220,15 @@ impl Packetforward {
                 Direction::Unknown => continue,
             };
             let attrs = Attributes::from_pairs([
-                ("network.interface.name", r.name.clone()),
-                ("network.io.direction", SmolStr::new_static(direction)),
+                (attr::NETWORK_INTERFACE_NAME, r.name.clone()),
+                (attr::NETWORK_IO_DIRECTION, SmolStr::new_static(direction)),
             ]);
             packets.push(NumberPoint::count(attrs.clone(), r.since, now, r.count.packets));
             bytes.push(NumberPoint::count(attrs, r.since, now, r.count.bytes));
         }
         let metrics = vec![
-            Metric::counter(
-                "network.forward.packets",
-                "{packet}",
-                "Packets received and transmitted per interface, counted in the kernel at TC/TCX",
-                packets,
-            ),
-            Metric::counter(
-                "network.forward.bytes",
-                "By",
-                "Bytes (link-layer header included) received and transmitted per interface, counted at TC/TCX",
-                bytes,
-            ),
+            Metric::from_def(&semconv::NETWORK_FORWARD_PACKETS, packets),
+            Metric::from_def(&semconv::NETWORK_FORWARD_BYTES, bytes),
         ];
         MetricBatch::single(self.resource.clone(), self.scope.clone(), metrics)
     }
@@ -352,5 +343,32 @@ impl Receiver for Packetforward {
             .await
             .map_err(|e| PacketforwardError::Worker(e.to_string()))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_become_the_two_defined_counters_per_interface_and_direction() {
+        let rx = Packetforward::new(PacketforwardConfig::default(), Arc::new(Resource::default()));
+        let reading = |direction, packets| Reading {
+            name: "veth0".into(),
+            since: 5,
+            count: ForwardCount { ifindex: 7, direction, packets, bytes: packets * 100 },
+        };
+        let readings = [reading(Direction::Ingress, 3), reading(Direction::Egress, 4), reading(Direction::Unknown, 9)];
+        let batch = rx.to_metrics(&readings, 10);
+        semconv::assert_as_defined(factory().metrics, &batch);
+        let (_, _, bytes) = batch.iter_metrics().nth(1).expect("bytes");
+        let crate::model::MetricData::Sum(sum) = &bytes.data else { panic!("a sum") };
+        let values: Vec<_> = sum
+            .points
+            .iter()
+            .map(|p| (p.attributes.get_str(attr::NETWORK_IO_DIRECTION), p.value, p.start_time_unix_nano))
+            .collect();
+        let int = crate::model::Number::Int;
+        assert_eq!(values, [(Some("receive"), int(300), 5), (Some("transmit"), int(400), 5)]);
     }
 }

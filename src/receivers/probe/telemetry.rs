@@ -1,13 +1,7 @@
 //! The eBPF receivers' own health on the agent's `/metrics`: kernel run time and invocations per
 //! program, fill of every map, and record accounting (emitted, capped, lost) per receiver.
 //!
-//! | metric | type | attributes |
-//! |---|---|---|
-//! | `fovea.ebpf.program.run_time` (`ns`) | counter | `receiver`, `program` |
-//! | `fovea.ebpf.program.run_count` (`{run}`) | counter | `receiver`, `program` |
-//! | `fovea.ebpf.map.entries` / `fovea.ebpf.map.max_entries` | gauge | `receiver`, `map` |
-//! | `fovea.ebpf.records.emitted` / `.capped` / `.lost` (`{record}`) | counter | `receiver` |
-//! | `fovea.ebpf.counter_updates.lost` (`{update}`) | counter | `receiver` |
+//! The metrics are `semconv::own::EBPF_*` (listed in docs/metrics.md from the same table).
 //!
 //! The kernel counts run time only while BPF statistics are on: at
 //! `service.telemetry.metrics.level: detailed` the receivers turn them on ([`run_time_stats`]);
@@ -19,6 +13,7 @@ use smol_str::SmolStr;
 
 use crate::config::service::MetricsLevel;
 use crate::ebpf::{ProbeTelemetry, RunTimeStats, enable_run_time_stats};
+use crate::model::semconv::own;
 use crate::model::{Attributes, Metric, NumberPoint};
 use crate::telemetry::Collector;
 
@@ -60,66 +55,32 @@ impl<P: ProbeHealth> Collector for EbpfCollector<P> {
 
 /// Appends the `fovea.ebpf.*` metrics of one probe.
 pub fn render(receiver: &str, t: &ProbeTelemetry, records: bool, start: u64, now: u64, out: &mut Vec<Metric>) {
-    let attrs = |key: &str, value: &str| Attributes::from_pairs([("receiver", receiver), (key, value)]);
+    let attrs = |key: &str, value: &str| Attributes::from_pairs([(own::attr::RECEIVER, receiver), (key, value)]);
     let mut run_time = Vec::with_capacity(t.programs.len());
     let mut run_count = Vec::with_capacity(t.programs.len());
     for p in &t.programs {
-        run_time.push(NumberPoint::count(attrs("program", &p.name), start, now, p.run_time_ns));
-        run_count.push(NumberPoint::count(attrs("program", &p.name), start, now, p.run_count));
+        run_time.push(NumberPoint::count(attrs(own::attr::PROGRAM, &p.name), start, now, p.run_time_ns));
+        run_count.push(NumberPoint::count(attrs(own::attr::PROGRAM, &p.name), start, now, p.run_count));
     }
-    out.push(Metric::counter(
-        "fovea.ebpf.program.run_time",
-        "ns",
-        "Kernel time spent in the program (counted while BPF statistics are enabled)",
-        run_time,
-    ));
-    out.push(Metric::counter(
-        "fovea.ebpf.program.run_count",
-        "{run}",
-        "Program invocations (counted while BPF statistics are enabled)",
-        run_count,
-    ));
+    out.push(Metric::from_def(&own::EBPF_PROGRAM_RUN_TIME, run_time));
+    out.push(Metric::from_def(&own::EBPF_PROGRAM_RUN_COUNT, run_count));
     let mut entries = Vec::with_capacity(t.maps.len());
     let mut max_entries = Vec::with_capacity(t.maps.len());
     for m in &t.maps {
-        entries.push(NumberPoint::int(attrs("map", &m.name), 0, now, i64::from(m.entries)));
-        max_entries.push(NumberPoint::int(attrs("map", &m.name), 0, now, i64::from(m.max_entries)));
+        entries.push(NumberPoint::int(attrs(own::attr::MAP, &m.name), 0, now, i64::from(m.entries)));
+        max_entries.push(NumberPoint::int(attrs(own::attr::MAP, &m.name), 0, now, i64::from(m.max_entries)));
     }
-    out.push(Metric::gauge(
-        "fovea.ebpf.map.entries",
-        "{entry}",
-        "Entries in use (arrays: their size; ring buffers: 0)",
-        entries,
-    ));
-    out.push(Metric::gauge("fovea.ebpf.map.max_entries", "{entry}", "Map capacity (ring buffers: bytes)", max_entries));
-    let point = |v: u64| vec![NumberPoint::count(Attributes::from_pairs([("receiver", receiver)]), start, now, v)];
+    out.push(Metric::from_def(&own::EBPF_MAP_ENTRIES, entries));
+    out.push(Metric::from_def(&own::EBPF_MAP_MAX_ENTRIES, max_entries));
+    let point =
+        |v: u64| vec![NumberPoint::count(Attributes::from_pairs([(own::attr::RECEIVER, receiver)]), start, now, v)];
     if records {
         let r = &t.records;
-        out.push(Metric::counter(
-            "fovea.ebpf.records.emitted",
-            "{record}",
-            "Flow records the kernel wrote to the ring buffer",
-            point(r.emitted),
-        ));
-        out.push(Metric::counter(
-            "fovea.ebpf.records.capped",
-            "{record}",
-            "Flow records not written because the per-second cap (flows.max_records_per_second) was reached",
-            point(r.capped),
-        ));
-        out.push(Metric::counter(
-            "fovea.ebpf.records.lost",
-            "{record}",
-            "Flow records lost because the ring buffer was full (the agent read too slowly)",
-            point(r.lost),
-        ));
+        out.push(Metric::from_def(&own::EBPF_RECORDS_EMITTED, point(r.emitted)));
+        out.push(Metric::from_def(&own::EBPF_RECORDS_CAPPED, point(r.capped)));
+        out.push(Metric::from_def(&own::EBPF_RECORDS_LOST, point(r.lost)));
     }
-    out.push(Metric::counter(
-        "fovea.ebpf.counter_updates.lost",
-        "{update}",
-        "Counter updates lost because the in-kernel counter map was full",
-        point(t.records.counter_full),
-    ));
+    out.push(Metric::from_def(&own::EBPF_COUNTER_UPDATES_LOST, point(t.records.counter_full)));
 }
 
 /// The smallest ring buffer the kernel accepts (one page), for probes whose records are off.
@@ -178,14 +139,14 @@ mod tests {
         };
         let mut out = Vec::new();
         render("dropreason", &t, true, 5, 9, &mut out);
-        assert_eq!(value(&out, "fovea.ebpf.program.run_time", "program", "fovea_drop_btf"), Some(1150));
-        assert_eq!(value(&out, "fovea.ebpf.program.run_count", "program", "fovea_drop_btf"), Some(10));
-        assert_eq!(value(&out, "fovea.ebpf.map.entries", "map", "counts"), Some(3));
-        assert_eq!(value(&out, "fovea.ebpf.map.max_entries", "map", "counts"), Some(1024));
-        assert_eq!(value(&out, "fovea.ebpf.records.emitted", "receiver", "dropreason"), Some(7));
-        assert_eq!(value(&out, "fovea.ebpf.records.capped", "receiver", "dropreason"), Some(2));
-        assert_eq!(value(&out, "fovea.ebpf.records.lost", "receiver", "dropreason"), Some(1));
-        let run_time = out.iter().find(|m| m.name == "fovea.ebpf.program.run_time").expect("run_time");
+        assert_eq!(value(&out, own::EBPF_PROGRAM_RUN_TIME.name, own::attr::PROGRAM, "fovea_drop_btf"), Some(1150));
+        assert_eq!(value(&out, own::EBPF_PROGRAM_RUN_COUNT.name, own::attr::PROGRAM, "fovea_drop_btf"), Some(10));
+        assert_eq!(value(&out, own::EBPF_MAP_ENTRIES.name, own::attr::MAP, "counts"), Some(3));
+        assert_eq!(value(&out, own::EBPF_MAP_MAX_ENTRIES.name, own::attr::MAP, "counts"), Some(1024));
+        assert_eq!(value(&out, own::EBPF_RECORDS_EMITTED.name, own::attr::RECEIVER, "dropreason"), Some(7));
+        assert_eq!(value(&out, own::EBPF_RECORDS_CAPPED.name, own::attr::RECEIVER, "dropreason"), Some(2));
+        assert_eq!(value(&out, own::EBPF_RECORDS_LOST.name, own::attr::RECEIVER, "dropreason"), Some(1));
+        let run_time = out.iter().find(|m| m.name == own::EBPF_PROGRAM_RUN_TIME.name).expect("run_time");
         assert!(matches!(&run_time.data, MetricData::Sum(s) if s.monotonic && s.points[0].start_time_unix_nano == 5));
     }
 

@@ -25,6 +25,7 @@ use crate::config::parse_component;
 use crate::ebpf::{
     ProbeTelemetry, RecordStats, RecordStream, RetransConfig, RetransError, RetransKind, RetransRecord, TcpRetransProbe,
 };
+use crate::model::semconv;
 use crate::model::{
     Attributes, Direction, FlowKind, FlowRecord, Metric, MetricBatch, NumberPoint, Resource, Scope, Signal,
 };
@@ -40,7 +41,7 @@ pub fn factory() -> Factory {
         signals: &[Signal::Metrics, Signal::Flows],
         connects: &[],
         description: "TCP retransmitted segments as the kernel counts them, with 5-tuple flow records (eBPF, tcp:tcp_retransmit_skb)",
-        metrics: &[],
+        metrics: &[semconv::NETWORK_TCP_RETRANSMITS],
         build: |ctx: &BuildContext<'_>| {
             let config: TcpretransConfig = parse_component(ctx.node, ctx.path)?;
             Ok(Built::Receiver(Box::new(TracingDriver::new(Tcpretrans::new(config, ctx.resource.clone())))))
@@ -139,12 +140,7 @@ impl TracingReceiver for Tcpretrans {
 
     fn to_metrics(&mut self, segments: u64, start: u64, now: u64) -> MetricBatch {
         let point = NumberPoint::count(Attributes::new(), start, now, segments);
-        let metric = Metric::counter(
-            "network.tcp.retransmits",
-            "{segment}",
-            "TCP segments retransmitted, as the kernel's TcpRetransSegs counts them (IPv4 and IPv6)",
-            vec![point],
-        );
+        let metric = Metric::from_def(&semconv::NETWORK_TCP_RETRANSMITS, vec![point]);
         MetricBatch::single(self.resource.clone(), self.scope.clone(), vec![metric])
     }
 
@@ -201,5 +197,6 @@ mod tests {
         let crate::model::MetricData::Sum(s) = &m.data else { panic!("a sum") };
         assert!(s.monotonic);
         assert_eq!(s.points[0].value, crate::model::Number::Int(42));
+        semconv::assert_as_defined(factory().metrics, &batch);
     }
 }
