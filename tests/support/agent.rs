@@ -260,6 +260,24 @@ pub fn http_get(address: SocketAddr, path: &str) -> std::io::Result<(u16, String
     Ok((code, body))
 }
 
+/// `POST path` with a body over HTTP/1.1 with `Connection: close`: (status, body bytes).
+pub fn http_post(address: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, raw.get(split + 4..).unwrap_or_default().to_vec()))
+}
+
 fn dechunk(mut data: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = data.split_once("\r\n") {
