@@ -136,7 +136,7 @@ exporters:
     // refusal may be answered before the other backend has even been sent the data).
     assert_eq!(post(address, "a", 1), 503);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while good_seen.lock().unwrap().len() < 1 && Instant::now() < deadline {
+    while good_seen.lock().unwrap().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(good_seen.lock().unwrap().len(), 1);
