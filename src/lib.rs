@@ -9,6 +9,7 @@ pub mod config;
 pub mod connectors;
 pub mod ebpf;
 pub mod exporters;
+pub mod k8s;
 pub mod model;
 pub mod otlp;
 pub mod pipeline;

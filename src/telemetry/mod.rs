@@ -8,5 +8,5 @@ mod server;
 mod stats;
 
 pub use process::{ProcessCollector, read_self};
-pub use server::{Health, Render, ServerError, TelemetryServer};
+pub use server::{Health, ReadinessCheck, Render, ServerError, TelemetryServer};
 pub use stats::{Collector, ComponentKind, ComponentStats, StatsRegistry};
