@@ -90,11 +90,14 @@ pub enum Found<'a> {
     Node(&'a NodeMeta),
 }
 
+static DEPLOYMENT: SmolStr = SmolStr::new_static("Deployment");
+static CRONJOB: SmolStr = SmolStr::new_static("CronJob");
+
 /// A pod's owners, resolved through the cached ReplicaSets and Jobs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Owners<'a> {
     /// Kind and name of the top owner (`Deployment`/`cart`; the ReplicaSet when it has no Deployment).
-    pub workload: Option<(&'a str, &'a SmolStr)>,
+    pub workload: Option<(&'a SmolStr, &'a SmolStr)>,
     /// The Deployment.
     pub deployment: Option<&'a SmolStr>,
     /// The ReplicaSet.
@@ -522,20 +525,20 @@ impl Index {
                 .filter(|o| o.kind == parent_kind)
                 .map(|o| &o.name)
         };
-        owners.workload = Some((owner.kind.as_str(), &owner.name));
+        owners.workload = Some((&owner.kind, &owner.name));
         match owner.kind.as_str() {
             "ReplicaSet" => {
                 owners.replicaset = Some(&owner.name);
                 owners.deployment = parent(&self.replicasets, "Deployment");
                 if let Some(d) = owners.deployment {
-                    owners.workload = Some(("Deployment", d));
+                    owners.workload = Some((&DEPLOYMENT, d));
                 }
             }
             "Job" => {
                 owners.job = Some(&owner.name);
                 owners.cronjob = parent(&self.jobs, "CronJob");
                 if let Some(c) = owners.cronjob {
-                    owners.workload = Some(("CronJob", c));
+                    owners.workload = Some((&CRONJOB, c));
                 }
             }
             "StatefulSet" => owners.statefulset = Some(&owner.name),
@@ -676,11 +679,11 @@ mod tests {
         index.apply_pod(pod("u1", "cart-1", "198.18.0.2", Some(("ReplicaSet", "cart-7d9"))));
         let now = Instant::now();
         let Some(Found::Pod { pod: p, .. }) = index.lookup_ip("198.18.0.2".parse().unwrap(), now) else { panic!() };
-        assert_eq!(index.owners(p).workload, Some(("ReplicaSet", &SmolStr::new("cart-7d9"))), "before the RS arrives");
+        assert_eq!(index.owners(p).workload, Some((&"ReplicaSet".into(), &"cart-7d9".into())), "before the RS arrives");
         index.apply_owner(Kind::ReplicaSet, owned("cart-7d9", "Deployment", "cart"));
         let Some(Found::Pod { pod: p, .. }) = index.lookup_ip("198.18.0.2".parse().unwrap(), now) else { panic!() };
         let o = index.owners(p);
-        assert_eq!(o.workload, Some(("Deployment", &SmolStr::new("cart"))));
+        assert_eq!(o.workload, Some((&DEPLOYMENT, &"cart".into())));
         assert_eq!(
             (o.replicaset.map(|s| s.as_str()), o.deployment.map(|s| s.as_str())),
             (Some("cart-7d9"), Some("cart"))
@@ -688,7 +691,7 @@ mod tests {
         index.apply_pod(pod("u2", "report-1-x", "198.18.0.4", Some(("Job", "report-1"))));
         index.apply_owner(Kind::Job, owned("report-1", "CronJob", "report"));
         let Some(Found::Pod { pod: p, .. }) = index.lookup_ip("198.18.0.4".parse().unwrap(), now) else { panic!() };
-        assert_eq!(index.owners(p).workload, Some(("CronJob", &SmolStr::new("report"))));
+        assert_eq!(index.owners(p).workload, Some((&CRONJOB, &"report".into())));
         assert!(index.estimate_bytes() > 0);
     }
 }
