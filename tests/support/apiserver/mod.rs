@@ -213,6 +213,17 @@ impl ApiServer {
         self.shared.store.lock().unwrap().delete(resource_of::<T>(), namespace, name)
     }
 
+    /// The stored object (with the uid and resourceVersion the server gave it).
+    pub fn get<T: k8s_openapi::Resource>(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.shared.store.lock().unwrap().get(resource_of::<T>(), namespace, name)
+    }
+
+    /// The uid the server gave an object.
+    pub fn uid<T: k8s_openapi::Resource>(&self, namespace: &str, name: &str) -> String {
+        let object = self.get::<T>(namespace, name).unwrap_or_else(|| panic!("no {} {namespace}/{name}", T::KIND));
+        object["metadata"]["uid"].as_str().expect("uid").to_string()
+    }
+
     /// Forgets the history: watches resuming from before now get 410 Gone.
     pub fn compact(&self) {
         self.shared.store.lock().unwrap().compact();
