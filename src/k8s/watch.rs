@@ -149,6 +149,10 @@ fn apply<K: Watched>(shared: &Shared, event: Event<K>) {
                     K::KIND.plural()
                 );
             }
+            if first && Kind::ALL.iter().all(|k| shared.stats.kind(*k).synced()) {
+                // The first lists' pages (JSON parsed and dropped) are garbage now.
+                crate::telemetry::release_freed_memory();
+            }
         }
         Event::Apply(object) => {
             let new = object.apply(&mut index);

@@ -119,6 +119,10 @@ impl Attributes {
         if self.0.len() == old {
             return;
         }
+        // Pairs that arrive in order (a processor that renders them sorted) need no sort.
+        if self.0.is_sorted_by(|a, b| a.key < b.key) {
+            return;
+        }
         // Stable: for equal keys the later pair stays after the earlier one.
         self.0.sort_by(|a, b| a.key.cmp(&b.key));
         // `dedup_by` passes (later, kept earlier); move the later value into the kept slot.

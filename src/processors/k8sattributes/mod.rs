@@ -197,7 +197,8 @@ impl K8sAttributesProcessor {
             let reader = cache.reader();
             for record in &mut batch.records {
                 scratch.clear();
-                for (end, ip) in [(End::Source, record.source), (End::Destination, record.destination)] {
+                // Destination first: every `destination.*` key sorts before every `source.*` one.
+                for (end, ip) in [(End::Destination, record.destination), (End::Source, record.source)] {
                     let Some(found) = counts.note(reader.ip(ip)) else { continue };
                     let address = self.selection.pod_ip().then(|| format_smolstr!("{ip}"));
                     renderer.render(&reader, found, address.as_ref(), end, scratch);
@@ -342,7 +343,7 @@ impl Processor for K8sAttributesProcessor {
         if self.config.wait_for_metadata {
             cache.wait_synced(self.config.wait_for_metadata_timeout).await.map_err(K8sAttributesError::from)?;
         }
-        self.renderer = Some(Renderer { selection: self.selection, view });
+        self.renderer = Some(Renderer::new(self.selection, view, &self.rules));
         self.cache = Some(cache);
         Ok(())
     }

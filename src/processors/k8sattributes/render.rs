@@ -5,7 +5,7 @@
 
 use smol_str::SmolStr;
 
-use crate::k8s::{Found, PodMeta, Reader, ViewId};
+use crate::k8s::{Found, PodMeta, Reader, Rule, Source, ViewId};
 use crate::model::semconv::{End, EndAttribute, k8s};
 use crate::model::{AttrValue, KeyValue};
 
@@ -66,10 +66,11 @@ impl Selection {
 /// Renders lookups for one instance.
 #[derive(Debug, Clone, Copy)]
 pub struct Renderer {
-    /// Metadata names to add.
-    pub selection: Selection,
-    /// The instance's extraction view.
-    pub view: ViewId,
+    selection: Selection,
+    view: ViewId,
+    /// Whether some rule reads namespaces or nodes (else their lookups are skipped).
+    from_namespace: bool,
+    from_node: bool,
 }
 
 fn push(out: &mut Vec<KeyValue>, on: bool, name: EndAttribute, end: End, value: &SmolStr) {
@@ -79,6 +80,16 @@ fn push(out: &mut Vec<KeyValue>, on: bool, name: EndAttribute, end: End, value: 
 }
 
 impl Renderer {
+    /// A renderer of `selection` and the values of `rules` (registered as `view`).
+    pub fn new(selection: Selection, view: ViewId, rules: &[Rule]) -> Self {
+        Renderer {
+            selection,
+            view,
+            from_namespace: rules.iter().any(|r| r.source == Source::Namespace),
+            from_node: rules.iter().any(|r| r.source == Source::Node),
+        }
+    }
+
     /// Appends what `found` is, spelled for `end`; `address` is the address looked up (the
     /// value of `k8s.pod.ip` when selected).
     pub fn render(
@@ -95,7 +106,9 @@ impl Renderer {
             Found::Service(service) => {
                 push(out, s.namespace, k8s::NAMESPACE_NAME, end, &service.namespace);
                 push(out, s.service, k8s::SERVICE_NAME, end, &service.name);
-                if let Some(ns) = reader.namespace(&service.namespace) {
+                if self.from_namespace
+                    && let Some(ns) = reader.namespace(&service.namespace)
+                {
                     self.values(reader, ns.values(self.view), end, out);
                 }
             }
@@ -106,38 +119,39 @@ impl Renderer {
         }
     }
 
+    /// A pod's attributes, pushed in key order (so a record whose only attributes these are
+    /// needs no sort; extracted labels and annotations may follow out of order).
     fn pod(&self, reader: &Reader<'_>, pod: &PodMeta, address: Option<&SmolStr>, end: End, out: &mut Vec<KeyValue>) {
         let s = &self.selection;
+        let owners = reader.owners(pod);
+        let some = |name: Option<&SmolStr>| name.cloned().unwrap_or_default();
+        push(out, s.cronjob, k8s::CRONJOB_NAME, end, &some(owners.cronjob));
+        push(out, s.daemonset, k8s::DAEMONSET_NAME, end, &some(owners.daemonset));
+        push(out, s.deployment, k8s::DEPLOYMENT_NAME, end, &some(owners.deployment));
+        push(out, s.job, k8s::JOB_NAME, end, &some(owners.job));
         push(out, s.namespace, k8s::NAMESPACE_NAME, end, &pod.namespace);
-        push(out, s.pod_name, k8s::POD_NAME, end, &pod.name);
-        push(out, s.pod_uid, k8s::POD_UID, end, &pod.uid);
+        push(out, s.node, k8s::NODE_NAME, end, &pod.node);
         if let Some(address) = address {
             push(out, s.pod_ip, k8s::POD_IP, end, address);
         }
+        push(out, s.pod_name, k8s::POD_NAME, end, &pod.name);
         push(out, s.pod_start_time, k8s::POD_START_TIME, end, &pod.start_time);
-        push(out, s.node, k8s::NODE_NAME, end, &pod.node);
-        let owners = reader.owners(pod);
+        push(out, s.pod_uid, k8s::POD_UID, end, &pod.uid);
+        push(out, s.replicaset, k8s::REPLICASET_NAME, end, &some(owners.replicaset));
+        push(out, s.statefulset, k8s::STATEFULSET_NAME, end, &some(owners.statefulset));
         if let Some((kind, name)) = owners.workload {
             push(out, s.workload_kind, k8s::WORKLOAD_KIND, end, kind);
             push(out, s.workload_name, k8s::WORKLOAD_NAME, end, name);
         }
-        for (on, name, value) in [
-            (s.deployment, k8s::DEPLOYMENT_NAME, owners.deployment),
-            (s.replicaset, k8s::REPLICASET_NAME, owners.replicaset),
-            (s.statefulset, k8s::STATEFULSET_NAME, owners.statefulset),
-            (s.daemonset, k8s::DAEMONSET_NAME, owners.daemonset),
-            (s.job, k8s::JOB_NAME, owners.job),
-            (s.cronjob, k8s::CRONJOB_NAME, owners.cronjob),
-        ] {
-            if let Some(value) = value {
-                push(out, on, name, end, value);
-            }
-        }
         self.values(reader, pod.values(self.view), end, out);
-        if let Some(ns) = reader.namespace(&pod.namespace) {
+        if self.from_namespace
+            && let Some(ns) = reader.namespace(&pod.namespace)
+        {
             self.values(reader, ns.values(self.view), end, out);
         }
-        if let Some(node) = reader.node(&pod.node) {
+        if self.from_node
+            && let Some(node) = reader.node(&pod.node)
+        {
             self.values(reader, node.values(self.view), end, out);
         }
     }

@@ -68,6 +68,7 @@ struct Shared {
     tokens: Mutex<Vec<String>>,
     bookmark_interval: Mutex<Duration>,
     bytes: AtomicU64,
+    uncompressed: AtomicU64,
     requests: Mutex<Vec<Logged>>,
     connections: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     next_connection: AtomicU64,
@@ -123,6 +124,7 @@ impl ApiServer {
             tokens: Mutex::new(vec![token.to_string()]),
             bookmark_interval: Mutex::new(Duration::from_secs(1)),
             bytes: AtomicU64::new(0),
+            uncompressed: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
@@ -244,6 +246,11 @@ impl ApiServer {
         self.shared.bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes of response bodies served so far, counted before gzip.
+    pub fn bytes_uncompressed(&self) -> u64 {
+        self.shared.uncompressed.load(Ordering::Relaxed)
+    }
+
     /// The requests answered so far.
     pub fn requests(&self) -> Vec<Logged> {
         self.shared.requests.lock().unwrap().clone()
@@ -354,6 +361,9 @@ impl Body for Counted {
         };
         if let Poll::Ready(Some(bytes)) = &polled {
             self.shared.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if matches!(self.out, Out::Stream(_)) {
+                self.shared.uncompressed.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            }
         }
         polled.map(|b| b.map(|b| Ok(Frame::data(b))))
     }
@@ -363,6 +373,7 @@ type Answer = Response<Counted>;
 
 fn answer(shared: &Arc<Shared>, status: StatusCode, body: Vec<u8>, gzip: bool) -> Answer {
     let mut builder = Response::builder().status(status).header(header::CONTENT_TYPE, "application/json");
+    shared.uncompressed.fetch_add(body.len() as u64, Ordering::Relaxed);
     // The API server compresses large non-watch answers when the client accepts gzip.
     let body = if gzip && body.len() > 128 * 1024 {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

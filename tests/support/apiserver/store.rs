@@ -354,18 +354,3 @@ fn event_for(change: &Change, query: &Query) -> Option<(&'static str, Value)> {
         _ => None,
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn selectors_parse_and_match() {
-        let pod =
-            json!({"metadata": {"name": "a", "labels": {"app": "cart", "tier": "web"}}, "spec": {"nodeName": "n1"}});
-        assert!(Selector::parse("app=cart,tier in (web, api),!canary").unwrap().labels_match(&pod));
-        assert!(!Selector::parse("app!=cart").unwrap().labels_match(&pod));
-        assert!(Selector::parse("spec.nodeName=n1,metadata.name==a").unwrap().fields_match(&pod));
-        assert!(!Selector::parse("spec.nodeName=n2").unwrap().fields_match(&pod));
-    }
-}
