@@ -54,7 +54,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider (ring) for the whole process, before any client or server exists.
-    fovea::otlp::tls::install_default_provider();
+    fovea::tls::install_default_provider();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
@@ -175,7 +175,7 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             None
         } else {
             registry.register(Arc::new(ProcessCollector));
-            let render: Render = Arc::new(fovea::exporters::prometheus::encode_metrics);
+            let render: Render = Arc::new(fovea::prometheus::encode_metrics);
             let server = TelemetryServer::bind(&own.address, registry.clone(), health.clone(), render).await?;
             tracing::info!(address = %own.address, "own telemetry on /metrics, /healthz, /readyz");
             Some(tokio::spawn(server.serve(telemetry_stop.clone())))

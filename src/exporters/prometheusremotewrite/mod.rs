@@ -42,16 +42,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use config::{DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, TargetInfo};
-pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
-pub use series::SERIES_TTL;
+pub use encoder::RemoteWriteEncoder;
+pub use series::{EncodeOutcome, SERIES_TTL};
 pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples};
 
 use crate::config::{ConfigError, parse_component};
-use crate::exporters::delivery::{DeliveryExporter, Encoder};
+use crate::delivery::{DeliveryExporter, Encoder};
 use crate::model::Signal;
-use crate::otlp::tls::TlsError;
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
 use crate::telemetry::ComponentKind;
+use crate::tls::TlsError;
 
 /// Errors of the `prometheusremotewrite` exporter.
 #[derive(Debug, thiserror::Error)]
