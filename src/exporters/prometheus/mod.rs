@@ -68,7 +68,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         connects: &[],
-        description: "Serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
+        description: "serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
         metrics: &[],
         build,
     }

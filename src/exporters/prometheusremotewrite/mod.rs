@@ -72,7 +72,7 @@ pub fn factory() -> Factory {
         aliases: &["prometheus_remote_write"],
         signals: &[Signal::Metrics],
         connects: &[],
-        description: "Pushes metrics with Prometheus remote-write 1.0, queued (optionally on disk) and retried in order",
+        description: "pushes metrics with Prometheus remote-write 1.0, queued (optionally on disk) and retried in order",
         metrics: &[],
         build,
     }
