@@ -7,6 +7,7 @@
 pub mod components;
 pub mod config;
 pub mod connectors;
+pub mod delivery;
 pub mod ebpf;
 pub mod exporters;
 pub mod k8s;
@@ -14,5 +15,7 @@ pub mod model;
 pub mod otlp;
 pub mod pipeline;
 pub mod processors;
+pub mod prometheus;
 pub mod receivers;
 pub mod telemetry;
+pub mod tls;
