@@ -12,7 +12,10 @@
 //!    node-scoped and cluster-wide, plus the one-time initial list.
 //!
 //! `cargo bench --bench k8s_cache` prints tables (needs `openssl`; the agent's eBPF receivers are
-//! included when run as root). Measurements, never assertions.
+//! included when run as root). Measurements, never assertions. Environment knobs:
+//! `K8S_BENCH_ONLY_RSS` / `K8S_BENCH_SKIP_RSS` (part 1 only / all but part 1),
+//! `K8S_BENCH_NO_EBPF` (the agent without eBPF receivers, for the cache's own share of RSS),
+//! `K8S_BENCH_TRACE` (the agent's RSS every 5 ms until it is ready, on stderr).
 
 #[path = "../tests/support/apiserver/mod.rs"]
 mod apiserver;
@@ -167,9 +170,25 @@ fn agent_rss(kubeconfig: &Path, k8s: Option<&str>, root: bool) -> (f64, f64, Dur
         .stderr(Stdio::null())
         .spawn()
         .expect("run fovea");
+    let trace = std::env::var("K8S_BENCH_TRACE").is_ok();
+    let mut samples = Vec::new();
     while readyz(port) != Some(200) {
         assert!(started.elapsed() < Duration::from_secs(120), "fovea not ready");
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
+        if trace {
+            samples.push((started.elapsed().as_millis(), rss(child.id()).0));
+        }
+    }
+    if trace {
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(5));
+            samples.push((started.elapsed().as_millis(), rss(child.id()).0));
+        }
+        eprintln!(
+            "TRACE ready at {} ms: {:?}",
+            started.elapsed().as_millis(),
+            samples.iter().map(|(t, r)| format!("{t}:{r:.0}")).collect::<Vec<_>>().join(" ")
+        );
     }
     let synced = started.elapsed();
     // Settled: the largest of five readings over 10 s.

@@ -203,7 +203,7 @@ fn status_text(verb: &str, plural: &str, server: &str, status: &kube::core::Stat
              wrong or expired; check the service-account token (auth_type: serviceAccount) or the kubeconfig user"
         ),
         403 => format!(
-            "the API server at {server} forbids us to {verb} {plural} (403 Forbidden: {}); grant get, list and watch \
+            "the API server at {server} forbids us to {verb} {plural} (403 Forbidden: {}); grant list and watch \
              on {plural} to fovea's service account (docs/kubernetes.md, RBAC)",
             status.message
         ),
