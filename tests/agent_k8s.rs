@@ -795,3 +795,33 @@ service:
     let (status, out) = agent.terminate();
     assert!(status.success(), "clean exit: {out}");
 }
+
+#[test]
+fn wait_for_metadata_fails_the_start_when_the_cache_does_not_sync_in_time() {
+    // Needs no root: an OTLP-fed metrics pipeline, and an API server that is not listening.
+    let Some(server) = ApiServer::prepare(TOKEN, 0) else { return };
+    let config = format!(
+        "receivers:
+  otlp: {{protocols: {{http: {{endpoint: '127.0.0.1:0'}}}}}}
+processors:
+  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {}, wait_for_metadata: true, wait_for_metadata_timeout: 2s}}
+exporters:
+  debug: {{}}
+service:
+  pipelines:
+    metrics: {{receivers: [otlp], processors: [k8sattributes], exporters: [debug]}}
+",
+        server.kubeconfig(TOKEN).display()
+    );
+    let started = Instant::now();
+    let launched = Agent::launch(agent::Launch { config: Some(&config), sets: Vec::new(), wrapper: None });
+    let Err((status, out)) = launched else { panic!("the agent started without its metadata") };
+    assert!(!status.success());
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited the timeout");
+    assert!(
+        out.contains("processor `k8sattributes` failed to start")
+            && out.contains("did not sync within 2s (wait_for_metadata_timeout)")
+            && out.contains(&format!("cannot list pods at {}", server.url())),
+        "{out}"
+    );
+}
