@@ -152,7 +152,7 @@ fn bad_configs_name_file_line_path_and_fix() {
         Case {
             name: "duplicate yaml key",
             yaml: "receivers:\n  linuxutil: {}\n  linuxutil: {collection_interval: 1s}\nexporters:\n  debug: {}\n",
-            problems: &[("linuxutil", 3, "duplicate key (first defined at ")],
+            problems: &[("receivers::linuxutil", 3, "duplicate key (first defined at ")],
         },
         Case {
             name: "yaml syntax error",

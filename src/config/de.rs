@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::error::Problem;
+use super::error::{Problem, shorten};
 use super::node::{Key, Node, Origin, Resolved, Value};
 
 /// A deserialization error, located once it has bubbled up to the node it belongs to.
@@ -59,11 +59,11 @@ impl de::Error for DeError {
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!("unknown field `{field}`; valid fields: {}", expected.join(", ")))
+        Self::custom(format_args!("unknown field `{}`; valid fields: {}", shorten(field), expected.join(", ")))
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::custom(format_args!("unknown value `{variant}`; valid values: {}", expected.join(", ")))
+        Self::custom(format_args!("unknown value `{}`; valid values: {}", shorten(variant), expected.join(", ")))
     }
 
     fn missing_field(field: &'static str) -> Self {
@@ -75,7 +75,7 @@ impl de::Error for DeError {
 
 fn describe(unexp: &de::Unexpected<'_>) -> String {
     match unexp {
-        de::Unexpected::Str(s) => format!("`{s}`"),
+        de::Unexpected::Str(s) => format!("`{}`", shorten(s)),
         de::Unexpected::Unsigned(n) => n.to_string(),
         de::Unexpected::Signed(n) => n.to_string(),
         de::Unexpected::Float(n) => n.to_string(),

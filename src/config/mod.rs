@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
-pub use error::{ConfigError, Problem, Problems};
+pub use error::{ConfigError, MAX_QUOTED_BYTES, Problem, Problems, shorten};
 pub use id::{ComponentId, PipelineId};
 pub use node::{Key, Node, Origin, Resolved, Scalar, Style, Value};
 pub use print::render_redacted;
@@ -59,12 +59,62 @@ pub fn load_with(sources: &Sources, lookup: &dyn Fn(&str) -> Option<String>) -> 
     if sources.files.is_empty() {
         texts.push((DEFAULT_CONFIG_NAME.to_string(), DEFAULT_CONFIG.to_string()));
     }
+    let mut problems = Vec::new();
     for file in &sources.files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|source| ConfigError::Read { path: file.display().to_string(), source })?;
-        texts.push((file.display().to_string(), text));
+        match read_file(file) {
+            Ok(text) => texts.push((file.display().to_string(), text)),
+            Err(ConfigError::Invalid(p)) => problems.extend(p),
+            Err(e) => return Err(e),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
     }
     load_texts(texts, &sources.sets, lookup)
+}
+
+/// Largest config file read, in bytes. A Kubernetes ConfigMap holds at most 1 MiB; anything
+/// much larger is a mistake (a log or a binary passed with `--config`) that must not be parsed.
+pub const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Reads one config file: at most [`MAX_CONFIG_BYTES`], and UTF-8.
+fn read_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let name = path.display().to_string();
+    let read_error = |source| ConfigError::Read { path: name.clone(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    // Read one byte past the cap to tell "at the cap" from "over it" without trusting metadata
+    // (pipes and /proc files report no size).
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    let origin = |line, column| Some(Origin { file: std::sync::Arc::from(name.as_str()), line, column });
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(ConfigError::Invalid(vec![Problem::new(
+            origin(1, 1),
+            "",
+            format!(
+                "the file is larger than {} MiB, the most a config file may be; check that --config names the right file",
+                MAX_CONFIG_BYTES / (1024 * 1024)
+            ),
+        )]));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..offset];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        // Valid UTF-8 up to the offset, so counting chars of the line gives the column.
+        let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+        ConfigError::Invalid(vec![Problem::new(
+            origin(line as u32, column as u32),
+            "",
+            format!(
+                "not valid UTF-8 at byte offset {offset} (byte 0x{:02x}); config files must be UTF-8: \
+                 convert the file, e.g. with `iconv -t UTF-8`",
+                e.as_bytes()[offset]
+            ),
+        )])
+    })
 }
 
 /// Loads one YAML text as if it were a file called `name` (errors name it), with no
@@ -83,6 +133,18 @@ fn load_texts(
     let mut warnings = Vec::new();
     let mut root: Option<Node> = None;
     for (name, text) in texts {
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            let origin = Origin { file: std::sync::Arc::from(name.as_str()), line: 1, column: 1 };
+            problems.push(Problem::new(
+                Some(origin),
+                "",
+                format!(
+                    "the configuration is larger than {} MiB, the most it may be",
+                    MAX_CONFIG_BYTES / (1024 * 1024)
+                ),
+            ));
+            continue;
+        }
         let mut node = match yaml::parse(&name, &text) {
             Ok(n) => n,
             Err(e) => {
