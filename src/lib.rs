@@ -14,4 +14,5 @@ pub mod otlp;
 pub mod pipeline;
 pub mod processors;
 pub mod receivers;
+pub mod server;
 pub mod telemetry;

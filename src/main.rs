@@ -87,11 +87,21 @@ fn error_chain(e: &anyhow::Error) -> String {
     text
 }
 
+/// Loads the configuration and builds its graph. On failure, prints the warnings (unset
+/// variables ...) before the problems, so they are seen even when the config is invalid.
 fn build(args: &ConfigArgs) -> Result<(config::Document, fovea::pipeline::Graph), config::ConfigError> {
     let doc = config::load(&args.sources())?;
-    let resource = Arc::new(telemetry::resource::detect(&doc));
-    let graph = fovea::pipeline::build(&doc, &fovea::components::builtin(), resource)?;
+    let graph = build_doc(&doc)?;
     Ok((doc, graph))
+}
+
+fn build_doc(doc: &config::Document) -> Result<fovea::pipeline::Graph, config::ConfigError> {
+    let resource = Arc::new(telemetry::resource::detect(doc));
+    fovea::pipeline::build(doc, &fovea::components::builtin(), resource).inspect_err(|_| {
+        for w in &doc.warnings {
+            eprintln!("warning: {w}");
+        }
+    })
 }
 
 fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
@@ -143,10 +153,24 @@ fn components() {
     }
 }
 
+/// Prints the merged configuration (secrets redacted) even when it is invalid, so it can be
+/// inspected; an invalid one then exits 1 with its problems on stderr, as `validate` would.
 fn print_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let doc = config::load(&args.sources())?;
+    let doc = match config::load(&args.sources()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     print!("{}", config::render_redacted(&doc.root));
-    Ok(ExitCode::SUCCESS)
+    match build_doc(&doc) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {

@@ -269,3 +269,50 @@ fn validate_command_exits_1_and_prints_every_problem() {
             .contains("--set:1:1: receivers::linuxutil::collection_interval: a duration needs a unit")
     );
 }
+
+#[test]
+fn every_problem_of_a_component_and_of_service_comes_in_one_pass() {
+    let yaml = "receivers:
+  linuxutil:
+    colection_interval: 1s
+    collection_interval: 5 s
+    netstat: {enabld: true}
+    interfaces:
+      statistics: [rx_packets, rx_pakets, tx_bytes, tx_bites]
+    sockets: {enabled: maybe}
+exporters:
+  debug: {verbosity: loud, sampling_initial: -1}
+service:
+  telemetry:
+    logs: {level: verbose, encoding: xml}
+    metrics: {level: everything, adress: x}
+  pipelines:
+    metrics: {receivers: [linuxutil], exporters: [debug]}
+";
+    let err = check(yaml).unwrap_err();
+    let got: Vec<(String, u32)> =
+        err.problems().iter().map(|p| (p.path.clone(), p.origin.as_ref().map_or(0, |o| o.line))).collect();
+    let expected = [
+        ("receivers::linuxutil::colection_interval", 3),
+        ("receivers::linuxutil::collection_interval", 4),
+        ("receivers::linuxutil::netstat::enabld", 5),
+        ("receivers::linuxutil::interfaces::statistics::1", 7),
+        ("receivers::linuxutil::interfaces::statistics::3", 7),
+        ("receivers::linuxutil::sockets::enabled", 8),
+        ("exporters::debug::verbosity", 10),
+        ("exporters::debug::sampling_initial", 10),
+        ("service::telemetry::logs::level", 13),
+        ("service::telemetry::logs::encoding", 13),
+        ("service::telemetry::metrics::adress", 14),
+        ("service::telemetry::metrics::level", 14),
+    ];
+    let expected: Vec<(String, u32)> = expected.iter().map(|(p, l)| (p.to_string(), *l)).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "{err}");
+    assert!(err.to_string().starts_with("invalid configuration: 12 problems\n"), "{err}");
+    let stat = err.problems().iter().find(|p| p.path.ends_with("statistics::3")).unwrap();
+    assert!(stat.message.contains("unknown statistic `tx_bites`"), "{}", stat.message);
+}

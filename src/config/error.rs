@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use super::env::UnsetVariable;
 use super::node::Origin;
 
 /// Longest value (in bytes) quoted whole in a message; longer ones are cut with [`shorten`].
@@ -123,6 +124,12 @@ impl Problems {
         }
     }
 
+    /// Says, in each problem about a value that came from an unset `${env:VAR}`, which variable
+    /// it was and where it is used.
+    pub fn explain_unset(&mut self, unset: &[UnsetVariable]) {
+        explain_unset(&mut self.0, unset);
+    }
+
     /// Number of problems recorded.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -144,5 +151,17 @@ impl Problems {
             key(a).cmp(&key(b))
         });
         Err(ConfigError::Invalid(self.0))
+    }
+}
+
+/// Appends to each problem caused by an empty value from an unset variable which variable it was.
+pub(super) fn explain_unset(problems: &mut [Problem], unset: &[UnsetVariable]) {
+    for p in problems.iter_mut() {
+        let cause = unset.iter().find(|u| {
+            p.origin.as_ref() == Some(&u.origin) || p.path == u.path || p.path.starts_with(&format!("{}::", u.path))
+        });
+        if let Some(u) = cause {
+            p.message = bound(format!("{}; {}", p.message, u.explain()));
+        }
     }
 }

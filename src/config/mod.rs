@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
+pub use env::UnsetVariable;
 pub use error::{ConfigError, MAX_QUOTED_BYTES, Problem, Problems, shorten};
 pub use id::{ComponentId, PipelineId};
 pub use node::{Key, Node, Origin, Resolved, Scalar, Style, Value};
@@ -45,6 +46,8 @@ pub struct Document {
     pub root: Node,
     /// Non-fatal notes (unset environment variables ...), to be logged.
     pub warnings: Vec<String>,
+    /// `${env:VAR}` references to unset variables, to explain the problems their empty values cause.
+    pub unset: Vec<UnsetVariable>,
 }
 
 /// Reads, substitutes and merges all sources.
@@ -130,7 +133,7 @@ fn load_texts(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Document, ConfigError> {
     let mut problems = Vec::new();
-    let mut warnings = Vec::new();
+    let mut unset = Vec::new();
     let mut root: Option<Node> = None;
     for (name, text) in texts {
         if text.len() as u64 > MAX_CONFIG_BYTES {
@@ -160,7 +163,7 @@ fn load_texts(
             ));
             continue;
         }
-        env::substitute(&mut node, "", lookup, &mut warnings, &mut problems);
+        env::substitute(&mut node, "", lookup, &mut unset, &mut problems);
         match &mut root {
             None => root = Some(node),
             Some(r) => merge::merge(r, node),
@@ -172,7 +175,13 @@ fn load_texts(
             problems.push(p);
         }
     }
-    if problems.is_empty() { Ok(Document { root, warnings }) } else { Err(ConfigError::Invalid(problems)) }
+    let warnings = unset.iter().map(|u| format!("{}: {}", u.path, u.explain())).collect();
+    if problems.is_empty() {
+        Ok(Document { root, warnings, unset })
+    } else {
+        error::explain_unset(&mut problems, &unset);
+        Err(ConfigError::Invalid(problems))
+    }
 }
 
 /// A component's config: deserialized with unknown keys rejected, then checked as a whole.
@@ -192,25 +201,30 @@ impl Checks {
     }
 }
 
-/// Deserializes and validates a component config from its node, reporting every problem located.
-/// A null body means "all defaults".
+/// Deserializes and validates a component config from its node, reporting every problem located:
+/// all unknown keys, every wrong value, and the checks of [`ComponentConfig::validate`] (those
+/// about a field whose wrong value was left out are not repeated). A null body means "all defaults".
 pub fn parse_component<C: ComponentConfig>(node: &Node, path: &str) -> Result<C, ConfigError> {
-    let config: C = de::from_node(node, path).map_err(|p| ConfigError::Invalid(vec![p]))?;
+    let collected = de::from_node_all::<C>(node, path);
+    let mut problems = collected.problems;
+    let Some(config) = collected.value else { return Err(ConfigError::Invalid(problems)) };
     let mut checks = Checks::default();
     config.validate(&mut checks);
-    if checks.0.is_empty() {
-        return Ok(config);
-    }
-    let problems = checks
-        .0
-        .into_iter()
-        .map(|(field, message)| {
-            let at = node.locate(&field);
-            let full = if field.is_empty() { path.to_string() } else { format!("{path}::{field}") };
-            Problem::new(Some(at.origin.clone()), full, message)
+    let about_left_out = |field: &str, message: &str| {
+        collected.left_out.iter().any(|l| {
+            let name = l.rsplit("::").next().unwrap_or(l);
+            field == l || field.starts_with(&format!("{l}::")) || message.contains(name)
         })
-        .collect();
-    Err(ConfigError::Invalid(problems))
+    };
+    for (field, message) in checks.0 {
+        if about_left_out(&field, &message) {
+            continue;
+        }
+        let at = node.locate(&field);
+        let full = if field.is_empty() { path.to_string() } else { format!("{path}::{field}") };
+        problems.push(Problem::new(Some(at.origin.clone()), full, message));
+    }
+    if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid(problems)) }
 }
 
 /// The sections of a configuration, split into component entries and the typed service section.
@@ -333,23 +347,34 @@ fn service_config(node: &Node, problems: &mut Problems) -> ServiceConfig {
     };
     for (key, value) in entries {
         let path = format!("service::{}", key.name);
-        let result = match key.name.as_str() {
-            "extensions" => de::from_node(value, &path).map(|v| config.extensions = v),
-            "pipelines" => de::from_node(value, &path).map(|v| config.pipelines = v),
-            "telemetry" => de::from_node(value, &path).map(|v| config.telemetry = v),
-            "resource" => de::from_node(value, &path).map(|v| config.resource = v),
-            "shutdown_timeout" => duration_from_node(value, &path).map(|v| config.shutdown_timeout = v),
-            other => Err(Problem::new(
+        match key.name.as_str() {
+            "extensions" => all(value, &path, problems, |v| config.extensions = v),
+            "pipelines" => all(value, &path, problems, |v| config.pipelines = v),
+            "telemetry" => all(value, &path, problems, |v| config.telemetry = v),
+            "resource" => all(value, &path, problems, |v| config.resource = v),
+            "shutdown_timeout" => match duration_from_node(value, &path) {
+                Ok(v) => config.shutdown_timeout = v,
+                Err(p) => problems.push(p),
+            },
+            other => problems.push(Problem::new(
                 Some(key.origin.clone()),
-                format!("service::{other}"),
-                format!("unknown field `{other}`; valid fields: {}", service::SERVICE_FIELDS.join(", ")),
+                format!("service::{}", shorten(other)),
+                format!("unknown field `{}`; valid fields: {}", shorten(other), service::SERVICE_FIELDS.join(", ")),
             )),
-        };
-        if let Err(p) = result {
-            problems.push(p);
         }
     }
     config
+}
+
+/// Reads one part of `service:` with every problem recorded; `set` takes the value when there is one.
+fn all<T: DeserializeOwned>(node: &Node, path: &str, problems: &mut Problems, set: impl FnOnce(T)) {
+    let collected = de::from_node_all::<T>(node, path);
+    for p in collected.problems {
+        problems.push(p);
+    }
+    if let Some(v) = collected.value {
+        set(v);
+    }
 }
 
 fn duration_from_node(node: &Node, path: &str) -> Result<std::time::Duration, Problem> {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StatsRegistry;
 use crate::model::{Metric, now_unix_nano};
+use crate::server::ListenAddress;
 
 /// Renders metrics in the Prometheus text format.
 pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
@@ -21,14 +22,9 @@ pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
 /// Errors of the telemetry server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The address is not `host:port`.
-    #[error("service::telemetry::metrics::address `{address}` is not host:port: {source}")]
-    Address {
-        /// The configured address.
-        address: String,
-        /// Why it does not parse.
-        source: std::net::AddrParseError,
-    },
+    /// The address is not `host:port` (`fovea validate` reports this before `run` gets here).
+    #[error("service::telemetry::metrics::address: {0}")]
+    Address(String),
     /// Binding failed.
     #[error(
         "cannot listen on {address} for own metrics: {source}; pick a free port with service::telemetry::metrics::address"
@@ -81,9 +77,8 @@ impl TelemetryServer {
         health: Arc<Health>,
         render: Render,
     ) -> Result<Self, ServerError> {
-        let addr: SocketAddr =
-            address.parse().map_err(|source| ServerError::Address { address: address.to_string(), source })?;
-        let listener = tokio::net::TcpListener::bind(addr)
+        let target = ListenAddress::parse(address).map_err(ServerError::Address)?.bind_target();
+        let listener = tokio::net::TcpListener::bind(target)
             .await
             .map_err(|source| ServerError::Bind { address: address.to_string(), source })?;
         let state = AppState { stats, health, render, start: now_unix_nano() };

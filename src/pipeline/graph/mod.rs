@@ -12,8 +12,10 @@ use references::{Defined, Layout, List, Locator};
 
 use super::component::{Built, Connector, Exporter, Processor, Receiver};
 use super::registry::Registry;
+use crate::config::service::MetricsLevel;
 use crate::config::{self, ComponentId, ConfigError, Document, PipelineId, Problem, Problems, ServiceConfig};
 use crate::model::Resource;
+use crate::server::ListenAddress;
 use crate::telemetry::ComponentKind;
 
 /// A built component instance and its id.
@@ -142,6 +144,7 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
     let connects = |id: &str| joins.get(id).copied().unwrap_or(&[]);
     let order = references::order_pipelines(&layout, &connects, &locator, &mut problems);
 
+    problems.explain_unset(&doc.unset);
     let Some(service) = spec.service else {
         return Err(problems.finish(()).err().unwrap_or_else(|| {
             ConfigError::Invalid(vec![Problem::new(None, "service", "missing or invalid service section")])
@@ -165,6 +168,16 @@ fn check_service(service: &ServiceConfig, locator: &Locator<'_>, problems: &mut 
             locator.origin("extensions"),
             "service::extensions",
             "fovea has no extensions; remove this key",
+        ));
+    }
+    let own = &service.telemetry.metrics;
+    if own.level != MetricsLevel::None
+        && let Err(e) = ListenAddress::parse(&own.address)
+    {
+        problems.push(Problem::new(
+            locator.origin("telemetry::metrics::address"),
+            "service::telemetry::metrics::address",
+            e,
         ));
     }
     if service.pipelines.is_empty() {

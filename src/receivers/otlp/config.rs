@@ -4,6 +4,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::config::{Checks, ComponentConfig};
 use crate::otlp::tls::ServerTls;
+use crate::server::ListenAddress;
 
 /// `otlp:` settings.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,10 +80,7 @@ impl Default for HttpProtocol {
 }
 
 fn check_endpoint(endpoint: &str) -> Result<(), String> {
-    match endpoint.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("`{endpoint}` is not host:port, e.g. 0.0.0.0:4317")),
-    }
+    ListenAddress::parse(endpoint).map(|_| ())
 }
 
 impl ComponentConfig for OtlpReceiverConfig {

@@ -24,6 +24,7 @@ pub use ingest::{ACK_TIMEOUT, Accepted, Ingest, IngestError};
 use crate::config::parse_component;
 use crate::model::Signal;
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
+use crate::server::ListenAddress;
 use crate::telemetry::ComponentKind;
 
 /// Errors of starting the receiver.
@@ -96,7 +97,8 @@ pub struct OtlpReceiver {
 }
 
 async fn bind(protocol: &'static str, endpoint: &str) -> Result<TcpListener, OtlpReceiverError> {
-    TcpListener::bind(endpoint).await.map_err(|source| OtlpReceiverError::Bind {
+    let target = ListenAddress::parse(endpoint).map(|a| a.bind_target()).unwrap_or_else(|_| endpoint.to_string());
+    TcpListener::bind(target).await.map_err(|source| OtlpReceiverError::Bind {
         protocol,
         endpoint: endpoint.to_string(),
         source,
