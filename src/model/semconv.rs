@@ -298,7 +298,7 @@ pub mod own {
         name: "fovea.build_info",
         instrument: Instrument::Gauge,
         unit: "",
-        description: "fovea version",
+        description: "Always 1; `version` is fovea's version, `rustc` the version of the Rust compiler that built it",
         attributes: &[VERSION, RUSTC],
     };
     /// `fovea.process.uptime`.

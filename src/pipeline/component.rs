@@ -89,6 +89,13 @@ pub struct StartContext {
 /// A receiver produces data until told to stop.
 #[async_trait]
 pub trait Receiver: Send {
+    /// What loading its eBPF probes needs (capabilities, kernel features), if it loads any. The
+    /// engine checks the needs of every receiver together before starting anything, so one
+    /// message lists everything that is missing for every receiver.
+    fn probe_needs(&self) -> Option<crate::ebpf::preflight::Needs> {
+        None
+    }
+
     /// Acquires resources (binds sockets, loads probes). An error stops the agent from starting.
     async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
         Ok(())

@@ -31,4 +31,7 @@ pub enum PipelineError {
         /// Why.
         source: ComponentError,
     },
+    /// What the receivers' eBPF probes need is missing; nothing was started.
+    #[error("{0}")]
+    Preflight(#[from] crate::ebpf::PreflightError),
 }

@@ -20,6 +20,7 @@ use super::component::{
 use super::graph::{ComponentNode, Graph, Sink, Source};
 use super::services::Services;
 use crate::config::ComponentId;
+use crate::ebpf::preflight::{self, Needs};
 use crate::model::Signal;
 use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
 
@@ -79,7 +80,7 @@ impl Stage {
     fn source<C: ?Sized>(node: ComponentNode<C>, wrap: fn(Box<C>) -> Component, telemetry: &StatsRegistry) -> Self {
         let component = wrap(node.component);
         let stats = telemetry.component(component.kind(), &node.id.to_string(), None);
-        let output = Output::new(stats.clone());
+        let output = Output::for_receiver(stats.clone());
         Stage { id: node.id, component, stats, input: None, output, signals: Vec::new() }
     }
 
@@ -175,6 +176,17 @@ impl Wiring {
         telemetry: &Arc<StatsRegistry>,
         services: &Arc<Services>,
     ) -> Result<Vec<StartContext>, PipelineError> {
+        let needs: Vec<(String, Needs)> = self
+            .stages
+            .iter()
+            .filter_map(|stage| match &stage.component {
+                Component::Receiver(r) => r.probe_needs().map(|n| (stage.id.to_string(), n)),
+                _ => None,
+            })
+            .collect();
+        if !needs.is_empty() {
+            preflight::check_all(&needs)?;
+        }
         let mut contexts = Vec::with_capacity(self.stages.len());
         for stage in &mut self.stages {
             let ctx = StartContext {
