@@ -185,6 +185,11 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     for w in &graph.warnings {
         tracing::warn!("{w}");
     }
+    // A server needs more than the soft default of 1024 descriptors; take what the hard limit
+    // allows, as Go programs (otelcol among them) do.
+    if let Some(limit) = fovea::server::raise_fd_limit() {
+        tracing::debug!(limit, "file descriptor limit");
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {

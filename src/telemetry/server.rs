@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StatsRegistry;
 use crate::model::{Metric, now_unix_nano};
-use crate::server::ListenAddress;
+use crate::server::{GuardedListener, Limits, ListenAddress, ServerStats, serve_http};
 
 /// Renders metrics in the Prometheus text format.
 pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
@@ -95,13 +95,15 @@ impl TelemetryServer {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `stop` is cancelled.
+    /// Serves until `stop` is cancelled, within the limits of every internal endpoint, so it
+    /// stays reachable while a receiver's port is flooded.
     pub async fn serve(self, stop: CancellationToken) {
-        let result =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "own-telemetry server failed");
-        }
+        let name = match self.listener.local_addr() {
+            Ok(a) => format!("own telemetry {a}"),
+            Err(_) => "own telemetry".to_string(),
+        };
+        let listener = GuardedListener::new(self.listener, Limits::INTERNAL, Arc::new(ServerStats::new(name, None)));
+        serve_http(listener, self.router, None, stop).await;
     }
 }
 
