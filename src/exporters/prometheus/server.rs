@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::encode::Format;
+use crate::prometheus::Format;
 use crate::server::{GuardedListener, Limits, ServerStats, serve_http};
 
 /// Serves scrapes on `listener` until `stop` is cancelled, within the limits every internal

@@ -5,8 +5,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{Checks, ComponentConfig};
-use crate::otlp::tls::ServerTls;
 use crate::server::{Limits, ListenAddress};
+use crate::tls::ServerTls;
 
 /// `otlp:` settings.
 #[derive(Debug, Clone, Default, Deserialize)]
