@@ -195,9 +195,34 @@ fn bad_configs_name_file_line_path_and_fix() {
             ],
         },
         Case {
-            name: "extensions are not supported",
-            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {}\n",
-            problems: &[("extensions", 5, "fovea has no extensions; remove this section")],
+            name: "unsupported extension type and references to unconfigured extensions",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {}\n  file_storage: {directory: /var/lib/otelcol}\nservice:\n  extensions: [health_check, pprof, health_check]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
+            problems: &[
+                (
+                    "extensions::file_storage",
+                    7,
+                    "the `file_storage` extension is not supported by fovea; fovea keeps persistent queues itself: set sending_queue::storage::directory on the exporter; supported extensions: health_check, pprof, zpages",
+                ),
+                (
+                    "service::extensions::1",
+                    9,
+                    "references extension `pprof` which is not configured under `extensions:`; configured: [health_check, file_storage]",
+                ),
+                ("service::extensions::2", 9, "`health_check` is listed twice"),
+            ],
+        },
+        Case {
+            name: "extension settings are checked like any component's",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {endpoint: \"localhost:\", check_collector_pipeline: {enabled: true}}\n  pprof: {block_profile_fraction: 3}\nservice:\n  extensions: [health_check, pprof]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
+            problems: &[
+                ("extensions::health_check::endpoint", 6, "is not host:port (no port after `:`)"),
+                (
+                    "extensions::health_check::check_collector_pipeline::enabled",
+                    6,
+                    "not supported (deprecated in otelcol too)",
+                ),
+                ("extensions::pprof::block_profile_fraction", 7, "a Go runtime setting with no equivalent in fovea"),
+            ],
         },
         Case {
             name: "netstat include needs group and name",

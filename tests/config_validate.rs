@@ -100,7 +100,7 @@ service:
         ),
         ":8:20: exporters::otlp::tls::ca_file: tls::ca_file holds no PEM CERTIFICATE".to_string(),
         format!(
-            ":9:42: exporters::otlp::sending_queue::storage::directory: {a_file} is not a directory, so the queue directory {a_file}/queue cannot be used"
+            ":9:42: exporters::otlp::sending_queue::storage::directory: {a_file} is not a directory, so {a_file}/queue cannot be used"
         ),
     ] {
         assert!(stderr.contains(&expected), "missing `{expected}` in:\n{stderr}");

@@ -105,6 +105,36 @@ fn too_large(shown: &str) -> String {
     )
 }
 
+/// Formats a duration as Go's `Duration.String` does (`49.0132518s`, `1h2m3.5s`, `1.5ms`,
+/// `0s`): what otelcol users see in otelcol's own output.
+pub fn format_go(d: Duration) -> String {
+    fn decimal(n: u128, unit: u128) -> String {
+        let (whole, fraction) = (n / unit, n % unit);
+        if fraction == 0 {
+            return whole.to_string();
+        }
+        let width = unit.to_string().len() - 1;
+        let digits = format!("{fraction:0width$}");
+        format!("{whole}.{}", digits.trim_end_matches('0'))
+    }
+    let n = d.as_nanos();
+    match n {
+        0 => "0s".to_string(),
+        1..1_000 => format!("{n}ns"),
+        1_000..1_000_000 => format!("{}\u{b5}s", decimal(n, 1_000)),
+        1_000_000..1_000_000_000 => format!("{}ms", decimal(n, 1_000_000)),
+        _ => {
+            let (h, m) = (n / 3_600_000_000_000, n / 60_000_000_000 % 60);
+            let s = decimal(n % 60_000_000_000, 1_000_000_000);
+            match (h, m) {
+                (0, 0) => format!("{s}s"),
+                (0, m) => format!("{m}m{s}s"),
+                (h, m) => format!("{h}h{m}m{s}s"),
+            }
+        }
+    }
+}
+
 /// Formats a duration the way it is written in config files (`10s`, `200ms`).
 pub fn format(d: Duration) -> String {
     humantime::format_duration(d).to_string().replace(' ', "")
@@ -148,6 +178,23 @@ mod tests {
         assert_eq!(parse("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse("10").unwrap_err().contains("200ms"));
         assert_eq!(format(Duration::from_secs(10)), "10s");
+    }
+
+    #[test]
+    fn formats_as_go_does() {
+        for (nanos, text) in [
+            (0, "0s"),
+            (999, "999ns"),
+            (1_500, "1.5\u{b5}s"),
+            (1_500_000, "1.5ms"),
+            (49_013_251_800, "49.0132518s"),
+            (3_723_500_000_000, "1h2m3.5s"),
+            (120_000_000_000, "2m0s"),
+            (3_600_000_000_000, "1h0m0s"),
+        ] {
+            assert_eq!(format_go(Duration::from_nanos(nanos)), text);
+            assert_eq!(parse(text), Ok(Duration::from_nanos(nanos)), "{text} parses back");
+        }
     }
 
     #[test]

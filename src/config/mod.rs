@@ -238,6 +238,8 @@ pub struct Spec {
     pub exporters: Vec<Entry>,
     /// `connectors:` entries.
     pub connectors: Vec<Entry>,
+    /// `extensions:` entries.
+    pub extensions: Vec<Entry>,
     /// `service:`; `None` if it failed to parse (the problems are reported).
     pub service: Option<ServiceConfig>,
     /// Where `service:` is, for locating pipeline problems.
@@ -274,15 +276,7 @@ pub fn spec(doc: &Document, problems: &mut Problems) -> Spec {
             "processors" => spec.processors = section_entries(&key.name, value, problems),
             "exporters" => spec.exporters = section_entries(&key.name, value, problems),
             "connectors" => spec.connectors = section_entries(&key.name, value, problems),
-            "extensions" => {
-                if !value.is_null() && value.as_map().is_some_and(|m| !m.is_empty()) {
-                    problems.push(Problem::new(
-                        Some(key.origin.clone()),
-                        key.name.clone(),
-                        format!("fovea has no {}; remove this section", key.name),
-                    ));
-                }
-            }
+            "extensions" => spec.extensions = section_entries(&key.name, value, problems),
             "service" => {
                 spec.service_node = Some(value.clone());
                 spec.service = Some(service_config(value, problems));
@@ -381,4 +375,44 @@ fn duration_from_node(node: &Node, path: &str) -> Result<std::time::Duration, Pr
     #[derive(serde::Deserialize)]
     struct D(#[serde(deserialize_with = "duration::deserialize")] std::time::Duration);
     de::from_node::<D>(node, path).map(|d| d.0)
+}
+
+/// Checks, without creating anything, that the agent can write in `dir`: it is a writable
+/// directory, or it does not exist yet and its nearest existing parent is one (so it can be
+/// created at start). The error says what is wrong and what to do.
+pub fn writable_directory(dir: &std::path::Path) -> Result<(), String> {
+    let shown = dir.display();
+    let mut existing = dir;
+    let created = loop {
+        match std::fs::metadata(existing) {
+            Ok(m) if m.is_dir() => break existing != dir,
+            Ok(_) => {
+                return Err(format!(
+                    "{} is not a directory, so {shown} cannot be used; choose another path",
+                    existing.display()
+                ));
+            }
+            Err(e) => match existing.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
+                // A relative path: the current directory is its parent.
+                _ if existing != std::path::Path::new(".") => existing = std::path::Path::new("."),
+                _ => return Err(format!("cannot check {shown}: {e}")),
+            },
+        }
+    };
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
+        .map_err(|_| format!("{shown} contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let what = if created {
+            format!("{shown} does not exist and cannot be created in {}", existing.display())
+        } else {
+            format!("{shown} is not writable")
+        };
+        return Err(format!(
+            "{what} ({e}); give the agent write access (a hostPath or emptyDir volume in Kubernetes) or choose another path"
+        ));
+    }
+    Ok(())
 }

@@ -57,47 +57,10 @@ impl StorageConfig {
     /// directory, or it does not exist yet and its nearest existing parent is one (the queue
     /// creates it at start).
     pub fn check_directory(&self, field: &str, checks: &mut Checks) {
-        if let Err(e) = writable_directory(&self.directory) {
+        if let Err(e) = crate::config::writable_directory(&self.directory) {
             checks.fail(field, e);
         }
     }
-}
-
-fn writable_directory(dir: &std::path::Path) -> Result<(), String> {
-    let shown = dir.display();
-    let mut existing = dir;
-    let created = loop {
-        match std::fs::metadata(existing) {
-            Ok(m) if m.is_dir() => break existing != dir,
-            Ok(_) => {
-                return Err(format!(
-                    "{} is not a directory, so the queue directory {shown} cannot be used; choose another path",
-                    existing.display()
-                ));
-            }
-            Err(e) => match existing.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => existing = parent,
-                // A relative path: the current directory is its parent.
-                _ if existing != std::path::Path::new(".") => existing = std::path::Path::new("."),
-                _ => return Err(format!("cannot check {shown}: {e}")),
-            },
-        }
-    };
-    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("{shown} contains a NUL byte"))?;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-        let e = std::io::Error::last_os_error();
-        let what = if created {
-            format!("{shown} does not exist and cannot be created in {}", existing.display())
-        } else {
-            format!("{shown} is not writable")
-        };
-        return Err(format!(
-            "{what} ({e}); give the agent write access (a hostPath or emptyDir volume in Kubernetes) or choose another directory"
-        ));
-    }
-    Ok(())
 }
 
 fn default_max_size_mib() -> u64 {

@@ -76,3 +76,14 @@ impl GuardedListener {
         }
     }
 }
+
+/// Binds `endpoint` (a checked listen address) for an endpoint with the internal limits (the
+/// extensions), called `name` in logs.
+pub async fn bind_internal(endpoint: &str, name: &str) -> std::io::Result<GuardedListener> {
+    let target = super::ListenAddress::parse(endpoint)
+        .map(|a| a.bind_target())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let listener = TcpListener::bind(target).await?;
+    let name = format!("{name} {}", listener.local_addr()?);
+    Ok(GuardedListener::new(listener, Limits::INTERNAL, Arc::new(ServerStats::new(name, None))))
+}

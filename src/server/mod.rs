@@ -14,5 +14,5 @@ pub use address::ListenAddress;
 pub use connection::{BodyError, ConnInfo, DeadlineBody, GuardedStream, RequestGuard};
 pub use http::{BodyDeadline, serve_http};
 pub use limits::{FD_RESERVE, Limits, fd_limit, raise_fd_limit};
-pub use listener::GuardedListener;
+pub use listener::{GuardedListener, bind_internal};
 pub use stats::{Rejection, ServerStats};

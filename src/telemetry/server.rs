@@ -37,16 +37,25 @@ pub enum ServerError {
     },
 }
 
-/// Whether the agent is ready (all components started).
+/// Whether the agent is ready (all components started), and since when.
 #[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
+    since: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl Health {
     /// Marks the agent ready or not.
     pub fn set_ready(&self, ready: bool) {
+        if let Ok(mut since) = self.since.lock() {
+            *since = ready.then(std::time::SystemTime::now);
+        }
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// When the agent last became ready; `None` while it is not.
+    pub fn ready_since(&self) -> Option<std::time::SystemTime> {
+        self.since.lock().ok().and_then(|s| *s)
     }
 
     /// True once every component has started.
