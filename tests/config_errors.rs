@@ -212,6 +212,19 @@ fn bad_configs_name_file_line_path_and_fix() {
             ],
         },
         Case {
+            name: "sending_queue sizers fovea does not count by",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  otlp:\n    endpoint: c:4317\n    sending_queue:\n      sizer: items\n      batch: {sizer: bytes, min_size: 100, max_size: 10}\nservice:\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [otlp]}\n",
+            problems: &[
+                ("exporters::otlp::sending_queue::sizer", 7, "only `requests` is supported"),
+                ("exporters::otlp::sending_queue::batch::sizer", 8, "only `items` is supported"),
+                (
+                    "exporters::otlp::sending_queue::batch::max_size",
+                    8,
+                    "must be 0 (no limit) or at least min_size (100)",
+                ),
+            ],
+        },
+        Case {
             name: "extension settings are checked like any component's",
             yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {endpoint: \"localhost:\", check_collector_pipeline: {enabled: true}}\n  pprof: {block_profile_fraction: 3}\nservice:\n  extensions: [health_check, pprof]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
             problems: &[

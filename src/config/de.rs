@@ -92,6 +92,16 @@ fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}::{key}") }
 }
 
+/// For `Option` settings where a key that is present, even with a null body (`grpc:`,
+/// `batch: {}`), turns the feature on with its defaults (a `deserialize_with`).
+pub fn present_means_defaults<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: de::Deserializer<'de>,
+    T: de::Deserialize<'de> + Default,
+{
+    Ok(Some(<Option<T> as de::Deserialize>::deserialize(d)?.unwrap_or_default()))
+}
+
 /// Deserializes `T` from `node`, whose full key path is `path`; stops at the first problem.
 pub fn from_node<T: de::DeserializeOwned>(node: &Node, path: &str) -> Result<T, Problem> {
     T::deserialize(NodeDe { node, path: path.to_string(), unknown: None })

@@ -169,6 +169,7 @@ impl RemoteWriteConfig {
             queue_size: q.queue_size,
             block_on_overflow: false,
             storage: q.storage.clone(),
+            ..SendingQueueConfig::default()
         }
     }
 

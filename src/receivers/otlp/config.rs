@@ -22,20 +22,11 @@ pub struct OtlpReceiverConfig {
 #[serde(deny_unknown_fields)]
 pub struct Protocols {
     /// OTLP/gRPC.
-    #[serde(default, deserialize_with = "present_means_defaults")]
+    #[serde(default, deserialize_with = "crate::config::de::present_means_defaults")]
     pub grpc: Option<GrpcProtocol>,
     /// OTLP/HTTP (protobuf and JSON).
-    #[serde(default, deserialize_with = "present_means_defaults")]
+    #[serde(default, deserialize_with = "crate::config::de::present_means_defaults")]
     pub http: Option<HttpProtocol>,
-}
-
-/// A key that is present, even with a null body, enables the protocol with its defaults.
-fn present_means_defaults<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// Connections a listener keeps open at once by default (a fovea key).
