@@ -153,13 +153,19 @@ pub fn from_node_all<T: de::DeserializeOwned>(node: &Node, path: &str) -> Collec
         if let Some(original) = &original {
             problem.path = if original.is_empty() { path.to_string() } else { format!("{path}::{original}") };
         }
-        let spurious = original.as_ref().is_some_and(|o| left_out.iter().any(|l| l == o));
-        if !spurious && !problems.contains(&problem) {
+        // A problem at a value left out (a required field now missing) or at one of its
+        // parents (an enum mapping left empty) is caused by leaving it out: not reported. The
+        // parent can be left out in turn; a missing required field cannot be made up.
+        let is_left_out = original.as_ref().is_some_and(|o| left_out.iter().any(|l| l == o));
+        let parent_of_left_out = original
+            .as_ref()
+            .is_some_and(|o| !o.is_empty() && left_out.iter().any(|l| l.starts_with(&format!("{o}::"))));
+        if !is_left_out && !parent_of_left_out && !problems.contains(&problem) {
             problems.push(problem);
         }
         // Leave the wrong value out and read again, unless nothing can be left out.
         let (Some(relative), Some(original)) = (relative, original) else { break };
-        if missing || spurious || relative.is_empty() {
+        if missing || is_left_out || relative.is_empty() {
             break;
         }
         let mut next = current.clone();

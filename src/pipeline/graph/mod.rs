@@ -187,14 +187,20 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
 /// Checks of `service:` that concern no single pipeline.
 fn check_service(service: &ServiceConfig, locator: &Locator<'_>, problems: &mut Problems) {
     let own = &service.telemetry.metrics;
-    if own.level != MetricsLevel::None
-        && let Err(e) = ListenAddress::parse(&own.address)
-    {
-        problems.push(Problem::new(
-            locator.origin("telemetry::metrics::address"),
-            "service::telemetry::metrics::address",
-            e,
-        ));
+    if own.level != MetricsLevel::None {
+        if let Some(address) = &own.address
+            && let Err(e) = ListenAddress::parse(address)
+        {
+            problems.push(Problem::new(
+                locator.origin("telemetry::metrics::address"),
+                "service::telemetry::metrics::address",
+                e,
+            ));
+        }
+        for (field, message) in own.problems() {
+            let path = format!("telemetry::metrics::{field}");
+            problems.push(Problem::new(locator.origin(&path), format!("service::{path}"), message));
+        }
     }
     if service.pipelines.is_empty() {
         problems.push(Problem::new(
