@@ -27,8 +27,10 @@ use crate::server::{BodyDeadline, ConnInfo, Rejection, ServerStats};
 
 /// The two OTLP/HTTP body encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
+    /// `application/x-protobuf`.
     Protobuf,
+    /// `application/json` (OTLP/JSON).
     Json,
 }
 
@@ -159,24 +161,11 @@ async fn export_metrics(State(state): State<HttpState>, request: Request) -> Res
         }
     };
     let encoding = parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let raw = match decompress(encoding, &body, state.limit) {
-        Ok(raw) => raw,
-        Err(CompressionError::TooLarge { .. }) => return too_large(),
-        Err(e) => {
-            reject(Rejection::Malformed, &e.to_string());
-            return error(format, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, e.to_string());
-        }
-    };
-    let request = match format {
-        Format::Protobuf => ExportMetricsServiceRequest::decode(raw.as_slice())
-            .map_err(|e| format!("malformed ExportMetricsServiceRequest: {e}")),
-        Format::Json => metrics_request_from_json(&raw).map_err(|e| e.to_string()),
-    };
-    let request = match request {
+    let request = match decode_body(format, encoding, &body, state.limit) {
         Ok(r) => r,
-        Err(message) => {
-            reject(Rejection::Malformed, &message);
-            return error(format, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message);
+        Err(refusal) => {
+            reject(refusal.rejection, &refusal.message);
+            return error(format, refusal.status, refusal.code, refusal.message);
         }
     };
     match state.ingest.metrics(request, None).await {
@@ -191,6 +180,49 @@ async fn export_metrics(State(state): State<HttpState>, request: Request) -> Res
         Err(IngestError::Unavailable(why)) => {
             error(format, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, why)
         }
+    }
+}
+
+/// Why a request body was refused: the answer and how it is counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRefusal {
+    /// The HTTP status (400 or 413).
+    pub status: StatusCode,
+    /// The gRPC code of the `google.rpc.Status` body.
+    pub code: tonic::Code,
+    /// How it is counted.
+    pub rejection: Rejection,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Decodes an OTLP/HTTP request body as the receiver does: `encoding` is the
+/// `Content-Encoding` (gzip, zstd, deflate, none), at most `limit` bytes after decompression.
+pub fn decode_body(
+    format: Format,
+    encoding: &str,
+    body: &[u8],
+    limit: usize,
+) -> Result<ExportMetricsServiceRequest, BodyRefusal> {
+    let malformed = |message: String| BodyRefusal {
+        status: StatusCode::BAD_REQUEST,
+        code: tonic::Code::InvalidArgument,
+        rejection: Rejection::Malformed,
+        message,
+    };
+    let raw = decompress(encoding, body, limit).map_err(|e| match e {
+        CompressionError::TooLarge { .. } => BodyRefusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: tonic::Code::ResourceExhausted,
+            rejection: Rejection::TooLarge,
+            message: format!("request body exceeds max_request_body_size ({limit} bytes)"),
+        },
+        e => malformed(e.to_string()),
+    })?;
+    match format {
+        Format::Protobuf => ExportMetricsServiceRequest::decode(raw.as_slice())
+            .map_err(|e| malformed(format!("malformed ExportMetricsServiceRequest: {e}"))),
+        Format::Json => metrics_request_from_json(&raw).map_err(|e| malformed(e.to_string())),
     }
 }
 

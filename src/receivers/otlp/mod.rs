@@ -22,7 +22,7 @@ pub use config::{
     Protocols,
 };
 pub use grpc::{MetricsGrpcService, grpc_timeout};
-pub use http::router;
+pub use http::{BodyRefusal, Format, decode_body, router};
 pub use ingest::{ACK_TIMEOUT, Accepted, Ingest, IngestError};
 
 use crate::config::parse_component;
