@@ -12,7 +12,7 @@ pub const SERVICE_FIELDS: [&str; 5] = ["extensions", "pipelines", "telemetry", "
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// Extensions to enable. fovea has none; the key exists so otelcol configs fail clearly.
+    /// Ids of the extensions to run (configured under `extensions:`), in start order.
     #[serde(default)]
     pub extensions: Vec<String>,
     /// Pipelines by id (`metrics`, `metrics/node`, `flows`).
