@@ -96,13 +96,17 @@ struct Series {
 
 const NO_OUTPUT: u32 = u32::MAX;
 
-/// The labels of one exposed series: name/value pairs sorted by name, and the same rendered
-/// once as exposition text (`a="x",b="y"`, values escaped). The text identifies the series in
-/// its family; the pairs are what remote-write sends.
+/// The labels of one exposed series, kept twice in one compact form: rendered once as
+/// exposition text (`a="x",b="y"`, values escaped), which identifies the series in its family and
+/// is what a scrape copies, and as name/value pairs sorted by name (what remote-write sends),
+/// stored unescaped in one buffer so a series costs a few allocations, not two per label.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Labels {
-    pairs: Vec<(String, String)>,
-    text: String,
+    text: Box<str>,
+    /// Names and values, concatenated in order.
+    parts: Box<str>,
+    /// End offset in `parts` of each name and each value, alternating.
+    ends: Box<[u32]>,
 }
 
 impl Labels {
@@ -112,7 +116,13 @@ impl Labels {
         // A stable sort keeps precedence order among equal names.
         labels.sort_by(|a, b| a.0.cmp(&b.0));
         labels.dedup_by(|later, first| later.0 == first.0);
-        let mut text = String::new();
+        // Exact sizes up front: no regrowth, and the boxes below need no shrinking copy.
+        let raw: usize = labels.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let escapes =
+            labels.iter().map(|(_, v)| v.bytes().filter(|b| matches!(b, b'\\' | b'"' | b'\n')).count()).sum::<usize>();
+        let mut text = String::with_capacity(raw + escapes + (labels.len() * 4).saturating_sub(1));
+        let mut parts = String::with_capacity(raw);
+        let mut ends = Vec::with_capacity(labels.len() * 2);
         for (name, value) in &labels {
             if !text.is_empty() {
                 text.push(',');
@@ -121,13 +131,23 @@ impl Labels {
             text.push_str("=\"");
             escape_label_value(value, &mut text);
             text.push('"');
+            for part in [name, value] {
+                parts.push_str(part);
+                ends.push(parts.len() as u32);
+            }
         }
-        Labels { pairs: labels, text }
+        Labels { text: text.into(), parts: parts.into(), ends: ends.into() }
     }
 
     /// Name/value pairs, sorted by name, unescaped.
-    pub fn pairs(&self) -> &[(String, String)] {
-        &self.pairs
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0usize;
+        let mut next = move |end: u32| {
+            let part = self.parts.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            part
+        };
+        self.ends.chunks_exact(2).map(move |e| (next(e[0]), next(e[1])))
     }
 
     /// The exposition text.
@@ -398,12 +418,14 @@ impl Store {
         Some(Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels })
     }
 
-    /// The value of exposed series `output` now (its members combined) and the time of its
-    /// newest point (ns); `None` when it has no member left.
-    pub fn value<'a>(&'a self, output: u32, scratch: &mut Scratch) -> Option<(Merged<'a>, u64)> {
+    /// Exposed series `output` and its value now (its members combined) with the time of its
+    /// newest point (ns); `None` when it is gone or has no member left.
+    pub fn current<'a>(&'a self, output: u32, scratch: &mut Scratch) -> Option<(Exposed<'a>, Merged<'a>, u64)> {
         let o = self.outputs.get(output)?;
         let f = self.families.get(o.family)?;
-        self.merge(f.merge, &o.members, scratch)
+        let (merged, time) = self.merge(f.merge, &o.members, scratch)?;
+        let exposed = Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels };
+        Some((exposed, merged, time))
     }
 
     /// True while exposed series `output` is the one these `labels` were handed out for (ids

@@ -555,3 +555,18 @@ fn unusable_names_are_dropped_and_help_is_escaped() {
     let text = encode(&store, Format::Text);
     assert!(text.contains("# HELP ok line one\\nline \\\\ two \"q\"\n# TYPE ok gauge\n"), "{text}");
 }
+
+#[test]
+fn labels_keep_pairs_unescaped_and_text_escaped() {
+    let labels = Labels::new(vec![
+        ("z".to_string(), "last".to_string()),
+        ("path".to_string(), "C:\\dir \"x\"\nnext".to_string()),
+        ("a".to_string(), String::new()),
+        ("z".to_string(), "shadowed".to_string()),
+    ]);
+    assert_eq!(labels.text(), r#"a="",path="C:\\dir \"x\"\nnext",z="last""#);
+    let pairs: Vec<_> = labels.pairs().collect();
+    assert_eq!(pairs, [("a", ""), ("path", "C:\\dir \"x\"\nnext"), ("z", "last")]);
+    assert_eq!(Labels::new(Vec::new()).pairs().count(), 0);
+    assert_eq!(Labels::new(Vec::new()).text(), "");
+}

@@ -260,8 +260,7 @@ impl Translator {
         } = self;
         let folded = store.fold_observed(batch, now, &mut |store: &Store, touch: Touch| {
             touches += 1;
-            let Some(exposed) = store.exposed(touch.output) else { return };
-            let Some((merged, time_ns)) = store.value(touch.output, scratch) else { return };
+            let Some((exposed, merged, time_ns)) = store.current(touch.output, scratch) else { return };
             if time_ns == 0 {
                 t.untimed += 1;
                 return;
@@ -271,7 +270,10 @@ impl Translator {
             if !cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.identity, exposed.labels)) {
                 *cache = Some(OutputCache {
                     identity: exposed.labels.clone(),
-                    labels: with_external(exposed.labels.pairs().to_vec(), &opts.external_labels),
+                    labels: with_external(
+                        exposed.labels.pairs().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                        &opts.external_labels,
+                    ),
                     last_ms: NEVER,
                     generation: 0,
                     first: END,
