@@ -14,6 +14,7 @@ pub fn builtin() -> Registry {
         receivers::packetforward::factory(),
         receivers::dropreason::factory(),
         receivers::tcpretrans::factory(),
+        receivers::flows::factory(),
         receivers::otlp::factory(),
         // processors
         processors::batch::factory(),
