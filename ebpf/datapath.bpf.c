@@ -5,8 +5,9 @@
  * `settings.features` (written by user space, src/ebpf/datapath.rs), so a second receiver (DNS)
  * rides on the same attachment instead of adding a program to every packet's path.
  *
- * Features: flows (flows.bpf.h). Also here: fovea_tcp_rtt, the kernel's smoothed RTT per TCP
- * socket for the flows receiver's latency (not a TC program; loaded only when asked for).
+ * Features: flows (flows.bpf.h). Also here: fovea_rtt_recv / fovea_rtt_send (tracepoints at
+ * every TCP read and write), the kernel's smoothed RTT per TCP socket for the flows receiver's
+ * latency (not TC programs; loaded only when asked for).
  *
  * Entry points per hook and link type: the Ethernet variants parse a 14-byte L2 header (and one
  * in-band VLAN tag), the _l3 variants are for devices without one (tun, WireGuard, ipip). All
@@ -232,15 +233,24 @@ int fovea_dp_egress_l3(struct __sk_buff *skb)
 /*
  * TCP RTT: the kernel's own smoothed RTT of every TCP socket on the node, per socket.
  *
- * Hook: tp_btf/tcp_probe, which the kernel fires at the top of tcp_rcv_established() for every
- * segment an established socket receives, in every network namespace. Why this one: it sees
- * every socket, including those that existed before fovea started (sock_ops only learns of
- * sockets established after it is attached to a cgroup, and needs cgroup v2 and the socket's
- * cgroup to be below the attach point); it is a stable tracepoint with BTF-typed arguments,
- * so no kprobe and no probe_read (fentry on tcp_rcv_established would see the same segments
- * but ties us to a function that could be inlined or renamed); and reading srtt where the
- * kernel has just used it gives exactly the value `ss -ti` reports. Cost: one 8-byte-key hash
- * lookup and a few stores per received segment (measured in docs/performance.md).
+ * Hooks: tp_btf/tcp_rcv_space_adjust and tp_btf/tcp_sendmsg_locked, i.e. every time an
+ * application reads from or writes to a TCP socket (recvmsg, read, splice, sendmsg, sendfile ...),
+ * in any network namespace. Why these:
+ *  - srtt is updated when the kernel processes an incoming ACK; by the time the application
+ *    reads or writes, the segments that woke it are processed, so the value read here is the
+ *    kernel's current one, exactly what `ss -ti` (tcp_info) reports. tp_btf/tcp_probe fires at
+ *    the top of tcp_rcv_established, before the ACK is processed, and would always lag one
+ *    segment behind;
+ *  - they fire per system call, not per segment: a 64 KiB write is one event where the
+ *    receive path sees ~45 segments;
+ *  - they see every socket, including those that existed before fovea started; sock_ops only
+ *    learns of sockets established after it is attached to a cgroup (and needs cgroup v2 with
+ *    every pod below the attach point);
+ *  - BTF-typed tracepoints: no kprobe, no fentry/fexit (which need ftrace direct calls, not
+ *    available on every kernel build: this project's own CI VM refuses them), no probe_read.
+ * What they miss: a socket whose application neither reads nor writes while ACKs arrive keeps
+ * its last value until it does (its srtt is then not being used by anyone either).
+ * Cost: one 8-byte-key hash lookup and a few stores per read or write call (docs/performance.md).
  *
  * Keyed by socket cookie (unique for the kernel's lifetime, so a reused socket address never
  * inherits an old entry); LRU so closed sockets age out, and user space deletes entries idle
@@ -272,10 +282,8 @@ static __always_inline int dp_loopback(const struct fovea_tuple *t)
 	return t->daddr[15] == 1;
 }
 
-SEC("tp_btf/tcp_probe")
-int fovea_tcp_rtt(__u64 *ctx)
+static __always_inline int dp_rtt(struct sock *sk)
 {
-	struct sock *sk = (struct sock *)ctx[0];
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct rtt_value *v, nv;
 	__u64 cookie;
@@ -285,7 +293,7 @@ int fovea_tcp_rtt(__u64 *ctx)
 	cookie = bpf_get_socket_cookie(sk);
 	v = bpf_map_lookup_elem(&rtt, &cookie);
 	if (v) {
-		/* the socket is locked while it receives: one CPU at a time, plain stores suffice */
+		/* the socket is locked while its application reads or writes: one CPU at a time */
 		v->srtt_us = tp->srtt_us >> 3;
 		v->rttvar_us = tp->mdev_us >> 2;
 		v->samples += 1;
@@ -315,4 +323,18 @@ int fovea_tcp_rtt(__u64 *ctx)
 	nv.updated_ns = bpf_ktime_get_ns();
 	bpf_map_update_elem(&rtt, &cookie, &nv, BPF_ANY);
 	return 0;
+}
+
+/* args: sk */
+SEC("tp_btf/tcp_rcv_space_adjust")
+int fovea_rtt_recv(__u64 *ctx)
+{
+	return dp_rtt((struct sock *)ctx[0]);
+}
+
+/* args: sk, msg, skb, size_goal */
+SEC("tp_btf/tcp_sendmsg_locked")
+int fovea_rtt_send(__u64 *ctx)
+{
+	return dp_rtt((struct sock *)ctx[0]);
 }

@@ -20,6 +20,7 @@ pub fn builtin() -> Registry {
         processors::batch::factory(),
         // exporters
         exporters::debug::factory(),
+        exporters::flowlog::factory(),
         exporters::otlp::factory(),
         exporters::otlphttp::factory(),
         exporters::prometheus::factory(),

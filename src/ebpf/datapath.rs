@@ -16,7 +16,7 @@ use aya::{Btf, Ebpf, EbpfError, EbpfLoader, Pod};
 use super::flowtable::{FlowMaps, MAP_FLOWS, MAP_HANDSHAKES, MAP_IFACE_COUNTS};
 use super::objects::DATAPATH;
 use super::preflight::{self, Needs, PreflightError};
-use super::rtt::{MAP_RTT, PROG_RTT};
+use super::rtt::PROGS_RTT;
 use super::tc::{self, AttachError, AttachMode, Attachment, ClsactOptions, TcHook, Via};
 use super::telemetry::{self, ProbeTelemetry};
 
@@ -197,7 +197,7 @@ impl DatapathProbe {
         }
         loader
             .map_max_entries(MAP_HANDSHAKES, options.max_handshakes)
-            .map_max_entries(MAP_RTT, options.max_sockets)
+            .map_max_entries(super::rtt::MAP_RTT, options.max_sockets)
             .map_max_entries(MAP_IFACE_COUNTS, options.max_interface_counters);
         let mut ebpf = loader.load(DATAPATH).map_err(DatapathError::Load)?;
         for name in DATAPATH_PROGRAMS {
@@ -214,16 +214,17 @@ impl DatapathProbe {
 
     fn attach_rtt(&mut self) -> Result<(), DatapathError> {
         let btf = Btf::from_sys_fs().map_err(|e| DatapathError::Btf(e.to_string()))?;
-        let name = PROG_RTT;
-        let prog: &mut BtfTracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::Program { name, source: ProgramError::UnexpectedProgramType })?
-            .try_into()
-            .map_err(|source| DatapathError::Program { name, source })?;
-        prog.load("tcp_probe", &btf).map_err(|source| DatapathError::Program { name, source })?;
-        // the link lives in the program, which lives as long as `ebpf`
-        prog.attach().map_err(|source| DatapathError::Program { name, source })?;
+        for (name, tracepoint) in PROGS_RTT {
+            let prog: &mut BtfTracePoint = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::Program { name, source: ProgramError::UnexpectedProgramType })?
+                .try_into()
+                .map_err(|source| DatapathError::Program { name, source })?;
+            prog.load(tracepoint, &btf).map_err(|source| DatapathError::Program { name, source })?;
+            // the link lives in the program, which lives as long as `ebpf`
+            prog.attach().map_err(|source| DatapathError::Program { name, source })?;
+        }
         Ok(())
     }
 

@@ -1,4 +1,5 @@
-//! TCP sockets' smoothed RTT as `fovea_tcp_rtt` (ebpf/datapath.bpf.c, `tp_btf/tcp_probe`) keeps
+//! TCP sockets' smoothed RTT as `fovea_rtt_recv` / `fovea_rtt_send` (ebpf/datapath.bpf.c, the
+//! `tcp_rcv_space_adjust` and `tcp_sendmsg_locked` tracepoints: every TCP read and write) keep
 //! it: one entry per socket, keyed by socket cookie, read in batches and never written by user
 //! space except to delete entries of sockets that went quiet.
 
@@ -15,8 +16,9 @@ use super::records::RawTuple;
 
 /// The per-socket RTT map.
 pub(crate) const MAP_RTT: &str = "rtt";
-/// The RTT program.
-pub(crate) const PROG_RTT: &str = "fovea_tcp_rtt";
+/// The RTT programs and the tracepoints (tp_btf) they attach to.
+pub(crate) const PROGS_RTT: [(&str, &str); 2] =
+    [("fovea_rtt_recv", "tcp_rcv_space_adjust"), ("fovea_rtt_send", "tcp_sendmsg_locked")];
 
 /// Mirror of `struct rtt_value` (ebpf/datapath.bpf.c).
 #[repr(C)]
@@ -44,7 +46,7 @@ pub struct SocketRtt {
     pub srtt_us: u32,
     /// RTT variation in µs (`tcpi_rttvar`).
     pub rttvar_us: u32,
-    /// Updates since the entry was made (one per received segment); grows while the socket is active.
+    /// Updates since the entry was made (one per read or write call); grows while the socket is used.
     pub samples: u32,
     /// CLOCK_MONOTONIC ns of the last update.
     pub updated_ns: u64,

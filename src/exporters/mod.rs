@@ -2,6 +2,7 @@
 
 pub mod debug;
 pub mod delivery;
+pub mod flowlog;
 pub mod http_client;
 pub mod otlp;
 pub mod otlphttp;

@@ -388,6 +388,8 @@ pub mod own {
         pub const RUSTC: &str = "rustc";
         /// Where a sending queue keeps its data (`memory`, `disk`).
         pub const STORAGE: &str = "storage";
+        /// Why something was deleted (`max_total_megabytes`, `unfinished`).
+        pub const REASON: &str = "reason";
     }
 
     use attr::*;
@@ -645,6 +647,39 @@ pub mod own {
         attributes: &[RECEIVER],
     };
 
+    /// `fovea.flowlog.files.completed`.
+    pub const FLOWLOG_FILES_COMPLETED: MetricDef = MetricDef {
+        name: "fovea.flowlog.files.completed",
+        instrument: Instrument::Counter,
+        unit: "{file}",
+        description: "Flow log files finished and renamed to their final name",
+        attributes: &[EXPORTER],
+    };
+    /// `fovea.flowlog.files.deleted`.
+    pub const FLOWLOG_FILES_DELETED: MetricDef = MetricDef {
+        name: "fovea.flowlog.files.deleted",
+        instrument: Instrument::Counter,
+        unit: "{file}",
+        description: "Flow log files deleted: the oldest completed ones past max_total_megabytes, or unfinished ones an earlier run left",
+        attributes: &[EXPORTER, REASON],
+    };
+    /// `fovea.flowlog.bytes.deleted`.
+    pub const FLOWLOG_BYTES_DELETED: MetricDef = MetricDef {
+        name: "fovea.flowlog.bytes.deleted",
+        instrument: Instrument::Counter,
+        unit: "By",
+        description: "Bytes of completed flow log files deleted to stay within max_total_megabytes",
+        attributes: &[EXPORTER],
+    };
+    /// `fovea.flowlog.disk.usage`.
+    pub const FLOWLOG_DISK_USAGE: MetricDef = MetricDef {
+        name: "fovea.flowlog.disk.usage",
+        instrument: Instrument::Gauge,
+        unit: "By",
+        description: "Bytes of the flow log files on disk (completed and open)",
+        attributes: &[EXPORTER],
+    };
+
     /// `fovea.ebpf.counter_updates.lost`.
     pub const EBPF_COUNTER_UPDATES_LOST: MetricDef = MetricDef {
         name: "fovea.ebpf.counter_updates.lost",
@@ -698,6 +733,10 @@ pub mod own {
         FLOWS_DRAINED,
         FLOWS_OVERFLOW_PACKETS,
         FLOWS_OVERFLOW_BYTES,
+        FLOWLOG_FILES_COMPLETED,
+        FLOWLOG_FILES_DELETED,
+        FLOWLOG_BYTES_DELETED,
+        FLOWLOG_DISK_USAGE,
     ];
 }
 

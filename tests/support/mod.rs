@@ -6,12 +6,14 @@
 //!   every namespace), across threads of one binary and across test binaries.
 //! * [`netns`]: network namespaces joined by veth pairs the way a CNI builds pods, with
 //!   readers for the kernel's own counters (`ip -s link`, nft counters, nstat).
+//! * [`node`]: a Kubernetes node in a network namespace: pods on veths, routing, an uplink.
 //! * [`tc`]: another party's TC filter next to ours, and our filters and TCX programs.
 //! * [`tcp`]: a TCP transfer between two namespaces that waits until retransmissions are over.
 //! * [`wait_until`]: polls a condition with a deadline.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod netns;
+pub mod node;
 pub mod tc;
 pub mod tcp;
 
