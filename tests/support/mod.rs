@@ -93,6 +93,26 @@ pub fn kernel_lock() -> KernelLock {
     KernelLock { _thread: guard, _file: file }
 }
 
+/// True when `python3` can import `module`; otherwise skips (or fails in CI) saying how to
+/// install it (tests/support/requirements.txt).
+pub fn require_python_module(test: &str, module: &str) -> bool {
+    let found =
+        Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    found
+        || skip_or_fail(
+            test,
+            &format!("needs the Python module {module}: python3 -m pip install -r tests/support/requirements.txt"),
+        )
+}
+
+/// Flow-log files in `dir` read back by pyarrow (tests/support/flowlog_read.py), as JSON:
+/// `{"files": [...], "schema": {...}, "metadata": {...}, "rows": [...]}`.
+pub fn pyarrow_read(dir: &std::path::Path, format: &str) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/flowlog_read.py");
+    let out = run("python3", &[script, &dir.display().to_string(), format]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("flowlog_read.py printed no JSON ({e}): {out}"))
+}
+
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
