@@ -83,7 +83,14 @@ fn expected(r: &FlowRecord) -> Value {
         obj.insert(format!("tcp_{flag}"), json!(r.tcp_flag_counts.0[i]));
     }
     for end in ["source.", "destination."] {
-        for k in ["k8s.namespace.name", "k8s.pod.name", "k8s.workload.kind", "k8s.workload.name", "k8s.service.name", "k8s.node.name"] {
+        for k in [
+            "k8s.namespace.name",
+            "k8s.pod.name",
+            "k8s.workload.kind",
+            "k8s.workload.name",
+            "k8s.service.name",
+            "k8s.node.name",
+        ] {
             let key = format!("{end}{k}");
             obj.insert(key.clone(), attr(&key));
         }
@@ -228,7 +235,10 @@ async fn flowlog_rotates_keeps_the_budget_and_never_shows_a_partial_file() {
         let files = read["files"].as_array().expect("files").len() as i64;
         assert!(completed > 10 && deleted > 0, "{test} {name}: rotated {completed} files, deleted {deleted}");
         assert_eq!(files, completed - deleted, "{test} {name}: what was not deleted is on disk");
-        let bytes: u64 = std::fs::read_dir(dir.path()).expect("dir").map(|e| e.expect("entry").metadata().expect("meta").len()).sum();
+        let bytes: u64 = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").metadata().expect("meta").len())
+            .sum();
         assert!(bytes <= (0.4 * 1024.0 * 1024.0) as u64, "{test} {name}: {bytes} bytes within the budget");
         assert_eq!(bytes, on_disk, "{test} {name}: the disk usage metric");
         // the files left hold exactly the newest records, in order
