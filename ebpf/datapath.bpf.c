@@ -206,6 +206,36 @@ static __always_inline int dp_run(struct __sk_buff *skb, int eth, __u8 direction
 	return TC_ACT_UNSPEC;
 }
 
+/*
+ * The kernel's tick clock, for user space to turn flow_value.last_jiffies into ns: run on demand
+ * with BPF_PROG_TEST_RUN (never attached), it stores jiffies and CLOCK_MONOTONIC together.
+ * Mirrored by `RawTick` in src/ebpf/tick.rs.
+ */
+struct dp_tick {
+	__u64 jiffies;
+	__u64 mono_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dp_tick);
+} tick SEC(".maps");
+
+SEC("classifier")
+int fovea_dp_tick(struct __sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct dp_tick *t = bpf_map_lookup_elem(&tick, &zero);
+
+	if (t) {
+		t->jiffies = bpf_jiffies64();
+		t->mono_ns = bpf_ktime_get_ns();
+	}
+	return TC_ACT_UNSPEC;
+}
+
 SEC("classifier")
 int fovea_dp_ingress(struct __sk_buff *skb)
 {

@@ -81,8 +81,10 @@ struct flow_key {
 struct flow_value {
 	__u64 packets;
 	__u64 bytes;    /* network-layer bytes (IP header included) */
-	__u64 first_ns; /* CLOCK_MONOTONIC_COARSE of the first packet since the last drain */
-	__u64 last_ns;  /* and of the last one (written without ordering: the latest store wins) */
+	__u64 first_ns;     /* CLOCK_MONOTONIC_COARSE of the first packet since the last drain */
+	__u64 last_jiffies; /* jiffies of the last one (written without ordering: the latest store
+			     * wins); jiffies, not ns: bpf_jiffies64() is inlined, a clock helper
+			     * call costs ~15 ns per packet. User space converts (src/ebpf/tick.rs). */
 	__u32 flags[DP_FLAG_MAX];
 	__u32 handshakes; /* SYN-ACKs of this flow matched to their SYN */
 	__u64 handshake_sum_ns;
@@ -310,7 +312,7 @@ static __always_inline void dp_flow_add(struct flow_value *v, struct dp_pkt *p, 
 {
 	DP_ADD(&v->packets, 1);
 	DP_ADD(&v->bytes, p->bytes);
-	v->last_ns = now;
+	v->last_jiffies = now;
 	if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
 		dp_flag_counts(v->flags, p->tcp_flags);
 }
@@ -323,7 +325,7 @@ static __always_inline void dp_flow_add(struct flow_value *v, struct dp_pkt *p, 
 static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *p, __u32 features,
 					  __u16 eph_lo, __u16 eph_hi)
 {
-	struct flow_key wire_key = p->key;
+	__u16 sport = p->key.sport, dport = p->key.dport;
 	struct flow_value *v, nv;
 	int overflowed = 0;
 	__u32 zero = 0;
@@ -336,7 +338,7 @@ static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *
 	table = bpf_map_lookup_elem(&flow_tables, &zero);
 	if (!table)
 		return; /* user space has not set up the tables yet */
-	now = bpf_ktime_get_coarse_ns();
+	now = bpf_jiffies64();
 	v = bpf_map_lookup_elem(table, &p->key);
 	if (v) {
 		dp_flow_add(v, p, now, features);
@@ -344,8 +346,8 @@ static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *
 		__builtin_memset(&nv, 0, sizeof(nv));
 		nv.packets = 1;
 		nv.bytes = p->bytes;
-		nv.first_ns = now;
-		nv.last_ns = now;
+		nv.first_ns = bpf_ktime_get_coarse_ns();
+		nv.last_jiffies = now;
 		if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
 			dp_flag_counts(nv.flags, p->tcp_flags);
 		if (bpf_map_update_elem(table, &p->key, &nv, BPF_NOEXIST) != 0) {
@@ -366,7 +368,8 @@ static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *
 	if (!v && !overflowed && (p->tcp_flags & DP_TCP_ACK))
 		v = bpf_map_lookup_elem(table, &p->key);
 	/* the handshake table keys connections by their real ports */
-	p->key = wire_key;
+	p->key.sport = sport;
+	p->key.dport = dport;
 	dp_handshake(p, v);
 }
 

@@ -19,6 +19,7 @@ use super::preflight::{self, Needs, PreflightError};
 use super::rtt::PROGS_RTT;
 use super::tc::{self, AttachError, AttachMode, Attachment, ClsactOptions, TcHook, Via};
 use super::telemetry::{self, ProbeTelemetry};
+use super::tick::PROG_TICK;
 
 const PROG_INGRESS: &str = "fovea_dp_ingress";
 const PROG_EGRESS: &str = "fovea_dp_egress";
@@ -203,7 +204,16 @@ impl DatapathProbe {
         for name in DATAPATH_PROGRAMS {
             classifier(&mut ebpf, name)?.load().map_err(|source| DatapathError::Program { name, source })?;
         }
-        let flows = Arc::new(Mutex::new(FlowMaps::take(&mut ebpf, options.max_flows)?));
+        let tick = classifier(&mut ebpf, PROG_TICK)?;
+        tick.load().map_err(|source| DatapathError::Program { name: PROG_TICK, source })?;
+        let tick = tick
+            .fd()
+            .and_then(|fd| {
+                fd.try_clone()
+                    .map_err(|io_error| ProgramError::SyscallError(aya::sys::SyscallError { call: "dup", io_error }))
+            })
+            .map_err(|source| DatapathError::Program { name: PROG_TICK, source })?;
+        let flows = Arc::new(Mutex::new(FlowMaps::take(&mut ebpf, options.max_flows, tick)?));
         let mut probe = DatapathProbe { attachments: BTreeMap::new(), flows, ebpf, options };
         probe.set_features(Features::default())?;
         if options.rtt {

@@ -12,11 +12,13 @@ use std::os::fd::AsFd;
 
 use aya::Pod;
 use aya::maps::{ArrayOfMaps, Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
+use aya::programs::ProgramFd;
 
 use super::batch::BatchBuffers;
 use super::counters::RawCount;
 use super::rtt::{self, MAP_RTT, SocketRtt};
 use super::telemetry::MapFill;
+use super::tick::{MAP_TICK, Tick};
 use super::{Direction, FlowTuple};
 
 /// The map-of-maps whose slot 0 is the active table.
@@ -82,7 +84,7 @@ pub(crate) struct RawFlowValue {
     pub packets: u64,
     pub bytes: u64,
     pub first_ns: u64,
-    pub last_ns: u64,
+    pub last_jiffies: u64,
     pub flags: [u32; TCP_FLAG_COUNT],
     pub handshakes: u32,
     pub handshake_sum_ns: u64,
@@ -152,9 +154,9 @@ pub struct FlowDelta {
     pub packets: u64,
     /// Network-layer bytes (IP header included).
     pub bytes: u64,
-    /// CLOCK_MONOTONIC(_COARSE) ns of the first packet of the interval.
+    /// CLOCK_MONOTONIC ns of the first packet of the interval (tick resolution).
     pub first_ns: u64,
-    /// Of the last packet.
+    /// Of the last packet (tick resolution).
     pub last_ns: u64,
     /// Packets per TCP flag: SYN, SYN-ACK, ACK, FIN, RST, PSH, URG, ECE, CWR (a SYN-ACK counts
     /// only as SYN-ACK). Zero unless TCP flag counting is on.
@@ -164,14 +166,16 @@ pub struct FlowDelta {
 }
 
 impl FlowDelta {
-    fn decode(key: &RawFlowKey, value: &RawFlowValue) -> Option<Self> {
+    /// `last_ns`: the value's `last_jiffies` as CLOCK_MONOTONIC ns.
+    fn decode(key: &RawFlowKey, value: &RawFlowValue, last_ns: u64) -> Option<Self> {
         let tuple = decode_tuple(key)?;
         Some(FlowDelta {
             key: FlowKey { tuple, ifindex: key.ifindex, direction: Direction::from_code(u32::from(key.direction)) },
             packets: value.packets,
             bytes: value.bytes,
             first_ns: value.first_ns,
-            last_ns: value.last_ns,
+            // the coarse first stamp and the tick-converted last one may disagree by a tick
+            last_ns: last_ns.max(value.first_ns),
             tcp_flags: value.flags,
             handshake: HandshakeSum {
                 count: value.handshakes,
@@ -242,6 +246,7 @@ pub struct FlowMaps {
     handshakes: MapData,
     hist: PerCpuArray<MapData, RawHist>,
     rtt: MapData,
+    tick: Tick,
     buffers: BatchBuffers,
     /// Entries read by the last drain (the table's fill, without walking it).
     last_drained: usize,
@@ -264,8 +269,13 @@ fn batch_error(call: &'static str) -> impl FnOnce(std::io::Error) -> MapError {
 }
 
 impl FlowMaps {
-    /// Takes the maps out of a loaded object and makes table 0 active.
-    pub(crate) fn take(ebpf: &mut aya::Ebpf, max_flows: u32) -> Result<Self, MapError> {
+    /// Takes the maps out of a loaded object and makes table 0 active; `tick` is the loaded tick
+    /// program (calibrating it takes 100 ms).
+    pub(crate) fn take(ebpf: &mut aya::Ebpf, max_flows: u32, tick: ProgramFd) -> Result<Self, MapError> {
+        let tick_map = match take(ebpf, MAP_TICK)? {
+            Map::Array(d) => d,
+            _ => return Err(MapError::InvalidName { name: MAP_TICK.into() }),
+        };
         let a = hash_data(take(ebpf, MAP_FLOWS[0])?, MAP_FLOWS[0])?;
         let b = hash_data(take(ebpf, MAP_FLOWS[1])?, MAP_FLOWS[1])?;
         let mut outer: ArrayOfMaps<MapData, MapData> = take(ebpf, MAP_FLOW_TABLES)?.try_into()?;
@@ -278,6 +288,7 @@ impl FlowMaps {
             handshakes: hash_data(take(ebpf, MAP_HANDSHAKES)?, MAP_HANDSHAKES)?,
             hist: take(ebpf, MAP_HANDSHAKE_HIST)?.try_into()?,
             rtt: hash_data(take(ebpf, MAP_RTT)?, MAP_RTT)?,
+            tick: Tick::new(tick, tick_map)?,
             buffers: BatchBuffers::default(),
             last_drained: 0,
             max_flows,
@@ -292,10 +303,14 @@ impl FlowMaps {
         // Returns after an RCU grace period: no program still holds the old table.
         self.outer.set(0, &self.tables[new], 0)?;
         self.active = new;
+        self.tick.refresh()?;
+        let tick = &self.tick;
         let n = self
             .buffers
             .visit(self.tables[old].fd().as_fd(), size_of::<RawFlowKey>(), size_of::<RawFlowValue>(), true, |k, v| {
-                if let Some(delta) = FlowDelta::decode(&read_pod::<RawFlowKey>(k), &read_pod::<RawFlowValue>(v)) {
+                let value = read_pod::<RawFlowValue>(v);
+                let last_ns = tick.to_mono_ns(value.last_jiffies);
+                if let Some(delta) = FlowDelta::decode(&read_pod::<RawFlowKey>(k), &value, last_ns) {
                     each(delta);
                 }
             })
@@ -449,14 +464,17 @@ mod tests {
         k.saddr[..4].copy_from_slice(&[198, 18, 0, 1]);
         k.daddr[..4].copy_from_slice(&[198, 18, 0, 2]);
         let v = RawFlowValue { packets: 3, bytes: 180, handshakes: 1, handshake_sum_ns: 42_000, ..Default::default() };
-        let d = FlowDelta::decode(&k, &v).expect("v4");
+        let d = FlowDelta::decode(&k, &v, 9).expect("v4");
         assert_eq!(d.key.tuple.src, "198.18.0.1".parse::<IpAddr>().expect("ip"));
         assert_eq!((d.key.ifindex, d.key.direction, d.packets, d.bytes), (7, Direction::Ingress, 3, 180));
         assert_eq!(d.handshake.sum_ns, 42_000);
         k.family = 10;
         k.saddr = "2001:db8::1".parse::<Ipv6Addr>().expect("ip").octets();
-        assert_eq!(FlowDelta::decode(&k, &v).expect("v6").key.tuple.src, "2001:db8::1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            FlowDelta::decode(&k, &v, 9).expect("v6").key.tuple.src,
+            "2001:db8::1".parse::<IpAddr>().expect("ip")
+        );
         k.family = 0;
-        assert!(FlowDelta::decode(&k, &v).is_none());
+        assert!(FlowDelta::decode(&k, &v, 9).is_none());
     }
 }

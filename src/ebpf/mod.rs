@@ -30,6 +30,7 @@ pub mod rtt;
 pub mod tc;
 pub mod tcpretrans;
 pub mod telemetry;
+mod tick;
 
 use std::fmt;
 use std::net::IpAddr;
