@@ -75,8 +75,9 @@ fn sum(rows: &[Value], filter: &[(&str, Value)]) -> (u64, u64) {
         .fold((0, 0), |(p, b), r| (p + r["packets"].as_u64().unwrap_or(0), b + r["bytes"].as_u64().unwrap_or(0)))
 }
 
-/// N datagrams of S bytes from pod A to pod B: A's flow at A's interface in the flow log holds
-/// exactly N packets and N * (S + 28) bytes, and the forward metrics equal `ip -s link`.
+/// Three pods: N datagrams of S bytes from pod A to pod B and M from pod C to pod B: A's flow at
+/// A's interface in the flow log holds exactly N packets and N * (S + 28) bytes, C's exactly M,
+/// B's interface carries both as separate flows, and the forward metrics equal `ip -s link`.
 #[test]
 fn agent_udp_flows_in_the_flow_log_and_forward_metrics_equal_the_kernel() {
     let test = "agent_udp_flows_in_the_flow_log_and_forward_metrics_equal_the_kernel";
@@ -85,7 +86,7 @@ fn agent_udp_flows_in_the_flow_log_and_forward_metrics_equal_the_kernel() {
     }
     let _lock = support::kernel_lock();
     let node = Node::new();
-    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
+    let (a, b, c) = (node.pod(quiet()), node.pod(quiet()), node.pod(quiet()));
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = Agent::start_in(&node.ns.name, &config(dir.path(), false));
     let sink = b.ns.run_in({
@@ -94,7 +95,9 @@ fn agent_udp_flows_in_the_flow_log_and_forward_metrics_equal_the_kernel() {
     });
     const N: u64 = 2000;
     const S: usize = 300;
+    const M: u64 = 700;
     let sport = udp_send(&a, SocketAddr::new(b.v4().into(), 9999), N, S);
+    udp_send(&c, SocketAddr::new(b.v4().into(), 9999), M, S);
     let (la, lb) =
         (LinkStats::settled(|| node.link_stats(&a.host_if)), LinkStats::settled(|| node.link_stats(&b.host_if)));
     wait_collections(INTERVAL, 2);
@@ -120,6 +123,15 @@ fn agent_udp_flows_in_the_flow_log_and_forward_metrics_equal_the_kernel() {
     ];
     assert!(sport >= 32768, "{test}: the client port {sport} is ephemeral");
     assert_eq!(sum(rows, &a_flow), (N, N * (S as u64 + 28)), "{test}: A's flow at A's interface");
+    for (src, n) in [(a.v4(), N), (c.v4(), M)] {
+        let at_b = [
+            ("interface_name", Value::from(b.host_if.as_str())),
+            ("direction", "transmit".into()),
+            ("source_address", src.to_string().into()),
+            ("destination_port", 9999.into()),
+        ];
+        assert_eq!(sum(rows, &at_b), (n, n * (S as u64 + 28)), "{test}: {src}'s flow at B's interface");
+    }
     let all_a = [("interface_name", Value::from(a.host_if.as_str())), ("direction", "receive".into())];
     let (p, by) = sum(rows, &all_a);
     assert_eq!((p, by + 14 * p), (la.rx_packets, la.rx_bytes), "{test}: every record at A = ip -s link");
@@ -372,4 +384,68 @@ fn agent_measures_handshakes_through_the_uplink_once() {
             && r["source_port"] == 0),
         "{test}: client ports collapsed, the server's kept"
     );
+}
+
+/// A table smaller than the flows of an interval: the records of the flows that fit plus the
+/// overflow record add up to exactly what was sent, and the agent's own metric counts exactly the
+/// packets that did not fit.
+#[test]
+fn agent_reports_what_did_not_fit_as_an_overflow_record() {
+    let test = "agent_reports_what_did_not_fit_as_an_overflow_record";
+    if !ready(test) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body = config(dir.path(), false).replace(
+        "    forward_metrics: true\n",
+        "    forward_metrics: true\n    max_flows: 16\n    ports: {collapse: false}\n",
+    );
+    let agent = Agent::start_in(&node.ns.name, &body);
+    let _sink = b.ns.run_in({
+        let addr = SocketAddr::new(b.v4().into(), 9500);
+        move || UdpSocket::bind(addr).expect("sink")
+    });
+    const FLOWS: u64 = 50;
+    const PER_FLOW: u64 = 4;
+    let (src, dst) = (a.v4(), SocketAddr::new(b.v4().into(), 9500));
+    a.ns.run_in(move || {
+        let socks: Vec<UdpSocket> =
+            (0..FLOWS).map(|_| UdpSocket::bind(SocketAddr::new(src.into(), 0)).expect("bind")).collect();
+        for s in &socks {
+            for _ in 0..PER_FLOW {
+                s.send_to(&[0u8; 20], dst).expect("send");
+            }
+        }
+    });
+    wait_collections(INTERVAL, 2);
+    let own = agent.scrape_at(agent.telemetry);
+    let labels = [("network_interface_name", a.host_if.as_str()), ("network_io_direction", "receive")];
+    let overflow = own.count("fovea_flows_overflow_packets_total", &labels);
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+    let read = support::pyarrow_read(dir.path(), "parquet");
+    let rows = read["rows"].as_array().expect("rows");
+    let at_a = |overflow: bool| {
+        sum(
+            rows,
+            &[
+                ("interface_name", Value::from(a.host_if.as_str())),
+                ("direction", "receive".into()),
+                ("destination_port", if overflow { 0.into() } else { 9500.into() }),
+                ("flow.overflow", overflow.into()),
+            ],
+        )
+    };
+    let (counted, spilled) = (at_a(false), at_a(true));
+    let total = FLOWS * PER_FLOW;
+    // a drain in the middle of the sends would let more flows in: the split may move, the sum not
+    assert_eq!((counted.0 + spilled.0, counted.1 + spilled.1), (total, total * 48), "{test}: records add up");
+    assert!(spilled.0 >= PER_FLOW, "{test}: the table overflowed: {spilled:?}");
+    assert_eq!(overflow, spilled.0, "{test}: fovea_flows_overflow_packets_total = the packets not counted in flows");
+    // the table is shared by both pods' interfaces: A's ingress and B's egress filled it together
+    let flows = rows.iter().filter(|r| r["destination_port"] == 9500 && r["flow.overflow"] == false).count();
+    assert!(flows >= 16, "{test}: at least a full table of flows: {flows}: counted {counted:?} spilled {spilled:?}");
 }
