@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use fovea::exporters::delivery::{
+use fovea::delivery::{
     DeliveryExporter, Encoder, Request, RetryConfig, SendError, SendingQueueConfig, Sent, StorageConfig, Transport,
 };
 use fovea::model::{

@@ -8,14 +8,14 @@
 //! Run: `cargo bench --bench flows_kernel` (root; clang + libbpf-dev for the per-CPU variant).
 //! BPF statistics need not be on: the test run times itself.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::process::Command;
 
 use aya::maps::{Array, ArrayOfMaps, Map, MapData};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader, Pod};
+use fovea::ebpf::test_run::test_run;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const REPEAT: u32 = 2_000_000;
@@ -30,44 +30,6 @@ struct Settings {
 }
 // SAFETY: #[repr(C)] integers without padding.
 unsafe impl Pod for Settings {}
-
-/// `union bpf_attr` for BPF_PROG_TEST_RUN.
-#[repr(C)]
-#[derive(Default)]
-struct TestRun {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-}
-
-/// Runs `prog` on `packet` `repeat` times; the kernel's mean ns per run.
-fn test_run(prog: BorrowedFd<'_>, packet: &[u8], repeat: u32) -> io::Result<u32> {
-    let mut out = vec![0u8; packet.len() + 256];
-    let mut attr = TestRun {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: packet.len() as u32,
-        data_size_out: out.len() as u32,
-        data_in: packet.as_ptr() as u64,
-        data_out: out.as_mut_ptr() as u64,
-        repeat,
-        ..TestRun::default()
-    };
-    // SAFETY: attr is BPF_PROG_TEST_RUN's part of union bpf_attr; the buffers outlive the call.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, 10, std::ptr::from_mut(&mut attr), size_of::<TestRun>() as u32) };
-    if rc < 0 { Err(io::Error::last_os_error()) } else { Ok(attr.duration) }
-}
 
 fn csum(header: &[u8]) -> u16 {
     let mut sum: u32 = header.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();

@@ -47,7 +47,12 @@ ip -n $NODE link set veth0 up
 ip -n $POD link set eth0 up
 # the node drops the datagrams without answering (no ICMP port unreachable back into the pod)
 ip netns exec $NODE nft -f - <<EOF
-table inet scale { chain input { type filter hook input priority 0; udp dport 1000-65000 drop; } }
+table inet scale {
+    chain input {
+        type filter hook input priority 0;
+        udp dport 1000-65000 drop
+    }
+}
 EOF
 
 cat >"$WORK/gen.py" <<EOF

@@ -15,6 +15,7 @@
 #            written by the flowlog exporter (Parquet) into a temp dir
 #   nodrop   default without dropreason (what dropreason costs)
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
+#   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
 # It prints medians, the ratio to "none" and each profile's spread (min..max over rounds). Then,
 # in a separate phase with kernel.bpf_stats_enabled=1 (which itself costs ~20 ns per invocation,
 # so it is kept out of the throughput rounds) on the last profile, the kernel ns per invocation of
@@ -106,9 +107,11 @@ profile_args() { # profile -> fovea config arguments
     esac
 }
 
-start_fovea() { # profile
+start_fovea() { # profile[@binary]
+    local profile=${1%%@*} binary=$FOVEA
+    [[ $1 == *@* ]] && binary=${1#*@}
     # shellcheck disable=SC2046 # the config arguments are meant to split into words
-    "$FOVEA" run $(profile_args "$1") --set exporters.prometheus.endpoint=127.0.0.1:$PROM_PORT \
+    "$binary" run $(profile_args "$profile") --set exporters.prometheus.endpoint=127.0.0.1:$PROM_PORT \
         --set service.telemetry.metrics.address=127.0.0.1:$OWN_PORT >"$WORK/fovea.out" 2>"$WORK/fovea.err" &
     FOVEA_PID=$!
     for _ in $(seq 100); do
@@ -140,7 +143,7 @@ for r in $(seq "$ROUNDS"); do
     for p in $PROFILES; do
         start_fovea "$p"
         sleep 1
-        for w in $WORKLOADS; do echo "$(basename "$p") $w $($w)" >>"$WORK/results"; done
+        for w in $WORKLOADS; do echo "$(basename "${p%%@*}")${p#"${p%%@*}"} $w $($w)" >>"$WORK/results"; done
         stop_fovea
     done
 done

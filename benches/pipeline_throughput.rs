@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use fovea::config::{self, ComponentConfig, parse_component};
-use fovea::exporters::prometheus::{Format, PrometheusConfig, SeriesStore};
+use fovea::exporters::prometheus::PrometheusConfig;
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, Registry};
+use fovea::prometheus::{Format, Store};
 use fovea::telemetry::{ComponentKind, StatsRegistry};
 
 #[derive(Deserialize, Default, Clone)]
@@ -102,15 +103,15 @@ fn main() {
     assert_eq!(exported, points, "every point reached the exporter");
 
     // Encoding: the same store and encoder the scrape endpoint uses, holding `series` series.
-    let mut store = SeriesStore::new(&PrometheusConfig::default());
+    let mut store = Store::new(PrometheusConfig::default().store_options());
     let resource = Arc::new(Resource { attributes: Attributes::from_pairs([("service.name", "fovea")]) });
-    store.fold(&round(&resource, &Arc::new(Scope::default()), series, 1));
+    store.fold(&round(&resource, &Arc::new(Scope::default()), series, 1), Instant::now());
     let mut out = String::new();
     let encodes = 200;
     let t = Instant::now();
     for _ in 0..encodes {
         out.clear();
-        store.encode(Format::Text, &mut out);
+        store.encode(Format::Text, false, &mut out);
     }
     let encode = t.elapsed() / encodes;
 

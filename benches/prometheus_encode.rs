@@ -1,4 +1,4 @@
-//! The `prometheus` exporter's series store on one core: points folded in per second (known
+//! The Prometheus series store (`src/prometheus`, the scrape exporter's) on one core: points folded in per second (known
 //! series, the steady state, and new series), and series encoded per second (text, OpenMetrics,
 //! Retina naming), for 10 000 series. Allocation counts are printed beside the times.
 //!
@@ -8,13 +8,14 @@
 mod fixtures;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use divan::counter::ItemsCount;
 use divan::{AllocProfiler, Bencher, black_box};
-use fovea::exporters::prometheus::{Format, Naming, PrometheusConfig, SeriesStore};
 use fovea::model::{
     Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Resource, Scope, Temporality,
 };
+use fovea::prometheus::{Format, Naming, Store, StoreOptions};
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();
@@ -55,9 +56,14 @@ fn histogram_batch() -> MetricBatch {
     MetricBatch::single(Arc::new(Resource::default()), Arc::new(Scope::default()), vec![metric])
 }
 
-fn store(naming: Naming, batch: &MetricBatch) -> SeriesStore {
-    let mut s = SeriesStore::new(&PrometheusConfig { naming, ..PrometheusConfig::default() });
-    s.fold(batch);
+/// A store named like the scrape exporter's defaults.
+fn new_store(naming: Naming) -> Store {
+    Store::new(StoreOptions { naming, ..StoreOptions::plain() })
+}
+
+fn store(naming: Naming, batch: &MetricBatch) -> Store {
+    let mut s = new_store(naming);
+    s.fold(batch, Instant::now());
     s
 }
 
@@ -67,20 +73,17 @@ fn fold_known_series(bencher: Bencher, naming: Naming) {
     let first = pod_batch(1);
     let next = pod_batch(2);
     let mut s = store(naming, &first);
-    bencher.counter(ItemsCount::new(SERIES)).bench_local(|| black_box(s.fold(black_box(&next))));
+    bencher.counter(ItemsCount::new(SERIES)).bench_local(|| black_box(s.fold(black_box(&next), Instant::now())));
 }
 
 /// Every point is a new series: label rendering and placement.
 #[divan::bench(args = [Naming::Otel, Naming::Retina])]
 fn fold_new_series(bencher: Bencher, naming: Naming) {
     let batch = pod_batch(1);
-    bencher
-        .counter(ItemsCount::new(SERIES))
-        .with_inputs(|| SeriesStore::new(&PrometheusConfig { naming, ..PrometheusConfig::default() }))
-        .bench_local_values(|mut s| {
-            s.fold(&batch);
-            s
-        });
+    bencher.counter(ItemsCount::new(SERIES)).with_inputs(|| new_store(naming)).bench_local_values(|mut s| {
+        s.fold(&batch, Instant::now());
+        s
+    });
 }
 
 /// A scrape: all 10 000 series encoded.
@@ -90,7 +93,7 @@ fn encode(bencher: Bencher, (naming, format): (Naming, Format)) {
     let mut out = String::new();
     bencher.counter(ItemsCount::new(SERIES)).bench_local(|| {
         out.clear();
-        s.encode(format, &mut out);
+        s.encode(format, false, &mut out);
         black_box(out.len())
     });
 }
@@ -102,9 +105,9 @@ fn histograms_fold_and_encode(bencher: Bencher) {
     let mut s = store(Naming::Otel, &batch);
     let mut out = String::new();
     bencher.counter(ItemsCount::new(1000usize)).bench_local(|| {
-        s.fold(&batch);
+        s.fold(&batch, Instant::now());
         out.clear();
-        s.encode(Format::Text, &mut out);
+        s.encode(Format::Text, false, &mut out);
         black_box(out.len())
     });
 }

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use divan::counter::ItemsCount;
 use divan::{AllocProfiler, Bencher, black_box};
 use fixtures::{SEC, T0};
-use fovea::exporters::delivery::Request;
-use fovea::exporters::prometheus::Naming;
+use fovea::delivery::Request;
 use fovea::exporters::prometheusremotewrite::{RemoteWriteConfig, RemoteWriteEncoder, compress};
 use fovea::model::{
     Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Payload, Resource, Scope, Temporality,
 };
+use fovea::prometheus::Naming;
 
 #[global_allocator]
 static ALLOC: AllocProfiler = AllocProfiler::system();

@@ -112,7 +112,7 @@ fn remote_write_sink(sinks: &tokio::runtime::Runtime, wire: Arc<AtomicU64>) -> S
 }
 
 fn main() {
-    fovea::otlp::tls::install_default_provider();
+    fovea::tls::install_default_provider();
     // Sinks on their own thread (the second core).
     let sinks = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let receiver = sinks.block_on(support::start_receiver(serde_json::json!({

@@ -312,6 +312,15 @@ static __always_inline int dp_loopback(const struct fovea_tuple *t)
 	return t->daddr[15] == 1;
 }
 
+/* The socket's current srtt and mdev, as tcp_info reports them. */
+static __always_inline void dp_rtt_fill(struct rtt_value *v, struct tcp_sock *tp)
+{
+	v->srtt_us = tp->srtt_us >> 3;
+	v->rttvar_us = tp->mdev_us >> 2;
+	v->samples += 1;
+	v->updated_ns = bpf_ktime_get_ns();
+}
+
 static __always_inline int dp_rtt(struct sock *sk)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
@@ -324,10 +333,7 @@ static __always_inline int dp_rtt(struct sock *sk)
 	v = bpf_map_lookup_elem(&rtt, &cookie);
 	if (v) {
 		/* the socket is locked while its application reads or writes: one CPU at a time */
-		v->srtt_us = tp->srtt_us >> 3;
-		v->rttvar_us = tp->mdev_us >> 2;
-		v->samples += 1;
-		v->updated_ns = bpf_ktime_get_ns();
+		dp_rtt_fill(v, tp);
 		return 0;
 	}
 
@@ -347,10 +353,7 @@ static __always_inline int dp_rtt(struct sock *sk)
 	}
 	if (dp_loopback(&nv.tuple))
 		return 0;
-	nv.srtt_us = tp->srtt_us >> 3;
-	nv.rttvar_us = tp->mdev_us >> 2;
-	nv.samples = 1;
-	nv.updated_ns = bpf_ktime_get_ns();
+	dp_rtt_fill(&nv, tp);
 	bpf_map_update_elem(&rtt, &cookie, &nv, BPF_ANY);
 	return 0;
 }

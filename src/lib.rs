@@ -7,11 +7,14 @@
 pub mod components;
 pub mod config;
 pub mod connectors;
+pub mod delivery;
 pub mod ebpf;
 pub mod exporters;
 pub mod model;
 pub mod otlp;
 pub mod pipeline;
 pub mod processors;
+pub mod prometheus;
 pub mod receivers;
 pub mod telemetry;
+pub mod tls;

@@ -54,7 +54,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider (ring) for the whole process, before any client or server exists.
-    fovea::otlp::tls::install_default_provider();
+    fovea::tls::install_default_provider();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Validate(args) => validate(args),
@@ -120,7 +120,8 @@ fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
 
 fn components() {
     let registry = fovea::components::builtin();
-    println!("{:<10} {:<24} {:<14} DESCRIPTION", "KIND", "TYPE", "SIGNALS");
+    // (kind, type with aliases, signals, description, metrics)
+    let mut rows = Vec::new();
     for kind in ComponentKind::ALL {
         let mut factories: Vec<_> = registry.factories().iter().filter(|f| f.kind == kind).collect();
         factories.sort_by_key(|f| f.type_name);
@@ -134,11 +135,19 @@ fn components() {
             if !f.aliases.is_empty() {
                 name = format!("{name} ({})", f.aliases.join(", "));
             }
-            println!("{:<10} {:<24} {:<14} {}", kind.as_str(), name, signals.join(","), f.description);
-            if !f.metrics.is_empty() {
-                let metrics: Vec<_> = f.metrics.iter().map(|m| m.name).collect();
-                println!("{:<51}metrics: {}", "", metrics.join(", "));
-            }
+            let metrics: Vec<_> = f.metrics.iter().map(|m| m.name).collect();
+            rows.push((kind.as_str(), name, signals.join(","), f.description, metrics.join(", ")));
+        }
+    }
+    let width = |pick: fn(&(&str, String, String, &str, String)) -> usize, title: &str| {
+        rows.iter().map(pick).chain([title.len()]).max().unwrap_or(0)
+    };
+    let (k, t, s) = (width(|r| r.0.len(), "KIND"), width(|r| r.1.len(), "TYPE"), width(|r| r.2.len(), "SIGNALS"));
+    println!("{:<k$} {:<t$} {:<s$} DESCRIPTION", "KIND", "TYPE", "SIGNALS");
+    for (kind, name, signals, description, metrics) in &rows {
+        println!("{kind:<k$} {name:<t$} {signals:<s$} {description}");
+        if !metrics.is_empty() {
+            println!("{:<indent$}metrics: {metrics}", "", indent = k + t + s + 3);
         }
     }
 }
@@ -175,7 +184,7 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             None
         } else {
             registry.register(Arc::new(ProcessCollector));
-            let render: Render = Arc::new(fovea::exporters::prometheus::encode_metrics);
+            let render: Render = Arc::new(fovea::prometheus::encode_metrics);
             let server = TelemetryServer::bind(&own.address, registry.clone(), health.clone(), render).await?;
             tracing::info!(address = %own.address, "own telemetry on /metrics, /healthz, /readyz");
             Some(tokio::spawn(server.serve(telemetry_stop.clone())))

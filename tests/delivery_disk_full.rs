@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use delivery_support::*;
-use fovea::exporters::delivery::DeliveryExporter;
+use fovea::delivery::DeliveryExporter;
 
 /// A small tmpfs, unmounted when dropped.
 struct Tmpfs {

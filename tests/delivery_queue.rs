@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use delivery_support::*;
-use fovea::exporters::delivery::{DeliveryExporter, RetryConfig, SendingQueueConfig};
+use fovea::delivery::{DeliveryExporter, RetryConfig, SendingQueueConfig};
 
 fn ids(range: std::ops::Range<u64>) -> Vec<u64> {
     range.collect()

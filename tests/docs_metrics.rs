@@ -5,14 +5,11 @@
 //!
 //! `FOVEA_BLESS=1 cargo test --test docs_metrics` rewrites the sections between the
 //! `<!-- generated: NAME ... -->` and `<!-- end generated: NAME -->` markers; everything outside
-//! them is hand-written prose and stays as it is. A column marked [`Cell::Hand`] is hand-written
-//! too: its cells are carried over from the file, row by row (keyed by the metric name), and
-//! must not be empty.
+//! them is hand-written prose and stays as it is.
 
-use std::collections::HashMap;
-
-use fovea::model::MetricDef;
 use fovea::model::semconv::{flow_log, own};
+use fovea::model::{Instrument, MetricDef};
+use fovea::prometheus::{MetricKind, metric_name, retina_metric_name};
 use fovea::telemetry::ComponentKind;
 
 const DOCS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
@@ -24,18 +21,10 @@ struct Row {
     emitted_by: Vec<String>,
 }
 
-/// Where a column's cells come from.
-enum Cell {
-    /// Rendered from the definition.
-    Code(fn(&Row) -> String),
-    /// Written by hand in docs/metrics.md and carried over (until the code can say it).
-    Hand,
-}
-
 /// A column of a generated metric table.
 struct Column {
     header: &'static str,
-    cell: Cell,
+    cell: fn(&Row) -> String,
 }
 
 fn code(text: &str) -> String {
@@ -46,16 +35,33 @@ fn code_list(items: &[&str]) -> String {
     if items.is_empty() { "none".to_string() } else { items.iter().map(|i| code(i)).collect::<Vec<_>>().join(", ") }
 }
 
-const NAME: Column = Column { header: "OpenTelemetry name", cell: Cell::Code(|r| code(r.def.name)) };
-const TYPE: Column = Column { header: "type", cell: Cell::Code(|r| r.def.instrument.as_str().to_string()) };
-const UNIT: Column = Column {
-    header: "unit",
-    cell: Cell::Code(|r| if r.def.unit.is_empty() { "none".to_string() } else { code(r.def.unit) }),
-};
-const ATTRIBUTES: Column = Column { header: "attributes", cell: Cell::Code(|r| code_list(r.def.attributes)) };
-const EMITTED_BY: Column = Column { header: "receiver", cell: Cell::Code(|r| r.emitted_by.join(", ")) };
-const DESCRIPTION: Column = Column { header: "description", cell: Cell::Code(|r| r.def.description.to_string()) };
-const PROMETHEUS: Column = Column { header: "Prometheus name", cell: Cell::Hand };
+const NAME: Column = Column { header: "OpenTelemetry name", cell: (|r| code(r.def.name)) };
+const TYPE: Column = Column { header: "type", cell: (|r| r.def.instrument.as_str().to_string()) };
+const UNIT: Column =
+    Column { header: "unit", cell: (|r| if r.def.unit.is_empty() { "none".to_string() } else { code(r.def.unit) }) };
+const ATTRIBUTES: Column = Column { header: "attributes", cell: (|r| code_list(r.def.attributes)) };
+const EMITTED_BY: Column = Column { header: "receiver", cell: (|r| r.emitted_by.join(", ")) };
+const DESCRIPTION: Column = Column { header: "description", cell: (|r| r.def.description.to_string()) };
+const PROMETHEUS: Column = Column { header: "Prometheus name", cell: (|r| code(&prometheus_name(r.def))) };
+const RETINA: Column = Column { header: "Retina name (`naming: retina`)", cell: (|r| retina_names(r.def)) };
+
+/// The name the Prometheus exporters give a metric by default (the shared translation).
+fn prometheus_name(def: &MetricDef) -> String {
+    let kind = match def.instrument {
+        Instrument::Counter => MetricKind::Counter,
+        Instrument::Gauge => MetricKind::Gauge,
+        Instrument::Histogram => MetricKind::Histogram,
+    };
+    metric_name(def.name, def.unit, kind, "", true)
+}
+
+/// Retina's names of a metric from the Retina table: node level, then pod level.
+fn retina_names(def: &MetricDef) -> String {
+    let (node, pod) = retina_metric_name(def.name);
+    let mut parts: Vec<String> = node.iter().map(|n| code(n)).collect();
+    parts.extend(pod.iter().map(|n| format!("{} (pod level)", code(n))));
+    if parts.is_empty() { "none (OpenTelemetry name)".to_string() } else { parts.join(", ") }
+}
 
 /// A generated part of docs/metrics.md.
 enum Section {
@@ -76,7 +82,7 @@ impl Section {
 const SECTIONS: &[Section] = &[
     Section::Table {
         name: "component metrics",
-        columns: &[NAME, TYPE, UNIT, ATTRIBUTES, EMITTED_BY, DESCRIPTION, PROMETHEUS],
+        columns: &[NAME, TYPE, UNIT, ATTRIBUTES, EMITTED_BY, DESCRIPTION, PROMETHEUS, RETINA],
         rows: component_rows,
     },
     Section::List { name: "flow log attributes", items: || flow_log::ATTRIBUTES.to_vec() },
@@ -133,54 +139,22 @@ fn cells(line: &str) -> Vec<String> {
     line.trim().trim_start_matches('|').trim_end_matches('|').split('|').map(|c| c.trim().to_string()).collect()
 }
 
-/// The hand-written cells of `current` (a table section body): column header -> first cell -> cell.
-fn hand_cells(current: &str) -> HashMap<String, HashMap<String, String>> {
-    let mut lines = current.lines().filter(|l| l.trim_start().starts_with('|'));
-    let Some(header) = lines.next() else { return HashMap::new() };
-    let headers = cells(header);
-    let mut out: HashMap<String, HashMap<String, String>> = HashMap::new();
-    for line in lines.skip(1) {
-        let row = cells(line);
-        for (header, cell) in headers.iter().zip(&row) {
-            out.entry(header.clone()).or_default().insert(row[0].clone(), cell.clone());
-        }
-    }
-    out
-}
-
-/// Renders `section` with the hand-written cells of its `current` body; also returns the rows
-/// whose hand-written cells are empty.
-fn render(section: &Section, current: &str) -> (String, Vec<String>) {
-    let mut empty = Vec::new();
-    let text = match section {
+/// Renders `section`.
+fn render(section: &Section) -> String {
+    match section {
         Section::List { items, .. } => format!("{}\n", code_list(&items())),
         Section::Table { columns, rows, .. } => {
-            let hand = hand_cells(current);
             let mut lines = vec![
                 format!("| {} |", columns.iter().map(|c| c.header).collect::<Vec<_>>().join(" | ")),
                 format!("|{}", "---|".repeat(columns.len())),
             ];
             for row in rows() {
-                let name = code(row.def.name);
-                let cells: Vec<String> = columns
-                    .iter()
-                    .map(|c| match c.cell {
-                        Cell::Code(f) => f(&row),
-                        Cell::Hand => {
-                            let cell = hand.get(c.header).and_then(|h| h.get(&name)).cloned().unwrap_or_default();
-                            if cell.is_empty() {
-                                empty.push(format!("{} of {name}", c.header));
-                            }
-                            cell
-                        }
-                    })
-                    .collect();
+                let cells: Vec<String> = columns.iter().map(|c| (c.cell)(&row)).collect();
                 lines.push(format!("| {} |", cells.join(" | ")));
             }
             lines.join("\n") + "\n"
         }
-    };
-    (text, empty)
+    }
 }
 
 /// A line diff of `file` against `code` (`-` only in the file, `+` only from the code).
@@ -221,10 +195,7 @@ fn docs_metrics_md_agrees_with_the_metric_definitions() {
                 continue;
             }
         };
-        let (want, empty) = render(section, &doc[range.clone()]);
-        for cell in empty {
-            failures.push(format!("docs/metrics.md: the {cell} is written by hand (for now); fill it in"));
-        }
+        let want = render(section);
         if doc[range.clone()] == want {
             continue;
         }
@@ -254,8 +225,15 @@ fn the_retina_table_names_only_defined_metrics() {
     let known: Vec<&str> = component_rows().iter().map(|r| r.def.name).collect();
     let mut named = 0;
     for line in section.lines().filter(|l| l.starts_with("| `")) {
-        let name = line[3..].split('`').next().unwrap_or_default();
+        let row = cells(line);
+        let name = row[0].split('`').nth(1).unwrap_or_default();
         assert!(known.contains(&name), "the Retina table names `{name}`, which no component emits");
+        let retina = row[1].trim_matches('`');
+        let (node, pod) = retina_metric_name(name);
+        assert!(
+            node.contains(&retina) || pod.contains(&retina),
+            "the Retina table maps `{name}` to `{retina}`; the code maps it to {node:?} / {pod:?}"
+        );
         named += 1;
     }
     assert!(named > 0, "no rows found in the Retina table");

@@ -45,6 +45,29 @@ fn iface_counts(p: &DatapathProbe) -> Vec<IfaceCount> {
     p.flows().lock().expect("flows lock").interface_counts().expect("interface counts")
 }
 
+/// (packets, network-layer bytes) of the flows at `ifindex` ingress to `dst` with this protocol and
+/// these ports.
+fn ingress_to(deltas: &[FlowDelta], ifindex: u32, dst: IpAddr, protocol: u8, sport: u16, dport: u16) -> (u64, u64) {
+    deltas
+        .iter()
+        .filter(|d| d.key.ifindex == ifindex && d.key.direction == Direction::Ingress && d.key.tuple.dst == dst)
+        .filter(|d| (d.key.tuple.protocol, d.key.tuple.src_port, d.key.tuple.dst_port) == (protocol, sport, dport))
+        .fold((0, 0), |(p, b), d| (p + d.packets, b + d.bytes))
+}
+
+/// A node with pods A and B (IPv6 on, static neighbours), the probe attached to A, and A's
+/// ifindex; after IPv6's own chatter and a first drain, so the next drain is the test's traffic.
+fn two_pods_watching_a() -> (Node, NodePod, NodePod, DatapathProbe, u32) {
+    let node = Node::new();
+    let opts = LinkOptions { ipv6: true, static_neighbours: true };
+    let (a, b) = (node.pod(opts), node.pod(opts));
+    let p = probe(&node, ALL, DatapathOptions::default(), &[&a.host_if]);
+    let ia = node.ifindex(&a.host_if);
+    std::thread::sleep(Duration::from_millis(300));
+    drain(&p);
+    (node, a, b, p, ia)
+}
+
 /// (packets, network-layer bytes) of every flow at `ifindex` in `direction`.
 fn total(deltas: &[FlowDelta], ifindex: u32, direction: Direction) -> (u64, u64) {
     deltas
@@ -177,13 +200,7 @@ fn icmp_echo_is_two_flows_with_type_and_code() {
     if !support::require_tools(test, &["ip", "ping"]) {
         return;
     }
-    let node = Node::new();
-    let opts = LinkOptions { ipv6: true, static_neighbours: true };
-    let (a, b) = (node.pod(opts), node.pod(opts));
-    let p = probe(&node, ALL, DatapathOptions::default(), &[&a.host_if]);
-    let ia = node.ifindex(&a.host_if);
-    std::thread::sleep(Duration::from_millis(300));
-    drain(&p);
+    let (_node, a, b, p, ia) = two_pods_watching_a();
     const N: u64 = 7;
     a.ns.exec("ping", &["-q", "-c", &N.to_string(), "-i", "0.01", "-s", "100", &b.v4().to_string()]);
     a.ns.exec("ping", &["-q", "-6", "-c", &N.to_string(), "-i", "0.01", "-s", "100", &b.v6().to_string()]);
@@ -216,26 +233,14 @@ fn fragments_first_with_ports_rest_without() {
     if !support::require_tools(test, &["ip"]) {
         return;
     }
-    let node = Node::new();
-    let opts = LinkOptions { ipv6: true, static_neighbours: true };
-    let (a, b) = (node.pod(opts), node.pod(opts));
-    let p = probe(&node, ALL, DatapathOptions::default(), &[&a.host_if]);
-    let ia = node.ifindex(&a.host_if);
+    let (_node, a, b, p, ia) = two_pods_watching_a();
     let (_s4, _s6) = (udp_sink(&b, b.v4().into(), 9100), udp_sink(&b, b.v6().into(), 9100));
-    std::thread::sleep(Duration::from_millis(300));
-    drain(&p);
     const N: u64 = 20;
     // 3000 bytes of UDP payload over a 1500-byte MTU: three fragments each
     let p4 = udp_flood(&a, SocketAddr::new(b.v4().into(), 9100), N, 3000);
     let p6 = udp_flood(&a, SocketAddr::new(b.v6().into(), 9100), N, 3000);
     let deltas = drain(&p);
-    let at = |dst: IpAddr, sport: u16, dport: u16| {
-        deltas
-            .iter()
-            .filter(|d| d.key.ifindex == ia && d.key.direction == Direction::Ingress && d.key.tuple.dst == dst)
-            .filter(|d| (d.key.tuple.protocol, d.key.tuple.src_port, d.key.tuple.dst_port) == (17, sport, dport))
-            .fold((0, 0), |(p, b), d| (p + d.packets, b + d.bytes))
-    };
+    let at = |dst: IpAddr, sport: u16, dport: u16| ingress_to(&deltas, ia, dst, 17, sport, dport);
     // IPv4: 3008 bytes of IP payload in fragments of 1480, 1480, 48 (+20 header each)
     assert_eq!(at(b.v4().into(), p4, 9100), (N, N * 1500), "first fragments carry the ports");
     assert_eq!(at(b.v4().into(), 0, 0), (2 * N, N * (1500 + 68)), "later fragments: no ports");
@@ -253,13 +258,7 @@ fn ipv6_extension_headers_are_walked_to_the_ports() {
     if !support::require_tools(test, &["ip"]) {
         return;
     }
-    let node = Node::new();
-    let opts = LinkOptions { ipv6: true, static_neighbours: true };
-    let (a, b) = (node.pod(opts), node.pod(opts));
-    let p = probe(&node, ALL, DatapathOptions::default(), &[&a.host_if]);
-    let ia = node.ifindex(&a.host_if);
-    std::thread::sleep(Duration::from_millis(300));
-    drain(&p);
+    let (_node, a, b, p, ia) = two_pods_watching_a();
 
     // (next header, the header's bytes) in the order they follow the IPv6 header
     let hbh = |next: u8| vec![next, 0, 1, 4, 0, 0, 0, 0]; // PadN
@@ -298,15 +297,7 @@ fn ipv6_extension_headers_are_walked_to_the_ports() {
     let lens: Vec<u64> = sent.iter().map(|(_, l)| *l as u64).collect();
     a.ns.run_in(move || raw6_send(&sent, dst, N));
     let deltas = drain(&p);
-    let at = |protocol: u8, sport: u16, dport: u16| {
-        deltas
-            .iter()
-            .filter(|d| {
-                d.key.ifindex == ia && d.key.direction == Direction::Ingress && d.key.tuple.dst == IpAddr::V6(dst)
-            })
-            .filter(|d| (d.key.tuple.protocol, d.key.tuple.src_port, d.key.tuple.dst_port) == (protocol, sport, dport))
-            .fold((0, 0), |(p, b), d| (p + d.packets, b + d.bytes))
-    };
+    let at = |protocol: u8, sport: u16, dport: u16| ingress_to(&deltas, ia, IpAddr::V6(dst), protocol, sport, dport);
     assert_eq!(
         at(17, 4321, 5678),
         (N, N * lens[0]),

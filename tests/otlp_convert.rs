@@ -71,7 +71,7 @@ fn the_proto_carries_the_otlp_fields_exactly() {
 
 #[test]
 fn the_encoder_splits_large_batches_and_keeps_every_point() {
-    use fovea::exporters::delivery::Encoder as _;
+    use fovea::delivery::Encoder as _;
     use fovea::model::{MetricData, Payload};
     use fovea::otlp::OtlpEncoder;
 

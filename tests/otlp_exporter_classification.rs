@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use prost::Message as _;
 
-use fovea::exporters::delivery::{Request, SendError, Sent, Transport};
+use fovea::delivery::{Request, SendError, Sent, Transport};
 use fovea::exporters::otlp::{GrpcTransport, OtlpExporterConfig};
 use fovea::exporters::otlphttp::{HttpTransport, OtlpHttpExporterConfig};
 use fovea::model::Signal;

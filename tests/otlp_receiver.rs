@@ -30,7 +30,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 async fn post(url: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, String, Vec<u8>) {
     // reqwest is built without a default crypto provider; fovea makes ring the process default.
-    fovea::otlp::tls::install_default_provider();
+    fovea::tls::install_default_provider();
     let mut req = reqwest::Client::new().post(url).header("content-type", content_type).body(body);
     if let Some(e) = encoding {
         req = req.header("content-encoding", e);

@@ -140,14 +140,11 @@ async fn a_certificate_from_an_unknown_ca_is_refused() {
     }))
     .unwrap();
     let t = fovea::exporters::otlphttp::HttpTransport::new(&c);
-    let request = fovea::exporters::delivery::Request {
-        signal: fovea::model::Signal::Metrics,
-        items: 1,
-        body: bytes::Bytes::new(),
-    };
-    use fovea::exporters::delivery::Transport as _;
+    let request =
+        fovea::delivery::Request { signal: fovea::model::Signal::Metrics, items: 1, body: bytes::Bytes::new() };
+    use fovea::delivery::Transport as _;
     match t.send(&request).await {
-        Err(fovea::exporters::delivery::SendError::Retryable { reason, .. }) => {
+        Err(fovea::delivery::SendError::Retryable { reason, .. }) => {
             assert!(reason.contains("certificate") || reason.contains("Certificate"), "{reason}")
         }
         other => panic!("an unverifiable server must not be accepted: {other:?}"),

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use fovea::config::ConfigError;
-use fovea::exporters::prometheus::{self, Naming, PrometheusConfig, PrometheusExporter};
+use fovea::exporters::prometheus::{self, PrometheusConfig, PrometheusExporter};
 use fovea::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope, Signal};
 use fovea::pipeline::{
     self, BuildContext, Built, ComponentError, Exporter, Factory, Receiver, ReceiverContext, Registry,
 };
+use fovea::prometheus::Naming;
 use fovea::telemetry::{ComponentKind, StatsRegistry};
 
 /// A receiver that sends one fixed batch, then waits to be stopped.

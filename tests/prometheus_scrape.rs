@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fixtures::attrs;
-use fovea::exporters::prometheus::{Naming, PrometheusConfig, PrometheusExporter};
+use fovea::exporters::prometheus::{PrometheusConfig, PrometheusExporter};
 use fovea::model::{
     Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Payload, Resource, Scope,
     Signal, Temporality,
 };
 use fovea::pipeline::{ComponentError, Exporter, ExporterContext, Input, Link};
+use fovea::prometheus::Naming;
 use fovea::telemetry::{ComponentKind, ComponentStats};
 use prometheus_server::{Options, Prometheus, ScrapeTarget, get, labels, require_tool};
 use tokio::task::JoinHandle;

@@ -7,9 +7,9 @@ mod snippet;
 use std::time::Duration;
 
 use fovea::config::ConfigError;
-use fovea::exporters::prometheus::Naming;
 use fovea::exporters::prometheusremotewrite::{self, RemoteWriteConfig};
 use fovea::pipeline::{self, Registry};
+use fovea::prometheus::Naming;
 
 fn registry() -> Registry {
     Registry::new(vec![snippet::idle_receiver(), prometheusremotewrite::factory()])

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fovea::exporters::delivery::{Request, SendError, Sent, Transport};
+use fovea::delivery::{Request, SendError, Sent, Transport};
 use fovea::exporters::prometheusremotewrite::RemoteWriteTransport;
 use fovea::exporters::prometheusremotewrite::proto::{Label, Sample, TimeSeries, WriteRequest};
 use fovea::model::{HistogramData, HistogramPoint, Metric, MetricData, NumberPoint, Signal, SumData, Temporality};

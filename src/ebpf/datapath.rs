@@ -309,9 +309,7 @@ impl DatapathProbe {
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, DatapathError> {
-    let prog =
-        ebpf.program_mut(name).ok_or(DatapathError::Program { name, source: ProgramError::UnexpectedProgramType })?;
-    prog.try_into().map_err(|source| DatapathError::Program { name, source })
+    tc::classifier(ebpf, name).map_err(|source| DatapathError::Program { name, source })
 }
 
 #[cfg(test)]

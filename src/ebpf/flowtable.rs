@@ -7,7 +7,6 @@
 //! and empties the old one in batches. Each drain therefore yields exactly the packets counted
 //! since the previous drain, none twice and none lost.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 
 use aya::Pod;
@@ -16,6 +15,7 @@ use aya::programs::ProgramFd;
 
 use super::batch::BatchBuffers;
 use super::counters::RawCount;
+use super::records::addresses;
 use super::rtt::{self, MAP_RTT, SocketRtt};
 use super::telemetry::MapFill;
 use super::tick::{MAP_TICK, Tick};
@@ -188,15 +188,7 @@ impl FlowDelta {
 }
 
 fn decode_tuple(k: &RawFlowKey) -> Option<FlowTuple> {
-    let (src, dst) = match k.family {
-        2 => {
-            let s: [u8; 4] = [k.saddr[0], k.saddr[1], k.saddr[2], k.saddr[3]];
-            let d: [u8; 4] = [k.daddr[0], k.daddr[1], k.daddr[2], k.daddr[3]];
-            (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))
-        }
-        10 => (IpAddr::V6(Ipv6Addr::from(k.saddr)), IpAddr::V6(Ipv6Addr::from(k.daddr))),
-        _ => return None,
-    };
+    let (src, dst) = addresses(k.family, &k.saddr, &k.daddr)?;
     Some(FlowTuple { src, dst, src_port: k.sport, dst_port: k.dport, protocol: k.protocol })
 }
 

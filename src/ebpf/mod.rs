@@ -30,6 +30,7 @@ pub mod rtt;
 pub mod tc;
 pub mod tcpretrans;
 pub mod telemetry;
+pub mod test_run;
 mod tick;
 
 use std::fmt;

@@ -90,18 +90,23 @@ const _: () = assert!(size_of::<RawTuple>() == 40);
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
+/// Source and destination of a `family` (AF_INET: the first 4 bytes) address pair; `None` for
+/// another family.
+pub(crate) fn addresses(family: u8, saddr: &[u8; 16], daddr: &[u8; 16]) -> Option<(IpAddr, IpAddr)> {
+    match family {
+        AF_INET => {
+            let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            Some((v4(saddr), v4(daddr)))
+        }
+        AF_INET6 => Some((IpAddr::V6(Ipv6Addr::from(*saddr)), IpAddr::V6(Ipv6Addr::from(*daddr)))),
+        _ => None,
+    }
+}
+
 impl RawTuple {
     /// The 5-tuple, `None` when the packet was not IPv4/IPv6.
     pub(crate) fn to_flow(self) -> Option<FlowTuple> {
-        let (src, dst) = match self.family {
-            AF_INET => {
-                let s = [self.saddr[0], self.saddr[1], self.saddr[2], self.saddr[3]];
-                let d = [self.daddr[0], self.daddr[1], self.daddr[2], self.daddr[3]];
-                (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))
-            }
-            AF_INET6 => (IpAddr::V6(Ipv6Addr::from(self.saddr)), IpAddr::V6(Ipv6Addr::from(self.daddr))),
-            _ => return None,
-        };
+        let (src, dst) = addresses(self.family, &self.saddr, &self.daddr)?;
         Some(FlowTuple { src, dst, src_port: self.sport, dst_port: self.dport, protocol: self.protocol })
     }
 }

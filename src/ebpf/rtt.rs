@@ -3,7 +3,6 @@
 //! it: one entry per socket, keyed by socket cookie, read in batches and never written by user
 //! space except to delete entries of sockets that went quiet.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 
 use aya::Pod;
@@ -53,18 +52,9 @@ pub struct SocketRtt {
 }
 
 fn decode(cookie: u64, raw: &RawRtt) -> Option<SocketRtt> {
-    let t = &raw.tuple;
-    let (src, dst) = match t.family {
-        2 => (
-            IpAddr::V4(Ipv4Addr::new(t.saddr[0], t.saddr[1], t.saddr[2], t.saddr[3])),
-            IpAddr::V4(Ipv4Addr::new(t.daddr[0], t.daddr[1], t.daddr[2], t.daddr[3])),
-        ),
-        10 => (IpAddr::V6(Ipv6Addr::from(t.saddr)), IpAddr::V6(Ipv6Addr::from(t.daddr))),
-        _ => return None,
-    };
     Some(SocketRtt {
         cookie,
-        tuple: FlowTuple { src, dst, src_port: t.sport, dst_port: t.dport, protocol: t.protocol },
+        tuple: raw.tuple.to_flow()?,
         srtt_us: raw.srtt_us,
         rttvar_us: raw.rttvar_us,
         samples: raw.samples,

@@ -3,13 +3,12 @@
 //! The datapath program stamps a flow's last packet with `bpf_jiffies64()`, which the verifier
 //! inlines into one load, where a clock helper call costs ~15 ns per packet (benches/flows_kernel.rs).
 //! [`Tick`] turns jiffies back into CLOCK_MONOTONIC ns: `fovea_dp_tick`, run on demand with
-//! `BPF_PROG_TEST_RUN` (never attached), samples jiffies and CLOCK_MONOTONIC together; two samples
+//! `BPF_PROG_TEST_RUN` ([`super::test_run`], never attached), samples jiffies and CLOCK_MONOTONIC together; two samples
 //! 100 ms apart at load give the tick length (the kernel's HZ, snapped to 100, 250, 300 or 1000),
 //! and a sample per drain anchors the conversion. The result is exact to one tick (1-10 ms), the
 //! resolution a coarse clock would have given anyway.
 
-use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use aya::Pod;
@@ -31,20 +30,6 @@ struct RawTick {
 const _: () = assert!(size_of::<RawTick>() == 16);
 // SAFETY: #[repr(C)] u64s.
 unsafe impl Pod for RawTick {}
-
-/// `union bpf_attr` for BPF_PROG_TEST_RUN (the fields up to `repeat`/`duration`).
-#[repr(C)]
-#[derive(Default)]
-struct TestRun {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-}
 
 /// Jiffies-to-ns conversion backed by the tick program.
 pub(crate) struct Tick {
@@ -81,25 +66,9 @@ impl Tick {
     /// Samples jiffies and CLOCK_MONOTONIC now.
     fn sample(&mut self) -> Result<RawTick, MapError> {
         // the smallest packet a TC program accepts: an Ethernet header
-        let packet = [0u8; 14];
-        let mut out = [0u8; 64];
-        let mut attr = TestRun {
-            prog_fd: self.prog.as_fd().as_raw_fd() as u32,
-            data_size_in: packet.len() as u32,
-            data_size_out: out.len() as u32,
-            data_in: packet.as_ptr() as u64,
-            data_out: out.as_mut_ptr() as u64,
-            repeat: 1,
-            ..TestRun::default()
-        };
-        // SAFETY: attr is the BPF_PROG_TEST_RUN prefix of union bpf_attr (the kernel zero-extends
-        // shorter attrs); the packet and output buffers outlive the call.
-        let rc =
-            unsafe { libc::syscall(libc::SYS_bpf, 10, std::ptr::from_mut(&mut attr), size_of::<TestRun>() as u32) };
-        if rc < 0 {
-            let io_error = io::Error::last_os_error();
-            return Err(MapError::SyscallError(aya::sys::SyscallError { call: "bpf_prog_test_run", io_error }));
-        }
+        super::test_run::test_run(self.prog.as_fd(), &[0u8; 14], 1).map_err(|io_error| {
+            MapError::SyscallError(aya::sys::SyscallError { call: "bpf_prog_test_run", io_error })
+        })?;
         self.map.get(&0, 0)
     }
 

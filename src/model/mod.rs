@@ -5,6 +5,8 @@
 
 mod ack;
 mod attributes;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod flows;
 mod metrics;
 pub mod semconv;

@@ -280,6 +280,24 @@ pub const NETWORK_UDP_SOCKETS: MetricDef = MetricDef {
     attributes: &[],
 };
 
+/// `network.dns.requests` (dns).
+pub const NETWORK_DNS_REQUESTS: MetricDef = MetricDef {
+    name: "network.dns.requests",
+    instrument: Instrument::Counter,
+    unit: "{request}",
+    description: "DNS queries seen, per question type",
+    attributes: &[DNS_QUESTION_TYPE],
+};
+
+/// `network.dns.responses` (dns).
+pub const NETWORK_DNS_RESPONSES: MetricDef = MetricDef {
+    name: "network.dns.responses",
+    instrument: Instrument::Counter,
+    unit: "{response}",
+    description: "DNS responses seen, per question type and response code",
+    attributes: &[DNS_QUESTION_TYPE, DNS_RESPONSE_CODE],
+};
+
 /// Flow records as OTLP log records (`otlp`, `otlphttp` exporters).
 pub mod flow_log {
     use super::attr::*;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use prost::Message as _;
 
 use super::{flows_to_proto, metrics_to_proto};
-use crate::exporters::delivery::{Encoder, Request};
+use crate::delivery::{Encoder, Request};
 use crate::model::{Acks, FlowBatch, MetricBatch, Payload, Signal};
 
 /// Default upper bound of one request body: below the 4 MiB that OTLP/gRPC servers accept by default.

@@ -9,7 +9,6 @@ pub mod flows;
 pub mod grpc;
 pub mod json;
 pub mod status;
-pub mod tls;
 
 pub use compression::Compression;
 pub use convert::{Decoded, metrics_from_proto, metrics_to_proto};

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use fovea::exporters::delivery::{
+use fovea::delivery::{
     DeliveryExporter, Encoder, Request, RetryConfig, SendError, SendingQueueConfig, Sent, StorageConfig, Transport,
 };
 use fovea::model::{

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Checks, ComponentConfig};
-use crate::exporters::delivery::{RetryConfig, SendingQueueConfig};
+use crate::delivery::{RetryConfig, SendingQueueConfig};
 use crate::otlp::Compression;
-use crate::otlp::tls::ClientTls;
+use crate::tls::ClientTls;
 
 /// `otlp:` settings.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,7 +11,7 @@ pub use config::{GrpcTarget, OtlpExporterConfig, grpc_target};
 pub use transport::{GrpcTransport, GrpcTransportError, classify};
 
 use crate::config::{ConfigError, Problem, parse_component};
-use crate::exporters::delivery::DeliveryExporter;
+use crate::delivery::DeliveryExporter;
 use crate::model::Signal;
 use crate::otlp::OtlpEncoder;
 use crate::pipeline::{BuildContext, Built, Factory};

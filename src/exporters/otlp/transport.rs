@@ -11,15 +11,15 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 use super::config::{GrpcTarget, OtlpExporterConfig, grpc_target};
-use crate::exporters::delivery::{Request, SendError, Sent, Transport};
+use crate::delivery::{Request, SendError, Sent, Transport};
 use crate::model::Signal;
 use crate::otlp::grpc::ClientCodec;
 use crate::otlp::proto::collector::logs::v1::ExportLogsServiceResponse;
 use crate::otlp::proto::collector::metrics::v1::ExportMetricsServiceResponse;
 use crate::otlp::status::grpc_retry_delay;
-use crate::otlp::tls::{ClientTls, TlsError};
 use crate::otlp::{Compression, LOGS_GRPC_PATH, METRICS_GRPC_PATH};
 use crate::pipeline::ComponentError;
+use crate::tls::{ClientTls, TlsError};
 
 /// Errors of setting up the gRPC connection.
 #[derive(Debug, thiserror::Error)]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{Checks, ComponentConfig};
-use crate::exporters::delivery::{RetryConfig, SendingQueueConfig};
-use crate::otlp::tls::ClientTls;
+use crate::delivery::{RetryConfig, SendingQueueConfig};
 use crate::otlp::{Compression, LOGS_HTTP_PATH, METRICS_HTTP_PATH};
+use crate::tls::ClientTls;
 
 /// Body encoding of requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

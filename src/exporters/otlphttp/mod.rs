@@ -11,7 +11,7 @@ pub use config::{Encoding, OtlpHttpExporterConfig, signal_url};
 pub use transport::{HttpTransport, HttpTransportError, classify, error_message};
 
 use crate::config::parse_component;
-use crate::exporters::delivery::DeliveryExporter;
+use crate::delivery::DeliveryExporter;
 use crate::model::Signal;
 use crate::otlp::OtlpEncoder;
 use crate::pipeline::{BuildContext, Built, Factory};

@@ -10,15 +10,15 @@ use http::{HeaderMap, StatusCode, header};
 use prost::Message as _;
 
 use super::config::{Encoding, OtlpHttpExporterConfig};
-use crate::exporters::delivery::{Request, SendError, Sent, Transport};
-use crate::exporters::http_client::{self, RetryableStatuses};
+use crate::delivery::http_client::{self, RetryableStatuses};
+use crate::delivery::{Request, SendError, Sent, Transport};
 use crate::model::Signal;
 use crate::otlp::Compression;
 use crate::otlp::proto::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use crate::otlp::proto::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use crate::otlp::status::RpcStatus;
-use crate::otlp::tls::{ClientTls, TlsError};
 use crate::pipeline::ComponentError;
+use crate::tls::{ClientTls, TlsError};
 
 /// Errors of setting up the HTTP client.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::naming::is_valid_label_name;
 use crate::config::{Checks, ComponentConfig};
+use crate::prometheus::{Naming, ResourceToTelemetry, StoreOptions, is_valid_label_name};
 
 /// Retina's metrics port, the default scrape endpoint.
 pub const DEFAULT_ENDPOINT: &str = "0.0.0.0:10093";
@@ -43,26 +43,6 @@ pub struct PrometheusConfig {
     pub naming: Naming,
 }
 
-/// `resource_to_telemetry_conversion` settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResourceToTelemetry {
-    /// When true, every resource attribute becomes a label on every series.
-    pub enabled: bool,
-}
-
-/// Which metric names and labels are exposed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Naming {
-    /// The OpenTelemetry -> Prometheus translation (`network_forward_packets_total`).
-    #[default]
-    Otel,
-    /// Retina's names and labels (`networkobservability_forward_count{direction}`) where Retina
-    /// has an equivalent; the OpenTelemetry translation otherwise.
-    Retina,
-}
-
 impl Default for PrometheusConfig {
     fn default() -> Self {
         PrometheusConfig {
@@ -77,6 +57,22 @@ impl Default for PrometheusConfig {
             add_metric_suffixes: true,
             without_scope_info: false,
             naming: Naming::Otel,
+        }
+    }
+}
+
+impl PrometheusConfig {
+    /// How the exporter's series store names and labels series.
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            naming: self.naming,
+            namespace: self.namespace.clone(),
+            add_suffixes: self.add_metric_suffixes,
+            resource_labels: self.resource_to_telemetry_conversion.enabled,
+            scope_labels: !self.without_scope_info,
+            const_labels: self.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            expiration: (!self.metric_expiration.is_zero()).then_some(self.metric_expiration),
+            retina_target_labels: false,
         }
     }
 }

@@ -2,20 +2,13 @@
 //! otelcol's OpenTelemetry -> Prometheus translation (or Retina's names, `naming: retina`).
 //!
 //! - `config.rs`: the settings (otelcol's keys and defaults, plus `path` and `naming`).
-//! - `naming.rs`: metric and label name translation; `retina.rs`: the Retina mapping table.
-//! - `store.rs`: the series store that batches are folded into (deltas become cumulative).
-//! - `encode.rs`: the text exposition (Prometheus 0.0.4 and OpenMetrics), reused by the agent's
-//!   own `/metrics` through [`encode_metrics`].
 //! - `server.rs`: the HTTP endpoint.
+//!
+//! Naming, the series store and the text exposition are the shared translation in
+//! [`crate::prometheus`], which the remote-write exporter and the agent's own `/metrics` use too.
 
 mod config;
-mod encode;
-mod naming;
-mod retina;
 mod server;
-mod store;
-#[cfg(test)]
-mod tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -26,18 +19,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use config::{DEFAULT_ENDPOINT, Naming, PrometheusConfig, ResourceToTelemetry};
-pub use encode::{Format, encode_metrics};
-pub use naming::{MetricKind, label_name, metric_name};
-pub use retina::metric_names as retina_metric_names;
-// The series store and its translation, shared with the remote-write exporter so that both
-// paths name, label and fold every series identically.
-pub(crate) use encode::write_go_float;
-pub(crate) use store::{Merged, PromKind, Scratch, Store, StoreOptions, Touch, parse_labels};
+pub use config::{DEFAULT_ENDPOINT, PrometheusConfig};
 
 use crate::config::{ConfigError, parse_component};
-use crate::model::{MetricBatch, Payload, Signal};
+use crate::model::{Payload, Signal};
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
+use crate::prometheus::Store;
 use crate::telemetry::ComponentKind;
 
 /// Errors of the `prometheus` exporter.
@@ -81,7 +68,7 @@ pub fn factory() -> Factory {
         aliases: &[],
         signals: &[Signal::Metrics],
         connects: &[],
-        description: "Serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
+        description: "serves metrics for Prometheus to scrape (OpenTelemetry or Retina names)",
         metrics: &[],
         build,
     }
@@ -90,43 +77,6 @@ pub fn factory() -> Factory {
 fn build(ctx: &BuildContext<'_>) -> Result<Built, ConfigError> {
     let config: PrometheusConfig = parse_component(ctx.node, ctx.path)?;
     Ok(Built::Exporter(Box::new(PrometheusExporter::new(config))))
-}
-
-/// The exporter's series store on its own, for benchmarks and for embedding an exposition
-/// elsewhere: fold batches in, encode the latest values out.
-pub struct SeriesStore(Store);
-
-impl SeriesStore {
-    /// An empty store named and labelled per `config` (`endpoint` and `path` are not used).
-    pub fn new(config: &PrometheusConfig) -> Self {
-        SeriesStore(Store::new(StoreOptions::from_config(config)))
-    }
-
-    /// Folds a batch in; returns `(points accepted, points refused)`.
-    pub fn fold(&mut self, batch: &MetricBatch) -> (u64, u64) {
-        let f = self.0.fold(batch, Instant::now());
-        (f.accepted, f.dropped)
-    }
-
-    /// Removes series older than `metric_expiration`; returns how many.
-    pub fn expire(&mut self) -> usize {
-        self.0.expire(Instant::now())
-    }
-
-    /// Appends the exposition in `format`.
-    pub fn encode(&self, format: Format, out: &mut String) {
-        self.0.encode(format, false, out);
-    }
-
-    /// Number of OpenTelemetry series held.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when no series is held.
-    pub fn is_empty(&self) -> bool {
-        self.0.len() == 0
-    }
 }
 
 /// What the HTTP handler and the ingestion loop share.
@@ -159,7 +109,7 @@ impl PrometheusExporter {
     /// An exporter with this config; nothing is bound until `start`.
     pub fn new(config: PrometheusConfig) -> Self {
         let shared = Arc::new(Shared {
-            store: RwLock::new(Store::new(StoreOptions::from_config(&config))),
+            store: RwLock::new(Store::new(config.store_options())),
             open_metrics: config.enable_open_metrics,
             send_timestamps: config.send_timestamps,
         });

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
-use super::encode::Format;
+use crate::prometheus::Format;
 
 /// Serves scrapes on `listener` until `stop` is cancelled.
 pub(crate) async fn serve(

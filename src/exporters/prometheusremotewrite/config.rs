@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::config::{Checks, ComponentConfig};
-use crate::exporters::delivery::{RetryConfig, SendingQueueConfig, StorageConfig};
-use crate::exporters::prometheus::{Naming, ResourceToTelemetry, label_name};
-use crate::otlp::tls::ClientTls;
+use crate::delivery::{RetryConfig, SendingQueueConfig, StorageConfig};
+use crate::prometheus::{Naming, ResourceToTelemetry, StoreOptions, label_name};
+use crate::tls::ClientTls;
 
 /// otelcol's default `max_batch_size_bytes` (about 2.86 MiB).
 pub const DEFAULT_MAX_BATCH_SIZE_BYTES: usize = 3_000_000;
@@ -180,6 +180,20 @@ impl RemoteWriteConfig {
     /// External labels with their names translated like attribute keys (as otelcol does).
     pub fn external_label_pairs(&self) -> Vec<(String, String)> {
         self.external_labels.iter().map(|(k, v)| (label_name(k), v.clone())).collect()
+    }
+
+    /// How the exporter's series store names and labels series (`job` and `instance` on Retina
+    /// names too: a push carries its own target labels).
+    pub fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            naming: self.naming,
+            namespace: self.namespace.clone(),
+            add_suffixes: self.add_metric_suffixes,
+            resource_labels: self.resource_to_telemetry_conversion.enabled,
+            scope_labels: !self.disable_scope_info,
+            retina_target_labels: true,
+            ..StoreOptions::plain()
+        }
     }
 }
 

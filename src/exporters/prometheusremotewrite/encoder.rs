@@ -11,9 +11,8 @@ use std::time::Instant;
 
 use super::config::RemoteWriteConfig;
 use super::request::RequestWriter;
-use super::series::{Translator, TranslatorOptions};
-use crate::exporters::delivery::{Encoder, Request};
-use crate::exporters::prometheus::StoreOptions;
+use super::series::{EncodeOutcome, Translator, TranslatorOptions};
+use crate::delivery::{Encoder, Request};
 use crate::model::{Payload, Signal};
 use crate::telemetry::ComponentStats;
 
@@ -28,18 +27,8 @@ pub struct RemoteWriteEncoder {
 impl RemoteWriteEncoder {
     /// An encoder with the naming, labels and size limit of `config`.
     pub fn new(config: &RemoteWriteConfig) -> Self {
-        let store = StoreOptions {
-            naming: config.naming,
-            namespace: config.namespace.clone(),
-            add_suffixes: config.add_metric_suffixes,
-            resource_labels: config.resource_to_telemetry_conversion.enabled,
-            scope_labels: !config.disable_scope_info,
-            const_labels: Vec::new(),
-            expiration: None,
-            retina_target_labels: true,
-        };
         let opts = TranslatorOptions {
-            store,
+            store: config.store_options(),
             external_labels: config.external_label_pairs(),
             target_info: config.target_info.enabled,
         };
@@ -72,26 +61,6 @@ impl RemoteWriteEncoder {
         let outcome = translator.encode(batch, Instant::now(), self.metadata, &mut writer);
         writer.finish();
         Ok(outcome)
-    }
-}
-
-/// What became of the points of one batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EncodeOutcome {
-    /// Points that are in the requests.
-    pub sent: u64,
-    /// Points refused by the translation (older than held, malformed, unnameable, type conflict).
-    pub refused: u64,
-    /// Points not newer than the last sample of their series.
-    pub stale: u64,
-    /// Points without a timestamp.
-    pub untimed: u64,
-}
-
-impl EncodeOutcome {
-    /// Points that are not in the requests.
-    pub fn dropped(&self) -> u64 {
-        self.refused + self.stale + self.untimed
     }
 }
 

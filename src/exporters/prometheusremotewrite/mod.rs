@@ -42,16 +42,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use config::{DEFAULT_MAX_BATCH_SIZE_BYTES, RESERVED_HEADERS, RemoteWriteConfig, RemoteWriteQueue, TargetInfo};
-pub use encoder::{EncodeOutcome, RemoteWriteEncoder};
-pub use series::SERIES_TTL;
+pub use encoder::RemoteWriteEncoder;
+pub use series::{EncodeOutcome, SERIES_TTL};
 pub use transport::{RemoteWriteTransport, USER_AGENT, classify, compress, refuses_samples};
 
 use crate::config::{ConfigError, parse_component};
-use crate::exporters::delivery::{DeliveryExporter, Encoder};
+use crate::delivery::{DeliveryExporter, Encoder};
 use crate::model::Signal;
-use crate::otlp::tls::TlsError;
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
 use crate::telemetry::ComponentKind;
+use crate::tls::TlsError;
 
 /// Errors of the `prometheusremotewrite` exporter.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub fn factory() -> Factory {
         aliases: &["prometheus_remote_write"],
         signals: &[Signal::Metrics],
         connects: &[],
-        description: "Pushes metrics with Prometheus remote-write 1.0, queued (optionally on disk) and retried in order",
+        description: "pushes metrics with Prometheus remote-write 1.0, queued (optionally on disk) and retried in order",
         metrics: &[],
         build,
     }

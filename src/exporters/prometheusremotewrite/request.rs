@@ -11,7 +11,7 @@ use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len, message};
 
 use super::proto::{Label, MetricMetadata, Sample};
-use crate::exporters::delivery::Request;
+use crate::delivery::Request;
 use crate::model::Signal;
 
 /// `WriteRequest.timeseries`.

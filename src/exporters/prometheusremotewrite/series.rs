@@ -18,13 +18,10 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::encoder::EncodeOutcome;
 use super::proto::{MetricMetadata, MetricType, Sample};
 use super::request::{Counted, RequestWriter, encode_labels};
-use crate::exporters::prometheus::{
-    Merged, PromKind, Scratch, Store, StoreOptions, Touch, parse_labels, write_go_float,
-};
 use crate::model::{MetricBatch, Resource};
+use crate::prometheus::{Exposed, Labels, Merged, PromKind, Scratch, Store, StoreOptions, Touch, write_go_float};
 
 /// Series (and their accumulated deltas, Retina members, last timestamps) are forgotten after
 /// this long without a point, like the scrape exporter's default `metric_expiration`.
@@ -50,6 +47,26 @@ pub(crate) struct TranslatorOptions {
     pub target_info: bool,
 }
 
+/// What became of the points of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncodeOutcome {
+    /// Points that are in the requests.
+    pub sent: u64,
+    /// Points refused by the translation (older than held, malformed, unnameable, type conflict).
+    pub refused: u64,
+    /// Points not newer than the last sample of their series.
+    pub stale: u64,
+    /// Points without a timestamp.
+    pub untimed: u64,
+}
+
+impl EncodeOutcome {
+    /// Points that are not in the requests.
+    pub fn dropped(&self) -> u64 {
+        self.refused + self.stale + self.untimed
+    }
+}
+
 /// One sample waiting to be written, in its series' list for this batch.
 #[derive(Debug)]
 struct Pending {
@@ -67,8 +84,8 @@ struct Pending {
 /// What is remembered about one exposed series.
 #[derive(Debug)]
 struct OutputCache {
-    /// The store's rendered labels: identifies the output (ids are reused after expiry).
-    identity: Arc<str>,
+    /// The store's labels of the series: identifies the output (ids are reused after expiry).
+    identity: Arc<Labels>,
     /// Sorted labels with the external labels, without `__name__`.
     labels: Vec<(String, String)>,
     /// Timestamp of the newest sample made for this series.
@@ -207,17 +224,15 @@ impl Translator {
         self.last_sweep = now;
         self.store.expire(now);
         for (i, cache) in self.outputs.iter_mut().enumerate() {
-            let alive = cache
-                .as_ref()
-                .is_some_and(|c| self.store.outputs.get(i as u32).is_some_and(|o| Arc::ptr_eq(&o.labels, &c.identity)));
+            let alive = cache.as_ref().is_some_and(|c| self.store.is_live(i as u32, &c.identity));
             if !alive {
                 *cache = None;
             }
         }
         for (i, cache) in self.resources.iter_mut().enumerate() {
-            let alive = cache.as_ref().is_some_and(|c| {
-                self.store.resources.get(i as u32).is_some_and(|r| Arc::ptr_eq(&r.resource, &c.identity))
-            });
+            let alive = cache
+                .as_ref()
+                .is_some_and(|c| self.store.resource(i as u32).is_some_and(|r| Arc::ptr_eq(r, &c.identity)));
             if !alive {
                 *cache = None;
             }
@@ -245,19 +260,20 @@ impl Translator {
         } = self;
         let folded = store.fold_observed(batch, now, &mut |store: &Store, touch: Touch| {
             touches += 1;
-            let Some(output) = store.outputs.get(touch.output) else { return };
-            let Some(family) = store.families.get(output.family) else { return };
-            let Some((merged, time_ns)) = store.merge(family.merge, &output.members, scratch) else { return };
+            let Some((exposed, merged, time_ns)) = store.current(touch.output, scratch) else { return };
             if time_ns == 0 {
                 t.untimed += 1;
                 return;
             }
             let time_ms = i64::try_from(time_ns / 1_000_000).unwrap_or(i64::MAX);
             let cache = slot(outputs, touch.output);
-            if !cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.identity, &output.labels)) {
+            if !cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.identity, exposed.labels)) {
                 *cache = Some(OutputCache {
-                    identity: output.labels.clone(),
-                    labels: with_external(parse_labels(&output.labels), &opts.external_labels),
+                    identity: exposed.labels.clone(),
+                    labels: with_external(
+                        exposed.labels.pairs().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+                        &opts.external_labels,
+                    ),
                     last_ms: NEVER,
                     generation: 0,
                     first: END,
@@ -280,8 +296,7 @@ impl Translator {
                     push_histogram(values, finite.then_some(&h.buckets[..]), h.count, h.sum);
                     Some(if finite { h.bounds.clone() } else { Arc::from(Vec::new()) })
                 }
-                Merged::SummedHist => {
-                    let b = store.first_bounds(&output.members);
+                Merged::SummedHist(b) => {
                     let finite = scratch.buckets.len() == b.len() + 1;
                     push_histogram(values, finite.then_some(&scratch.buckets[..]), scratch.count, scratch.sum);
                     Some(if finite { b } else { Arc::from(Vec::new()) })
@@ -353,13 +368,12 @@ impl Translator {
             opts,
             ..
         } = self;
-        let mut families: Vec<u32> = Vec::new();
+        let mut families: Vec<Exposed<'_>> = Vec::new();
         for &o in touched.iter() {
             let Some(Some(cache)) = outputs.get_mut(o as usize) else { continue };
-            let Some(output) = store.outputs.get(o) else { continue };
-            let Some(family) = store.families.get(output.family) else { continue };
+            let Some(family) = store.exposed(o) else { continue };
             if metadata {
-                families.push(output.family);
+                families.push(family);
             }
             let mut run_start = cache.first;
             while run_start != END {
@@ -377,7 +391,7 @@ impl Translator {
                 }
                 run_start = i;
                 if !cache.built_for.as_ref().is_some_and(|b| same_bounds(b, &bounds)) {
-                    build_encoded(cache, &family.name, family.kind, &bounds);
+                    build_encoded(cache, family.name, family.kind, &bounds);
                 }
                 let primary = cache.encoded.len().saturating_sub(1);
                 for (v, labels) in cache.encoded.iter().enumerate() {
@@ -418,10 +432,9 @@ impl Translator {
         }
 
         if metadata {
-            families.sort_unstable();
-            families.dedup();
-            for f in families {
-                let Some(family) = store.families.get(f) else { continue };
+            families.sort_unstable_by_key(|f| f.family);
+            families.dedup_by_key(|f| f.family);
+            for family in families {
                 let kind = match family.kind {
                     PromKind::Counter => MetricType::Counter,
                     PromKind::Gauge => MetricType::Gauge,
@@ -429,8 +442,8 @@ impl Translator {
                 };
                 writer.metadata(&MetricMetadata {
                     r#type: kind as i32,
-                    metric_family_name: family.name.clone(),
-                    help: family.help.clone(),
+                    metric_family_name: family.name.to_string(),
+                    help: family.help.to_string(),
                     unit: String::new(),
                 });
             }
@@ -470,11 +483,11 @@ fn note_resource(
     time_ms: i64,
     generation: u64,
 ) {
-    let Some(entry) = store.resources.get(r) else { return };
+    let Some(resource) = store.resource(r) else { return };
     let cache = slot(resources, r);
-    if !cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.identity, &entry.resource)) {
+    if !cache.as_ref().is_some_and(|c| Arc::ptr_eq(&c.identity, resource)) {
         *cache = Some(ResourceCache {
-            identity: entry.resource.clone(),
+            identity: resource.clone(),
             encoded: None,
             last_ms: NEVER,
             generation: 0,

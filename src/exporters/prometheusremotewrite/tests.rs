@@ -10,46 +10,20 @@ use prost::Message;
 
 use super::proto::{Label, MetricType, Sample, TimeSeries, WriteRequest};
 use super::*;
-use crate::exporters::delivery::{Request, SendError, Sent, Transport};
-use crate::exporters::prometheus::{Format, Naming, PrometheusConfig, SeriesStore, parse_labels};
-use crate::model::{
-    Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Payload, Resource, Scope,
-    SumData, Temporality,
-};
+use crate::delivery::{Request, SendError, Sent, Transport};
+use crate::model::fixtures::{self, attrs};
+use crate::model::{Attributes, HistogramPoint, Metric, MetricBatch, NumberPoint, Payload, Temporality};
+use crate::prometheus::{Format, Naming, Store, StoreOptions};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 const SEC: u64 = 1_000_000_000;
 
-fn attrs(pairs: &[(&str, &str)]) -> Attributes {
-    Attributes::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
-}
-
-fn resource() -> Arc<Resource> {
-    Arc::new(Resource {
-        attributes: attrs(&[
-            ("service.name", "fovea"),
-            ("service.instance.id", "node-1"),
-            ("host.name", "h1"),
-            ("k8s.node.name", "node-1"),
-        ]),
-    })
-}
-
-fn scope() -> Arc<Scope> {
-    Arc::new(Scope { name: "fovea/linuxutil".into(), version: "0.1.0".into() })
-}
-
 fn batch(metrics: Vec<Metric>) -> MetricBatch {
-    MetricBatch::single(resource(), scope(), metrics)
+    fixtures::batch("linuxutil", metrics)
 }
 
 fn sum(name: &str, unit: &str, temporality: Temporality, points: Vec<NumberPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        description: "a sum".into(),
-        unit: unit.into(),
-        data: MetricData::Sum(SumData { points, temporality, monotonic: true }),
-    }
+    fixtures::sum(name, unit, temporality, true, points)
 }
 
 /// `(attributes, time, value)`.
@@ -61,26 +35,11 @@ fn counter(name: &str, points: &[Point<'_>]) -> Metric {
 }
 
 fn histogram(temporality: Temporality, points: Vec<HistogramPoint>) -> Metric {
-    Metric {
-        name: "network.tcp.handshake.duration".into(),
-        description: "Handshake time".into(),
-        unit: "s".into(),
-        data: MetricData::Histogram(HistogramData { points, temporality }),
-    }
+    fixtures::histogram("network.tcp.handshake.duration", temporality, points)
 }
 
 fn hist_point(bounds: &Arc<[f64]>, buckets: &[u64], sum: f64, time: u64) -> HistogramPoint {
-    HistogramPoint {
-        attributes: Attributes::new(),
-        start_time_unix_nano: T0 - 100 * SEC,
-        time_unix_nano: time,
-        count: buckets.iter().sum(),
-        sum,
-        bucket_counts: buckets.to_vec(),
-        explicit_bounds: bounds.clone(),
-        min: None,
-        max: None,
-    }
+    fixtures::hist_point(bounds, buckets, sum, T0 - 100 * SEC, time)
 }
 
 fn config(extra: impl FnOnce(&mut RemoteWriteConfig)) -> RemoteWriteConfig {
@@ -212,19 +171,45 @@ fn counters_gauges_histograms_and_target_info_are_exact() {
     assert!(decoded[0].metadata.is_empty(), "send_metadata is off by default");
 }
 
-/// The scrape exporter's exposition as `name{sorted labels}` -> value.
-fn scrape_exposition(config: PrometheusConfig, batches: &[MetricBatch]) -> BTreeMap<String, f64> {
-    let mut store = SeriesStore::new(&config);
+/// Labels of an exposition line (`a="x",b="y\"z"`), unescaped.
+fn parse_exposition_labels(rendered: &str) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    let mut rest = rendered;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let (mut value, mut chars, mut end) = (String::new(), after.char_indices(), after.len());
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.push((name.trim_start_matches(',').to_string(), value));
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// What the scrape exporter would expose for `options`, as `name{sorted labels}` -> value.
+fn scrape_exposition(options: StoreOptions, batches: &[MetricBatch]) -> BTreeMap<String, f64> {
+    let mut store = Store::new(options);
     for b in batches {
-        store.fold(b);
+        store.fold(b, std::time::Instant::now());
     }
     let mut text = String::new();
-    store.encode(Format::Text, &mut text);
+    store.encode(Format::Text, false, &mut text);
     let mut out = BTreeMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').expect("sample line");
         let (name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+            Some((n, rest)) => (n, parse_exposition_labels(rest.trim_end_matches('}'))),
             None => (series, Vec::new()),
         };
         let labels: BTreeMap<String, String> = labels.into_iter().collect();
@@ -292,7 +277,7 @@ fn series_and_values_are_those_the_scrape_exporter_exposes() {
             .into_iter()
             .map(|(k, v)| (k, v.last().map_or(f64::NAN, |s| s.1)))
             .collect();
-        let scraped = scrape_exposition(PrometheusConfig { naming, ..Default::default() }, &batches);
+        let scraped = scrape_exposition(StoreOptions { naming, ..StoreOptions::plain() }, &batches);
         let scraped: BTreeMap<String, f64> =
             scraped.into_iter().filter(|(k, _)| !k.starts_with("target_info")).collect();
         assert_eq!(pushed, scraped, "{naming:?}");

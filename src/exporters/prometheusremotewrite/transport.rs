@@ -19,10 +19,10 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use super::RemoteWriteError;
 use super::config::RemoteWriteConfig;
 use super::proto::WriteRequest;
-use crate::exporters::delivery::{Request, SendError, Sent, Transport};
-use crate::exporters::http_client::{self, RetryableStatuses};
-use crate::otlp::tls::ClientTls;
+use crate::delivery::http_client::{self, RetryableStatuses};
+use crate::delivery::{Request, SendError, Sent, Transport};
 use crate::pipeline::ComponentError;
+use crate::tls::ClientTls;
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("fovea/", env!("CARGO_PKG_VERSION"));

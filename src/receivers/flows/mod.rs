@@ -125,6 +125,11 @@ pub struct Flows {
     started: Option<Started>,
 }
 
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FlowsError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| FlowsError::Worker(e.to_string()))
+}
+
 /// Reads what one drain needs, under the flow maps' lock (kept short: processing happens later).
 fn read(maps: &mut FlowMaps, r: &mut Reading, latency: bool) -> Result<(), aya::maps::MapError> {
     r.deltas.clear();
@@ -204,16 +209,34 @@ impl Flows {
             *reading = Some(r);
             return Ok(true);
         }
-        let (s, r, forget, (flows, metrics)) = tokio::task::spawn_blocking(move || {
+        // accounting and records on blocking threads, one batch at a time
+        let (mut s, mut r, mut drain, mut forget) = blocking(move || {
             let mut forget = Forget::default();
-            let out = s.process(&r, &mut forget);
+            let d = s.begin(&r, &mut forget);
+            (s, r, d, forget)
+        })
+        .await?;
+        let mut open = true;
+        loop {
+            let (s2, r2, d2, batch) = blocking(move || {
+                let b = s.next_batch(&r, &mut drain);
+                (s, r, drain, b)
+            })
+            .await?;
+            (s, r, drain) = (s2, r2, d2);
+            match batch {
+                None => break,
+                Some(None) => {}
+                Some(Some(batch)) => open &= ctx.output.send(Payload::from(batch)).await.is_ok(),
+            }
+        }
+        let (s, r, forget, (flows, metrics)) = blocking(move || {
+            let out = s.finish(&r, drain, &mut forget);
             (s, r, forget, out)
         })
-        .await
-        .map_err(|e| FlowsError::Worker(e.to_string()))?;
+        .await?;
         *state = Some(s);
         *reading = Some(r);
-        let mut open = true;
         if let Some(batch) = flows {
             open &= ctx.output.send(Payload::from(batch)).await.is_ok();
         }

@@ -3,7 +3,8 @@
 //!
 //! A [`Reading`] is what one drain took from the kernel: the flows counted since the previous
 //! drain, the cumulative per-interface overflow and non-IP counters, the handshake histogram and
-//! the sockets' RTT. [`FlowState::process`] turns it into
+//! the sockets' RTT. [`FlowState::begin`], [`FlowState::next_batch`] and [`FlowState::finish`]
+//! turn it into
 //!
 //! * one `forward` record per flow (the interval's packets and bytes, per-flag counts,
 //!   handshakes, RTT of the connection's sockets), plus one overflow record per interface and
@@ -68,6 +69,22 @@ fn direction_index(d: ebpf::Direction) -> Option<usize> {
         ebpf::Direction::Egress => Some(1),
         ebpf::Direction::Unknown => None,
     }
+}
+
+/// Flow records per batch sent down the pipeline (as otelcol's batch processor's default
+/// send_batch_size): a drain of 50 000 flows goes out in 7 batches, each sent before the next is
+/// made, which bounds the memory records take.
+pub const RECORDS_PER_BATCH: usize = 8192;
+
+/// Where one drain's processing is.
+#[derive(Debug)]
+pub struct Drain {
+    clock: KernelClock,
+    now: u64,
+    now_mono: u64,
+    idle_ns: u64,
+    /// The first flow not yet accounted for.
+    next: usize,
 }
 
 /// What a drain asks the kernel to forget afterwards.
@@ -156,19 +173,33 @@ impl FlowState {
         }
     }
 
-    /// Turns a drain into records and metrics; fills `forget` with what the kernel can drop now.
-    pub fn process(&mut self, r: &Reading, forget: &mut Forget) -> (Option<FlowBatch>, Option<MetricBatch>) {
-        let clock = KernelClock::monotonic();
-        let now = now_unix_nano();
-        let now_mono = u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0);
-        let idle_ns = u64::try_from(self.config.idle_timeout.as_nanos()).unwrap_or(u64::MAX);
+    /// Starts turning a drain into records and metrics: takes the sockets' RTT (quiet sockets go
+    /// to `forget`). Then [`FlowState::next_batch`] until it says done, then [`FlowState::finish`].
+    pub fn begin(&mut self, r: &Reading, forget: &mut Forget) -> Drain {
+        let drain = Drain {
+            clock: KernelClock::monotonic(),
+            now: now_unix_nano(),
+            now_mono: u64::try_from(clock_ns(libc::CLOCK_MONOTONIC)).unwrap_or(0),
+            idle_ns: u64::try_from(self.config.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+            next: 0,
+        };
         if self.config.latency {
-            self.sockets.update(&r.sockets, self.collapse, now_mono, idle_ns, &mut forget.sockets);
+            self.sockets.update(&r.sockets, self.collapse, drain.now_mono, drain.idle_ns, &mut forget.sockets);
         }
+        drain
+    }
 
-        let mut records = Vec::with_capacity(if self.flows { r.deltas.len() } else { 0 });
-        for d in &r.deltas {
-            let start = self.table.touch(d, &clock);
+    /// Accounts for the next `RECORDS_PER_BATCH` flows of the drain and, when a flows pipeline
+    /// wants them, returns them as one batch; `None` once every flow is done. Batches are sent one
+    /// at a time, so 50 000 flows never sit in memory as records all at once.
+    pub fn next_batch(&mut self, r: &Reading, drain: &mut Drain) -> Option<Option<FlowBatch>> {
+        if drain.next >= r.deltas.len() {
+            return None;
+        }
+        let end = (drain.next + RECORDS_PER_BATCH).min(r.deltas.len());
+        let mut records = Vec::with_capacity(if self.flows { end - drain.next } else { 0 });
+        for d in &r.deltas[drain.next..end] {
+            let start = self.table.touch(d, &drain.clock);
             for (total, n) in self.flag_totals.iter_mut().zip(d.tcp_flags) {
                 *total += u64::from(n);
             }
@@ -178,7 +209,7 @@ impl FlowState {
             }
             if self.flows {
                 let iface = self.ifaces.get(&d.key.ifindex).map(|s| &s.iface);
-                let mut record = table::record(d, start, &clock, iface);
+                let mut record = table::record(d, start, &drain.clock, iface);
                 if d.key.tuple.protocol == 6
                     && let Some(rtt) = self.sockets.rtt_of(&d.key.tuple, self.collapse)
                 {
@@ -187,8 +218,21 @@ impl FlowState {
                 records.push(record);
             }
         }
-        self.interface_counts(&r.ifaces, now, &mut records);
-        let evicted = self.table.evict_idle(now_mono, idle_ns);
+        drain.next = end;
+        Some(self.batch(records))
+    }
+
+    /// Finishes a drain: the overflow records, the metrics, and the interfaces the kernel can
+    /// forget now (detached and fully reported) in `forget`.
+    pub fn finish(
+        &mut self,
+        r: &Reading,
+        drain: Drain,
+        forget: &mut Forget,
+    ) -> (Option<FlowBatch>, Option<MetricBatch>) {
+        let mut records = Vec::new();
+        self.interface_counts(&r.ifaces, drain.now, &mut records);
+        let evicted = self.table.evict_idle(drain.now_mono, drain.idle_ns);
         tracing::debug!(
             drained = r.deltas.len(),
             live_flows = self.table.len(),
@@ -199,8 +243,7 @@ impl FlowState {
         if let Ok(mut o) = self.overflow.lock() {
             o.drained += r.deltas.len() as u64;
         }
-
-        let metrics = self.metrics.then(|| self.metrics(&r.handshakes, now));
+        let metrics = self.metrics.then(|| self.metrics(&r.handshakes, drain.now));
         for (&ifindex, s) in &self.ifaces {
             if s.retired {
                 forget.interfaces.push(ifindex);
@@ -214,13 +257,17 @@ impl FlowState {
             }
             self.table.forget_interface(*ifindex);
         }
-        self.last_drain = now;
-        let flows = (self.flows && !records.is_empty()).then(|| FlowBatch {
+        self.last_drain = drain.now;
+        (self.batch(records), metrics)
+    }
+
+    /// `records` as a batch, when there are any and a flows pipeline wants them.
+    fn batch(&self, records: Vec<FlowRecord>) -> Option<FlowBatch> {
+        (self.flows && !records.is_empty()).then(|| FlowBatch {
             resource: self.resource.clone(),
             records,
             acks: Default::default(),
-        });
-        (flows, metrics)
+        })
     }
 
     /// Turns the cumulative per-interface counters into this interval's overflow records and

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer};
 
 use crate::config::{Checks, ComponentConfig};
-use crate::otlp::tls::ServerTls;
+use crate::tls::ServerTls;
 
 /// `otlp:` settings.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -45,7 +45,7 @@ pub enum OtlpReceiverError {
         /// `grpc` or `http`.
         protocol: &'static str,
         /// Why.
-        source: crate::otlp::tls::TlsError,
+        source: crate::tls::TlsError,
     },
     /// A server failed while running.
     #[error("OTLP/{protocol} server failed: {message}")]

@@ -18,6 +18,7 @@
 mod config;
 mod disk;
 mod driver;
+pub mod http_client;
 mod memory;
 mod persistent;
 mod retry;

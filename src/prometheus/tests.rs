@@ -4,72 +4,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::config::Naming;
 use super::encode::{Format, encode_metrics, write_go_float};
 use super::naming::{MetricKind, label_name, metric_name};
-use super::store::{Folded, Store, StoreOptions, render_labels};
-use crate::model::{
-    AttrValue, Attributes, HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Resource,
-    Scope, SumData, Temporality,
-};
-
-fn attrs(pairs: &[(&str, &str)]) -> Attributes {
-    Attributes::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
-}
-
-fn resource() -> Arc<Resource> {
-    Arc::new(Resource {
-        attributes: attrs(&[
-            ("service.name", "fovea"),
-            ("service.instance.id", "node-1"),
-            ("host.name", "h1"),
-            ("k8s.node.name", "node-1"),
-        ]),
-    })
-}
-
-fn scope() -> Arc<Scope> {
-    Arc::new(Scope { name: "fovea/packetforward".into(), version: "0.1.0".into() })
-}
+use super::options::{Naming, StoreOptions};
+use super::store::{Folded, Labels, Store};
+use crate::model::fixtures::{self, attrs, histogram, sum};
+use crate::model::{AttrValue, Attributes, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Temporality};
 
 fn batch(metrics: Vec<Metric>) -> MetricBatch {
-    MetricBatch::single(resource(), scope(), metrics)
+    fixtures::batch("packetforward", metrics)
 }
 
 fn point(pairs: &[(&str, &str)], time: u64, value: i64) -> NumberPoint {
     NumberPoint::int(attrs(pairs), 1, time, value)
 }
 
-fn sum(name: &str, unit: &str, temporality: Temporality, monotonic: bool, points: Vec<NumberPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        description: "".into(),
-        unit: unit.into(),
-        data: MetricData::Sum(SumData { points, temporality, monotonic }),
-    }
-}
-
-fn histogram(name: &str, temporality: Temporality, points: Vec<HistogramPoint>) -> Metric {
-    Metric {
-        name: name.into(),
-        description: "Handshake time".into(),
-        unit: "s".into(),
-        data: MetricData::Histogram(HistogramData { points, temporality }),
-    }
-}
-
 fn hist_point(bounds: &Arc<[f64]>, buckets: &[u64], sum: f64, time: u64) -> HistogramPoint {
-    HistogramPoint {
-        attributes: Attributes::new(),
-        start_time_unix_nano: 1,
-        time_unix_nano: time,
-        count: buckets.iter().sum(),
-        sum,
-        bucket_counts: buckets.to_vec(),
-        explicit_bounds: bounds.clone(),
-        min: None,
-        max: None,
-    }
+    fixtures::hist_point(bounds, buckets, sum, 1, time)
 }
 
 fn options(naming: Naming) -> StoreOptions {
@@ -184,7 +135,7 @@ fn colliding_labels_join_with_semicolons_and_values_are_escaped() {
     a.insert("ok", AttrValue::Bool(true));
     let labels = super::store::attribute_labels(&a);
     assert_eq!(
-        render_labels(labels),
+        Labels::new(labels).text(),
         r#"a_b="1;2",count="7",ok="true",path="C:\\dir \"x\"\nnext""#,
         "a-b and a.b both give a_b=1, which is not repeated"
     );
@@ -603,4 +554,19 @@ fn unusable_names_are_dropped_and_help_is_escaped() {
     assert_eq!(store.fold(&batch(vec![bad, good]), Instant::now()), Folded { accepted: 1, dropped: 2 });
     let text = encode(&store, Format::Text);
     assert!(text.contains("# HELP ok line one\\nline \\\\ two \"q\"\n# TYPE ok gauge\n"), "{text}");
+}
+
+#[test]
+fn labels_keep_pairs_unescaped_and_text_escaped() {
+    let labels = Labels::new(vec![
+        ("z".to_string(), "last".to_string()),
+        ("path".to_string(), "C:\\dir \"x\"\nnext".to_string()),
+        ("a".to_string(), String::new()),
+        ("z".to_string(), "shadowed".to_string()),
+    ]);
+    assert_eq!(labels.text(), r#"a="",path="C:\\dir \"x\"\nnext",z="last""#);
+    let pairs: Vec<_> = labels.pairs().collect();
+    assert_eq!(pairs, [("a", ""), ("path", "C:\\dir \"x\"\nnext"), ("z", "last")]);
+    assert_eq!(Labels::new(Vec::new()).pairs().count(), 0);
+    assert_eq!(Labels::new(Vec::new()).text(), "");
 }

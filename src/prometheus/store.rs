@@ -11,73 +11,31 @@
 //! attributes in place, and updated; nothing is allocated. Allocation happens only when a series
 //! is first seen (its attributes, its label text, perhaps its family).
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smol_str::SmolStr;
 use tracing::warn;
 
-use super::config::{Naming, PrometheusConfig};
 use super::naming::{MetricKind, attr_text, label_name, metric_name};
+use super::options::{Naming, StoreOptions};
 use super::retina;
 use crate::model::{
     Attributes, HistogramPoint, Metric, MetricBatch, MetricData, NumberPoint, Resource, Scope, Temporality,
 };
 
-/// How series are named and labelled; derived from the config once.
-#[derive(Debug, Clone)]
-pub(crate) struct StoreOptions {
-    pub naming: Naming,
-    pub namespace: String,
-    pub add_suffixes: bool,
-    pub resource_labels: bool,
-    pub scope_labels: bool,
-    /// Sorted by name.
-    pub const_labels: Vec<(String, String)>,
-    pub expiration: Option<Duration>,
-    /// Give Retina-named series `job` and `instance` from the resource too. A scrape gets them
-    /// from Prometheus's target labels; a push (remote-write) must carry them itself.
-    pub retina_target_labels: bool,
-}
-
-impl StoreOptions {
-    /// Options from the exporter's config.
-    pub fn from_config(c: &PrometheusConfig) -> Self {
-        StoreOptions {
-            naming: c.naming,
-            namespace: c.namespace.clone(),
-            add_suffixes: c.add_metric_suffixes,
-            resource_labels: c.resource_to_telemetry_conversion.enabled,
-            scope_labels: !c.without_scope_info,
-            const_labels: c.const_labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            expiration: (!c.metric_expiration.is_zero()).then_some(c.metric_expiration),
-            retina_target_labels: false,
-        }
-    }
-
-    /// OpenTelemetry naming with suffixes, nothing added, nothing expiring.
-    pub fn plain() -> Self {
-        StoreOptions {
-            naming: Naming::Otel,
-            namespace: String::new(),
-            add_suffixes: true,
-            resource_labels: false,
-            scope_labels: true,
-            const_labels: Vec::new(),
-            expiration: None,
-            retina_target_labels: false,
-        }
-    }
-}
-
 /// The Prometheus type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PromKind {
+pub enum PromKind {
+    /// `counter`.
     Counter,
+    /// `gauge`.
     Gauge,
+    /// `histogram`.
     Histogram,
 }
 
@@ -93,7 +51,7 @@ impl From<MetricKind> for PromKind {
 
 /// How the members of one exposed series combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Merge {
+pub(super) enum Merge {
     /// The most recent member (OpenTelemetry naming: members coincide only by accident).
     Latest,
     /// Sum of the members (Retina naming drops attributes, e.g. interfaces, and adds up).
@@ -102,32 +60,35 @@ pub(crate) enum Merge {
 
 /// A stored histogram, cumulative.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Hist {
+pub struct Hist {
+    /// Observations.
     pub count: u64,
+    /// Sum of the observations.
     pub sum: f64,
     /// Per-bucket (not cumulative) counts; one more than `bounds`, or empty.
     pub buckets: Vec<u64>,
+    /// Finite upper bounds.
     pub bounds: Arc<[f64]>,
 }
 
 /// A stored value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+enum Value {
     Number(f64),
     Hist(Hist),
 }
 
 /// One OpenTelemetry series.
 #[derive(Debug)]
-pub(crate) struct Series {
+struct Series {
     hash: u64,
     metric: u32,
     resource: u32,
     scope: u32,
     attributes: Attributes,
-    pub start: u64,
-    pub time: u64,
-    pub value: Value,
+    start: u64,
+    time: u64,
+    value: Value,
     updated: Instant,
     /// The exposed series it belongs to; [`NO_OUTPUT`] when its family's type conflicts.
     output: u32,
@@ -135,25 +96,130 @@ pub(crate) struct Series {
 
 const NO_OUTPUT: u32 = u32::MAX;
 
-/// One exposed (Prometheus) series: rendered labels (shared with the family's index) and the
+/// The labels of one exposed series, kept twice in one compact form: rendered once as
+/// exposition text (`a="x",b="y"`, values escaped), which identifies the series in its family and
+/// is what a scrape copies, and as name/value pairs sorted by name (what remote-write sends),
+/// stored unescaped in one buffer so a series costs a few allocations, not two per label.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Labels {
+    text: Box<str>,
+    /// Names and values, concatenated in order.
+    parts: Box<str>,
+    /// End offset in `parts` of each name and each value, alternating.
+    ends: Box<[u32]>,
+}
+
+impl Labels {
+    /// Sorts `labels` by name, keeps the first of each name (they come in precedence order), and
+    /// renders the text.
+    pub fn new(mut labels: Vec<(String, String)>) -> Self {
+        // A stable sort keeps precedence order among equal names.
+        labels.sort_by(|a, b| a.0.cmp(&b.0));
+        labels.dedup_by(|later, first| later.0 == first.0);
+        // Exact sizes up front: no regrowth, and the boxes below need no shrinking copy.
+        let raw: usize = labels.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let escapes =
+            labels.iter().map(|(_, v)| v.bytes().filter(|b| matches!(b, b'\\' | b'"' | b'\n')).count()).sum::<usize>();
+        let mut text = String::with_capacity(raw + escapes + (labels.len() * 4).saturating_sub(1));
+        let mut parts = String::with_capacity(raw);
+        let mut ends = Vec::with_capacity(labels.len() * 2);
+        for (name, value) in &labels {
+            if !text.is_empty() {
+                text.push(',');
+            }
+            text.push_str(name);
+            text.push_str("=\"");
+            escape_label_value(value, &mut text);
+            text.push('"');
+            for part in [name, value] {
+                parts.push_str(part);
+                ends.push(parts.len() as u32);
+            }
+        }
+        Labels { text: text.into(), parts: parts.into(), ends: ends.into() }
+    }
+
+    /// Name/value pairs, sorted by name, unescaped.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0usize;
+        let mut next = move |end: u32| {
+            let part = self.parts.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            part
+        };
+        self.ends.chunks_exact(2).map(move |e| (next(e[0]), next(e[1])))
+    }
+
+    /// The exposition text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// [`Labels`] as a key of a family's series, ordered by their text.
+#[derive(Debug, Clone)]
+struct LabelsKey(Arc<Labels>);
+
+impl PartialEq for LabelsKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.text == other.0.text
+    }
+}
+
+impl Eq for LabelsKey {}
+
+impl PartialOrd for LabelsKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LabelsKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.text.cmp(&other.0.text)
+    }
+}
+
+impl Borrow<str> for LabelsKey {
+    fn borrow(&self) -> &str {
+        &self.0.text
+    }
+}
+
+/// One exposed (Prometheus) series: its labels (shared with the family's index) and the
 /// OpenTelemetry series that feed it.
 #[derive(Debug)]
-pub(crate) struct Output {
-    pub family: u32,
-    pub labels: Arc<str>,
-    pub members: Vec<u32>,
+pub(super) struct Output {
+    family: u32,
+    pub(super) labels: Arc<Labels>,
+    pub(super) members: Vec<u32>,
 }
 
 /// One exposed metric family.
 #[derive(Debug)]
-pub(crate) struct Family {
-    pub name: String,
-    pub help: String,
-    pub kind: PromKind,
-    pub merge: Merge,
-    /// Rendered labels -> output, in label order for a stable exposition.
-    pub series: BTreeMap<Arc<str>, u32>,
+pub(super) struct Family {
+    pub(super) name: String,
+    pub(super) help: String,
+    pub(super) kind: PromKind,
+    pub(super) merge: Merge,
+    /// Labels -> output, in label text order for a stable exposition.
+    series: BTreeMap<LabelsKey, u32>,
     conflict_reported: bool,
+}
+
+/// What an exposed series is, as a pusher needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct Exposed<'a> {
+    /// The family's id (stable while the family has series).
+    pub family: u32,
+    /// The family (metric) name.
+    pub name: &'a str,
+    /// The family's help text.
+    pub help: &'a str,
+    /// The family's type.
+    pub kind: PromKind,
+    /// The series' labels; the same `Arc` as long as the series lives (a new one after expiry).
+    pub labels: &'a Arc<Labels>,
 }
 
 #[derive(Debug)]
@@ -169,12 +235,12 @@ struct MetricEntry {
 }
 
 #[derive(Debug)]
-pub(crate) struct ResourceEntry {
+struct ResourceEntry {
     hash: u64,
-    pub resource: Arc<Resource>,
-    pub job: Option<String>,
-    pub instance: Option<String>,
-    pub users: u32,
+    resource: Arc<Resource>,
+    job: Option<String>,
+    instance: Option<String>,
+    users: u32,
 }
 
 #[derive(Debug)]
@@ -186,7 +252,7 @@ struct ScopeEntry {
 
 /// A vector with reusable holes; ids stay stable while an item lives.
 #[derive(Debug)]
-pub(crate) struct Slab<T> {
+struct Slab<T> {
     items: Vec<Option<T>>,
     free: Vec<u32>,
 }
@@ -219,7 +285,7 @@ impl<T> Slab<T> {
         item
     }
 
-    pub(crate) fn get(&self, i: u32) -> Option<&T> {
+    fn get(&self, i: u32) -> Option<&T> {
         self.items.get(i as usize)?.as_ref()
     }
 
@@ -227,7 +293,7 @@ impl<T> Slab<T> {
         self.items.get_mut(i as usize)?.as_mut()
     }
 
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
+    fn iter(&self) -> impl Iterator<Item = (u32, &T)> {
         self.items.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i as u32, t)))
     }
 
@@ -238,7 +304,7 @@ impl<T> Slab<T> {
 
 /// Points folded into the store by one call.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Folded {
+pub struct Folded {
     /// Points stored (new, replacing, or added to a running total).
     pub accepted: u64,
     /// Points refused: older than the stored value, malformed histograms, unusable names.
@@ -249,7 +315,7 @@ pub(crate) struct Folded {
 /// point is folded in, to the observer of [`Store::fold_observed`] (remote-write sends every
 /// such change, where a scrape only sees the latest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Touch {
+pub struct Touch {
     /// The exposed series that changed.
     pub output: u32,
     /// The resource the point came from.
@@ -257,7 +323,7 @@ pub(crate) struct Touch {
 }
 
 /// Called with the store as it is right after each [`Touch`].
-pub(crate) type Observer<'a> = dyn FnMut(&Store, Touch) + 'a;
+pub type Observer<'a> = dyn FnMut(&Store, Touch) + 'a;
 
 /// What identifies an OpenTelemetry series, borrowed from the incoming point.
 struct SeriesKey<'a> {
@@ -269,21 +335,36 @@ struct SeriesKey<'a> {
 
 /// The latest value of every series, ready to encode.
 #[derive(Debug)]
-pub(crate) struct Store {
+pub struct Store {
     opts: StoreOptions,
     hasher: DefaultHashBuilder,
     metrics: Slab<MetricEntry>,
     metric_index: HashTable<u32>,
-    pub(crate) resources: Slab<ResourceEntry>,
+    resources: Slab<ResourceEntry>,
     resource_index: HashTable<u32>,
     scopes: Slab<ScopeEntry>,
     scope_index: HashTable<u32>,
-    pub(crate) series: Slab<Series>,
+    series: Slab<Series>,
     series_index: HashTable<u32>,
-    pub(crate) outputs: Slab<Output>,
-    pub(crate) families: Slab<Family>,
+    outputs: Slab<Output>,
+    families: Slab<Family>,
     /// Family name -> family, sorted for the exposition.
-    pub(crate) family_index: BTreeMap<String, u32>,
+    family_index: BTreeMap<String, u32>,
+}
+
+/// What the exposition walks: families in name order, each family's series in label order.
+impl Store {
+    pub(super) fn families_in_order(&self) -> impl Iterator<Item = &Family> {
+        self.family_index.values().filter_map(|&f| self.families.get(f))
+    }
+
+    pub(super) fn outputs_of<'a>(&'a self, family: &'a Family) -> impl Iterator<Item = &'a Output> {
+        family.series.values().filter_map(|&o| self.outputs.get(o))
+    }
+
+    pub(super) fn resource_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.resources.iter().map(|(i, _)| i)
+    }
 }
 
 fn metric_kind(data: &MetricData) -> MetricKind {
@@ -323,6 +404,39 @@ impl Store {
     /// Number of OpenTelemetry series held.
     pub fn len(&self) -> usize {
         self.series.len()
+    }
+
+    /// True when no series is held.
+    pub fn is_empty(&self) -> bool {
+        self.series.len() == 0
+    }
+
+    /// Exposed series `output` (from a [`Touch`]), while it lives.
+    pub fn exposed(&self, output: u32) -> Option<Exposed<'_>> {
+        let o = self.outputs.get(output)?;
+        let f = self.families.get(o.family)?;
+        Some(Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels })
+    }
+
+    /// Exposed series `output` and its value now (its members combined) with the time of its
+    /// newest point (ns); `None` when it is gone or has no member left.
+    pub fn current<'a>(&'a self, output: u32, scratch: &mut Scratch) -> Option<(Exposed<'a>, Merged<'a>, u64)> {
+        let o = self.outputs.get(output)?;
+        let f = self.families.get(o.family)?;
+        let (merged, time) = self.merge(f.merge, &o.members, scratch)?;
+        let exposed = Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels };
+        Some((exposed, merged, time))
+    }
+
+    /// True while exposed series `output` is the one these `labels` were handed out for (ids
+    /// are reused after a series expires).
+    pub fn is_live(&self, output: u32, labels: &Arc<Labels>) -> bool {
+        self.outputs.get(output).is_some_and(|o| Arc::ptr_eq(&o.labels, labels))
+    }
+
+    /// The resource interned as `resource` (from a [`Touch`]), while a series uses it.
+    pub fn resource(&self, resource: u32) -> Option<&Arc<Resource>> {
+        self.resources.get(resource).map(|r| &r.resource)
     }
 
     /// Folds every point of a batch in; `now` marks the series as updated (for expiration).
@@ -687,11 +801,10 @@ impl Store {
             }
         }
         labels.extend(self.opts.const_labels.iter().cloned());
-        let rendered = render_labels(labels);
-        self.output_for(name, help, kind, merge, rendered)
+        self.output_for(name, help, kind, merge, Labels::new(labels))
     }
 
-    fn output_for(&mut self, name: String, help: String, kind: PromKind, merge: Merge, labels: String) -> u32 {
+    fn output_for(&mut self, name: String, help: String, kind: PromKind, merge: Merge, labels: Labels) -> u32 {
         let family = match self.family_index.get(&name) {
             Some(&f) => f,
             None => {
@@ -723,19 +836,19 @@ impl Store {
         if fam.help.is_empty() {
             fam.help = help;
         }
-        if let Some(&o) = fam.series.get(labels.as_str()) {
+        if let Some(&o) = fam.series.get(labels.text()) {
             return o;
         }
-        let labels: Arc<str> = labels.into();
+        let labels = Arc::new(labels);
         let o = self.outputs.insert(Output { family, labels: labels.clone(), members: Vec::new() });
         if let Some(fam) = self.families.get_mut(family) {
-            fam.series.insert(labels, o);
+            fam.series.insert(LabelsKey(labels), o);
         }
         o
     }
 
     /// The bucket bounds of the first histogram member (the bounds of a summed histogram).
-    pub(crate) fn first_bounds(&self, members: &[u32]) -> std::sync::Arc<[f64]> {
+    fn first_bounds(&self, members: &[u32]) -> std::sync::Arc<[f64]> {
         members
             .iter()
             .filter_map(|&m| match &self.series.get(m)?.value {
@@ -747,7 +860,7 @@ impl Store {
     }
 
     /// Combines the members of one exposed series; `None` when none is left.
-    pub(crate) fn merge<'a>(&'a self, merge: Merge, members: &[u32], s: &mut Scratch) -> Option<(Merged<'a>, u64)> {
+    pub(super) fn merge<'a>(&'a self, merge: Merge, members: &[u32], s: &mut Scratch) -> Option<(Merged<'a>, u64)> {
         if members.len() == 1 || merge == Merge::Latest {
             let latest = members.iter().filter_map(|&m| self.series.get(m)).max_by_key(|x| x.time)?;
             let v = match &latest.value {
@@ -784,14 +897,18 @@ impl Store {
                 },
             }
         }
-        Some((if hist_bounds.is_some() { Merged::SummedHist } else { Merged::Number(total) }, time))
+        let merged = match hist_bounds {
+            Some(_) => Merged::SummedHist(self.first_bounds(members)),
+            None => Merged::Number(total),
+        };
+        Some((merged, time))
     }
 
     /// The labels of the `target_info` series of resource `i` (otelcol's rules: the resource's
     /// attributes except `service.name`, `service.namespace` and `service.instance.id`, plus
     /// `job` and `instance`); `None` when the resource has neither `job` nor `instance`, or when
     /// no series uses it.
-    pub(crate) fn target_info_labels(&self, i: u32) -> Option<Vec<(String, String)>> {
+    pub fn target_info_labels(&self, i: u32) -> Option<Vec<(String, String)>> {
         let r = self.resources.get(i)?;
         if r.users == 0 || (r.job.is_none() && r.instance.is_none()) {
             return None;
@@ -811,7 +928,7 @@ impl Store {
     }
 
     /// `target_info`, prefixed with the namespace when one is set.
-    pub(crate) fn target_info_name(&self) -> String {
+    pub fn target_info_name(&self) -> String {
         let namespace = metric_name(&self.opts.namespace, "", MetricKind::Gauge, "", false);
         if namespace.is_empty() { "target_info".to_string() } else { format!("{namespace}_target_info") }
     }
@@ -858,7 +975,7 @@ impl Store {
         let family = o.family;
         let Some(o) = self.outputs.remove(s.output) else { return };
         let Some(f) = self.families.get_mut(family) else { return };
-        f.series.remove(&o.labels);
+        f.series.remove(o.labels.text());
         if f.series.is_empty() {
             self.family_index.remove(&f.name);
             self.families.remove(family);
@@ -894,18 +1011,18 @@ impl Store {
 }
 
 /// The merged value of an exposed series, borrowed where it has a single source.
-pub(crate) enum Merged<'a> {
+pub enum Merged<'a> {
     /// A number.
     Number(f64),
     /// A single histogram.
     Hist(&'a Hist),
-    /// Histograms added up into the [`Scratch`] (`buckets`, `count`, `sum`).
-    SummedHist,
+    /// Histograms added up into the [`Scratch`] (`buckets`, `count`, `sum`), with these bounds.
+    SummedHist(Arc<[f64]>),
 }
 
 /// Scratch space reused across series while encoding.
-#[derive(Default)]
-pub(crate) struct Scratch {
+#[derive(Debug, Default)]
+pub struct Scratch {
     /// Summed per-bucket counts.
     pub buckets: Vec<u64>,
     /// Summed count.
@@ -918,7 +1035,7 @@ pub(crate) struct Scratch {
 
 /// Attributes as labels: names translated, values of names that coincide after translation
 /// joined with `;` in attribute-key order (a repeated value is not repeated).
-pub(crate) fn attribute_labels(attributes: &Attributes) -> Vec<(String, String)> {
+pub(super) fn attribute_labels(attributes: &Attributes) -> Vec<(String, String)> {
     let mut labels: Vec<(String, String)> = Vec::with_capacity(attributes.len() + 4);
     for kv in attributes {
         let name = label_name(&kv.key);
@@ -940,27 +1057,8 @@ pub(crate) fn attribute_labels(attributes: &Attributes) -> Vec<(String, String)>
     labels
 }
 
-/// Sorts labels by name, keeps the first of each name (precedence order), and renders them as
-/// `a="x",b="y"` with values escaped.
-pub(crate) fn render_labels(mut labels: Vec<(String, String)>) -> String {
-    // A stable sort keeps precedence order among equal names.
-    labels.sort_by(|a, b| a.0.cmp(&b.0));
-    labels.dedup_by(|later, first| later.0 == first.0);
-    let mut out = String::new();
-    for (name, value) in labels {
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(&name);
-        out.push_str("=\"");
-        escape_label_value(&value, &mut out);
-        out.push('"');
-    }
-    out
-}
-
 /// Escapes a label value: `\` -> `\\`, `"` -> `\"`, newline -> `\n`.
-pub(crate) fn escape_label_value(value: &str, out: &mut String) {
+fn escape_label_value(value: &str, out: &mut String) {
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -969,32 +1067,4 @@ pub(crate) fn escape_label_value(value: &str, out: &mut String) {
             c => out.push(c),
         }
     }
-}
-
-/// Reads labels rendered by [`render_labels`] back into names and unescaped values.
-pub(crate) fn parse_labels(rendered: &str) -> Vec<(String, String)> {
-    let mut labels = Vec::new();
-    let mut rest = rendered;
-    while let Some((name, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, c)) => value.push(c),
-                    None => {}
-                },
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        labels.push((name.trim_start_matches(',').to_string(), value));
-        rest = &after[end..];
-    }
-    labels
 }

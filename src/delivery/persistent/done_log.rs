@@ -11,7 +11,7 @@ use tracing::{error, warn};
 
 use super::state::Segment;
 use super::{Shared, lock};
-use crate::exporters::delivery::disk::AckLog;
+use crate::delivery::disk::AckLog;
 
 /// How often the done log is fdatasync'ed while it changes (the power-loss duplicate window).
 const ACK_SYNC_INTERVAL: Duration = Duration::from_secs(1);

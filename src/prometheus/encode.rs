@@ -1,13 +1,14 @@
 //! The text exposition: Prometheus text format 0.0.4 and OpenMetrics 1.0 text.
 //!
-//! [`encode_metrics`] is the reusable entry point for metrics that have no resource (the agent's
-//! own telemetry); the exporter encodes its [`Store`] with [`Store::encode`].
+//! [`encode_metrics`] is the entry point for metrics that have no resource (the agent's own
+//! telemetry); the scrape exporter encodes its [`Store`] with [`Store::encode`].
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
 use std::time::Instant;
 
-use super::store::{Family, Merged, PromKind, Scratch, Store, StoreOptions, render_labels};
+use super::options::StoreOptions;
+use super::store::{Family, Labels, Merged, PromKind, Scratch, Store};
 use crate::model::Metric;
 
 /// An exposition format.
@@ -65,7 +66,7 @@ fn write_value(out: &mut String, v: f64) {
 /// A float the way Go's `strconv.FormatFloat(v, 'g', -1, 64)` writes it, as client_golang does
 /// for `le`: shortest digits, exponent form below 1e-4 and from 1e6 (`1e+06`), so `le` values
 /// match what otelcol exposes. OpenMetrics wants a `.0` on integral values (`1.0`).
-pub(crate) fn write_go_float(out: &mut String, v: f64, open_metrics: bool) {
+pub fn write_go_float(out: &mut String, v: f64, open_metrics: bool) {
     if v.is_nan() {
         out.push_str("NaN");
         return;
@@ -146,10 +147,8 @@ impl Store {
         out.reserve(self.len() * 96);
         self.encode_target_info(out);
         let mut scratch = Scratch::default();
-        for &f in self.family_index.values() {
-            if let Some(family) = self.families.get(f) {
-                self.encode_family(family, format, send_timestamps, &mut scratch, out);
-            }
+        for family in self.families_in_order() {
+            self.encode_family(family, format, send_timestamps, &mut scratch, out);
         }
         if format == Format::OpenMetrics {
             out.push_str("# EOF\n");
@@ -160,8 +159,11 @@ impl Store {
         if self.options().resource_labels {
             return;
         }
-        let seen: BTreeSet<String> =
-            self.resources.iter().filter_map(|(i, _)| self.target_info_labels(i)).map(render_labels).collect();
+        let seen: BTreeSet<String> = self
+            .resource_ids()
+            .filter_map(|i| self.target_info_labels(i))
+            .map(|labels| Labels::new(labels).text().to_string())
+            .collect();
         if seen.is_empty() {
             return;
         }
@@ -192,19 +194,17 @@ impl Store {
             PromKind::Histogram => "histogram",
         };
         let _ = writeln!(out, "# TYPE {meta} {type_name}");
-        for &o in family.series.values() {
-            let Some(output) = self.outputs.get(o) else { continue };
+        for output in self.outputs_of(family) {
             let Some((merged, time)) = self.merge(family.merge, &output.members, s) else { continue };
             let ts = send_timestamps.then_some((time, format));
-            let labels = &*output.labels;
+            let labels = output.labels.text();
             match merged {
                 Merged::Number(v) => write_sample(out, name, "", labels, None, v, ts),
                 Merged::Hist(h) => {
                     let (count, sum) = (h.count, h.sum);
                     write_histogram(out, name, labels, &h.bounds, &h.buckets, count, sum, ts, format, &mut s.le);
                 }
-                Merged::SummedHist => {
-                    let bounds = self.first_bounds(&output.members);
+                Merged::SummedHist(bounds) => {
                     let buckets = std::mem::take(&mut s.buckets);
                     write_histogram(out, name, labels, &bounds, &buckets, s.count, s.sum, ts, format, &mut s.le);
                     s.buckets = buckets;

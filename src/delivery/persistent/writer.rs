@@ -13,9 +13,9 @@ use tracing::{error, warn};
 use super::done_log::AckMsg;
 use super::state::{Entry, Evicted, Segment};
 use super::{Shared, lock};
-use crate::exporters::delivery::Request;
-use crate::exporters::delivery::disk::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::exporters::delivery::telemetry::DropSummary;
+use crate::delivery::Request;
+use crate::delivery::disk::{self, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::delivery::telemetry::DropSummary;
 use crate::model::{Payload, Signal};
 
 /// Most requests written by one group commit.

@@ -8,14 +8,14 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use crate::exporters::delivery::SendError;
-use crate::otlp::tls::{ClientTls, TlsError};
+use crate::delivery::SendError;
+use crate::tls::{ClientTls, TlsError};
 
 /// A client builder with the settings of every HTTP exporter: `timeout` to connect, idle
 /// connections kept for 90s, TCP_NODELAY, and `tls` when the backend is `https`.
 pub fn client_builder(timeout: Duration, https: bool, tls: &ClientTls) -> Result<reqwest::ClientBuilder, TlsError> {
     // reqwest needs the process-wide rustls provider even for plain HTTP.
-    crate::otlp::tls::install_default_provider();
+    crate::tls::install_default_provider();
     let builder = reqwest::Client::builder()
         .connect_timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(90))

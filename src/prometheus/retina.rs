@@ -16,9 +16,9 @@
 //! (Retina aggregates to `all_interfaces`), and DNS `response`/`num_response` labels are absent
 //! because no fovea attribute carries them.
 
-use crate::model::{Attributes, TcpState};
-
 use super::naming::attr_text;
+use crate::model::semconv::{self, attr};
+use crate::model::{Attributes, TcpState};
 
 /// How an attribute value becomes Retina's label value.
 #[derive(Debug, Clone, Copy)]
@@ -57,77 +57,86 @@ struct Row {
     labels: &'static [Label],
 }
 
-const DIRECTION: Label = Label { retina: "direction", attribute: "network.io.direction", values: Values::Direction };
-const REASON: Label = Label { retina: "reason", attribute: "drop.reason", values: Values::Same };
-const STATE: Label = Label { retina: "state", attribute: "network.connection.state", values: Values::TcpState };
-const NETSTAT_NAME: Label = Label { retina: "statistic_name", attribute: "netstat.name", values: Values::Same };
-const INTERFACE: Label = Label { retina: "interface_name", attribute: "network.interface.name", values: Values::Same };
-const STATISTIC: Label = Label { retina: "statistic_name", attribute: "statistic", values: Values::Same };
-const FLAG: Label = Label { retina: "flag", attribute: "tcp.flag", values: Values::Same };
-const QUERY_TYPE: Label = Label { retina: "query_type", attribute: "dns.question.type", values: Values::Same };
-const QUERY: Label = Label { retina: "query", attribute: "dns.question.name", values: Values::Same };
-const RETURN_CODE: Label = Label { retina: "return_code", attribute: "dns.response.code", values: Values::Same };
+const DIRECTION: Label =
+    Label { retina: "direction", attribute: attr::NETWORK_IO_DIRECTION, values: Values::Direction };
+const REASON: Label = Label { retina: "reason", attribute: attr::DROP_REASON, values: Values::Same };
+const STATE: Label = Label { retina: "state", attribute: attr::NETWORK_CONNECTION_STATE, values: Values::TcpState };
+const NETSTAT_NAME: Label = Label { retina: "statistic_name", attribute: attr::NETSTAT_NAME, values: Values::Same };
+const INTERFACE: Label =
+    Label { retina: "interface_name", attribute: attr::NETWORK_INTERFACE_NAME, values: Values::Same };
+const STATISTIC: Label = Label { retina: "statistic_name", attribute: attr::STATISTIC, values: Values::Same };
+const FLAG: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Same };
+const QUERY_TYPE: Label = Label { retina: "query_type", attribute: attr::DNS_QUESTION_TYPE, values: Values::Same };
+const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME, values: Values::Same };
+const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
 
-const fn node(otel: &'static str, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel, level: Level::Node, only: None, name, labels }
+const fn node(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels }
 }
 
-const fn pod(otel: &'static str, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel, level: Level::Pod, only: None, name, labels }
+const fn pod(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
+    Row { otel: otel.name, level: Level::Pod, only: None, name, labels }
 }
 
 const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
     Row {
-        otel: "network.netstat",
+        otel: semconv::NETWORK_NETSTAT.name,
         level: Level::Node,
-        only: Some(("netstat.group", groups)),
+        only: Some((attr::NETSTAT_GROUP, groups)),
         name,
         labels: &[NETSTAT_NAME],
     }
 }
 
+use semconv::{
+    NETWORK_DNS_REQUESTS, NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES,
+    NETWORK_FORWARD_PACKETS, NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS,
+    NETWORK_TCP_RETRANSMITS,
+};
+
 /// The mapping table (retina.md §3.2-3.4).
 static ROWS: &[Row] = &[
     // Node level (Retina "basic" metrics).
-    node("network.forward.packets", "networkobservability_forward_count", &[DIRECTION]),
-    node("network.forward.bytes", "networkobservability_forward_bytes", &[DIRECTION]),
-    node("network.drop.packets", "networkobservability_drop_count", &[REASON, DIRECTION]),
-    node("network.drop.bytes", "networkobservability_drop_bytes", &[REASON, DIRECTION]),
-    node("network.tcp.retransmits", "networkobservability_tcp_retransmission_count", &[]),
-    node("network.tcp.connections", "networkobservability_tcp_state", &[STATE]),
+    node(NETWORK_FORWARD_PACKETS, "networkobservability_forward_count", &[DIRECTION]),
+    node(NETWORK_FORWARD_BYTES, "networkobservability_forward_bytes", &[DIRECTION]),
+    node(NETWORK_DROP_PACKETS, "networkobservability_drop_count", &[REASON, DIRECTION]),
+    node(NETWORK_DROP_BYTES, "networkobservability_drop_bytes", &[REASON, DIRECTION]),
+    node(NETWORK_TCP_RETRANSMITS, "networkobservability_tcp_retransmission_count", &[]),
+    node(NETWORK_TCP_CONNECTIONS, "networkobservability_tcp_state", &[STATE]),
     netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats"),
     netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
     netstat(&["Udp"], "networkobservability_udp_connection_stats"),
-    node("network.interface.stats", "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
-    node("network.dns.requests", "networkobservability_dns_request_count", &[]),
-    node("network.dns.responses", "networkobservability_dns_response_count", &[]),
+    node(NETWORK_INTERFACE_STATS, "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
+    node(NETWORK_DNS_REQUESTS, "networkobservability_dns_request_count", &[]),
+    node(NETWORK_DNS_RESPONSES, "networkobservability_dns_response_count", &[]),
     // Pod level (Retina "advanced" metrics), plus the context labels.
-    pod("network.forward.packets", "networkobservability_adv_forward_count", &[DIRECTION]),
-    pod("network.forward.bytes", "networkobservability_adv_forward_bytes", &[DIRECTION]),
-    pod("network.drop.packets", "networkobservability_adv_drop_count", &[REASON, DIRECTION]),
-    pod("network.drop.bytes", "networkobservability_adv_drop_bytes", &[REASON, DIRECTION]),
-    pod("network.tcp.flags", "networkobservability_adv_tcpflags_count", &[FLAG]),
-    pod("network.tcp.retransmits", "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
-    pod("network.dns.requests", "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
-    pod("network.dns.responses", "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
+    pod(NETWORK_FORWARD_PACKETS, "networkobservability_adv_forward_count", &[DIRECTION]),
+    pod(NETWORK_FORWARD_BYTES, "networkobservability_adv_forward_bytes", &[DIRECTION]),
+    pod(NETWORK_DROP_PACKETS, "networkobservability_adv_drop_count", &[REASON, DIRECTION]),
+    pod(NETWORK_DROP_BYTES, "networkobservability_adv_drop_bytes", &[REASON, DIRECTION]),
+    pod(NETWORK_TCP_FLAGS, "networkobservability_adv_tcpflags_count", &[FLAG]),
+    pod(NETWORK_TCP_RETRANSMITS, "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
+    pod(NETWORK_DNS_REQUESTS, "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
+    pod(NETWORK_DNS_RESPONSES, "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
 ];
 
 /// Context attributes (after the `source.` / `destination.` prefix, or unprefixed for Retina's
 /// local context) and Retina's label for each (`source_podname`, or `podname` in local context).
+/// `address` and `port` are what `source.address` / `source.port` leave after the prefix.
 const CONTEXT: &[(&str, &str)] = &[
-    ("k8s.namespace.name", "namespace"),
-    ("k8s.pod.name", "podname"),
-    ("k8s.workload.kind", "workload_kind"),
-    ("k8s.workload.name", "workload_name"),
-    ("k8s.service.name", "service"),
-    ("k8s.pod.ip", "ip"),
+    (attr::K8S_NAMESPACE_NAME, "namespace"),
+    (attr::K8S_POD_NAME, "podname"),
+    (attr::K8S_WORKLOAD_KIND, "workload_kind"),
+    (attr::K8S_WORKLOAD_NAME, "workload_name"),
+    (attr::K8S_SERVICE_NAME, "service"),
+    (attr::K8S_POD_IP, "ip"),
     ("address", "ip"),
     ("port", "port"),
 ];
 
 /// Where a point goes under Retina naming.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Placement {
+pub(super) struct Placement {
     /// The Retina metric name.
     pub name: &'static str,
     /// Label names and values, not yet sorted.
@@ -135,9 +144,11 @@ pub(crate) struct Placement {
 }
 
 fn level(attributes: &Attributes) -> Level {
-    let pod = attributes
-        .iter()
-        .any(|kv| kv.key.starts_with("source.") || kv.key.starts_with("destination.") || kv.key.starts_with("k8s."));
+    let pod = attributes.iter().any(|kv| {
+        kv.key.starts_with(attr::SOURCE_PREFIX)
+            || kv.key.starts_with(attr::DESTINATION_PREFIX)
+            || kv.key.starts_with("k8s.")
+    });
     if pod { Level::Pod } else { Level::Node }
 }
 
@@ -159,7 +170,7 @@ fn map_value(values: Values, text: String) -> String {
 }
 
 /// The Retina metric and labels for a point of `metric`, or `None` when Retina has no equivalent.
-pub(crate) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> {
+pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> {
     let level = level(attributes);
     let row = ROWS.iter().find(|r| {
         r.otel == metric
@@ -176,9 +187,9 @@ pub(crate) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
     }
     if level == Level::Pod {
         for kv in attributes {
-            let (prefix, rest) = if let Some(rest) = kv.key.strip_prefix("source.") {
+            let (prefix, rest) = if let Some(rest) = kv.key.strip_prefix(attr::SOURCE_PREFIX) {
                 ("source_", rest)
-            } else if let Some(rest) = kv.key.strip_prefix("destination.") {
+            } else if let Some(rest) = kv.key.strip_prefix(attr::DESTINATION_PREFIX) {
                 ("destination_", rest)
             } else {
                 ("", kv.key.as_str())
@@ -200,4 +211,12 @@ pub(crate) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
 /// Every Retina metric name this mapping can produce (for docs and tests).
 pub fn metric_names() -> impl Iterator<Item = &'static str> {
     ROWS.iter().map(|r| r.name)
+}
+
+/// The Retina names of OpenTelemetry metric `otel`: node level (no Kubernetes context) and pod
+/// level (`networkobservability_adv_*`), several where Retina splits one metric into families
+/// (`network.netstat`).
+pub fn metric_name(otel: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    let of = |level| ROWS.iter().filter(|r| r.otel == otel && r.level == level).map(|r| r.name).collect();
+    (of(Level::Node), of(Level::Pod))
 }
