@@ -288,7 +288,7 @@ int fovea_dp_egress_l3(struct __sk_buff *skb)
  */
 struct rtt_value {
 	struct fovea_tuple tuple; /* local -> remote, read once when the entry is made */
-	__u64 updated_ns;         /* CLOCK_MONOTONIC of the latest update (coarse is not allowed here) */
+	__u64 updated_jiffies;    /* jiffies of the latest update (inlined; a clock helper costs more) */
 	__u32 srtt_us;            /* tcp_sock.srtt_us >> 3, as tcp_info.tcpi_rtt */
 	__u32 rttvar_us;          /* tcp_sock.mdev_us >> 2, as tcp_info.tcpi_rttvar */
 	__u32 samples;            /* updates since the entry was made */
@@ -318,7 +318,7 @@ static __always_inline void dp_rtt_fill(struct rtt_value *v, struct tcp_sock *tp
 	v->srtt_us = tp->srtt_us >> 3;
 	v->rttvar_us = tp->mdev_us >> 2;
 	v->samples += 1;
-	v->updated_ns = bpf_ktime_get_ns();
+	v->updated_jiffies = bpf_jiffies64();
 }
 
 static __always_inline int dp_rtt(struct sock *sk)

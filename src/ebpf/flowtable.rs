@@ -353,7 +353,9 @@ impl FlowMaps {
 
     /// Every socket the RTT program tracks (none unless it was loaded).
     pub fn sockets(&mut self, each: impl FnMut(SocketRtt)) -> Result<(), MapError> {
-        rtt::read(&self.rtt, &mut self.buffers, each)
+        self.tick.refresh()?;
+        let tick = &self.tick;
+        rtt::read(&self.rtt, &mut self.buffers, |j| tick.to_mono_ns(j), each)
     }
 
     /// Stops tracking these sockets (they went quiet); a socket that speaks again is tracked anew.

@@ -24,7 +24,7 @@ pub(crate) const PROGS_RTT: [(&str, &str); 2] =
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawRtt {
     tuple: RawTuple,
-    updated_ns: u64,
+    updated_jiffies: u64,
     srtt_us: u32,
     rttvar_us: u32,
     samples: u32,
@@ -47,26 +47,32 @@ pub struct SocketRtt {
     pub rttvar_us: u32,
     /// Updates since the entry was made (one per read or write call); grows while the socket is used.
     pub samples: u32,
-    /// CLOCK_MONOTONIC ns of the last update.
+    /// CLOCK_MONOTONIC ns of the last update (tick resolution).
     pub updated_ns: u64,
 }
 
-fn decode(cookie: u64, raw: &RawRtt) -> Option<SocketRtt> {
+fn decode(cookie: u64, raw: &RawRtt, updated_ns: u64) -> Option<SocketRtt> {
     Some(SocketRtt {
         cookie,
         tuple: raw.tuple.to_flow()?,
         srtt_us: raw.srtt_us,
         rttvar_us: raw.rttvar_us,
         samples: raw.samples,
-        updated_ns: raw.updated_ns,
+        updated_ns,
     })
 }
 
-/// Reads every socket of the RTT map.
-pub(crate) fn read(map: &MapData, buffers: &mut BatchBuffers, mut each: impl FnMut(SocketRtt)) -> Result<(), MapError> {
+/// Reads every socket of the RTT map; `to_mono_ns` turns the update stamp (jiffies) into ns.
+pub(crate) fn read(
+    map: &MapData,
+    buffers: &mut BatchBuffers,
+    to_mono_ns: impl Fn(u64) -> u64,
+    mut each: impl FnMut(SocketRtt),
+) -> Result<(), MapError> {
     buffers
         .visit(map.fd().as_fd(), size_of::<u64>(), size_of::<RawRtt>(), false, |k, v| {
-            if let Some(s) = decode(read_pod::<u64>(k), &read_pod::<RawRtt>(v)) {
+            let raw = read_pod::<RawRtt>(v);
+            if let Some(s) = decode(read_pod::<u64>(k), &raw, to_mono_ns(raw.updated_jiffies)) {
                 each(s);
             }
         })

@@ -26,6 +26,8 @@ use parquet::file::properties::WriterProperties;
 use super::config::{Compression, FlowlogConfig, Format, mib_bytes};
 
 const PREFIX: &str = "flows-";
+/// Parquet: a row group is written out once its encoded columns reach this size (memory bound).
+const MAX_ROW_GROUP_BYTES: usize = 8 * 1024 * 1024;
 const IN_PROGRESS: &str = ".inprogress";
 
 /// Errors writing flow-log files.
@@ -251,6 +253,8 @@ impl FileSink {
                 let props = WriterProperties::builder()
                     .set_compression(compression)
                     .set_max_row_group_row_count(Some(self.row_group_size))
+                    // the open row group is held in memory: bound it in bytes too
+                    .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES))
                     .build();
                 Encoder::Parquet(ArrowWriter::try_new(out, schema.clone(), Some(props))?)
             }
