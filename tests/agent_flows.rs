@@ -199,7 +199,7 @@ fn agent_tcp_transfer_equals_the_interface_counters() {
     );
     let handshakes: u64 = rows
         .iter()
-        .filter(|r| r["interface_name"] == Value::from(a.host_if.as_str()))
+        .filter(|r| r["interface_name"] == a.host_if.as_str())
         .map(|r| r["handshake_count"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(handshakes, 2, "{test}: the client's interface saw both handshakes");
@@ -371,7 +371,7 @@ fn agent_measures_handshakes_through_the_uplink_once() {
     let rows = read["rows"].as_array().expect("rows");
     let handshakes = |iface: &str, point: &str| -> u64 {
         rows.iter()
-            .filter(|r| r["interface_name"] == Value::from(iface) && r["observation_point"] == Value::from(point))
+            .filter(|r| r["interface_name"] == iface && r["observation_point"] == point)
             .map(|r| r["handshake_count"].as_u64().unwrap_or(0))
             .sum()
     };
@@ -379,7 +379,7 @@ fn agent_measures_handshakes_through_the_uplink_once() {
     assert_eq!(handshakes(&a.host_if, "pod"), u64::from(FROM_POD), "{test}: at the pod's interface (its client side)");
     let remote_ip: IpAddr = remote.addrs.b4.into();
     assert!(
-        rows.iter().any(|r| r["destination_address"] == Value::from(remote_ip.to_string())
+        rows.iter().any(|r| r["destination_address"] == remote_ip.to_string()
             && r["destination_port"] == 6443
             && r["source_port"] == 0),
         "{test}: client ports collapsed, the server's kept"

@@ -446,11 +446,9 @@ fn connections(client: &NodePod, server: &NodePod, fin: u32, rst: u32) {
             }
         }
     });
-    let src = client.v4();
     client.ns.run_in(move || {
         for i in 0..fin + rst {
-            let sock = socket2_connect(src.into(), addr);
-            let mut s: TcpStream = sock;
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
             s.write_all(b"hello").expect("write");
             if i >= fin {
                 // SO_LINGER 0: close sends RST
@@ -473,10 +471,6 @@ fn connections(client: &NodePod, server: &NodePod, fin: u32, rst: u32) {
         }
     });
     accept.join().expect("accept thread");
-}
-
-fn socket2_connect(_src: IpAddr, dst: SocketAddr) -> TcpStream {
-    TcpStream::connect_timeout(&dst, Duration::from_secs(5)).expect("connect")
 }
 
 /// Packets matching a tcpdump filter in a capture.
@@ -679,7 +673,7 @@ fn socket_rtt_equals_ss() {
         .lock()
         .expect("lock")
         .sockets(|s| {
-            if s.tuple.src == IpAddr::from(local.ip()) && s.tuple.src_port == local.port() {
+            if s.tuple.src == local.ip() && s.tuple.src_port == local.port() {
                 ours = Some(s);
             }
         })

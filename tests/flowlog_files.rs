@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 /// Record `i` of a test stream, with every field set and values that differ per record.
 fn record(i: u64) -> FlowRecord {
     let kind = if i % 5 == 4 { FlowKind::Drop } else { FlowKind::Forward };
-    let (src, dst) = if i % 2 == 0 {
+    let (src, dst) = if i.is_multiple_of(2) {
         ("198.18.7.1".parse().unwrap(), "198.18.7.2".parse().unwrap())
     } else {
         ("2001:db8::7:1".parse().unwrap(), "2001:db8::7:2".parse().unwrap())
@@ -33,7 +33,7 @@ fn record(i: u64) -> FlowRecord {
     r.source_port = (40000 + i % 1000) as u16;
     r.destination_port = 443;
     r.protocol = 6;
-    r.direction = if i % 3 == 0 { Direction::Receive } else { Direction::Transmit };
+    r.direction = if i.is_multiple_of(3) { Direction::Receive } else { Direction::Transmit };
     r.ifindex = 10 + (i % 4) as u32;
     r.interface = format!("veth{}", i % 4).into();
     r.observation_point = if i % 4 == 3 { ObservationPoint::Uplink } else { ObservationPoint::Pod };
@@ -41,10 +41,10 @@ fn record(i: u64) -> FlowRecord {
     r.bytes = (i + 1) * 1400;
     r.tcp_flag_counts = TcpFlagCounts([1, 1, i as u32, 1, 0, 2, 0, 0, 0]);
     r.tcp_flags = r.tcp_flag_counts.header_bits();
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         r.handshake = LatencySummary { count: 2, sum_ns: 300_000 + i, min_ns: 100_000, max_ns: 200_000 + i };
     }
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         r.rtt = LatencySummary::one(55_000 + i);
     }
     if kind == FlowKind::Drop {

@@ -440,6 +440,8 @@ pub(crate) fn read_pod<T: Pod>(bytes: &[u8]) -> T {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{IpAddr, Ipv6Addr};
+
     use super::*;
 
     #[test]

@@ -241,11 +241,11 @@ impl LinkWatcher {
                         out.push(LinkChange::Removed(index));
                     }
                 }
-                RTM_NEWROUTE | RTM_DELROUTE => {
-                    // only default routes (destination length 0) decide which links are uplinks
-                    if message.payload().get(1) == Some(&0) && !out.contains(&LinkChange::DefaultRoutes) {
-                        out.push(LinkChange::DefaultRoutes);
-                    }
+                // only default routes (destination length 0) decide which links are uplinks
+                RTM_NEWROUTE | RTM_DELROUTE
+                    if message.payload().get(1) == Some(&0) && !out.contains(&LinkChange::DefaultRoutes) =>
+                {
+                    out.push(LinkChange::DefaultRoutes);
                 }
                 NLMSG_DONE if in_dump => {
                     if let Some((_, seen)) = self.dump.take() {
