@@ -214,6 +214,10 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         let report = graph
             .run(registry, services, stop, move || {
                 ready.set_ready(true);
+                // Loading probes parses the kernel's BTF (megabytes, freed again); give that
+                // memory back to the system instead of keeping it resident for the agent's life.
+                // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+                unsafe { libc::malloc_trim(0) };
                 tracing::info!("fovea is ready");
             })
             .await;
