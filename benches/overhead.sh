@@ -11,8 +11,9 @@
 # profile 1, profile 2, ..., none, ...), so every profile meets the same machine noise. Profiles:
 #   default  the embedded default config: packetforward on every interface, dropreason,
 #            tcpretrans, linuxutil, prometheus + debug exporters
-#   flows    default + the flows receiver on every pod interface (and the uplink), its records
-#            written by the flowlog exporter (Parquet) into a temp dir
+#   flows    default + the flows receiver on the pods' interfaces, its records written by the
+#            flowlog exporter (Parquet) into a temp dir
+# (packetforward and flows are kept to the bench's own veths: the machine may be shared.)
 #   nodrop   default without dropreason (what dropreason costs)
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
 #   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
@@ -78,13 +79,20 @@ sysctl -qw net.ipv4.ip_forward=1 kernel.bpf_stats_enabled=0
 ip netns exec $NB iperf3 -s -D -I "$IPERF_PIDFILE" --logfile "$WORK/iperf3-server.log"
 sleep 0.5
 
-# Profiles: the default config, default + flows, default without dropreason.
+# Profiles: the default config, default + flows, default without dropreason. Every profile keeps
+# the TC programs on the bench's own veths (the machine may be shared: other people's interfaces
+# are not ours to attach to).
 DEFAULT_CONFIG=$ROOT/config/default.yaml
+cat >"$WORK/bench.yaml" <<EOF
+receivers:
+  packetforward: {interfaces: ['fvbench-h*']}
+EOF
 cat >"$WORK/flows.yaml" <<EOF
 receivers:
   flows:
     collection_interval: 10s
-    interfaces: ['fvbench-h*', 'veth*', 'lxc*', 'cali*', 'azv*', 'cni*', 'eni*']
+    interfaces: ['fvbench-h*']
+    include_uplink: false
 exporters:
   flowlog:
     directory: $WORK/flowlog
@@ -100,9 +108,9 @@ service:
 EOF
 profile_args() { # profile -> fovea config arguments
     case $1 in
-        default) echo "--config $DEFAULT_CONFIG" ;;
-        flows) echo "--config $DEFAULT_CONFIG --config $WORK/flows.yaml" ;;
-        nodrop) echo "--config $DEFAULT_CONFIG --config $WORK/nodrop.yaml" ;;
+        default) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml" ;;
+        flows) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml" ;;
+        nodrop) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/nodrop.yaml" ;;
         *) echo "--config $1" ;;
     esac
 }
