@@ -406,7 +406,11 @@ pub mod own {
         pub const RUSTC: &str = "rustc";
         /// Where a sending queue keeps its data (`memory`, `disk`).
         pub const STORAGE: &str = "storage";
-        /// Why something was deleted (`max_total_megabytes`, `unfinished`).
+        /// A receiver's wire protocol (`grpc`, `http`).
+        pub const PROTOCOL: &str = "protocol";
+        /// Why a request was rejected (`header_timeout`, `body_timeout`, `malformed`, `too_large`,
+        /// `unsupported_media_type`, `unknown_path`), or a flow log file deleted
+        /// (`max_total_megabytes`, `unfinished`).
         pub const REASON: &str = "reason";
     }
 
@@ -427,7 +431,7 @@ pub mod own {
         name: "fovea.build_info",
         instrument: Instrument::Gauge,
         unit: "",
-        description: "fovea version",
+        description: "Always 1; `version` is fovea's version, `rustc` the version of the Rust compiler that built it",
         attributes: &[VERSION, RUSTC],
     };
     /// `fovea.process.uptime`.
@@ -707,6 +711,32 @@ pub mod own {
         attributes: &[RECEIVER],
     };
 
+    /// `fovea.receiver.connections`.
+    pub const RECEIVER_CONNECTIONS: MetricDef = MetricDef {
+        name: "fovea.receiver.connections",
+        instrument: Instrument::Gauge,
+        unit: "{connection}",
+        description: "Connections open to a receiver's listener",
+        attributes: &[RECEIVER, PROTOCOL],
+    };
+    /// `fovea.receiver.connections.refused`.
+    pub const RECEIVER_CONNECTIONS_REFUSED: MetricDef = MetricDef {
+        name: "fovea.receiver.connections.refused",
+        instrument: Instrument::Counter,
+        unit: "{connection}",
+        description: "Connections closed as soon as accepted because the listener had max_connections open",
+        attributes: &[RECEIVER, PROTOCOL],
+    };
+    /// `fovea.receiver.requests.rejected`.
+    pub const RECEIVER_REQUESTS_REJECTED: MetricDef = MetricDef {
+        name: "fovea.receiver.requests.rejected",
+        instrument: Instrument::Counter,
+        unit: "{request}",
+        description: "Requests refused before reaching a pipeline: malformed, too large, wrong media type or path, or \
+                      not sent in time (header_timeout, body_timeout; the connection is closed)",
+        attributes: &[RECEIVER, PROTOCOL, REASON],
+    };
+
     /// Every own metric, in the order the docs list them.
     pub const METRICS: &[MetricDef] = &[
         BUILD_INFO,
@@ -719,6 +749,9 @@ pub mod own {
         RECEIVER_FAILED_ITEMS,
         RECEIVER_QUEUE_SIZE,
         RECEIVER_QUEUE_CAPACITY,
+        RECEIVER_CONNECTIONS,
+        RECEIVER_CONNECTIONS_REFUSED,
+        RECEIVER_REQUESTS_REJECTED,
         PROCESSOR_INCOMING_ITEMS,
         PROCESSOR_OUTGOING_ITEMS,
         PROCESSOR_DROPPED_ITEMS,

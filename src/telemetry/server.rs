@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StatsRegistry;
 use crate::model::{Metric, now_unix_nano};
+use crate::server::{GuardedListener, Limits, ListenAddress, ServerStats, serve_http};
 
 /// Renders metrics in the Prometheus text format.
 pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
@@ -21,14 +22,9 @@ pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
 /// Errors of the telemetry server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The address is not `host:port`.
-    #[error("service::telemetry::metrics::address `{address}` is not host:port: {source}")]
-    Address {
-        /// The configured address.
-        address: String,
-        /// Why it does not parse.
-        source: std::net::AddrParseError,
-    },
+    /// The address is not `host:port` (`fovea validate` reports this before `run` gets here).
+    #[error("service::telemetry::metrics::address: {0}")]
+    Address(String),
     /// Binding failed.
     #[error(
         "cannot listen on {address} for own metrics: {source}; pick a free port with service::telemetry::metrics::address"
@@ -41,16 +37,25 @@ pub enum ServerError {
     },
 }
 
-/// Whether the agent is ready (all components started).
+/// Whether the agent is ready (all components started), and since when.
 #[derive(Default)]
 pub struct Health {
     ready: AtomicBool,
+    since: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 impl Health {
     /// Marks the agent ready or not.
     pub fn set_ready(&self, ready: bool) {
+        if let Ok(mut since) = self.since.lock() {
+            *since = ready.then(std::time::SystemTime::now);
+        }
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// When the agent last became ready; `None` while it is not.
+    pub fn ready_since(&self) -> Option<std::time::SystemTime> {
+        self.since.lock().ok().and_then(|s| *s)
     }
 
     /// True once every component has started.
@@ -81,9 +86,8 @@ impl TelemetryServer {
         health: Arc<Health>,
         render: Render,
     ) -> Result<Self, ServerError> {
-        let addr: SocketAddr =
-            address.parse().map_err(|source| ServerError::Address { address: address.to_string(), source })?;
-        let listener = tokio::net::TcpListener::bind(addr)
+        let target = ListenAddress::parse(address).map_err(ServerError::Address)?.bind_target();
+        let listener = tokio::net::TcpListener::bind(target)
             .await
             .map_err(|source| ServerError::Bind { address: address.to_string(), source })?;
         let state = AppState { stats, health, render, start: now_unix_nano() };
@@ -100,13 +104,15 @@ impl TelemetryServer {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `stop` is cancelled.
+    /// Serves until `stop` is cancelled, within the limits of every internal endpoint, so it
+    /// stays reachable while a receiver's port is flooded.
     pub async fn serve(self, stop: CancellationToken) {
-        let result =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "own-telemetry server failed");
-        }
+        let name = match self.listener.local_addr() {
+            Ok(a) => format!("own telemetry {a}"),
+            Err(_) => "own telemetry".to_string(),
+        };
+        let listener = GuardedListener::new(self.listener, Limits::INTERNAL, Arc::new(ServerStats::new(name, None)));
+        serve_http(listener, self.router, None, stop).await;
     }
 }
 

@@ -263,6 +263,11 @@ impl Flows {
 
 #[async_trait]
 impl Receiver for Flows {
+    fn probe_needs(&self) -> Option<crate::ebpf::preflight::Needs> {
+        // TC programs on interfaces; the RTT programs are tracepoints
+        Some(crate::ebpf::preflight::Needs { tc: true, tracing: self.config.latency, ring_buffers: false })
+    }
+
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
         let id = ctx.id.to_string();
         let datapath = Datapath::shared(&ctx.services);

@@ -176,8 +176,8 @@ fn request_name(name: &'static str) -> RequestName {
 }
 
 #[derive(Default)]
-struct StateSink {
-    counts: TcpStateCounts,
+pub(super) struct StateSink {
+    pub(super) counts: TcpStateCounts,
 }
 
 impl DumpSink for StateSink {
