@@ -28,6 +28,7 @@ pub fn builtin() -> Registry {
         exporters::prometheus::factory(),
         exporters::prometheusremotewrite::factory(),
         // connectors
+        connectors::flowmetrics::factory(),
         connectors::forward::factory(),
         // extensions
         extensions::health_check::factory(),

@@ -74,6 +74,8 @@ pub mod attr {
     pub const DNS_QUESTION_NAME: &str = "dns.question.name";
     /// DNS response code as OpenTelemetry spells it (`NOERROR`, `NXDOMAIN` ...).
     pub const DNS_RESPONSE_CODE: &str = "dns.response.code";
+    /// The local endpoint's port in local context (`flowmetrics` `mode: local`).
+    pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
     /// Source address of a flow.
     pub const SOURCE_ADDRESS: &str = "source.address";
     /// Source port of a flow.
@@ -371,6 +373,33 @@ pub const NETWORK_TCP_RTT: MetricDef = MetricDef {
     attributes: &[],
 };
 
+/// `network.apiserver.handshake.duration` (flowmetrics).
+pub const NETWORK_APISERVER_HANDSHAKE_DURATION: MetricDef = MetricDef {
+    name: "network.apiserver.handshake.duration",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "TCP handshakes (SYN to SYN-ACK) of this node's connections to the Kubernetes API server",
+    attributes: &[],
+};
+
+/// `network.apiserver.rtt` (flowmetrics).
+pub const NETWORK_APISERVER_RTT: MetricDef = MetricDef {
+    name: "network.apiserver.rtt",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "The kernel's smoothed RTT of this node's TCP sockets to the Kubernetes API server",
+    attributes: &[],
+};
+
+/// `network.apiserver.no_response` (flowmetrics).
+pub const NETWORK_APISERVER_NO_RESPONSE: MetricDef = MetricDef {
+    name: "network.apiserver.no_response",
+    instrument: Instrument::Counter,
+    unit: "{packet}",
+    description: "SYNs this node sent to the Kubernetes API server that no SYN-ACK answered within a collection",
+    attributes: &[],
+};
+
 /// `network.netstat` (linuxutil).
 pub const NETWORK_NETSTAT: MetricDef = MetricDef {
     name: "network.netstat",
@@ -519,6 +548,8 @@ pub mod own {
         pub const EXPORTER: &str = "exporter";
         /// The connector's component id.
         pub const CONNECTOR: &str = "connector";
+        /// The metric a `flowmetrics` figure is about (`network.forward.packets`).
+        pub const METRIC: &str = "metric";
         /// The pipeline a processor instance belongs to.
         pub const PIPELINE: &str = "pipeline";
         /// `metrics` or `flows`.
@@ -802,6 +833,38 @@ pub mod own {
         attributes: &[RECEIVER],
     };
 
+    /// `fovea.flowmetrics.series`.
+    pub const FLOWMETRICS_SERIES: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.series",
+        instrument: Instrument::Gauge,
+        unit: "{series}",
+        description: "Series a flowmetrics connector holds per metric (the overflow series not included)",
+        attributes: &[CONNECTOR, METRIC],
+    };
+    /// `fovea.flowmetrics.overflow.points`.
+    pub const FLOWMETRICS_OVERFLOW_POINTS: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.overflow.points",
+        instrument: Instrument::Counter,
+        unit: "{point}",
+        description: "Samples folded into a metric's overflow series because it held max_series series",
+        attributes: &[CONNECTOR, METRIC],
+    };
+    /// `fovea.flowmetrics.expired`.
+    pub const FLOWMETRICS_EXPIRED: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.expired",
+        instrument: Instrument::Counter,
+        unit: "{series}",
+        description: "Series removed because they were not updated within their expiration (Retina's ttl)",
+        attributes: &[CONNECTOR, METRIC],
+    };
+    /// `fovea.flowmetrics.reconfigurations`.
+    pub const FLOWMETRICS_RECONFIGURATIONS: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.reconfigurations",
+        instrument: Instrument::Counter,
+        unit: "{change}",
+        description: "Changes of what a flowmetrics connector makes (MetricsConfiguration or annotations), applied without a restart",
+        attributes: &[CONNECTOR],
+    };
     /// `fovea.flowlog.files.completed`.
     pub const FLOWLOG_FILES_COMPLETED: MetricDef = MetricDef {
         name: "fovea.flowlog.files.completed",
@@ -996,6 +1059,10 @@ pub mod own {
         K8S_LOOKUPS,
         K8S_CACHE_BYTES,
         FLOWS_DRAINED,
+        FLOWMETRICS_SERIES,
+        FLOWMETRICS_OVERFLOW_POINTS,
+        FLOWMETRICS_EXPIRED,
+        FLOWMETRICS_RECONFIGURATIONS,
         FLOWS_OVERFLOW_PACKETS,
         FLOWS_OVERFLOW_BYTES,
         FLOWLOG_FILES_COMPLETED,
