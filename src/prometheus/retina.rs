@@ -46,6 +46,18 @@ enum Level {
     Pod,
 }
 
+/// Which context a pod-level point carries, which decides how Retina spells its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// No Kubernetes context.
+    None,
+    /// Both ends, prefixed (`source.*`, `destination.*`): Retina's remote context, whose
+    /// `direction` is the flow's traffic direction (`INGRESS`, `EGRESS`).
+    Remote,
+    /// The local endpoint, unprefixed (`k8s.*`): Retina's local context (`ingress`, `egress`).
+    Local,
+}
+
 /// One mapping: which points of which OpenTelemetry metric become which Retina metric.
 #[derive(Debug)]
 struct Row {
@@ -55,6 +67,10 @@ struct Row {
     only: Option<(&'static str, &'static [&'static str])>,
     name: &'static str,
     labels: &'static [Label],
+    /// Labels with a fixed value (`no_response="no_response"`).
+    fixed: &'static [(&'static str, &'static str)],
+    /// Values are multiplied by this (Retina's API-server histograms are in milliseconds).
+    scale: f64,
 }
 
 const DIRECTION: Label =
@@ -71,11 +87,16 @@ const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME
 const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
 
 const fn node(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Node, only: None, name, labels }
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels, fixed: &[], scale: 1.0 }
 }
 
 const fn pod(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Pod, only: None, name, labels }
+    Row { otel: otel.name, level: Level::Pod, only: None, name, labels, fixed: &[], scale: 1.0 }
+}
+
+/// A histogram in seconds that Retina has in milliseconds.
+const fn milliseconds(otel: semconv::MetricDef, name: &'static str) -> Row {
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels: &[], fixed: &[], scale: 1000.0 }
 }
 
 const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
@@ -85,13 +106,15 @@ const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
         only: Some((attr::NETSTAT_GROUP, groups)),
         name,
         labels: &[NETSTAT_NAME],
+        fixed: &[],
+        scale: 1.0,
     }
 }
 
 use semconv::{
-    NETWORK_DNS_REQUESTS, NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES,
-    NETWORK_FORWARD_PACKETS, NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS,
-    NETWORK_TCP_RETRANSMITS,
+    NETWORK_APISERVER_HANDSHAKE_DURATION, NETWORK_APISERVER_NO_RESPONSE, NETWORK_APISERVER_RTT, NETWORK_DNS_REQUESTS,
+    NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES, NETWORK_FORWARD_PACKETS,
+    NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS, NETWORK_TCP_RETRANSMITS,
 };
 
 /// The mapping table (retina.md §3.2-3.4).
@@ -118,6 +141,19 @@ static ROWS: &[Row] = &[
     pod(NETWORK_TCP_RETRANSMITS, "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
     pod(NETWORK_DNS_REQUESTS, "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
     pod(NETWORK_DNS_RESPONSES, "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
+    // The API server as seen from this node (no context labels). The handshake histogram takes
+    // the name Retina's Pod Traffic dashboard queries; Retina's own agent never registers it.
+    milliseconds(NETWORK_APISERVER_HANDSHAKE_DURATION, "networkobservability_node_apiserver_handshake_latency_ms"),
+    milliseconds(NETWORK_APISERVER_RTT, "networkobservability_adv_node_apiserver_latency"),
+    Row {
+        otel: NETWORK_APISERVER_NO_RESPONSE.name,
+        level: Level::Node,
+        only: None,
+        name: "networkobservability_adv_node_apiserver_no_response",
+        labels: &[],
+        fixed: &[("no_response", "no_response")],
+        scale: 1.0,
+    },
 ];
 
 /// Context attributes (after the `source.` / `destination.` prefix, or unprefixed for Retina's
@@ -132,6 +168,7 @@ const CONTEXT: &[(&str, &str)] = &[
     (attr::K8S_POD_IP, "ip"),
     ("address", "ip"),
     ("port", "port"),
+    (attr::NETWORK_LOCAL_PORT, "port"),
 ];
 
 /// Where a point goes under Retina naming.
@@ -141,20 +178,32 @@ pub(super) struct Placement {
     pub name: &'static str,
     /// Label names and values, not yet sorted.
     pub labels: Vec<(String, String)>,
+    /// Values are multiplied by this when exposed.
+    pub scale: f64,
 }
 
-fn level(attributes: &Attributes) -> Level {
-    let pod = attributes.iter().any(|kv| {
-        kv.key.starts_with(attr::SOURCE_PREFIX)
-            || kv.key.starts_with(attr::DESTINATION_PREFIX)
-            || kv.key.starts_with("k8s.")
-    });
-    if pod { Level::Pod } else { Level::Node }
+/// The context a point carries. A `flowmetrics` overflow series (`otel.metric.overflow`) stands
+/// for pod-level points whose labels are gone.
+fn context(attributes: &Attributes) -> Context {
+    let prefixed = |key: &str| key.starts_with(attr::SOURCE_PREFIX) || key.starts_with(attr::DESTINATION_PREFIX);
+    if attributes.iter().any(|kv| prefixed(&kv.key) || kv.key == attr::OTEL_METRIC_OVERFLOW) {
+        Context::Remote
+    } else if attributes.iter().any(|kv| kv.key.starts_with("k8s.")) {
+        Context::Local
+    } else {
+        Context::None
+    }
 }
 
-fn map_value(values: Values, text: String) -> String {
+fn map_value(values: Values, context: Context, text: String) -> String {
     match values {
         Values::Same => text,
+        // Retina's remote context spells the traffic direction as Hubble does.
+        Values::Direction if context == Context::Remote => match text.as_str() {
+            "receive" => "INGRESS".into(),
+            "transmit" => "EGRESS".into(),
+            _ => "TRAFFIC_DIRECTION_UNKNOWN".into(),
+        },
         Values::Direction => match text.as_str() {
             "receive" => "ingress".into(),
             "transmit" => "egress".into(),
@@ -171,7 +220,8 @@ fn map_value(values: Values, text: String) -> String {
 
 /// The Retina metric and labels for a point of `metric`, or `None` when Retina has no equivalent.
 pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> {
-    let level = level(attributes);
+    let context = context(attributes);
+    let level = if context == Context::None { Level::Node } else { Level::Pod };
     let row = ROWS.iter().find(|r| {
         r.otel == metric
             && r.level == level
@@ -182,8 +232,12 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
         if let Some(value) = attributes.get(label.attribute) {
             let mut text = String::new();
             attr_text(value, &mut text);
-            labels.push((label.retina.to_string(), map_value(label.values, text)));
+            labels.push((label.retina.to_string(), map_value(label.values, context, text)));
         }
+    }
+    labels.extend(row.fixed.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+    if attributes.get(attr::OTEL_METRIC_OVERFLOW).is_some() {
+        labels.push(("otel_metric_overflow".to_string(), "true".to_string()));
     }
     if level == Level::Pod {
         for kv in attributes {
@@ -209,7 +263,7 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
             }
         }
     }
-    Some(Placement { name: row.name, labels })
+    Some(Placement { name: row.name, labels, scale: row.scale })
 }
 
 /// Retina's workload: the pod's first owner, so a Deployment's pod shows its ReplicaSet and a

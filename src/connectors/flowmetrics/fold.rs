@@ -21,7 +21,7 @@ use smol_str::{SmolStr, ToSmolStr};
 
 use super::config::{LabelOption, MetricName, Mode};
 use super::spec::{LabelSet, Spec};
-use crate::model::semconv::attr;
+use crate::model::semconv::{attr, k8s};
 use crate::model::{Attributes, Direction, FlowKind, FlowRecord, LatencySummary, ObservationPoint, TcpFlag};
 
 /// The value of a context label that does not resolve.
@@ -49,28 +49,28 @@ pub struct EndKeys {
 pub const SOURCE: EndKeys = EndKeys {
     address: attr::SOURCE_ADDRESS,
     port: attr::SOURCE_PORT,
-    namespace: "source.k8s.namespace.name",
-    pod: "source.k8s.pod.name",
-    node: "source.k8s.node.name",
-    workload_kind: "source.k8s.workload.kind",
-    workload_name: "source.k8s.workload.name",
-    replicaset: "source.k8s.replicaset.name",
-    job: "source.k8s.job.name",
-    service: "source.k8s.service.name",
+    namespace: k8s::NAMESPACE_NAME.source,
+    pod: k8s::POD_NAME.source,
+    node: k8s::NODE_NAME.source,
+    workload_kind: k8s::WORKLOAD_KIND.source,
+    workload_name: k8s::WORKLOAD_NAME.source,
+    replicaset: k8s::REPLICASET_NAME.source,
+    job: k8s::JOB_NAME.source,
+    service: k8s::SERVICE_NAME.source,
 };
 
 /// A flow's destination end.
 pub const DESTINATION: EndKeys = EndKeys {
     address: attr::DESTINATION_ADDRESS,
     port: attr::DESTINATION_PORT,
-    namespace: "destination.k8s.namespace.name",
-    pod: "destination.k8s.pod.name",
-    node: "destination.k8s.node.name",
-    workload_kind: "destination.k8s.workload.kind",
-    workload_name: "destination.k8s.workload.name",
-    replicaset: "destination.k8s.replicaset.name",
-    job: "destination.k8s.job.name",
-    service: "destination.k8s.service.name",
+    namespace: k8s::NAMESPACE_NAME.destination,
+    pod: k8s::POD_NAME.destination,
+    node: k8s::NODE_NAME.destination,
+    workload_kind: k8s::WORKLOAD_KIND.destination,
+    workload_name: k8s::WORKLOAD_NAME.destination,
+    replicaset: k8s::REPLICASET_NAME.destination,
+    job: k8s::JOB_NAME.destination,
+    service: k8s::SERVICE_NAME.destination,
 };
 
 /// A local endpoint in local mode (unprefixed, as on a resource).
