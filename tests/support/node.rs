@@ -32,6 +32,21 @@ pub struct NodePod {
     pub addrs: LinkAddrs,
 }
 
+/// An uplink from the node to this (the test's) namespace: where the control plane (the fake
+/// API server) and Prometheus live. Deleted on drop.
+pub struct HostUplink {
+    /// The link's name in the test's namespace.
+    pub host_if: String,
+    /// `a*` on the test's side, `b*` on the node's `uplink0`.
+    pub addrs: LinkAddrs,
+}
+
+impl Drop for HostUplink {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["link", "del", &self.host_if]).output();
+    }
+}
+
 /// The network beyond the node's uplink.
 pub struct Remote {
     /// Its namespace (holds `eth0`, the far end of the uplink).
@@ -131,6 +146,25 @@ impl Node {
             ns.ip(&["-6", "route", "add", "2001:db8::/32", "via", &addrs.a6.to_string()]);
         }
         Remote { ns, uplink, addrs }
+    }
+
+    /// The uplink `uplink0` to the test's own namespace, which becomes the node's default route
+    /// (IPv4 only, no IPv6 chatter): the node reaches the test's servers at `addrs.a4` and the
+    /// test reaches the node at `addrs.b4`; nothing is routed in the test's namespace.
+    pub fn host_uplink(&self) -> HostUplink {
+        let (pid, n) = unique();
+        let addrs = LinkAddrs::allocate(pid, n);
+        let host_if = format!("fvu{pid}x{n}");
+        super::run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", "uplink0", "netns", &self.ns.name]);
+        let uplink = HostUplink { host_if, addrs };
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", uplink.host_if), "1");
+        self.ns.sh("sysctl -qw net.ipv6.conf.uplink0.disable_ipv6=1");
+        super::run("ip", &["addr", "add", &format!("{}/30", addrs.a4), "dev", &uplink.host_if]);
+        self.ns.ip(&["addr", "add", &format!("{}/30", addrs.b4), "dev", "uplink0"]);
+        super::run("ip", &["link", "set", &uplink.host_if, "up"]);
+        self.ns.ip(&["link", "set", "uplink0", "up"]);
+        self.ns.ip(&["route", "add", "default", "via", &addrs.a4.to_string()]);
+        uplink
     }
 
     /// `ip -s link` of an interface of the node.

@@ -98,10 +98,23 @@ impl ApiServer {
         Some(server)
     }
 
+    /// A server listening on `ip` (an address of this namespace) at a free port.
+    pub fn start_at(token: &str, ip: std::net::IpAddr) -> Option<ApiServer> {
+        let mut server = Self::prepare_at(token, ip, 0)?;
+        server.addr = (ip, std::net::TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port()).into();
+        server.listen();
+        Some(server)
+    }
+
     /// A server for 127.0.0.1:`port` (0: a free one) that does not listen yet.
     pub fn prepare(token: &str, port: u16) -> Option<ApiServer> {
+        Self::prepare_at(token, [127, 0, 0, 1].into(), port)
+    }
+
+    fn prepare_at(token: &str, ip: std::net::IpAddr, port: u16) -> Option<ApiServer> {
         let dir = tempfile::tempdir().expect("temp dir");
-        certs::make(dir.path(), &["DNS:localhost", "DNS:kubernetes.default.svc", "IP:127.0.0.1"])?;
+        let san = format!("IP:{ip}");
+        certs::make(dir.path(), &["DNS:localhost", "DNS:kubernetes.default.svc", "IP:127.0.0.1", &san])?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -140,7 +153,7 @@ impl ApiServer {
             thread: Some(thread),
             shared,
             dir,
-            addr: ([127, 0, 0, 1], port).into(),
+            addr: (ip, port).into(),
             accept: Mutex::new(None),
         })
     }

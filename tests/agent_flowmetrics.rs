@@ -1,0 +1,341 @@
+//! Pod-level metrics through the whole agent: the real `fovea` binary runs inside a node's
+//! network namespace (pods on veths, an uplink to the test's namespace where the fake API
+//! server and a real Prometheus live), the `flows` and `dropreason` receivers feed the
+//! `k8sattributes` processor, and the `flowmetrics` connector turns the labelled records into
+//! Retina's pod-level metrics. Every value is checked against the kernel's own counters (`ip -s
+//! link` of the pods' veths, nft counters), under both namings, and every panel of Retina's "Pod
+//! Traffic" dashboard must show data in a real Prometheus.
+
+#[path = "support/agent.rs"]
+mod agent;
+#[path = "support/apiserver/mod.rs"]
+mod apiserver;
+#[path = "support/prometheus.rs"]
+mod prometheus;
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use agent::{Agent, Exposition, free_port, wait_collections};
+use apiserver::ApiServer;
+use apiserver::objects::{self, PodSpec, namespace, pod, replicaset, service};
+use prometheus::{Options, Prometheus, ScrapeTarget};
+use support::netns::{LinkOptions, LinkStats};
+use support::node::{HostUplink, Node, NodePod};
+
+const TOKEN: &str = "fovea-flowmetrics-token";
+const INTERVAL: Duration = Duration::from_secs(1);
+
+fn quiet() -> LinkOptions {
+    LinkOptions { ipv6: false, static_neighbours: true }
+}
+
+/// A node with three pods, its uplink to the test's namespace, and the API server there that
+/// knows them: `cart-5d8-x1` (Deployment `cart` through ReplicaSet `cart-5d8`) and `db-0`
+/// (StatefulSet `db`) in `shop`, `frontend-0` in `web`.
+struct World {
+    node: Node,
+    uplink: HostUplink,
+    api: ApiServer,
+    cart: NodePod,
+    db: NodePod,
+    frontend: NodePod,
+}
+
+impl World {
+    fn new(test: &str) -> Option<World> {
+        if !support::require_tools(test, &["ip", "nft"]) {
+            return None;
+        }
+        let node = Node::new();
+        let uplink = node.host_uplink();
+        let api = ApiServer::start_at(TOKEN, IpAddr::V4(uplink.addrs.a4))?;
+        let (cart, db, frontend) = (node.pod(quiet()), node.pod(quiet()), node.pod(quiet()));
+        // The agent names its node after the host (no K8S_NODE_NAME here), as the pods' node.
+        let node_name = fovea::telemetry::resource::host_name();
+        api.apply(&namespace("shop", &[]));
+        api.apply(&namespace("web", &[]));
+        api.apply(&objects::node(&node_name, IpAddr::V4(uplink.addrs.b4), &[]));
+        api.apply(&replicaset("shop", "cart-5d8", Some("cart")));
+        let ip = |p: &NodePod| IpAddr::V4(p.v4());
+        api.apply(&pod(&PodSpec::new("shop", "cart-5d8-x1", &node_name, ip(&cart)).owned_by("ReplicaSet", "cart-5d8")));
+        api.apply(&pod(&PodSpec::new("shop", "db-0", &node_name, ip(&db)).owned_by("StatefulSet", "db")));
+        api.apply(&pod(
+            &PodSpec::new("web", "frontend-0", &node_name, ip(&frontend)).owned_by("StatefulSet", "frontend")
+        ));
+        // The API server: the `kubernetes` Service (a ClusterIP nothing routes) and its endpoint.
+        api.apply(&service("default", "kubernetes", &[IpAddr::V4(Ipv4Addr::new(198, 19, 255, 1))]));
+        api.apply_json(
+            "endpointslices",
+            serde_json::json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                "endpoints": [{"addresses": [uplink.addrs.a4.to_string()]}],
+                "ports": [{"name": "https", "port": api.addr.port(), "protocol": "TCP"}]
+            }),
+        );
+        Some(World { node, uplink, api, cart, db, frontend })
+    }
+
+    /// An endpoint on the node's side of the uplink (where the test's Prometheus scrapes).
+    fn node_endpoint(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.uplink.addrs.b4), free_port())
+    }
+
+    /// The agent config: flows and drops through k8sattributes into flowmetrics (`connector`
+    /// body), out through an OpenTelemetry-named and a Retina-named Prometheus endpoint.
+    fn config(&self, connector: &str, otel: SocketAddr, retina: SocketAddr) -> String {
+        format!(
+            "receivers:
+  flows: {{collection_interval: 1s}}
+  dropreason: {{collection_interval: 1s, flows: {{max_records_per_second: 100000}}}}
+processors:
+  k8sattributes:
+    auth_type: kubeConfig
+    kube_config_path: {kc}
+connectors:
+  flowmetrics:
+{connector}
+exporters:
+  prometheus/otel: {{endpoint: \"{otel}\"}}
+  prometheus/retina: {{endpoint: \"{retina}\", naming: retina}}
+service:
+  pipelines:
+    flows: {{receivers: [flows, dropreason], processors: [k8sattributes], exporters: [flowmetrics]}}
+    metrics: {{receivers: [flowmetrics], exporters: [prometheus/otel, prometheus/retina]}}
+",
+            kc = self.api.kubeconfig(TOKEN).display()
+        )
+    }
+}
+
+fn udp(from: &NodePod, to: SocketAddr, n: u64, payload: usize) {
+    let src = from.v4();
+    from.ns.run_in(move || {
+        let s = UdpSocket::bind(SocketAddr::new(src.into(), 0)).expect("bind");
+        for _ in 0..n {
+            s.send_to(&vec![1u8; payload], to).expect("send");
+        }
+    });
+}
+
+/// `n` TCP connections from `from` to a listener in `to`, each sending a little and closing.
+fn tcp_connections(from: &NodePod, to: &NodePod, n: usize) {
+    let server = SocketAddr::new(to.v4().into(), 8080);
+    let listener = to.ns.run_in(move || TcpListener::bind(server).expect("listen"));
+    let accept = std::thread::spawn(move || {
+        for _ in 0..n {
+            let (mut s, _) = listener.accept().expect("accept");
+            let _ = std::io::copy(&mut s, &mut std::io::sink());
+        }
+    });
+    from.ns.run_in(move || {
+        for _ in 0..n {
+            let mut s = TcpStream::connect(server).expect("connect");
+            std::io::Write::write_all(&mut s, b"hello").expect("write");
+        }
+    });
+    accept.join().expect("accept thread");
+}
+
+/// A series' labels as a sorted `k=v` list, without the ones every series has.
+fn labels_of(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, _)| !k.starts_with("otel_scope") && !matches!(k.as_str(), "job" | "instance"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Sum of the samples of `name` whose labels include every pair of `filter`.
+fn sum(e: &Exposition, name: &str, filter: &[(&str, &str)]) -> u64 {
+    e.samples(name)
+        .iter()
+        .filter(|(l, _)| filter.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
+
+/// Remote context: per pod pair, per direction, exactly what the pods' veths carried, the drops
+/// between two pods exactly what nft dropped, both names and label layouts, and every panel of
+/// Retina's Pod Traffic dashboard answering in a real Prometheus.
+#[test]
+fn remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_shows_them() {
+    let test = "remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_shows_them";
+    let _lock = support::kernel_lock();
+    let Some(w) = World::new(test) else { return };
+    let (otel, retina) = (w.node_endpoint(), w.node_endpoint());
+    let Some(prom) = Prometheus::start(Options {
+        targets: vec![ScrapeTarget::new("fovea", retina)],
+        scrape_interval: Duration::from_secs(1),
+        ..Options::default()
+    }) else {
+        return;
+    };
+    let connector = "    mode: remote\n    metrics_flush_interval: 1s\n";
+    // Ready means the Kubernetes cache has listed everything too.
+    let agent = Agent::start_in(&w.node.ns.name, &w.config(connector, otel, retina));
+    let (db_ip, cart_ip, front_ip) = (w.db.v4(), w.cart.v4(), w.frontend.v4());
+    // C -> B on 9998 is dropped by the node's firewall.
+    w.node.ns.nft(&format!(
+        "table inet fvtest {{
+            counter dropped {{}}
+            chain forward {{
+                type filter hook forward priority 0; policy accept;
+                ip saddr {front_ip} ip daddr {db_ip} udp dport 9998 counter name \"dropped\" drop
+            }}
+        }}"
+    ));
+    let _sink = w.db.ns.run_in(move || {
+        (
+            UdpSocket::bind(SocketAddr::new(db_ip.into(), 9999)).unwrap(),
+            UdpSocket::bind(SocketAddr::new(db_ip.into(), 9998)).unwrap(),
+        )
+    });
+    const N: u64 = 300;
+    const S: usize = 200;
+    const M: u64 = 120;
+    // In bursts, so rates over the scrapes are above zero (irate needs two increasing samples).
+    for _ in 0..3 {
+        udp(&w.cart, SocketAddr::new(db_ip.into(), 9999), N / 3, S);
+        udp(&w.frontend, SocketAddr::new(db_ip.into(), 9998), M / 3, S);
+        // The node itself (no pod) to db, and db to the node: the dashboard's `unknown` panels.
+        let gateway = w.db.addrs.a4;
+        w.node.ns.run_in(move || {
+            let s = UdpSocket::bind(SocketAddr::new(gateway.into(), 0)).unwrap();
+            for _ in 0..10 {
+                s.send_to(b"from the node", SocketAddr::new(db_ip.into(), 9999)).unwrap();
+            }
+        });
+        udp(&w.db, SocketAddr::new(gateway.into(), 7), 10, 32);
+        // New connections to the API server: handshakes at the uplink.
+        w.api.drop_connections();
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    tcp_connections(&w.cart, &w.db, 5);
+    let (lc, lb) = (
+        LinkStats::settled(|| w.node.link_stats(&w.cart.host_if)),
+        LinkStats::settled(|| w.node.link_stats(&w.db.host_if)),
+    );
+    let (dropped, _) = w.node.ns.nft_counter("inet", "fvtest", "dropped");
+    assert_eq!(dropped, M, "{test}: nft dropped every datagram of frontend's");
+    wait_collections(INTERVAL, 3);
+
+    let o = agent.scrape_at(otel);
+    let (cart, db) = (cart_ip.to_string(), db_ip.to_string());
+    // Everything cart's veth received came from cart (it transmits), everything db's veth
+    // transmitted went to db (it receives).
+    let from_cart = [("source_address", cart.as_str()), ("network_io_direction", "transmit")];
+    assert_eq!(sum(&o, "network_forward_packets_total", &from_cart), lc.rx_packets, "{test}: cart's veth");
+    let to_db = [("destination_address", db.as_str()), ("network_io_direction", "receive")];
+    assert_eq!(sum(&o, "network_forward_packets_total", &to_db), lb.tx_packets, "{test}: db's veth");
+    let pair =
+        [("source_k8s_pod_name", "cart-5d8-x1"), ("destination_k8s_pod_name", "db-0"), ("destination_port", "9999")];
+    let egress = [pair.as_slice(), &[("network_io_direction", "transmit")]].concat();
+    assert_eq!(sum(&o, "network_forward_packets_total", &egress), N, "{test}: cart -> db leaving cart");
+    assert_eq!(sum(&o, "network_forward_bytes_total", &egress), N * (S as u64 + 28), "{test}: IPv4 + UDP + payload");
+    let ingress = [pair.as_slice(), &[("network_io_direction", "receive")]].concat();
+    assert_eq!(sum(&o, "network_forward_packets_total", &ingress), N, "{test}: cart -> db entering db");
+    let drops = [
+        ("drop_reason", "NETFILTER_DROP"),
+        ("source_k8s_pod_name", "frontend-0"),
+        ("destination_k8s_pod_name", "db-0"),
+        ("source_k8s_namespace_name", "web"),
+    ];
+    assert_eq!(sum(&o, "network_drop_packets_total", &drops), M, "{test}: drops per pod pair = nft");
+    // Five connections, each SYN seen at cart's veth and at db's: Retina's flags have no direction.
+    let syn = [("tcp_flag", "SYN"), ("source_k8s_pod_name", "cart-5d8-x1"), ("destination_k8s_pod_name", "db-0")];
+    assert_eq!(sum(&o, "network_tcp_flags_total", &syn), 10, "{test}: SYNs");
+
+    // Retina's names and exact label layout (retina-compat.md §2.2): every context label of both
+    // ends, `unknown` where an end is not a pod, the first owner as the workload, upper-case
+    // traffic direction.
+    let r = agent.scrape_at(retina);
+    let series: Vec<BTreeMap<String, String>> = r
+        .samples("networkobservability_adv_forward_count")
+        .into_iter()
+        .filter(|(l, _)| {
+            l.get("source_podname").map(String::as_str) == Some("cart-5d8-x1")
+                && l.get("destination_port").map(String::as_str) == Some("9999")
+        })
+        .map(|(l, _)| labels_of(&l))
+        .collect();
+    let want = |direction: &str| -> BTreeMap<String, String> {
+        [
+            ("direction", direction),
+            ("source_ip", cart.as_str()),
+            ("source_namespace", "shop"),
+            ("source_podname", "cart-5d8-x1"),
+            ("source_workload_kind", "ReplicaSet"),
+            ("source_workload_name", "cart-5d8"),
+            ("source_service", "unknown"),
+            ("source_port", "0"),
+            ("destination_ip", db.as_str()),
+            ("destination_namespace", "shop"),
+            ("destination_podname", "db-0"),
+            ("destination_workload_kind", "StatefulSet"),
+            ("destination_workload_name", "db"),
+            ("destination_service", "unknown"),
+            ("destination_port", "9999"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    assert_eq!(series, vec![want("EGRESS"), want("INGRESS")], "{test}: Retina's label layout");
+    let retina_pair =
+        [("source_podname", "cart-5d8-x1"), ("destination_podname", "db-0"), ("destination_port", "9999")];
+    assert_eq!(
+        sum(
+            &r,
+            "networkobservability_adv_forward_count",
+            &[retina_pair.as_slice(), &[("direction", "EGRESS")]].concat()
+        ),
+        N
+    );
+    assert_eq!(
+        sum(
+            &r,
+            "networkobservability_adv_drop_count",
+            &[("source_podname", "frontend-0"), ("reason", "NETFILTER_DROP")]
+        ),
+        M
+    );
+    assert_eq!(r.type_of("networkobservability_adv_forward_count").as_deref(), Some("counter"));
+    let unknown_source = [
+        ("destination_podname", "db-0"),
+        ("source_podname", "unknown"),
+        ("direction", "INGRESS"),
+        ("destination_port", "9999"),
+    ];
+    assert_eq!(sum(&r, "networkobservability_adv_forward_count", &unknown_source), 30, "{test}: the node's datagrams");
+    assert!(
+        sum(&r, "networkobservability_node_apiserver_handshake_latency_ms_count", &[]) > 0,
+        "{test}: API server handshakes"
+    );
+
+    // Every panel of Retina's Pod Traffic dashboard (deploy/grafana-dashboards/standard-pod-level.json).
+    let pod = "db-0";
+    let panels = [
+        ("Outgoing Traffic", format!("sum(irate(networkobservability_adv_forward_count{{source_podname=~\"{pod}\"}}[1m]))")),
+        ("Incoming Traffic", format!("sum(irate(networkobservability_adv_forward_count{{destination_podname=~\"{pod}\"}}[1m]))")),
+        ("All Outgoing pps per pod", "sum by(source_podname) (irate(networkobservability_adv_forward_count{destination_podname!=\"unknown\", source_podname!=\"unknown\"}[1m]))".to_string()),
+        ("All Incoming pps per pod", "sum by(destination_podname) (irate(networkobservability_adv_forward_count{destination_podname!=\"unknown\", source_podname!=\"unknown\"}[1m]))".to_string()),
+        ("Dropped pps per source pod", "sum by(source_podname) (irate(networkobservability_adv_drop_count{destination_podname!=\"unknown\", source_podname!=\"unknown\"}[1m]))".to_string()),
+        ("Dropped pps per Destination pod", "sum by(destination_podname) (irate(networkobservability_adv_forward_count{destination_podname!=\"unknown\", source_podname!=\"unknown\"}[1m]))".to_string()),
+        ("All Outgoing pps per pod (unknown)", "sum by(source_ip) (irate(networkobservability_adv_forward_count{source_podname=\"unknown\"}[1m]))".to_string()),
+        ("All Incoming pps per pod (unknown)", "sum by(destination_ip) (irate(networkobservability_adv_forward_count{destination_podname=\"unknown\"}[1m]))".to_string()),
+        ("Top 10 Pods Outgoing traffic", "topk(10, sum by(source_podname) (irate(networkobservability_adv_forward_count{source_podname!=\"unknown\"}[5m])))".to_string()),
+        ("Top 10 Pods Incoming traffic", "topk(10, sum by(destination_podname) (irate(networkobservability_adv_forward_count{destination_podname!=\"unknown\"}[5m])))".to_string()),
+        ("API server latency", "avg by(instance) (sum by(le, instance) (rate(networkobservability_node_apiserver_handshake_latency_ms_bucket[1m])))".to_string()),
+    ];
+    for (title, query) in &panels {
+        let got = prom.wait_for(query, Duration::from_secs(30), |s| !s.is_empty());
+        assert!(!got.is_empty(), "{test}: panel `{title}` is empty: {query}");
+    }
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
