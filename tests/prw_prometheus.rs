@@ -249,7 +249,8 @@ async fn retina_names_and_labels_arrive_exactly() {
     let want = with(
         "networkobservability_adv_forward_count",
         &[
-            ("direction", "egress"),
+            // Remote context spells the direction as Retina's enum does.
+            ("direction", "EGRESS"),
             ("source_namespace", "web"),
             ("source_podname", "web-1"),
             ("destination_namespace", "db"),
