@@ -17,6 +17,7 @@ pub fn builtin() -> Registry {
         receivers::otlp::factory(),
         // processors
         processors::batch::factory(),
+        processors::k8sattributes::factory(),
         // exporters
         exporters::debug::factory(),
         exporters::otlp::factory(),

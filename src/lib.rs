@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod delivery;
 pub mod ebpf;
 pub mod exporters;
+pub mod k8s;
 pub mod model;
 pub mod otlp;
 pub mod pipeline;

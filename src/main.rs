@@ -199,6 +199,8 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         let report = graph
             .run(registry, services, stop, move || {
                 ready.set_ready(true);
+                // Start-up garbage (BTF parsed to load the probes ...) goes back to the OS.
+                telemetry::release_freed_memory();
                 tracing::info!("fovea is ready");
             })
             .await;

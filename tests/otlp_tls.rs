@@ -3,77 +3,20 @@
 //! `ca_file`, with `server_name_override`, or skip verification, and the data arrives unchanged.
 //! The certificates are made by the `openssl` command in a temporary directory.
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/otlp.rs"]
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
 use fovea::exporters::otlp::{self, OtlpExporterConfig};
 use fovea::exporters::otlphttp::{self, OtlpHttpExporterConfig};
 use fovea::model::Payload;
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// A CA and a server certificate for localhost, 127.0.0.1 and otlp.test; `None` without openssl.
 fn make_certificates(dir: &Path) -> Option<()> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "openssl is required in CI (apt-get install openssl)");
-        eprintln!("skipped: the `openssl` command is not installed");
-        return None;
-    }
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=fovea test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=otlp.test"]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,DNS:otlp.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    Some(())
+    certs::make(dir, &["DNS:localhost", "DNS:otlp.test", "IP:127.0.0.1"])
 }
 
 #[tokio::test]

@@ -110,6 +110,32 @@ impl Attributes {
         }
     }
 
+    /// Adds every pair (replacing keys already present; among the new pairs a later one wins),
+    /// growing the set at most once and sorting once: how a processor adds many attributes to a
+    /// record without one insertion (and shift) per attribute.
+    pub fn extend(&mut self, pairs: impl IntoIterator<Item = KeyValue>) {
+        let old = self.0.len();
+        self.0.extend(pairs);
+        if self.0.len() == old {
+            return;
+        }
+        // Pairs that arrive in order (a processor that renders them sorted) need no sort.
+        if self.0.is_sorted_by(|a, b| a.key < b.key) {
+            return;
+        }
+        // Stable: for equal keys the later pair stays after the earlier one.
+        self.0.sort_by(|a, b| a.key.cmp(&b.key));
+        // `dedup_by` passes (later, kept earlier); move the later value into the kept slot.
+        self.0.dedup_by(|later, earlier| {
+            if later.key == earlier.key {
+                std::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&AttrValue> {
         self.0.binary_search_by(|kv| kv.key.as_str().cmp(key)).ok().map(|i| &self.0[i].value)
@@ -164,5 +190,15 @@ mod tests {
         assert_eq!(keys, ["a", "b"]);
         assert_eq!(a.get_str("b"), Some("3"));
         assert_eq!(a, Attributes::from_pairs([("a", "1"), ("b", "3")]));
+    }
+
+    #[test]
+    fn extend_replaces_and_keeps_the_order() {
+        let mut a = Attributes::from_pairs([("b", "old"), ("d", "4")]);
+        let kv = |k: &str, v: &str| KeyValue { key: k.into(), value: v.into() };
+        a.extend([kv("c", "3"), kv("b", "new"), kv("a", "1"), kv("c", "last")]);
+        assert_eq!(a, Attributes::from_pairs([("a", "1"), ("b", "new"), ("c", "last"), ("d", "4")]));
+        a.extend([]);
+        assert_eq!(a.len(), 4);
     }
 }

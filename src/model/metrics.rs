@@ -31,6 +31,10 @@ pub struct MetricBatch {
     pub resource_metrics: Vec<ResourceMetrics>,
     /// Delivery acknowledgements of the requests this batch came from (usually none).
     pub acks: Acks,
+    /// The address of the client that sent the data, for receivers that serve requests (`otlp`);
+    /// `k8sattributes` associates data with a pod by it (`pod_association: connection`), as
+    /// otelcol does with its request context. Lost when batches from different clients merge.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Metrics of one resource.
@@ -193,6 +197,7 @@ impl MetricBatch {
         MetricBatch {
             resource_metrics: vec![ResourceMetrics { resource, scope_metrics: vec![ScopeMetrics { scope, metrics }] }],
             acks: Acks::default(),
+            client: None,
         }
     }
 }
@@ -276,6 +281,11 @@ impl MetricBatch {
     /// they are the same (by pointer first, then by value).
     pub fn append(&mut self, other: MetricBatch) {
         self.acks.merge(other.acks);
+        if self.resource_metrics.is_empty() {
+            self.client = other.client;
+        } else if self.client != other.client {
+            self.client = None;
+        }
         for rm in other.resource_metrics {
             let slot = self
                 .resource_metrics
@@ -302,7 +312,7 @@ impl MetricBatch {
     /// Removes and returns the first `max_points` data points (splitting a metric's points if
     /// needed), keeping the rest in `self`. Both parts carry the acknowledgements.
     pub fn split_front(&mut self, max_points: usize) -> MetricBatch {
-        let mut out = MetricBatch::default();
+        let mut out = MetricBatch { client: self.client, ..MetricBatch::default() };
         if !self.acks.is_empty() {
             self.acks.expect_more(1);
             out.acks = self.acks.clone();

@@ -83,33 +83,35 @@ pub mod attr {
     /// Destination port of a flow.
     pub const DESTINATION_PORT: &str = "destination.port";
     /// Kubernetes pod name.
-    pub const K8S_POD_NAME: &str = "k8s.pod.name";
+    pub const K8S_POD_NAME: &str = super::k8s::POD_NAME.plain;
     /// Kubernetes pod uid.
-    pub const K8S_POD_UID: &str = "k8s.pod.uid";
+    pub const K8S_POD_UID: &str = super::k8s::POD_UID.plain;
     /// Kubernetes pod IP (pod association).
-    pub const K8S_POD_IP: &str = "k8s.pod.ip";
+    pub const K8S_POD_IP: &str = super::k8s::POD_IP.plain;
+    /// When the kubelet started the pod (RFC 3339).
+    pub const K8S_POD_START_TIME: &str = super::k8s::POD_START_TIME.plain;
     /// Kubernetes namespace.
-    pub const K8S_NAMESPACE_NAME: &str = "k8s.namespace.name";
+    pub const K8S_NAMESPACE_NAME: &str = super::k8s::NAMESPACE_NAME.plain;
     /// Kubernetes node.
-    pub const K8S_NODE_NAME: &str = "k8s.node.name";
+    pub const K8S_NODE_NAME: &str = super::k8s::NODE_NAME.plain;
     /// Kubernetes service.
-    pub const K8S_SERVICE_NAME: &str = "k8s.service.name";
+    pub const K8S_SERVICE_NAME: &str = super::k8s::SERVICE_NAME.plain;
     /// Top owner kind (`Deployment`, `StatefulSet` ...).
-    pub const K8S_WORKLOAD_KIND: &str = "k8s.workload.kind";
+    pub const K8S_WORKLOAD_KIND: &str = super::k8s::WORKLOAD_KIND.plain;
     /// Top owner name.
-    pub const K8S_WORKLOAD_NAME: &str = "k8s.workload.name";
+    pub const K8S_WORKLOAD_NAME: &str = super::k8s::WORKLOAD_NAME.plain;
     /// Deployment owning the pod.
-    pub const K8S_DEPLOYMENT_NAME: &str = "k8s.deployment.name";
+    pub const K8S_DEPLOYMENT_NAME: &str = super::k8s::DEPLOYMENT_NAME.plain;
     /// ReplicaSet owning the pod.
-    pub const K8S_REPLICASET_NAME: &str = "k8s.replicaset.name";
+    pub const K8S_REPLICASET_NAME: &str = super::k8s::REPLICASET_NAME.plain;
     /// StatefulSet owning the pod.
-    pub const K8S_STATEFULSET_NAME: &str = "k8s.statefulset.name";
+    pub const K8S_STATEFULSET_NAME: &str = super::k8s::STATEFULSET_NAME.plain;
     /// DaemonSet owning the pod.
-    pub const K8S_DAEMONSET_NAME: &str = "k8s.daemonset.name";
+    pub const K8S_DAEMONSET_NAME: &str = super::k8s::DAEMONSET_NAME.plain;
     /// Job owning the pod.
-    pub const K8S_JOB_NAME: &str = "k8s.job.name";
+    pub const K8S_JOB_NAME: &str = super::k8s::JOB_NAME.plain;
     /// CronJob owning the pod's Job.
-    pub const K8S_CRONJOB_NAME: &str = "k8s.cronjob.name";
+    pub const K8S_CRONJOB_NAME: &str = super::k8s::CRONJOB_NAME.plain;
     /// Cluster name (resource attribute, when set).
     pub const K8S_CLUSTER_NAME: &str = "k8s.cluster.name";
     /// Host name (resource attribute).
@@ -138,6 +140,132 @@ pub mod attr {
     pub const NETWORK_PROTOCOL_NUMBER: &str = "network.protocol.number";
     /// Interface index a flow was seen on.
     pub const NETWORK_INTERFACE_INDEX: &str = "network.interface.index";
+}
+
+/// A Kubernetes attribute as it appears on a resource or a local-context point (`plain`) and on
+/// the two ends of a flow (`source.` / `destination.` prefixed), all spelled here once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndAttribute {
+    /// Unprefixed (`k8s.pod.name`): resource attributes, local context.
+    pub plain: &'static str,
+    /// The flow's source end (`source.k8s.pod.name`).
+    pub source: &'static str,
+    /// The flow's destination end (`destination.k8s.pod.name`).
+    pub destination: &'static str,
+}
+
+impl EndAttribute {
+    /// The name for `end`.
+    pub const fn at(&self, end: End) -> &'static str {
+        match end {
+            End::Plain => self.plain,
+            End::Source => self.source,
+            End::Destination => self.destination,
+        }
+    }
+}
+
+/// Which spelling of an [`EndAttribute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    /// Unprefixed (resource attributes).
+    Plain,
+    /// `source.` prefixed.
+    Source,
+    /// `destination.` prefixed.
+    Destination,
+}
+
+impl End {
+    /// The prefix this end puts before a plain name (`source.`), empty for [`End::Plain`].
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            End::Plain => "",
+            End::Source => attr::SOURCE_PREFIX,
+            End::Destination => attr::DESTINATION_PREFIX,
+        }
+    }
+}
+
+macro_rules! end_attributes {
+    ($( $(#[$doc:meta])* $id:ident = $name:literal; )*) => {
+        $( $(#[$doc])* pub const $id: EndAttribute = EndAttribute {
+            plain: $name,
+            source: concat!("source.", $name),
+            destination: concat!("destination.", $name),
+        }; )*
+    };
+}
+
+/// The Kubernetes metadata the `k8sattributes` processor adds (OpenTelemetry semantic
+/// conventions), in every spelling.
+pub mod k8s {
+    use super::EndAttribute;
+
+    end_attributes! {
+        /// `k8s.pod.name`.
+        POD_NAME = "k8s.pod.name";
+        /// `k8s.pod.uid`.
+        POD_UID = "k8s.pod.uid";
+        /// `k8s.pod.ip` (the pod's IP; for `pod_association`).
+        POD_IP = "k8s.pod.ip";
+        /// `k8s.pod.start_time` (RFC 3339).
+        POD_START_TIME = "k8s.pod.start_time";
+        /// `k8s.namespace.name`.
+        NAMESPACE_NAME = "k8s.namespace.name";
+        /// `k8s.node.name`.
+        NODE_NAME = "k8s.node.name";
+        /// `k8s.service.name` (an address that is a Service ClusterIP).
+        SERVICE_NAME = "k8s.service.name";
+        /// `k8s.workload.kind`: the kind of the pod's top owner (`Deployment`, not `ReplicaSet`).
+        WORKLOAD_KIND = "k8s.workload.kind";
+        /// `k8s.workload.name`: the name of the pod's top owner.
+        WORKLOAD_NAME = "k8s.workload.name";
+        /// `k8s.deployment.name`.
+        DEPLOYMENT_NAME = "k8s.deployment.name";
+        /// `k8s.replicaset.name`.
+        REPLICASET_NAME = "k8s.replicaset.name";
+        /// `k8s.statefulset.name`.
+        STATEFULSET_NAME = "k8s.statefulset.name";
+        /// `k8s.daemonset.name`.
+        DAEMONSET_NAME = "k8s.daemonset.name";
+        /// `k8s.job.name`.
+        JOB_NAME = "k8s.job.name";
+        /// `k8s.cronjob.name`.
+        CRONJOB_NAME = "k8s.cronjob.name";
+    }
+
+    /// Every metadata name `extract.metadata` accepts, in the order the docs list them.
+    pub const METADATA: &[EndAttribute] = &[
+        NAMESPACE_NAME,
+        POD_NAME,
+        POD_UID,
+        POD_IP,
+        POD_START_TIME,
+        NODE_NAME,
+        WORKLOAD_KIND,
+        WORKLOAD_NAME,
+        DEPLOYMENT_NAME,
+        REPLICASET_NAME,
+        STATEFULSET_NAME,
+        DAEMONSET_NAME,
+        JOB_NAME,
+        CRONJOB_NAME,
+        SERVICE_NAME,
+    ];
+
+    /// Prefix of a pod label's attribute when `tag_name` is not given (`k8s.pod.label.app`).
+    pub const POD_LABEL_PREFIX: &str = "k8s.pod.label.";
+    /// Prefix of a pod annotation's attribute when `tag_name` is not given.
+    pub const POD_ANNOTATION_PREFIX: &str = "k8s.pod.annotation.";
+    /// Prefix of a namespace label's attribute when `tag_name` is not given.
+    pub const NAMESPACE_LABEL_PREFIX: &str = "k8s.namespace.label.";
+    /// Prefix of a namespace annotation's attribute when `tag_name` is not given.
+    pub const NAMESPACE_ANNOTATION_PREFIX: &str = "k8s.namespace.annotation.";
+    /// Prefix of a node label's attribute when `tag_name` is not given.
+    pub const NODE_LABEL_PREFIX: &str = "k8s.node.label.";
+    /// Prefix of a node annotation's attribute when `tag_name` is not given.
+    pub const NODE_ANNOTATION_PREFIX: &str = "k8s.node.annotation.";
 }
 
 use attr::*;
@@ -306,6 +434,12 @@ pub mod own {
         pub const RUSTC: &str = "rustc";
         /// Where a sending queue keeps its data (`memory`, `disk`).
         pub const STORAGE: &str = "storage";
+        /// Kubernetes object kind a watch serves (`Pod`, `ReplicaSet` ...).
+        pub const KIND: &str = "kind";
+        /// What a watch event did (`listed`, `added`, `modified`, `deleted`).
+        pub const EVENT: &str = "event";
+        /// How a lookup ended (`hit`, `grace`, `miss`).
+        pub const RESULT: &str = "result";
     }
 
     use attr::*;
@@ -547,6 +681,79 @@ pub mod own {
         attributes: &[RECEIVER],
     };
 
+    /// `fovea.k8s.objects`.
+    pub const K8S_OBJECTS: MetricDef = MetricDef {
+        name: "fovea.k8s.objects",
+        instrument: Instrument::Gauge,
+        unit: "{object}",
+        description: "Objects in the Kubernetes metadata cache, per kind (deleted pods still in their grace period included)",
+        attributes: &[KIND],
+    };
+    /// `fovea.k8s.watch.synced`.
+    pub const K8S_WATCH_SYNCED: MetricDef = MetricDef {
+        name: "fovea.k8s.watch.synced",
+        instrument: Instrument::Gauge,
+        unit: "",
+        description: "1 once the kind's first list has been applied (the cache can answer), 0 before",
+        attributes: &[KIND],
+    };
+    /// `fovea.k8s.watch.events`.
+    pub const K8S_WATCH_EVENTS: MetricDef = MetricDef {
+        name: "fovea.k8s.watch.events",
+        instrument: Instrument::Counter,
+        unit: "{event}",
+        description: "Objects applied to the cache: listed (from a list), added, modified, deleted (from the watch)",
+        attributes: &[KIND, EVENT],
+    };
+    /// `fovea.k8s.watch.relists`.
+    pub const K8S_WATCH_RELISTS: MetricDef = MetricDef {
+        name: "fovea.k8s.watch.relists",
+        instrument: Instrument::Counter,
+        unit: "{list}",
+        description: "Full lists after the first (410 Gone, an expired list, a new processor needing more labels)",
+        attributes: &[KIND],
+    };
+    /// `fovea.k8s.watch.restarts`.
+    pub const K8S_WATCH_RESTARTS: MetricDef = MetricDef {
+        name: "fovea.k8s.watch.restarts",
+        instrument: Instrument::Counter,
+        unit: "{watch}",
+        description: "Watch requests after the first: resumes after a timeout, a dropped connection or an error",
+        attributes: &[KIND],
+    };
+    /// `fovea.k8s.watch.errors`.
+    pub const K8S_WATCH_ERRORS: MetricDef = MetricDef {
+        name: "fovea.k8s.watch.errors",
+        instrument: Instrument::Counter,
+        unit: "{error}",
+        description: "Failed lists and watches (unreachable, 401, 403, 410 Gone ...), each followed by a backoff",
+        attributes: &[KIND],
+    };
+    /// `fovea.k8s.watch.last_event_age`.
+    pub const K8S_WATCH_LAST_EVENT_AGE: MetricDef = MetricDef {
+        name: "fovea.k8s.watch.last_event_age",
+        instrument: Instrument::Gauge,
+        unit: "s",
+        description: "Seconds since the kind's list or watch last delivered data (an event or a bookmark); -1 before any",
+        attributes: &[KIND],
+    };
+    /// `fovea.k8s.lookups`.
+    pub const K8S_LOOKUPS: MetricDef = MetricDef {
+        name: "fovea.k8s.lookups",
+        instrument: Instrument::Counter,
+        unit: "{lookup}",
+        description: "Cache lookups by k8sattributes: hit (a live pod, service or node), grace (a pod deleted less than delete_grace_period ago), miss",
+        attributes: &[RESULT],
+    };
+    /// `fovea.k8s.cache.bytes`.
+    pub const K8S_CACHE_BYTES: MetricDef = MetricDef {
+        name: "fovea.k8s.cache.bytes",
+        instrument: Instrument::Gauge,
+        unit: "By",
+        description: "Estimated heap bytes held by the Kubernetes metadata cache (objects and indexes)",
+        attributes: &[],
+    };
+
     /// Every own metric, in the order the docs list them.
     pub const METRICS: &[MetricDef] = &[
         BUILD_INFO,
@@ -588,6 +795,15 @@ pub mod own {
         EBPF_RECORDS_CAPPED,
         EBPF_RECORDS_LOST,
         EBPF_COUNTER_UPDATES_LOST,
+        K8S_OBJECTS,
+        K8S_WATCH_SYNCED,
+        K8S_WATCH_EVENTS,
+        K8S_WATCH_RELISTS,
+        K8S_WATCH_RESTARTS,
+        K8S_WATCH_ERRORS,
+        K8S_WATCH_LAST_EVENT_AGE,
+        K8S_LOOKUPS,
+        K8S_CACHE_BYTES,
     ];
 }
 

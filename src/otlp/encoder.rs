@@ -42,7 +42,11 @@ impl OtlpEncoder {
         // a part that still comes out too large is split again.
         let per_part = (items as usize * self.max_body / body.len() * 9 / 10).max(1);
         // The copy must not carry the acknowledgements: delivery acknowledges the payload once.
-        let mut rest = MetricBatch { resource_metrics: batch.resource_metrics.clone(), acks: Acks::default() };
+        let mut rest = MetricBatch {
+            resource_metrics: batch.resource_metrics.clone(),
+            acks: Acks::default(),
+            client: batch.client,
+        };
         while rest.data_points() > 0 {
             let part = rest.split_front(per_part);
             self.metrics(&part, out);

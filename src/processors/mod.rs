@@ -1,3 +1,4 @@
 //! Processors: components in the middle of a pipeline.
 
 pub mod batch;
+pub mod k8sattributes;

@@ -17,7 +17,7 @@
 //! because no fovea attribute carries them.
 
 use super::naming::attr_text;
-use crate::model::semconv::{self, attr};
+use crate::model::semconv::{self, End, attr, k8s};
 use crate::model::{Attributes, TcpState};
 
 /// How an attribute value becomes Retina's label value.
@@ -187,12 +187,12 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
     }
     if level == Level::Pod {
         for kv in attributes {
-            let (prefix, rest) = if let Some(rest) = kv.key.strip_prefix(attr::SOURCE_PREFIX) {
-                ("source_", rest)
+            let (prefix, rest, end) = if let Some(rest) = kv.key.strip_prefix(attr::SOURCE_PREFIX) {
+                ("source_", rest, End::Source)
             } else if let Some(rest) = kv.key.strip_prefix(attr::DESTINATION_PREFIX) {
-                ("destination_", rest)
+                ("destination_", rest, End::Destination)
             } else {
-                ("", kv.key.as_str())
+                ("", kv.key.as_str(), End::Plain)
             };
             if let Some((_, label)) = CONTEXT.iter().find(|(attribute, _)| *attribute == rest) {
                 let name = format!("{prefix}{label}");
@@ -200,12 +200,25 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
                     continue;
                 }
                 let mut text = String::new();
-                attr_text(&kv.value, &mut text);
+                match first_owner(attributes, end) {
+                    Some((kind, _)) if rest == k8s::WORKLOAD_KIND.plain => text.push_str(kind),
+                    Some((_, owner)) if rest == k8s::WORKLOAD_NAME.plain => text.push_str(owner),
+                    _ => attr_text(&kv.value, &mut text),
+                }
                 labels.push((name, text));
             }
         }
     }
     Some(Placement { name: row.name, labels })
+}
+
+/// Retina's workload: the pod's first owner, so a Deployment's pod shows its ReplicaSet and a
+/// CronJob's pod its Job (fovea's `k8s.workload.*` name the top owner instead).
+fn first_owner(attributes: &Attributes, end: End) -> Option<(&'static str, &str)> {
+    if let Some(rs) = attributes.get_str(k8s::REPLICASET_NAME.at(end)) {
+        return Some(("ReplicaSet", rs));
+    }
+    attributes.get_str(k8s::JOB_NAME.at(end)).map(|job| ("Job", job))
 }
 
 /// Every Retina metric name this mapping can produce (for docs and tests).
@@ -219,4 +232,33 @@ pub fn metric_names() -> impl Iterator<Item = &'static str> {
 pub fn metric_name(otel: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     let of = |level| ROWS.iter().filter(|r| r.otel == otel && r.level == level).map(|r| r.name).collect();
     (of(Level::Node), of(Level::Pod))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retina_names_the_first_owner_as_the_workload() {
+        let attributes = Attributes::from_pairs([
+            ("network.io.direction", "transmit"),
+            ("source.k8s.pod.name", "cart-7d9-x"),
+            ("source.k8s.workload.kind", "Deployment"),
+            ("source.k8s.workload.name", "cart"),
+            ("source.k8s.replicaset.name", "cart-7d9"),
+            ("destination.k8s.workload.kind", "CronJob"),
+            ("destination.k8s.workload.name", "report"),
+            ("destination.k8s.job.name", "report-2901"),
+        ]);
+        let placed = place("network.forward.packets", &attributes).unwrap();
+        let label = |name: &str| placed.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(
+            (label("source_workload_kind"), label("source_workload_name")),
+            (Some("ReplicaSet"), Some("cart-7d9"))
+        );
+        assert_eq!(
+            (label("destination_workload_kind"), label("destination_workload_name")),
+            (Some("Job"), Some("report-2901"))
+        );
+    }
 }

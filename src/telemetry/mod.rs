@@ -7,6 +7,6 @@ pub mod resource;
 mod server;
 mod stats;
 
-pub use process::{ProcessCollector, read_self};
-pub use server::{Health, Render, ServerError, TelemetryServer};
+pub use process::{ProcessCollector, read_self, release_freed_memory};
+pub use server::{Health, ReadinessCheck, Render, ServerError, TelemetryServer};
 pub use stats::{Collector, ComponentKind, ComponentStats, StatsRegistry};

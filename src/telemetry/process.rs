@@ -41,6 +41,18 @@ pub fn read_self() -> Option<(f64, u64)> {
     Some(((utime + stime) / ticks, rss_pages * page))
 }
 
+/// Hands freed heap memory back to the OS. glibc keeps freed pages that are not at the top of
+/// the heap, so the transient allocations of start-up (kernel BTF parsed to load the probes, the
+/// Kubernetes cache's first lists) would otherwise stay in the agent's resident size for good,
+/// and that is what a DaemonSet's memory limit must cover. Call it after such a phase.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the OS; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no memory-safety preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

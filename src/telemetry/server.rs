@@ -1,9 +1,10 @@
 //! The own-telemetry endpoint: `/metrics` (the agent's own metrics in Prometheus text format),
-//! `/healthz` (the process is alive) and `/readyz` (every component has started).
+//! `/healthz` (the process is alive) and `/readyz` (every component has started and every
+//! readiness check a component registered holds, e.g. the Kubernetes metadata cache is synced).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -41,21 +42,56 @@ pub enum ServerError {
     },
 }
 
-/// Whether the agent is ready (all components started).
+/// A readiness condition a component adds: `Err(why)` while it does not hold.
+pub type ReadinessCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Whether the agent is ready: every component started, and every registered check holds. The
+/// engine only flips "started"; what else readiness needs is added by the components that know
+/// (the telemetry server knows no component).
 #[derive(Default)]
 pub struct Health {
-    ready: AtomicBool,
+    started: AtomicBool,
+    checks: Mutex<Vec<(String, ReadinessCheck)>>,
 }
 
 impl Health {
-    /// Marks the agent ready or not.
+    /// Marks every component started (or, when stopping, not).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+        self.started.store(ready, Ordering::SeqCst);
     }
 
-    /// True once every component has started.
+    /// Adds a condition `/readyz` also requires; `name` says what it is in the answer.
+    pub fn add_check(&self, name: impl Into<String>, check: impl Fn() -> Result<(), String> + Send + Sync + 'static) {
+        let mut checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks.push((name.into(), Box::new(check)));
+    }
+
+    /// The registered checks that do not hold, as `name: why`.
+    pub fn unmet(&self) -> Vec<String> {
+        let checks = self.checks.lock().unwrap_or_else(|p| p.into_inner());
+        checks.iter().filter_map(|(name, check)| check().err().map(|why| format!("{name}: {why}"))).collect()
+    }
+
+    /// True once every component has started and every check holds.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.started.load(Ordering::SeqCst) && self.unmet().is_empty()
+    }
+
+    /// The `/readyz` answer: 200 `ready`, or 503 with `starting` or what is not ready yet.
+    fn answer(&self) -> (StatusCode, String) {
+        if !self.started.load(Ordering::SeqCst) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into());
+        }
+        let unmet = self.unmet();
+        if unmet.is_empty() {
+            return (StatusCode::OK, "ready\n".into());
+        }
+        let mut body = String::from("started, not ready:\n");
+        for line in unmet {
+            body.push_str(&line);
+            body.push('\n');
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, body)
     }
 }
 
@@ -119,5 +155,28 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") }
+    state.health.answer()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_once_started_and_every_check_holds() {
+        let health = Health::default();
+        assert_eq!(health.answer(), (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_string()));
+        health.set_ready(true);
+        assert_eq!(health.answer(), (StatusCode::OK, "ready\n".to_string()));
+        let synced = Arc::new(AtomicBool::new(false));
+        let flag = synced.clone();
+        health.add_check("cache", move || if flag.load(Ordering::SeqCst) { Ok(()) } else { Err("not synced".into()) });
+        assert!(!health.is_ready());
+        assert_eq!(
+            health.answer(),
+            (StatusCode::SERVICE_UNAVAILABLE, "started, not ready:\ncache: not synced\n".into())
+        );
+        synced.store(true, Ordering::SeqCst);
+        assert!(health.is_ready());
+    }
 }

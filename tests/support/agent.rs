@@ -47,6 +47,19 @@ impl Agent {
 
     /// Starts the agent; `Err((status, stdout+stderr))` when it exits before becoming ready.
     pub fn launch(l: Launch<'_>) -> Result<Agent, (ExitStatus, String)> {
+        Self::launch_until(l, |code, _| code == 200)
+    }
+
+    /// Starts `fovea run --config <yaml>` and waits only until every component has started:
+    /// `/readyz` may still say what it waits for (the Kubernetes cache not synced ...).
+    pub fn start_unready(config: &str) -> Agent {
+        let started = |code: u16, body: &str| code == 200 || body.starts_with("started");
+        Self::launch_until(Launch { config: Some(config), sets: Vec::new(), wrapper: None }, started)
+            .expect("fovea started")
+    }
+
+    /// Starts the agent and waits until `/readyz` answers what `ready(status, body)` accepts.
+    pub fn launch_until(l: Launch<'_>, ready: impl Fn(u16, &str) -> bool) -> Result<Agent, (ExitStatus, String)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let telemetry: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -95,7 +108,7 @@ impl Agent {
                 agent.child = None;
                 return Err((status, out));
             }
-            if http_get(telemetry, "/readyz").is_ok_and(|(code, _)| code == 200) {
+            if http_get(telemetry, "/readyz").is_ok_and(|(code, body)| ready(code, &body)) {
                 return Ok(agent);
             }
             assert!(Instant::now() < deadline, "fovea not ready after 30 s:\n{}", agent.output());

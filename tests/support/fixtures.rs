@@ -266,5 +266,6 @@ pub fn every_kind_batch() -> MetricBatch {
             },
         ],
         acks: Default::default(),
+        client: None,
     }
 }

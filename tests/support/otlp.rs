@@ -203,7 +203,12 @@ impl RunningReceiver {
             .expect("the receiver's output closed");
         payload.acks().accept();
         match payload {
-            Payload::Metrics(m) => m,
+            // The receiver records where the data came from (the test clients are local); the
+            // rest must be exactly what was sent.
+            Payload::Metrics(m) => {
+                assert!(m.client.is_some_and(|c| c.is_loopback()), "the client's address: {:?}", m.client);
+                Arc::new(MetricBatch { client: None, ..Arc::unwrap_or_clone(m) })
+            }
             Payload::Flows(_) => panic!("the OTLP receiver produced flows"),
         }
     }

@@ -47,10 +47,11 @@ impl UnaryService<Bytes> for Export {
         let ingest = self.0.clone();
         Box::pin(async move {
             let deadline = request.metadata().get("grpc-timeout").and_then(|v| v.to_str().ok()).and_then(grpc_timeout);
+            let client = request.remote_addr().map(|a| a.ip());
             let body = request.into_inner();
             let decoded = ExportMetricsServiceRequest::decode(body)
                 .map_err(|e| Status::invalid_argument(format!("malformed ExportMetricsServiceRequest: {e}")))?;
-            match ingest.metrics(decoded, deadline).await {
+            match ingest.metrics(decoded, deadline, client).await {
                 Ok(a) => {
                     let response = a.into_response();
                     Ok(tonic::Response::new(response))

@@ -7,9 +7,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -80,6 +81,7 @@ fn error(format: Format, status: StatusCode, code: tonic::Code, message: String)
 
 async fn export_metrics(
     State(state): State<HttpState>,
+    client: Option<Extension<ConnectInfo<ClientAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -118,7 +120,9 @@ async fn export_metrics(
         Ok(r) => r,
         Err(message) => return error(format, StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message),
     };
-    match state.ingest.metrics(request, None).await {
+    // Absent when the router is served without connect info.
+    let client = client.map(|Extension(ConnectInfo(ClientAddr(addr)))| addr.ip());
+    match state.ingest.metrics(request, None, client).await {
         Ok(a) => {
             let response = a.into_response();
             let body = match format {
@@ -130,6 +134,22 @@ async fn export_metrics(
         Err(IngestError::Unavailable(why)) => {
             error(format, StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, why)
         }
+    }
+}
+
+/// The address of a connection's client, plain or TLS (the data's request context).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for ClientAddr {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
     }
 }
 

@@ -2,6 +2,7 @@
 //! acknowledgement, and wait until every exporter has taken it, so the answer tells the client
 //! the truth (success only when the data is safe, otherwise a retryable error).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,12 +59,13 @@ impl Ingest {
         Ingest { id, output, stats }
     }
 
-    /// Converts and delivers one metrics request, waiting at most `deadline` (capped at
-    /// [`ACK_TIMEOUT`]) for the pipelines to acknowledge it.
+    /// Converts and delivers one metrics request from `client`, waiting at most `deadline`
+    /// (capped at [`ACK_TIMEOUT`]) for the pipelines to acknowledge it.
     pub async fn metrics(
         &self,
         request: ExportMetricsServiceRequest,
         deadline: Option<Duration>,
+        client: Option<IpAddr>,
     ) -> Result<Accepted, IngestError> {
         let mut decoded = metrics_from_proto(request);
         let (accepted, refused) = (decoded.accepted, decoded.refused);
@@ -78,6 +80,7 @@ impl Ingest {
         }
         let (acks, waiter) = Acks::new_request();
         decoded.batch.acks = acks;
+        decoded.batch.client = client.map(|ip| ip.to_canonical());
         let wait = deadline.map_or(ACK_TIMEOUT, |d| d.min(ACK_TIMEOUT));
         let delivered = tokio::time::timeout(wait, async {
             self.output.send(Payload::from(decoded.batch)).await.map_err(|e| e.to_string())?;

@@ -184,7 +184,8 @@ impl Receiver for OtlpReceiver {
             let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
             async move {
                 let (Some(bound), Some(settings)) = (http, config.protocols.http.as_ref()) else { return Ok(()) };
-                let app = router(ingest, settings);
+                // The client's address travels with its data (`k8sattributes` `pod_association: connection`).
+                let app = router(ingest, settings).into_make_service_with_connect_info::<http::ClientAddr>();
                 let served = match bound.tls {
                     None => axum::serve(bound.listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await,
                     Some(tls) => {
