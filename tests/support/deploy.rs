@@ -151,3 +151,13 @@ pub fn strings(value: &Value) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Strings of a JSON array, in order.
+pub fn strings_unsorted(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {value}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_string())
+        .collect()
+}
