@@ -287,7 +287,7 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
 
     // Exactly the added capabilities, no_new_privs, uid 0; the declared environment only.
     assert_eq!(deploy::strings(&sc["capabilities"]["drop"]), ["ALL"]);
-    let caps: Vec<String> = deploy::strings(&sc["capabilities"]["add"]).iter().map(|c| format!("+{}", c.to_lowercase())).filter(|c| c != "+perfmon").collect();
+    let caps: Vec<String> = deploy::strings(&sc["capabilities"]["add"]).iter().map(|c| format!("+{}", c.to_lowercase())).collect();
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["runAsUser"], 0);
     let mut env = vec![
