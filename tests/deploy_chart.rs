@@ -12,11 +12,12 @@ mod deploy;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use deploy::{checked, chart, config, helm_template, objects, of_kind, one, output, port_of, strings, values_files};
+use deploy::{chart, checked, config, helm_template, objects, of_kind, one, output, port_of, strings, values_files};
 use serde_json::Value;
 
 /// Kubernetes versions the chart is checked against.
-const KUBERNETES: [&str; 9] = ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"];
+const KUBERNETES: [&str; 9] =
+    ["1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"];
 
 /// What the probes need, and nothing else.
 const CAPABILITIES: [&str; 3] = ["BPF", "NET_ADMIN", "PERFMON"];
@@ -269,7 +270,8 @@ fn rendered_objects_have_the_documented_security_properties() {
         }
         let env = c["env"].as_array().unwrap();
         assert!(
-            env.iter().any(|e| e["name"] == "K8S_NODE_NAME" && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
+            env.iter()
+                .any(|e| e["name"] == "K8S_NODE_NAME" && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
             "{what}"
         );
         for key in ["requests", "limits"] {
@@ -358,8 +360,14 @@ fn the_chart_refuses_bad_values_naming_the_key_and_the_fix() {
     let chart = chart();
     let cases: [(&[&str], &str); 5] = [
         (&["--set", "mode=pod"], "mode: \"pod\" is not a mode; use basic, local or remote"),
-        (&["--set", "exporters.otlp.enabled=true"], "exporters.otlp.endpoint is required when exporters.otlp.enabled is true"),
-        (&["--set", "exporters.prometheus.enabled=false"], "every exporter is disabled; enable prometheus, otlp or remoteWrite"),
+        (
+            &["--set", "exporters.otlp.enabled=true"],
+            "exporters.otlp.endpoint is required when exporters.otlp.enabled is true",
+        ),
+        (
+            &["--set", "exporters.prometheus.enabled=false"],
+            "every exporter is disabled; enable prometheus, otlp or remoteWrite",
+        ),
         (&["--set", "mode=local"], "mode: local sends flow records named with pods over OTLP; enable exporters.otlp"),
         (
             &["--set", "exporters.otlp.enabled=true,exporters.otlp.endpoint=c:4317,exporters.otlp.tls.caFile=ca.crt"],

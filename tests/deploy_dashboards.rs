@@ -56,37 +56,161 @@ enum Expect {
 /// Retina's Clusters dashboard (`deploy/grafana-dashboards/clusters.json`, Retina v1.2.6): every
 /// distinct panel query, verbatim (reference/retina-compat.md §1.1).
 const CLUSTERS: &[(&str, Expect, &str)] = &[
-    ("Bytes Forwarded by Cluster", Expect::Data, r#"sum by (cluster) (rate(networkobservability_forward_bytes{instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Bytes Dropped by Cluster", Expect::Data, r#"sum by (cluster) (rate(networkobservability_drop_bytes{instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Packets Dropped By Cluster", Expect::Data, r#"sum by (cluster) (rate(networkobservability_drop_count[$__rate_interval]))"#),
-    ("Egress Bytes", Expect::Data, r#"sum(rate(networkobservability_forward_bytes{direction="egress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Egress Packets", Expect::Data, r#"sum(rate(networkobservability_forward_count{direction="egress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Ingress Bytes", Expect::Data, r#"sum(rate(networkobservability_forward_bytes{direction="ingress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Ingress Packets", Expect::Data, r#"sum(rate(networkobservability_forward_count{direction="ingress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Packets Dropped - Egress", Expect::Data, r#"sum(rate(networkobservability_drop_count{direction="egress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Packets Dropped - Ingress", Expect::Data, r#"sum(rate(networkobservability_drop_count{direction="ingress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Packets Dropped - Unknown", Expect::Situational, r#"sum(rate(networkobservability_drop_count{direction="unknown", instance=~"$Nodes", cluster="$cluster"}[$__rate_interval]))"#),
-    ("Bytes Dropped by Reason", Expect::Data, r#"sum by (reason) (rate(networkobservability_drop_bytes{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Packets Dropped by Reason", Expect::Data, "sum by (reason) (rate(networkobservability_drop_count{cluster=\"$cluster\", instance=~\"$Nodes\"}[$__rate_interval])) > 0\nor\nsum by (reason) (\n  label_replace(\n    rate(networkobservability_interface_stats{statistic_name=\"rx_dropped\", cluster=\"$cluster\", instance=~\"$Nodes\"}[$__rate_interval]),\n    \"reason\",\n    \"$1\",\n    \"statistic_name\",\n    \"(.*)\"\n  )\n)\nor # cannot combine these interface_stats expressions into one using regex, since regex would capture anything with rx_dropped or tx_dropped in it\nsum by (reason) (\n  label_replace(\n    rate(networkobservability_interface_stats{statistic_name=\"tx_dropped\", cluster=\"$cluster\", instance=~\"$Nodes\"}[$__rate_interval]),\n    \"reason\",\n    \"$1\",\n    \"statistic_name\",\n    \"(.*)\"\n  )\n)"),
-    ("Bytes Dropped by Node", Expect::Data, r#"sum by(instance) (rate(networkobservability_drop_bytes{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Packets Dropped by Node", Expect::Data, r#"sum by(instance) (rate(networkobservability_drop_count{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("TCP Active Connections by State", Expect::Data, r#"sum by(state) (networkobservability_tcp_state{cluster="$cluster", instance=~"$Nodes"})"#),
-    ("TCP Active Connections by Remote Addr", Expect::Data, r#"sum by(address) (networkobservability_tcp_connection_remote{cluster="$cluster", instance=~"$Nodes", address!~"127.0.0.1|0.0.0.0"})"#),
-    ("TCP Connection Timeouts", Expect::Data, r#"sum(rate(networkobservability_tcp_connection_stats{statistic_name="tcptimeouts", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("TCP Connection Resets", Expect::Data, r#"sum(rate(networkobservability_tcp_connection_stats{statistic_name="resetcount", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("TCP Connection Reorders", Expect::Data, r#"sum(rate(networkobservability_tcp_connection_stats{statistic_name="tcptsreorder", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Windows TCP Packets", Expect::TcpFlags, r#"sum(rate(networkobservability_tcp_flag_counters{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Windows TCP RST Packets", Expect::TcpFlags, r#"sum(rate(networkobservability_tcp_flag_counters{flag="rst", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Windows TCP SYN-ACK Packets", Expect::TcpFlags, r#"sum(rate(networkobservability_tcp_flag_counters{flag="synack", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("UDP Connections", Expect::Data, r#"sum(networkobservability_udp_connection_stats{statistic_name="active", cluster="$cluster", instance=~"$Nodes"})"#),
-    ("RX Packets by Interface", Expect::Data, r#"sum by (interface_name) (rate(networkobservability_interface_stats{statistic_name="rx_packets", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("TX Packets by Interface", Expect::Data, r#"sum by (interface_name) (rate(networkobservability_interface_stats{statistic_name="tx_packets", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#),
-    ("Rx Cache Full error", Expect::NicDriver, r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name=~"rx[0-9]+_cache_full", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Tx No Op Errors", Expect::NicDriver, r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name=~"tx[0-9]+_nop", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Dropped Rx Packets", Expect::DataWithoutPositiveFilter, r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="rx_dropped", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Dropped Tx Packets", Expect::DataWithoutPositiveFilter, r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="tx_dropped", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Rx Comp Full Errors", Expect::NicDriver, r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="rx_comp_full", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
-    ("Tx Send Full Errors", Expect::NicDriver, r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="tx_send_full", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#),
+    (
+        "Bytes Forwarded by Cluster",
+        Expect::Data,
+        r#"sum by (cluster) (rate(networkobservability_forward_bytes{instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Bytes Dropped by Cluster",
+        Expect::Data,
+        r#"sum by (cluster) (rate(networkobservability_drop_bytes{instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Packets Dropped By Cluster",
+        Expect::Data,
+        r#"sum by (cluster) (rate(networkobservability_drop_count[$__rate_interval]))"#,
+    ),
+    (
+        "Egress Bytes",
+        Expect::Data,
+        r#"sum(rate(networkobservability_forward_bytes{direction="egress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Egress Packets",
+        Expect::Data,
+        r#"sum(rate(networkobservability_forward_count{direction="egress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Ingress Bytes",
+        Expect::Data,
+        r#"sum(rate(networkobservability_forward_bytes{direction="ingress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Ingress Packets",
+        Expect::Data,
+        r#"sum(rate(networkobservability_forward_count{direction="ingress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Packets Dropped - Egress",
+        Expect::Data,
+        r#"sum(rate(networkobservability_drop_count{direction="egress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Packets Dropped - Ingress",
+        Expect::Data,
+        r#"sum(rate(networkobservability_drop_count{direction="ingress", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Packets Dropped - Unknown",
+        Expect::Situational,
+        r#"sum(rate(networkobservability_drop_count{direction="unknown", instance=~"$Nodes", cluster="$cluster"}[$__rate_interval]))"#,
+    ),
+    (
+        "Bytes Dropped by Reason",
+        Expect::Data,
+        r#"sum by (reason) (rate(networkobservability_drop_bytes{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Packets Dropped by Reason",
+        Expect::Data,
+        "sum by (reason) (rate(networkobservability_drop_count{cluster=\"$cluster\", instance=~\"$Nodes\"}[$__rate_interval])) > 0\nor\nsum by (reason) (\n  label_replace(\n    rate(networkobservability_interface_stats{statistic_name=\"rx_dropped\", cluster=\"$cluster\", instance=~\"$Nodes\"}[$__rate_interval]),\n    \"reason\",\n    \"$1\",\n    \"statistic_name\",\n    \"(.*)\"\n  )\n)\nor # cannot combine these interface_stats expressions into one using regex, since regex would capture anything with rx_dropped or tx_dropped in it\nsum by (reason) (\n  label_replace(\n    rate(networkobservability_interface_stats{statistic_name=\"tx_dropped\", cluster=\"$cluster\", instance=~\"$Nodes\"}[$__rate_interval]),\n    \"reason\",\n    \"$1\",\n    \"statistic_name\",\n    \"(.*)\"\n  )\n)",
+    ),
+    (
+        "Bytes Dropped by Node",
+        Expect::Data,
+        r#"sum by(instance) (rate(networkobservability_drop_bytes{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Packets Dropped by Node",
+        Expect::Data,
+        r#"sum by(instance) (rate(networkobservability_drop_count{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "TCP Active Connections by State",
+        Expect::Data,
+        r#"sum by(state) (networkobservability_tcp_state{cluster="$cluster", instance=~"$Nodes"})"#,
+    ),
+    (
+        "TCP Active Connections by Remote Addr",
+        Expect::Data,
+        r#"sum by(address) (networkobservability_tcp_connection_remote{cluster="$cluster", instance=~"$Nodes", address!~"127.0.0.1|0.0.0.0"})"#,
+    ),
+    (
+        "TCP Connection Timeouts",
+        Expect::Data,
+        r#"sum(rate(networkobservability_tcp_connection_stats{statistic_name="tcptimeouts", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "TCP Connection Resets",
+        Expect::Data,
+        r#"sum(rate(networkobservability_tcp_connection_stats{statistic_name="resetcount", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "TCP Connection Reorders",
+        Expect::Data,
+        r#"sum(rate(networkobservability_tcp_connection_stats{statistic_name="tcptsreorder", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Windows TCP Packets",
+        Expect::TcpFlags,
+        r#"sum(rate(networkobservability_tcp_flag_counters{cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Windows TCP RST Packets",
+        Expect::TcpFlags,
+        r#"sum(rate(networkobservability_tcp_flag_counters{flag="rst", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Windows TCP SYN-ACK Packets",
+        Expect::TcpFlags,
+        r#"sum(rate(networkobservability_tcp_flag_counters{flag="synack", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "UDP Connections",
+        Expect::Data,
+        r#"sum(networkobservability_udp_connection_stats{statistic_name="active", cluster="$cluster", instance=~"$Nodes"})"#,
+    ),
+    (
+        "RX Packets by Interface",
+        Expect::Data,
+        r#"sum by (interface_name) (rate(networkobservability_interface_stats{statistic_name="rx_packets", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "TX Packets by Interface",
+        Expect::Data,
+        r#"sum by (interface_name) (rate(networkobservability_interface_stats{statistic_name="tx_packets", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval]))"#,
+    ),
+    (
+        "Rx Cache Full error",
+        Expect::NicDriver,
+        r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name=~"rx[0-9]+_cache_full", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Tx No Op Errors",
+        Expect::NicDriver,
+        r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name=~"tx[0-9]+_nop", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Dropped Rx Packets",
+        Expect::DataWithoutPositiveFilter,
+        r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="rx_dropped", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Dropped Tx Packets",
+        Expect::DataWithoutPositiveFilter,
+        r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="tx_dropped", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Rx Comp Full Errors",
+        Expect::NicDriver,
+        r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="rx_comp_full", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
+    (
+        "Tx Send Full Errors",
+        Expect::NicDriver,
+        r#"sum by (instance) (rate(networkobservability_interface_stats{statistic_name="tx_send_full", cluster="$cluster", instance=~"$Nodes"}[$__rate_interval])) > 0"#,
+    ),
 ];
 
 /// A panel query with Grafana's variables as the dashboards' "All" choice sets them.
@@ -105,7 +229,8 @@ fn panels(dashboard: &Value) -> Vec<(String, Vec<String>)> {
                 walk(&p["panels"], out);
                 continue;
             }
-            let exprs = p["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str().map(String::from));
+            let exprs =
+                p["targets"].as_array().into_iter().flatten().filter_map(|t| t["expr"].as_str().map(String::from));
             out.push((p["title"].as_str().unwrap_or("").to_string(), exprs.collect()));
         }
     }
@@ -242,7 +367,8 @@ service:
         for v in dashboard["templating"]["list"].as_array().unwrap() {
             if v["name"] == "instance" {
                 let q = v["definition"].as_str().unwrap();
-                let (metric, label) = q.trim_start_matches("label_values(").trim_end_matches(')').split_once(", ").unwrap();
+                let (metric, label) =
+                    q.trim_start_matches("label_values(").trim_end_matches(')').split_once(", ").unwrap();
                 let found = prometheus.query(&format!("group by ({label}) ({metric})"));
                 if found.is_empty() {
                     failures.push(format!("{file}: variable {q} lists nothing"));
@@ -263,19 +389,23 @@ service:
         let result = prometheus.query(&resolve(expr));
         checked += 1;
         match expect {
-            Expect::Data if result.is_empty() => failures.push(format!("Retina Clusters: \"{title}\": no data for {expr}")),
+            Expect::Data if result.is_empty() => {
+                failures.push(format!("Retina Clusters: \"{title}\": no data for {expr}"))
+            }
             Expect::DataWithoutPositiveFilter => {
                 let unfiltered = resolve(expr.trim_end_matches(" > 0"));
                 if prometheus.query(&unfiltered).is_empty() {
                     failures.push(format!("Retina Clusters: \"{title}\": no series for {unfiltered}"));
                 }
             }
-            Expect::TcpFlags if tcp_flags && result.is_empty() => {
-                failures.push(format!("Retina Clusters: \"{title}\": no data for {expr} although network.tcp.flags is produced"))
-            }
+            Expect::TcpFlags if tcp_flags && result.is_empty() => failures.push(format!(
+                "Retina Clusters: \"{title}\": no data for {expr} although network.tcp.flags is produced"
+            )),
             Expect::TcpFlags if !tcp_flags => support::skip_note(
                 test,
-                &format!("Retina Clusters \"{title}\": network.tcp.flags comes from the flows receiver, not in this build"),
+                &format!(
+                    "Retina Clusters \"{title}\": network.tcp.flags comes from the flows receiver, not in this build"
+                ),
             ),
             Expect::NicDriver if !result.is_empty() => {
                 failures.push(format!("Retina Clusters: \"{title}\": data from a NIC driver counter on a virtio node?"))
@@ -289,7 +419,13 @@ service:
     }
     drop((held, listener));
     assert!(checked >= 60, "{checked} queries");
-    assert!(failures.is_empty(), "{} of {checked} panel queries failed:\n{}\n\nagent:\n{}", failures.len(), failures.join("\n"), agent.scrape_at(([127, 0, 0, 1], retina_port).into()).0);
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} panel queries failed:\n{}\n\nagent:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        agent.scrape_at(([127, 0, 0, 1], retina_port).into()).0
+    );
 }
 
 fn support_dir() -> std::path::PathBuf {
@@ -306,7 +442,8 @@ fn dashboards_are_well_formed() {
         let name = path.display().to_string();
         assert!(uids.insert(d["uid"].as_str().unwrap().to_string()), "{name}: uid used twice");
         assert!(d["title"].as_str().unwrap().starts_with("fovea / "), "{name}");
-        let names: Vec<&str> = d["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            d["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["datasource", "cluster", "instance"], "{name}");
         let mut ids = std::collections::BTreeSet::new();
         fn walk<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
@@ -323,7 +460,11 @@ fn dashboards_are_well_formed() {
                 assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}: {}", p["title"]);
                 for t in p["targets"].as_array().unwrap() {
                     let expr = t["expr"].as_str().unwrap();
-                    assert!(expr.contains("instance=~\"$instance\""), "{name}: {} must follow the node choice: {expr}", p["title"]);
+                    assert!(
+                        expr.contains("instance=~\"$instance\""),
+                        "{name}: {} must follow the node choice: {expr}",
+                        p["title"]
+                    );
                 }
             }
         }

@@ -82,7 +82,8 @@ impl OtlpSink {
                             return;
                         }
                         count.fetch_add(1, Ordering::SeqCst);
-                        let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        let reply =
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
                         if writer.write_all(reply.as_bytes()).is_err() {
                             return;
                         }
@@ -262,7 +263,10 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
         "mkdir -p /run/.etc/upper /run/.etc/work".into(),
         "mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/.etc/upper,workdir=/run/.etc/work /etc".into(),
         "mkdir -p /run/secrets/kubernetes.io/serviceaccount".into(),
-        format!("mount --bind {} /run/secrets/kubernetes.io/serviceaccount", shell_quote(&account.display().to_string())),
+        format!(
+            "mount --bind {} /run/secrets/kubernetes.io/serviceaccount",
+            shell_quote(&account.display().to_string())
+        ),
         "mount -o remount,bind,ro /run/secrets/kubernetes.io/serviceaccount".into(),
     ];
     for mount in c["volumeMounts"].as_array().unwrap() {
@@ -287,7 +291,8 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
 
     // Exactly the added capabilities, no_new_privs, uid 0; the declared environment only.
     assert_eq!(deploy::strings(&sc["capabilities"]["drop"]), ["ALL"]);
-    let caps: Vec<String> = deploy::strings(&sc["capabilities"]["add"]).iter().map(|c| format!("+{}", c.to_lowercase())).collect();
+    let caps: Vec<String> =
+        deploy::strings(&sc["capabilities"]["add"]).iter().map(|c| format!("+{}", c.to_lowercase())).collect();
     assert_eq!(sc["allowPrivilegeEscalation"], false);
     assert_eq!(sc["runAsUser"], 0);
     let mut env = vec![
@@ -384,7 +389,10 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
         assert_eq!(request.status, 200, "{request:?}");
         let resource = resource_of(&request.path);
         let verb = if request.is_watch() { "watch" } else { "list" };
-        assert!(granted.contains(&(resource.clone(), verb.to_string())), "{verb} {resource} is not granted: {request:?}");
+        assert!(
+            granted.contains(&(resource.clone(), verb.to_string())),
+            "{verb} {resource} is not granted: {request:?}"
+        );
         if resource == "pods." {
             assert!(request.query.contains("fieldSelector=spec.nodeName=node-1"), "{request:?}");
         }

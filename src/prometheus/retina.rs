@@ -29,6 +29,12 @@ enum Values {
     Direction,
     /// `established` -> `ESTABLISHED`, `syn_received` -> `SYN_RECV` ... (Linux `ss` names).
     TcpState,
+    /// Lower case (`SYNACK` -> `synack`).
+    Lower,
+    /// This value, whatever the point carries.
+    Constant(&'static str),
+    /// Unchanged; `other` for the overflow point that lacks the attribute.
+    OrOther,
 }
 
 /// One Retina label and the attribute it is read from.
@@ -66,6 +72,9 @@ const INTERFACE: Label =
     Label { retina: "interface_name", attribute: attr::NETWORK_INTERFACE_NAME, values: Values::Same };
 const STATISTIC: Label = Label { retina: "statistic_name", attribute: attr::STATISTIC, values: Values::Same };
 const FLAG: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Same };
+const FLAG_LOWER: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Lower };
+const ADDRESS: Label = Label { retina: "address", attribute: attr::NETWORK_PEER_ADDRESS, values: Values::OrOther };
+const ACTIVE: Label = Label { retina: "statistic_name", attribute: "", values: Values::Constant("ACTIVE") };
 const QUERY_TYPE: Label = Label { retina: "query_type", attribute: attr::DNS_QUESTION_TYPE, values: Values::Same };
 const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME, values: Values::Same };
 const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
@@ -91,7 +100,7 @@ const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
 use semconv::{
     NETWORK_DNS_REQUESTS, NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES,
     NETWORK_FORWARD_PACKETS, NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS,
-    NETWORK_TCP_RETRANSMITS,
+    NETWORK_TCP_REMOTE_CONNECTIONS, NETWORK_TCP_RETRANSMITS, NETWORK_UDP_SOCKETS,
 };
 
 /// The mapping table (retina.md §3.2-3.4).
@@ -106,6 +115,10 @@ static ROWS: &[Row] = &[
     netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats"),
     netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
     netstat(&["Udp"], "networkobservability_udp_connection_stats"),
+    node(NETWORK_UDP_SOCKETS, "networkobservability_udp_connection_stats", &[ACTIVE]),
+    node(NETWORK_TCP_REMOTE_CONNECTIONS, "networkobservability_tcp_connection_remote", &[ADDRESS]),
+    // Retina's Linux agent counts no flags per node; its Clusters dashboard reads this name.
+    node(NETWORK_TCP_FLAGS, "networkobservability_tcp_flag_counters", &[FLAG_LOWER]),
     node(NETWORK_INTERFACE_STATS, "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
     node(NETWORK_DNS_REQUESTS, "networkobservability_dns_request_count", &[]),
     node(NETWORK_DNS_RESPONSES, "networkobservability_dns_response_count", &[]),
@@ -118,6 +131,19 @@ static ROWS: &[Row] = &[
     pod(NETWORK_TCP_RETRANSMITS, "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
     pod(NETWORK_DNS_REQUESTS, "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
     pod(NETWORK_DNS_RESPONSES, "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
+];
+
+/// Second series for Retina's "Clusters" dashboard, which spells some values otherwise than
+/// Retina's agent emits them (retina-compat.md §1.4): (metric, label, value or `None` for any
+/// value, the dashboard's value). A point whose label has the value also counts in a series with
+/// the dashboard's value, so queries written against either spelling find it. `AllIPs` is
+/// Retina's own total of `tcp_connection_remote`, the sum over every address.
+const ALIASES: &[(&str, &str, Option<&str>, &str)] = &[
+    ("networkobservability_tcp_connection_stats", "statistic_name", Some("TCPTimeouts"), "tcptimeouts"),
+    ("networkobservability_tcp_connection_stats", "statistic_name", Some("TCPTSReorder"), "tcptsreorder"),
+    ("networkobservability_tcp_connection_stats", "statistic_name", Some("EstabResets"), "resetcount"),
+    ("networkobservability_udp_connection_stats", "statistic_name", Some("ACTIVE"), "active"),
+    ("networkobservability_tcp_connection_remote", "address", None, "AllIPs"),
 ];
 
 /// Context attributes (after the `source.` / `destination.` prefix, or unprefixed for Retina's
@@ -141,6 +167,8 @@ pub(super) struct Placement {
     pub name: &'static str,
     /// Label names and values, not yet sorted.
     pub labels: Vec<(String, String)>,
+    /// The labels of the dashboard spelling's series the point also counts in ([`ALIASES`]).
+    pub alias: Option<Vec<(String, String)>>,
 }
 
 fn level(attributes: &Attributes) -> Level {
@@ -166,6 +194,9 @@ fn map_value(values: Values, text: String) -> String {
             Some(state) => state.rfc().kernel_name().into(),
             None => text.to_ascii_uppercase(),
         },
+        Values::Lower => text.to_ascii_lowercase(),
+        Values::Constant(value) => value.into(),
+        Values::OrOther => text,
     }
 }
 
@@ -179,10 +210,15 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
     })?;
     let mut labels = Vec::with_capacity(row.labels.len() + 8);
     for label in row.labels {
-        if let Some(value) = attributes.get(label.attribute) {
-            let mut text = String::new();
-            attr_text(value, &mut text);
-            labels.push((label.retina.to_string(), map_value(label.values, text)));
+        match (attributes.get(label.attribute), label.values) {
+            (_, Values::Constant(value)) => labels.push((label.retina.to_string(), value.to_string())),
+            (Some(value), values) => {
+                let mut text = String::new();
+                attr_text(value, &mut text);
+                labels.push((label.retina.to_string(), map_value(values, text)));
+            }
+            (None, Values::OrOther) => labels.push((label.retina.to_string(), "other".to_string())),
+            (None, _) => {}
         }
     }
     if level == Level::Pod {
@@ -209,7 +245,16 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
             }
         }
     }
-    Some(Placement { name: row.name, labels })
+    let alias = ALIASES.iter().find_map(|&(name, label, from, to)| {
+        if name != row.name {
+            return None;
+        }
+        let i = labels.iter().position(|(n, v)| n == label && from.is_none_or(|f| f == v))?;
+        let mut alias = labels.clone();
+        alias[i].1 = to.to_string();
+        Some(alias)
+    });
+    Some(Placement { name: row.name, labels, alias })
 }
 
 /// Retina's workload: the pod's first owner, so a Deployment's pod shows its ReplicaSet and a

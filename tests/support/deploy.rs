@@ -57,8 +57,8 @@ pub fn tool(test: &str, name: &str) -> Option<PathBuf> {
 
 /// A command on PATH (`hadolint`, `kubernetes-validate`, `python3`).
 pub fn on_path(test: &str, name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
+    let found =
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()));
     match found {
         Some(p) => Some(p),
         None => missing(test, &format!("`{name}` (on PATH)")),
@@ -68,7 +68,11 @@ pub fn on_path(test: &str, name: &str) -> Option<PathBuf> {
 /// Output of a command: `(success, stdout, stderr)`.
 pub fn output(cmd: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd.display()));
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// Stdout of a command that must succeed.
@@ -82,7 +86,8 @@ pub fn checked(cmd: &Path, args: &[&str]) -> String {
 pub fn helm_template(helm: &Path, values: Option<&str>) -> String {
     let chart = chart();
     let values_path = values.map(|v| chart.join("ci").join(v));
-    let mut args = vec!["template", "fovea", chart.to_str().expect("utf-8 path"), "--namespace", "kube-system", "--include-crds"];
+    let mut args =
+        vec!["template", "fovea", chart.to_str().expect("utf-8 path"), "--namespace", "kube-system", "--include-crds"];
     if let Some(v) = &values_path {
         args.extend(["-f", v.to_str().expect("utf-8 path")]);
     }
