@@ -28,7 +28,7 @@ use std::time::Duration;
 use agent::{Agent, Launch};
 use apiserver::ApiServer;
 use apiserver::objects::{PodSpec, namespace, node, pod};
-use prometheus_server::{Options, Prometheus, ScrapeTarget};
+use prometheus_server::{Options, Prometheus};
 use serde_json::Value;
 use support::netns::{LinkOptions, NsPair, Pod as NetPod};
 use support::tcp;
@@ -308,16 +308,19 @@ service:
     let agent = Agent::launch(Launch { config: Some(&config), sets: Vec::new(), wrapper: None })
         .unwrap_or_else(|(status, out)| panic!("fovea exited {status}:\n{out}"));
     let Some(prometheus) = Prometheus::start(Options {
-        targets: vec![
-            ScrapeTarget::new("fovea", agent.metrics),
-            ScrapeTarget::new("fovea-retina", ([127, 0, 0, 1], retina_port).into()),
-            ScrapeTarget::new("fovea-telemetry", agent.telemetry),
-        ],
+        scrape_configs: Some(scrape_configs(&agent, retina_port)),
         ..Options::default()
     }) else {
         return;
     };
     prometheus.wait_targets_up(3, Duration::from_secs(30));
+    // deploy/prometheus/scrape-configs.yaml made one target per job out of the pod's two
+    // ports, each named after the node.
+    for job in ["fovea", "fovea-telemetry"] {
+        let up = prometheus.query(&format!("up{{job=\"{job}\"}}"));
+        assert_eq!(up.len(), 1, "{job}: {up:?}");
+        assert_eq!((up[0].0["instance"].as_str(), up[0].1), (NODE, 1.0), "{job}: {up:?}");
+    }
 
     // Known traffic: retransmits and ingress drops (20 % loss), egress drops (UDP to port 9
     // dropped in the sender's output chain), NO_SOCKET drops (UDP to a closed port) throughout.
@@ -426,6 +429,44 @@ service:
         failures.join("\n"),
         agent.scrape_at(([127, 0, 0, 1], retina_port).into()).0
     );
+}
+
+/// The node the agent runs on, as the scrape configs name its targets.
+const NODE: &str = "node-1";
+
+/// `deploy/prometheus/scrape-configs.yaml` with Kubernetes service discovery replaced by what it
+/// would find for the agent's pod on node-1: one target per container port, with the pod's
+/// labels, annotations and port names as `__meta_kubernetes_*` labels (Debian's Prometheus is
+/// built without Kubernetes discovery). Retina's job is left out; a static job reads the
+/// `naming: retina` exporter.
+fn scrape_configs(agent: &Agent, retina_port: u16) -> String {
+    let shipped =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape-configs.yaml"))
+            .unwrap();
+    let ours = &shipped[..shipped.find("  - job_name: retina-pods").expect("the Retina job")];
+    let mut targets = String::from("    static_configs:\n");
+    for (name, port) in [("metrics", agent.metrics.port()), ("telemetry", agent.telemetry.port())] {
+        targets.push_str(&format!(
+            "      - targets: ['127.0.0.1:{port}']
+        labels:
+          __meta_kubernetes_pod_label_app_kubernetes_io_name: fovea
+          __meta_kubernetes_pod_annotation_prometheus_io_scrape: 'true'
+          __meta_kubernetes_pod_annotation_prometheus_io_port: '{metrics}'
+          __meta_kubernetes_pod_container_name: fovea
+          __meta_kubernetes_pod_container_port_name: {name}
+          __meta_kubernetes_pod_ip: 127.0.0.1
+          __meta_kubernetes_pod_node_name: {NODE}
+",
+            metrics = agent.metrics.port()
+        ));
+    }
+    let discovery = "    kubernetes_sd_configs:\n      - role: pod\n";
+    assert_eq!(ours.matches(discovery).count(), 2, "{ours}");
+    let mut out = ours.replace(discovery, &targets);
+    out.push_str(&format!(
+        "  - job_name: fovea-retina\n    static_configs:\n      - targets: ['127.0.0.1:{retina_port}']\n        labels: {{instance: {NODE}}}\n"
+    ));
+    out
 }
 
 fn support_dir() -> std::path::PathBuf {
