@@ -162,6 +162,7 @@ fn memory(consumers: usize, size: usize) -> SendingQueueConfig {
         queue_size: size,
         block_on_overflow: true,
         storage: None,
+        ..SendingQueueConfig::default()
     }
 }
 
@@ -172,6 +173,7 @@ fn disk(consumers: usize, dir: &std::path::Path) -> SendingQueueConfig {
         queue_size: 1_000_000,
         block_on_overflow: false,
         storage: Some(StorageConfig { directory: dir.to_path_buf(), max_size_mib: 4096 }),
+        ..SendingQueueConfig::default()
     }
 }
 

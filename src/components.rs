@@ -2,6 +2,7 @@
 
 use crate::connectors;
 use crate::exporters;
+use crate::extensions;
 use crate::pipeline::Registry;
 use crate::processors;
 use crate::receivers;
@@ -26,5 +27,9 @@ pub fn builtin() -> Registry {
         exporters::prometheusremotewrite::factory(),
         // connectors
         connectors::forward::factory(),
+        // extensions
+        extensions::health_check::factory(),
+        extensions::pprof::factory(),
+        extensions::zpages::factory(),
     ])
 }

@@ -11,7 +11,7 @@ use fovea::config::service::MetricsLevel;
 use fovea::config::{self, Sources};
 use fovea::model::Signal;
 use fovea::pipeline::Services;
-use fovea::telemetry::{self, ComponentKind, Health, ProcessCollector, Render, StatsRegistry, TelemetryServer};
+use fovea::telemetry::{self, ComponentKind, Health, ProcessCollector, StatsRegistry, TelemetryServer};
 use tokio_util::sync::CancellationToken;
 
 /// Kubernetes network observability: eBPF probes counted in the kernel, shipped like an
@@ -87,11 +87,21 @@ fn error_chain(e: &anyhow::Error) -> String {
     text
 }
 
+/// Loads the configuration and builds its graph. On failure, prints the warnings (unset
+/// variables ...) before the problems, so they are seen even when the config is invalid.
 fn build(args: &ConfigArgs) -> Result<(config::Document, fovea::pipeline::Graph), config::ConfigError> {
     let doc = config::load(&args.sources())?;
-    let resource = Arc::new(telemetry::resource::detect(&doc));
-    let graph = fovea::pipeline::build(&doc, &fovea::components::builtin(), resource)?;
+    let graph = build_doc(&doc)?;
     Ok((doc, graph))
+}
+
+fn build_doc(doc: &config::Document) -> Result<fovea::pipeline::Graph, config::ConfigError> {
+    let resource = Arc::new(telemetry::resource::detect(doc));
+    fovea::pipeline::build(doc, &fovea::components::builtin(), resource).inspect_err(|_| {
+        for w in &doc.warnings {
+            eprintln!("warning: {w}");
+        }
+    })
 }
 
 fn validate(args: ConfigArgs) -> anyhow::Result<ExitCode> {
@@ -152,14 +162,28 @@ fn components() {
     }
 }
 
+/// Prints the merged configuration (secrets redacted) even when it is invalid, so it can be
+/// inspected; an invalid one then exits 1 with its problems on stderr, as `validate` would.
 fn print_config(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let doc = config::load(&args.sources())?;
+    let doc = match config::load(&args.sources()) {
+        Ok(doc) => doc,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     print!("{}", config::render_redacted(&doc.root));
-    Ok(ExitCode::SUCCESS)
+    match build_doc(&doc) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let (_doc, graph) = match build(&args) {
+    let (doc, graph) = match build(&args) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
@@ -170,6 +194,12 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     for w in &graph.warnings {
         tracing::warn!("{w}");
     }
+    // A server needs more than the soft default of 1024 descriptors; take what the hard limit
+    // allows, as Go programs (otelcol among them) do.
+    if let Some(limit) = fovea::server::raise_fd_limit() {
+        tracing::debug!(limit, "file descriptor limit");
+    }
+    let resource = Arc::new(telemetry::resource::detect(&doc));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
@@ -180,15 +210,26 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         services.insert(health.clone());
         let telemetry_stop = CancellationToken::new();
         let own = &graph.service.telemetry.metrics;
-        let server = if own.level == MetricsLevel::None {
-            None
-        } else {
+        let mut servers = Vec::new();
+        let mut pushers = Vec::new();
+        if own.level != MetricsLevel::None {
             registry.register(Arc::new(ProcessCollector));
-            let render: Render = Arc::new(fovea::prometheus::encode_metrics);
-            let server = TelemetryServer::bind(&own.address, registry.clone(), health.clone(), render).await?;
-            tracing::info!(address = %own.address, "own telemetry on /metrics, /healthz, /readyz");
-            Some(tokio::spawn(server.serve(telemetry_stop.clone())))
-        };
+            for (address, options) in own.pull_endpoints() {
+                let render = telemetry::readers::pull_render(options);
+                let server = TelemetryServer::bind(&address, registry.clone(), health.clone(), render).await?;
+                tracing::info!(%address, "own telemetry on /metrics, /healthz, /readyz");
+                servers.push(tokio::spawn(server.serve(telemetry_stop.clone())));
+            }
+            for (i, reader) in own.periodic().enumerate() {
+                let (reader, registry, resource, stop) =
+                    (reader.clone(), registry.clone(), resource.clone(), telemetry_stop.clone());
+                pushers.push(tokio::spawn(async move {
+                    if let Err(e) = telemetry::readers::push(reader, i, registry, resource, stop).await {
+                        tracing::error!(reader = i, error = %e, "pushing own metrics failed");
+                    }
+                }));
+            }
+        }
         let ready = health.clone();
         let stopping = health.clone();
         let stop = async move {
@@ -206,8 +247,8 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
             .await;
         health.set_ready(false);
         telemetry_stop.cancel();
-        if let Some(server) = server {
-            let _ = server.await;
+        for task in servers.into_iter().chain(pushers) {
+            let _ = task.await;
         }
         let report = report?;
         if report.failed.is_empty() && report.dropped_at_shutdown == 0 {

@@ -5,7 +5,8 @@
 //! `insecure_skip_verify` accepts any server certificate (still encrypted), and
 //! `server_name_override` verifies the certificate against another name. Server side (`otlp`
 //! receiver): `cert_*`/`key_*` and optionally `client_ca_file` to require client certificates.
-//! Files are read when the component starts, never while a config is only validated.
+//! `validate` reads and parses the files too, so `fovea validate` finds a missing or broken
+//! certificate before `fovea run` would (it never opens a connection).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -119,6 +120,18 @@ fn one_of(checks: &mut Checks, prefix: &str, file: (&str, &Option<PathBuf>), pem
     file.1.is_some() || pem.1.is_some()
 }
 
+/// Reports a TLS error at the setting it names (`tls::cert_file` -> `<prefix>::cert_file`).
+fn fail_at_file(checks: &mut Checks, prefix: &str, e: &TlsError) {
+    let field = match e {
+        TlsError::Read { what, .. } | TlsError::Pem { what, .. } => what.strip_prefix("tls::"),
+        _ => None,
+    };
+    match field {
+        Some(f) => checks.fail(&format!("{prefix}::{f}"), e.to_string()),
+        None => checks.fail(prefix, e.to_string()),
+    }
+}
+
 fn read_pem(what: &'static str, file: &Option<PathBuf>, pem: &Option<String>) -> Result<Option<Vec<u8>>, TlsError> {
     if let Some(pem) = pem {
         return Ok(Some(pem.as_bytes().to_vec()));
@@ -187,6 +200,21 @@ impl ClientTls {
             && ServerName::try_from(name.as_str()).is_err()
         {
             checks.fail(&format!("{prefix}::server_name_override"), "must be a DNS name or an IP address");
+        }
+        // The system roots are read at start only: whether TLS is used at all can depend on the
+        // endpoint's scheme.
+        let ca = read_pem("tls::ca_file", &self.ca_file, &self.ca_pem).and_then(|pem| match pem {
+            Some(pem) => roots_from("tls::ca_file", &pem).map(|_| ()),
+            None => Ok(()),
+        });
+        if let Err(e) = ca.and_then(|()| self.identity_pem()).and_then(|identity| match identity {
+            Some(IdentityPem { cert, key }) => {
+                certificates("tls::cert_file", &cert)?;
+                private_key("tls::key_file", &key).map(|_| ())
+            }
+            None => Ok(()),
+        }) {
+            fail_at_file(checks, prefix, &e);
         }
     }
 
@@ -263,6 +291,12 @@ impl ServerTls {
         }
         if !key {
             checks.fail(&format!("{prefix}::key_file"), "a TLS server needs key_file (or key_pem)");
+        }
+        if cert
+            && key
+            && let Err(e) = self.rustls_config(&[])
+        {
+            fail_at_file(checks, prefix, &e);
         }
     }
 

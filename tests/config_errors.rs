@@ -152,7 +152,7 @@ fn bad_configs_name_file_line_path_and_fix() {
         Case {
             name: "duplicate yaml key",
             yaml: "receivers:\n  linuxutil: {}\n  linuxutil: {collection_interval: 1s}\nexporters:\n  debug: {}\n",
-            problems: &[("linuxutil", 3, "duplicate key (first defined at ")],
+            problems: &[("receivers::linuxutil", 3, "duplicate key (first defined at ")],
         },
         Case {
             name: "yaml syntax error",
@@ -195,9 +195,47 @@ fn bad_configs_name_file_line_path_and_fix() {
             ],
         },
         Case {
-            name: "extensions are not supported",
-            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {}\n",
-            problems: &[("extensions", 5, "fovea has no extensions; remove this section")],
+            name: "unsupported extension type and references to unconfigured extensions",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {}\n  file_storage: {directory: /var/lib/otelcol}\nservice:\n  extensions: [health_check, pprof, health_check]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
+            problems: &[
+                (
+                    "extensions::file_storage",
+                    7,
+                    "the `file_storage` extension is not supported by fovea; fovea keeps persistent queues itself: set sending_queue::storage::directory on the exporter; supported extensions: health_check, pprof, zpages",
+                ),
+                (
+                    "service::extensions::1",
+                    9,
+                    "references extension `pprof` which is not configured under `extensions:`; configured: [health_check, file_storage]",
+                ),
+                ("service::extensions::2", 9, "`health_check` is listed twice"),
+            ],
+        },
+        Case {
+            name: "sending_queue sizers fovea does not count by",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  otlp:\n    endpoint: c:4317\n    sending_queue:\n      sizer: items\n      batch: {sizer: bytes, min_size: 100, max_size: 10}\nservice:\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [otlp]}\n",
+            problems: &[
+                ("exporters::otlp::sending_queue::sizer", 7, "only `requests` is supported"),
+                ("exporters::otlp::sending_queue::batch::sizer", 8, "only `items` is supported"),
+                (
+                    "exporters::otlp::sending_queue::batch::max_size",
+                    8,
+                    "must be 0 (no limit) or at least min_size (100)",
+                ),
+            ],
+        },
+        Case {
+            name: "extension settings are checked like any component's",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {endpoint: \"localhost:\", check_collector_pipeline: {enabled: true}}\n  pprof: {block_profile_fraction: 3}\nservice:\n  extensions: [health_check, pprof]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
+            problems: &[
+                ("extensions::health_check::endpoint", 6, "is not host:port (no port after `:`)"),
+                (
+                    "extensions::health_check::check_collector_pipeline::enabled",
+                    6,
+                    "not supported (deprecated in otelcol too)",
+                ),
+                ("extensions::pprof::block_profile_fraction", 7, "a Go runtime setting with no equivalent in fovea"),
+            ],
         },
         Case {
             name: "netstat include needs group and name",
@@ -268,4 +306,51 @@ fn validate_command_exits_1_and_prints_every_problem() {
         String::from_utf8_lossy(&out.stderr)
             .contains("--set:1:1: receivers::linuxutil::collection_interval: a duration needs a unit")
     );
+}
+
+#[test]
+fn every_problem_of_a_component_and_of_service_comes_in_one_pass() {
+    let yaml = "receivers:
+  linuxutil:
+    colection_interval: 1s
+    collection_interval: 5 s
+    netstat: {enabld: true}
+    interfaces:
+      statistics: [rx_packets, rx_pakets, tx_bytes, tx_bites]
+    sockets: {enabled: maybe}
+exporters:
+  debug: {verbosity: loud, sampling_initial: -1}
+service:
+  telemetry:
+    logs: {level: verbose, encoding: xml}
+    metrics: {level: everything, adress: x}
+  pipelines:
+    metrics: {receivers: [linuxutil], exporters: [debug]}
+";
+    let err = check(yaml).unwrap_err();
+    let got: Vec<(String, u32)> =
+        err.problems().iter().map(|p| (p.path.clone(), p.origin.as_ref().map_or(0, |o| o.line))).collect();
+    let expected = [
+        ("receivers::linuxutil::colection_interval", 3),
+        ("receivers::linuxutil::collection_interval", 4),
+        ("receivers::linuxutil::netstat::enabld", 5),
+        ("receivers::linuxutil::interfaces::statistics::1", 7),
+        ("receivers::linuxutil::interfaces::statistics::3", 7),
+        ("receivers::linuxutil::sockets::enabled", 8),
+        ("exporters::debug::verbosity", 10),
+        ("exporters::debug::sampling_initial", 10),
+        ("service::telemetry::logs::level", 13),
+        ("service::telemetry::logs::encoding", 13),
+        ("service::telemetry::metrics::adress", 14),
+        ("service::telemetry::metrics::level", 14),
+    ];
+    let expected: Vec<(String, u32)> = expected.iter().map(|(p, l)| (p.to_string(), *l)).collect();
+    let mut sorted = got.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "{err}");
+    assert!(err.to_string().starts_with("invalid configuration: 12 problems\n"), "{err}");
+    let stat = err.problems().iter().find(|p| p.path.ends_with("statistics::3")).unwrap();
+    assert!(stat.message.contains("unknown statistic `tx_bites`"), "{}", stat.message);
 }

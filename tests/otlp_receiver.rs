@@ -243,3 +243,48 @@ async fn data_the_pipeline_did_not_take_is_answered_retryable() {
     receiver.shutdown.cancel();
     receiver.task.await.unwrap();
 }
+
+#[tokio::test]
+async fn json_special_doubles_are_accepted_and_a_bad_as_int_fails_the_request() {
+    let mut receiver =
+        support::start_receiver(serde_json::json!({"protocols": {"http": {"endpoint": "127.0.0.1:0"}}})).await;
+    let url = format!("http://{}/v1/metrics", receiver.http.unwrap());
+    let json = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+        {"name":"ratio","gauge":{"dataPoints":[{"asDouble":"NaN","timeUnixNano":"1"},{"asDouble":"Infinity","timeUnixNano":"1"},
+          {"asDouble":"-Infinity","timeUnixNano":"1"}]}}]}]}]}"#;
+    let (answer, got) = tokio::join!(post(&url, "application/json", None, json.to_vec()), receiver.next_batch());
+    assert_eq!(answer.0, 200, "{}", String::from_utf8_lossy(&answer.2));
+    let response: ExportMetricsServiceResponse = serde_json::from_slice(&answer.2).unwrap();
+    assert_eq!(response.partial_success, None, "nothing refused");
+    let back = metrics_to_proto(&got);
+    let Some(metric::Data::Gauge(g)) = &back.resource_metrics[0].scope_metrics[0].metrics[0].data else {
+        panic!("not a gauge")
+    };
+    let values: Vec<f64> = g
+        .data_points
+        .iter()
+        .map(|p| match p.value {
+            Some(pm::number_data_point::Value::AsDouble(d)) => d,
+            ref other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(values[0].is_nan());
+    assert_eq!(&values[1..], &[f64::INFINITY, f64::NEG_INFINITY]);
+
+    // A non-numeric asInt is a 400 for the whole request, not a silently refused point.
+    let bad = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[
+        {"name":"queue","gauge":{"dataPoints":[{"asInt":"12"},{"asInt":"twelve"}]}}]}]}]}"#;
+    let (status, _, body) = post(&url, "application/json", None, bad.to_vec()).await;
+    assert_eq!(status, 400);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["code"], 3);
+    assert_eq!(
+        json["message"],
+        "invalid OTLP/JSON at resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[1].asInt: \"twelve\" is not a 64-bit integer"
+    );
+    assert!(receiver.input.is_empty());
+    let (received, accepted, refused, failed) = receiver.stats.snapshot(Signal::Metrics);
+    assert_eq!((received, accepted, refused, failed), (3, 3, 0, 0));
+    receiver.shutdown.cancel();
+    receiver.task.await.unwrap();
+}

@@ -115,7 +115,7 @@ fn bad_values_are_located_with_what_to_do() {
         (
             "    endpoint: localhost\n",
             "exporters::prometheus::endpoint",
-            "`localhost` is not host:port; write e.g. \"0.0.0.0:10093\", \"127.0.0.1:9464\" or \"[::]:10093\"",
+            "`localhost` is not host:port (no port); write e.g. \"0.0.0.0:4317\", \"127.0.0.1:8888\", \"localhost:9464\" or \"[::]:4318\"",
         ),
         (
             "    path: metrics\n",

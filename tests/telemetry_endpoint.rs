@@ -25,6 +25,7 @@ fn health_readiness_and_component_counts() {
         let m = agent.scrape_at(agent.telemetry);
         let v = |name: &str, labels: &[(&str, &str)]| m.value(name, labels).unwrap_or(-1.0);
         let accepted = v("fovea_receiver_accepted_items_total", &[("receiver", "linuxutil"), ("signal", "metrics")]);
+        let received = v("fovea_receiver_received_items_total", &[("receiver", "linuxutil"), ("signal", "metrics")]);
         let incoming = v("fovea_processor_incoming_items_total", &[("processor", "batch"), ("pipeline", "metrics")]);
         let outgoing = v("fovea_processor_outgoing_items_total", &[("processor", "batch"), ("pipeline", "metrics")]);
         let counts: Vec<f64> = ["prometheus", "debug"]
@@ -36,9 +37,16 @@ fn health_readiness_and_component_counts() {
                 ]
             })
             .collect();
-        let all_equal = accepted > 0.0 && [incoming, outgoing].iter().chain(&counts).all(|c| *c == accepted);
+        let all_equal = accepted > 0.0 && [received, incoming, outgoing].iter().chain(&counts).all(|c| *c == accepted);
         if all_equal {
-            assert_eq!(v("fovea_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
+            // The compiler that built fovea, as `rustc --version` names it.
+            let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+                .arg("--version")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().nth(1).unwrap_or("").to_string())
+                .unwrap_or_default();
+            assert!(rustc.starts_with("1."), "{rustc}");
+            assert_eq!(v("fovea_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("rustc", &rustc)]), 1.0);
             assert_eq!(
                 v("fovea_exporter_dropped_items_total", &[("exporter", "prometheus"), ("signal", "metrics")]),
                 0.0

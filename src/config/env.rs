@@ -3,16 +3,39 @@
 //! A scalar that is exactly one reference takes the type of the substituted text (`port: ${env:PORT}`
 //! with `PORT=8080` is the integer 8080); a reference inside a longer string is string interpolation.
 
-use super::error::Problem;
-use super::node::{Node, Style, Value};
+use super::error::{Problem, shorten};
+use super::node::{Node, Origin, Style, Value};
+
+/// A `${env:VAR}` without a default whose variable is not set: the value became empty.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsetVariable {
+    /// The variable's name.
+    pub name: String,
+    /// Full key path of the value that references it.
+    pub path: String,
+    /// Where that value is written.
+    pub origin: Origin,
+}
+
+impl UnsetVariable {
+    /// What to tell the user, appended to a problem the empty value caused or logged as a warning.
+    pub fn explain(&self) -> String {
+        format!(
+            "`${{env:{name}}}` at {origin} is not set and has no default, so the value is empty: set {name} \
+             or write a default, `${{env:{name}:-value}}`",
+            name = self.name,
+            origin = self.origin
+        )
+    }
+}
 
 /// Substitutes environment references in every scalar of `node`, using `lookup` for variables.
-/// Unset variables without a default become empty and are reported in `warnings`.
+/// Unset variables without a default become empty and are recorded in `unset`.
 pub fn substitute(
     node: &mut Node,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    warnings: &mut Vec<String>,
+    unset: &mut Vec<UnsetVariable>,
     problems: &mut Vec<Problem>,
 ) {
     match &mut node.value {
@@ -20,7 +43,14 @@ pub fn substitute(
             if !s.text.contains('$') {
                 return;
             }
-            match expand(&s.text, lookup, warnings, path) {
+            let mut missing = Vec::new();
+            let expanded = expand(&s.text, lookup, &mut missing);
+            unset.extend(missing.into_iter().map(|name| UnsetVariable {
+                name,
+                path: path.to_string(),
+                origin: node.origin.clone(),
+            }));
+            match expanded {
                 Ok((text, whole)) => {
                     s.text = text;
                     if whole && s.style == Style::Quoted {
@@ -34,12 +64,12 @@ pub fn substitute(
         }
         Value::Seq(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                substitute(item, &join(path, &i.to_string()), lookup, warnings, problems);
+                substitute(item, &join(path, &i.to_string()), lookup, unset, problems);
             }
         }
         Value::Map(entries) => {
             for (k, v) in entries.iter_mut() {
-                substitute(v, &join(path, &k.name), lookup, warnings, problems);
+                substitute(v, &join(path, &k.name), lookup, unset, problems);
             }
         }
         Value::Null => {}
@@ -50,12 +80,12 @@ fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_string() } else { format!("{path}::{key}") }
 }
 
-/// Expands references in `text`. Returns the new text and whether the text was one whole reference.
+/// Expands references in `text`. Returns the new text and whether the text was one whole
+/// reference; the names of unset variables without a default go to `unset`.
 fn expand(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    warnings: &mut Vec<String>,
-    path: &str,
+    unset: &mut Vec<String>,
 ) -> Result<(String, bool), String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -70,9 +100,11 @@ fn expand(
             literal = true;
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| format!("unterminated `${{` in `{text}`; close it with `}}`"))?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated `${{` in `{}`; close it with `}}`", shorten(text)))?;
             let reference = &body[..end];
-            out.push_str(&resolve(reference, lookup, warnings, path)?);
+            out.push_str(&resolve(reference, lookup, unset)?);
             references += 1;
             rest = &body[end + 1..];
         } else {
@@ -89,14 +121,15 @@ fn expand(
 fn resolve(
     reference: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-    warnings: &mut Vec<String>,
-    path: &str,
+    unset: &mut Vec<String>,
 ) -> Result<String, String> {
+    let reference_shown = shorten(reference);
     let spec = match reference.split_once(':') {
         Some(("env", spec)) => spec,
         Some((scheme, _)) if is_scheme(scheme) => {
             return Err(format!(
-                "unsupported config source `{scheme}:` in `${{{reference}}}`; only `env:` is supported"
+                "unsupported config source `{}:` in `${{{reference_shown}}}`; only `env:` is supported",
+                shorten(scheme)
             ));
         }
         _ => reference,
@@ -107,7 +140,8 @@ fn resolve(
     };
     if !valid_name(name) {
         return Err(format!(
-            "invalid environment variable name `{name}` in `${{{reference}}}`; names match [a-zA-Z_][a-zA-Z0-9_]*"
+            "invalid environment variable name `{}` in `${{{reference_shown}}}`; names match [a-zA-Z_][a-zA-Z0-9_]*",
+            shorten(name)
         ));
     }
     match (lookup(name), default) {
@@ -115,7 +149,7 @@ fn resolve(
         (Some(v), _) => Ok(v),
         (None, Some(d)) => Ok(d.to_string()),
         (None, None) => {
-            warnings.push(format!("{path}: configuration references unset environment variable {name}"));
+            unset.push(name.to_string());
             Ok(String::new())
         }
     }
@@ -137,7 +171,7 @@ mod tests {
     use crate::config::node::Resolved;
     use crate::config::yaml;
 
-    fn run(text: &str) -> (Node, Vec<String>, Vec<Problem>) {
+    fn run(text: &str) -> (Node, Vec<UnsetVariable>, Vec<Problem>) {
         let mut node = yaml::parse("t.yaml", text).unwrap();
         let (mut w, mut p) = (Vec::new(), Vec::new());
         let lookup = |n: &str| match n {
@@ -175,7 +209,7 @@ mod tests {
     #[test]
     fn unset_warns_and_bad_names_fail() {
         let (_, w, p) = run("a: ${env:UNSET_X}\nb: ${env:1BAD}\nc: ${file:/x}\n");
-        assert_eq!(w, vec!["a: configuration references unset environment variable UNSET_X".to_string()]);
+        assert_eq!((w.len(), w[0].name.as_str(), w[0].path.as_str(), w[0].origin.line), (1, "UNSET_X", "a", 1));
         assert_eq!(p.len(), 2);
         assert_eq!(p[0].path, "b");
         assert!(p[1].message.contains("only `env:`"));

@@ -1,9 +1,47 @@
 //! Configuration problems: each one names where it is (file, line, column), which key
 //! (`exporters::prometheus::endpiont`) and what to do about it.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use super::env::UnsetVariable;
 use super::node::Origin;
+
+/// Longest value (in bytes) quoted whole in a message; longer ones are cut with [`shorten`].
+pub const MAX_QUOTED_BYTES: usize = 120;
+
+/// Longest message or path a problem keeps; anything longer is cut in the middle, so a huge
+/// value that slipped into a message cannot flood the terminal or the log.
+const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// `text` when short, else its start and how long it was: `aaaa… (52428800 bytes)`.
+pub fn shorten(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_QUOTED_BYTES {
+        return Cow::Borrowed(text);
+    }
+    let cut = floor_char_boundary(text, MAX_QUOTED_BYTES - 20);
+    Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len()))
+}
+
+fn floor_char_boundary(text: &str, mut at: usize) -> usize {
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// Cuts the middle out of an over-long message, keeping its start and its end (the advice).
+fn bound(text: String) -> String {
+    if text.len() <= MAX_MESSAGE_BYTES {
+        return text;
+    }
+    let head = floor_char_boundary(&text, MAX_MESSAGE_BYTES / 2);
+    let mut tail = text.len() - MAX_MESSAGE_BYTES / 4;
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{} … ({} bytes left out) … {}", &text[..head], tail - head, &text[tail..])
+}
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +57,7 @@ pub struct Problem {
 impl Problem {
     /// A problem at `path`, located at `origin`.
     pub fn new(origin: Option<Origin>, path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { origin, path: path.into(), message: message.into() }
+        Self { origin, path: bound(path.into()), message: bound(message.into()) }
     }
 }
 
@@ -86,6 +124,12 @@ impl Problems {
         }
     }
 
+    /// Says, in each problem about a value that came from an unset `${env:VAR}`, which variable
+    /// it was and where it is used.
+    pub fn explain_unset(&mut self, unset: &[UnsetVariable]) {
+        explain_unset(&mut self.0, unset);
+    }
+
     /// Number of problems recorded.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -107,5 +151,17 @@ impl Problems {
             key(a).cmp(&key(b))
         });
         Err(ConfigError::Invalid(self.0))
+    }
+}
+
+/// Appends to each problem caused by an empty value from an unset variable which variable it was.
+pub(super) fn explain_unset(problems: &mut [Problem], unset: &[UnsetVariable]) {
+    for p in problems.iter_mut() {
+        let cause = unset.iter().find(|u| {
+            p.origin.as_ref() == Some(&u.origin) || p.path == u.path || p.path.starts_with(&format!("{}::", u.path))
+        });
+        if let Some(u) = cause {
+            p.message = bound(format!("{}; {}", p.message, u.explain()));
+        }
     }
 }

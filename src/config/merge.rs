@@ -1,9 +1,11 @@
 //! Several `--config` files merged in order, and `--set key=value` overrides.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::Problem;
-use super::node::{Key, Node, Origin, Scalar, Style, Value};
+use super::node::{Key, Node, Origin, Value};
+use super::yaml;
 
 /// Deep-merges `over` into `base`: mappings merge key by key, anything else is replaced.
 pub fn merge(base: &mut Node, over: Node) {
@@ -14,10 +16,16 @@ pub fn merge(base: &mut Node, over: Node) {
     }
     match (&mut base.value, over.value) {
         (Value::Map(into), Value::Map(from)) => {
+            // An index keeps merging two large mappings linear.
+            let mut index: HashMap<String, usize> =
+                into.iter().enumerate().map(|(i, (k, _))| (k.name.clone(), i)).collect();
             for (key, value) in from {
-                match into.iter_mut().find(|(k, _)| k.name == key.name) {
-                    Some((_, existing)) => merge(existing, value),
-                    None => into.push((key, value)),
+                match index.get(&key.name) {
+                    Some(&i) => merge(&mut into[i].1, value),
+                    None => {
+                        index.insert(key.name.clone(), into.len());
+                        into.push((key, value));
+                    }
                 }
             }
         }
@@ -29,7 +37,8 @@ pub fn merge(base: &mut Node, over: Node) {
 }
 
 /// Applies one `--set path=value` override. The path separator is `::` when present, else `.`
-/// (`--set processors.batch.timeout=2s`, `--set exporters::otlp/a.b::endpoint=x:4317`).
+/// (`--set processors.batch.timeout=2s`, `--set exporters::otlp/a.b::endpoint=x:4317`). The
+/// value is YAML, so flow values work as in otelcol: `--set service.pipelines.metrics.exporters=[debug]`.
 pub fn apply_set(root: &mut Node, expression: &str) -> Result<(), Problem> {
     let origin = Origin { file: Arc::from("--set"), line: 1, column: 1 };
     let (path, value) = expression.split_once('=').ok_or_else(|| {
@@ -39,9 +48,17 @@ pub fn apply_set(root: &mut Node, expression: &str) -> Result<(), Problem> {
     if parts.iter().any(|p| p.is_empty()) {
         return Err(Problem::new(Some(origin), path, "empty key in --set path"));
     }
-    let leaf =
-        Node { value: Value::Scalar(Scalar { text: value.to_string(), style: Style::Plain }), origin: origin.clone() };
-    let mut over = leaf;
+    let mut over = yaml::parse("--set", value).map_err(|e| {
+        let why = e.problems().first().map_or_else(|| e.to_string(), |p| p.message.clone());
+        Problem::new(
+            Some(origin.clone()),
+            path,
+            format!(
+                "the value of `--set {}` is not valid YAML: {why}; quote it, e.g. --set '{path}=\"...\"'",
+                super::error::shorten(expression)
+            ),
+        )
+    })?;
     for part in parts.iter().rev() {
         over = Node {
             value: Value::Map(vec![(Key { name: (*part).to_string(), origin: origin.clone() }, over)]),
@@ -80,5 +97,20 @@ mod tests {
         assert_eq!(&*t.origin.file, "--set");
         assert!(a.get("exporters").unwrap().get("otlp/x.y").unwrap().get("endpoint").is_some());
         assert!(apply_set(&mut a, "novalue").is_err());
+    }
+
+    #[test]
+    fn set_values_are_yaml() {
+        let mut a = yaml::parse("a.yaml", "x: 1\n").unwrap();
+        apply_set(&mut a, "service.pipelines.metrics.exporters=[debug, otlp]").unwrap();
+        apply_set(&mut a, "exporters.otlp={endpoint: \"h:4317\"}").unwrap();
+        apply_set(&mut a, "exporters.prometheus.endpoint=127.0.0.1:9100").unwrap();
+        let list = a.locate("service::pipelines::metrics::exporters");
+        assert!(matches!(&list.value, Value::Seq(s) if s.len() == 2), "{list:?}");
+        assert!(a.locate("exporters::otlp::endpoint").origin.file.as_ref() == "--set");
+        let ep = a.locate("exporters::prometheus::endpoint");
+        assert!(matches!(&ep.value, Value::Scalar(s) if s.text == "127.0.0.1:9100"));
+        let err = apply_set(&mut a, "x=[unclosed").unwrap_err();
+        assert!(err.message.contains("is not valid YAML"), "{}", err.message);
     }
 }

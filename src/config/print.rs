@@ -1,6 +1,18 @@
-//! Renders the effective configuration as YAML, with secrets redacted.
+//! Renders the effective configuration as YAML, with secrets redacted: values of secret keys,
+//! and inside any URL its user information and secret-looking query parameters.
+
+use std::borrow::Cow;
 
 use super::node::{Node, Resolved, Style, Value};
+
+/// What replaces a secret.
+const REDACTED: &str = "[REDACTED]";
+
+/// Query parameter names (lower case) that are secrets wherever they appear in the name...
+const SECRET_PARAM_PARTS: [&str; 11] =
+    ["token", "secret", "passw", "pwd", "apikey", "api_key", "api-key", "auth", "signature", "credential", "session"];
+/// ...and names that are secrets only as a whole (`key=...`, `sig=...`).
+const SECRET_PARAMS: [&str; 4] = ["key", "sig", "code", "pass"];
 
 /// Keys whose values are secrets; under `headers` every value is redacted.
 const SECRET_KEYS: [&str; 9] =
@@ -76,9 +88,67 @@ fn leaf(node: &Node, redact: bool) -> String {
         Value::Null => String::new(),
         Value::Map(_) => "{}".into(),
         Value::Seq(_) => "[]".into(),
-        Value::Scalar(_) if redact => "\"[REDACTED]\"".into(),
-        Value::Scalar(s) => scalar_text(&s.text, s.style),
+        Value::Scalar(_) if redact => format!("\"{REDACTED}\""),
+        Value::Scalar(s) => match redact_url(&s.text) {
+            Cow::Borrowed(text) => scalar_text(text, s.style),
+            Cow::Owned(text) => scalar_text(&text, Style::Quoted),
+        },
     }
+}
+
+/// `text` with the password of a URL's user information (all of it when there is no password:
+/// a lone user name is often a token) and secret-looking query parameter values redacted.
+pub fn redact_url(text: &str) -> Cow<'_, str> {
+    let Some(scheme_end) = text.find("://") else { return Cow::Borrowed(text) };
+    let start = scheme_end + 3;
+    let rest = &text[start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    let authority = &rest[..authority_len];
+    match authority.rfind('@') {
+        Some(at) => {
+            if let Some((user, _)) = authority[..at].split_once(':') {
+                out.push_str(user);
+                out.push(':');
+            }
+            out.push_str(REDACTED);
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    let after = &rest[authority_len..];
+    let (path_and_query, fragment) = match after.find('#') {
+        Some(f) => after.split_at(f),
+        None => (after, ""),
+    };
+    match path_and_query.split_once('?') {
+        Some((path, query)) => {
+            out.push_str(path);
+            out.push('?');
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    out.push('&');
+                }
+                match pair.split_once('=') {
+                    Some((name, _)) if is_secret_param(name) => {
+                        out.push_str(name);
+                        out.push('=');
+                        out.push_str(REDACTED);
+                    }
+                    _ => out.push_str(pair),
+                }
+            }
+        }
+        None => out.push_str(path_and_query),
+    }
+    out.push_str(fragment);
+    if out == text { Cow::Borrowed(text) } else { Cow::Owned(out) }
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    SECRET_PARAMS.contains(&n.as_str()) || SECRET_PARAM_PARTS.iter().any(|part| n.contains(part))
 }
 
 fn scalar_text(text: &str, style: Style) -> String {
@@ -103,6 +173,37 @@ fn scalar_text(text: &str, style: Style) -> String {
 mod tests {
     use super::*;
     use crate::config::yaml;
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let cases = [
+            (
+                "http://user:PASS@host:9090/api/v1/write?token=abc&x=1",
+                "http://user:[REDACTED]@host:9090/api/v1/write?token=[REDACTED]&x=1",
+            ),
+            ("https://TOKEN@host/x", "https://[REDACTED]@host/x"),
+            (
+                "https://host/x?api_key=k&sig=s&signal=metrics#frag",
+                "https://host/x?api_key=[REDACTED]&sig=[REDACTED]&signal=metrics#frag",
+            ),
+            (
+                "https://host/x?X-Amz-Signature=s&AccessToken=t",
+                "https://host/x?X-Amz-Signature=[REDACTED]&AccessToken=[REDACTED]",
+            ),
+            ("https://a:b@host?password=p", "https://a:[REDACTED]@host?password=[REDACTED]"),
+            ("collector:4317", "collector:4317"),
+            ("http://host:4318/v1/metrics", "http://host:4318/v1/metrics"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+        }
+        let node =
+            yaml::parse("x.yaml", "exporters:\n  prometheusremotewrite:\n    endpoint: http://u:secret@h/w?token=t\n")
+                .unwrap();
+        let out = render_redacted(&node);
+        assert!(out.contains("endpoint: http://u:[REDACTED]@h/w?token=[REDACTED]\n"), "{out}");
+        assert!(!out.contains("secret") && !out.contains("=t"), "{out}");
+    }
 
     #[test]
     fn round_trips_and_redacts() {

@@ -1,4 +1,9 @@
 //! YAML text to [`Node`] trees, keeping the position of every key and value.
+//!
+//! Hostile input is bounded: aliases may not expand the tree past [`MAX_ALIAS_NODES`] copied
+//! nodes (the "billion laughs" document), nesting stops at [`MAX_DEPTH`] levels (so walking and
+//! dropping the tree cannot overflow the stack), and duplicate keys are found with a hash index,
+//! so parsing stays linear in the size of the text.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,62 +13,84 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle};
 use super::error::{ConfigError, Problem};
 use super::node::{Key, Node, Origin, Scalar, Style, Value};
 
+/// Most nodes that aliases may copy into one document, all aliases together. Real configs
+/// copy a few dozen; nested aliases that double at every level reach millions within a few
+/// hundred bytes of text.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+/// Deepest nesting of mappings and sequences. otelcol configs nest about ten levels.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document. An empty document is a null node.
 pub fn parse(file: &str, text: &str) -> Result<Node, ConfigError> {
     let file: Arc<str> = Arc::from(file);
-    let mut builder = Builder { file: file.clone(), anchors: HashMap::new(), stack: Vec::new(), root: None };
+    let mut builder = Builder { anchors: HashMap::new(), stack: Vec::new(), root: None, copied: 0 };
     let mut parser = Parser::new_from_str(text);
     let mut documents = 0;
+    let fail = |origin: Origin, path: &str, message: String| {
+        ConfigError::Invalid(vec![Problem::new(Some(origin), path, message)])
+    };
     while let Some(event) = parser.next_event() {
-        let (event, span) = event.map_err(|e| {
-            ConfigError::Invalid(vec![Problem::new(
-                Some(origin(&file, e.marker())),
-                "",
-                format!("YAML syntax error: {}", e.info()),
-            )])
-        })?;
+        let (event, span) =
+            event.map_err(|e| fail(origin(&file, e.marker()), "", format!("YAML syntax error: {}", e.info())))?;
         let here = origin(&file, &span.start);
         match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(ConfigError::Invalid(vec![Problem::new(
-                        Some(here),
+                    return Err(fail(
+                        here,
                         "",
-                        "more than one YAML document in a config file; split them into several --config files",
-                    )]));
+                        "more than one YAML document in a config file; split them into several --config files".into(),
+                    ));
                 }
             }
             Event::Scalar(text, style, anchor, _tag) => {
                 let style = if style == ScalarStyle::Plain { Style::Plain } else { Style::Quoted };
                 let node = Node { value: Value::Scalar(Scalar { text: text.into_owned(), style }), origin: here };
-                builder.add(node, anchor)?;
+                builder.add(node, 1, anchor)?;
             }
-            Event::SequenceStart(anchor, _) => {
-                builder.stack.push(Frame::Seq { items: Vec::new(), anchor, origin: here })
-            }
-            Event::MappingStart(anchor, _) => {
-                builder.stack.push(Frame::Map { entries: Vec::new(), pending: None, anchor, origin: here })
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if builder.stack.len() >= MAX_DEPTH {
+                    return Err(fail(
+                        here,
+                        &builder.child_path(),
+                        format!("nested more than {MAX_DEPTH} levels deep; flatten the configuration"),
+                    ));
+                }
+                let path = builder.child_path();
+                let kind = if matches!(event, Event::SequenceStart(..)) {
+                    Kind::Seq(Vec::new())
+                } else {
+                    Kind::Map { entries: Vec::new(), index: HashMap::new(), pending: None }
+                };
+                builder.stack.push(Frame { kind, anchor, origin: here, path, size: 1 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match builder.stack.pop() {
-                    Some(Frame::Seq { items, anchor, origin }) => (Node { value: Value::Seq(items), origin }, anchor),
-                    Some(Frame::Map { entries, anchor, origin, .. }) => {
-                        (Node { value: Value::Map(entries), origin }, anchor)
-                    }
-                    None => continue,
+                let Some(frame) = builder.stack.pop() else { continue };
+                let value = match frame.kind {
+                    Kind::Seq(items) => Value::Seq(items),
+                    Kind::Map { entries, .. } => Value::Map(entries),
                 };
-                builder.add(node, anchor)?;
+                builder.add(Node { value, origin: frame.origin }, frame.size, frame.anchor)?;
             }
             Event::Alias(id) => {
-                let node = builder.anchors.get(&id).cloned().ok_or_else(|| {
-                    ConfigError::Invalid(vec![Problem::new(
-                        Some(here.clone()),
-                        "",
-                        "alias refers to an unknown anchor",
-                    )])
-                })?;
-                builder.add(node, 0)?;
+                let Some((node, size)) = builder.anchors.get(&id) else {
+                    return Err(fail(here, &builder.child_path(), "alias refers to an unknown anchor".into()));
+                };
+                let (node, size) = (node.clone(), *size);
+                builder.copied = builder.copied.saturating_add(size);
+                if builder.copied > MAX_ALIAS_NODES {
+                    return Err(fail(
+                        here,
+                        &builder.child_path(),
+                        format!(
+                            "aliases expand this document past {MAX_ALIAS_NODES} copied nodes (nested aliases \
+                             multiply, as in a \"billion laughs\" document); write the values out or use fewer aliases"
+                        ),
+                    ));
+                }
+                builder.add(node, size, 0)?;
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
@@ -75,27 +102,67 @@ fn origin(file: &Arc<str>, m: &Marker) -> Origin {
     Origin { file: file.clone(), line: m.line() as u32, column: m.col() as u32 + 1 }
 }
 
-enum Frame {
-    Seq { items: Vec<Node>, anchor: usize, origin: Origin },
-    Map { entries: Vec<(Key, Node)>, pending: Option<Key>, anchor: usize, origin: Origin },
+/// A mapping or sequence being read.
+struct Frame {
+    kind: Kind,
+    /// Anchor id of the collection (0 = none).
+    anchor: usize,
+    origin: Origin,
+    /// Full key path of the collection (`exporters::otlp`), for error messages.
+    path: String,
+    /// Nodes in the collection so far, itself included (what an alias to it copies).
+    size: usize,
+}
+
+enum Kind {
+    Seq(Vec<Node>),
+    Map {
+        entries: Vec<(Key, Node)>,
+        /// Where each key was first written: finds duplicates in constant time.
+        index: HashMap<String, Origin>,
+        /// A key waiting for its value.
+        pending: Option<Key>,
+    },
 }
 
 struct Builder {
-    file: Arc<str>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     stack: Vec<Frame>,
     root: Option<Node>,
+    /// Nodes copied by aliases so far.
+    copied: usize,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}::{key}") }
 }
 
 impl Builder {
-    fn add(&mut self, node: Node, anchor: usize) -> Result<(), ConfigError> {
-        if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+    /// The full path of the node that comes next.
+    fn child_path(&self) -> String {
+        match self.stack.last() {
+            None => String::new(),
+            Some(Frame { kind: Kind::Seq(items), path, .. }) => join(path, &items.len().to_string()),
+            Some(Frame { kind: Kind::Map { pending: Some(key), .. }, path, .. }) => join(path, &key.name),
+            Some(Frame { path, .. }) => path.clone(),
         }
-        match self.stack.last_mut() {
-            None => self.root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, pending, .. }) => match pending.take() {
+    }
+
+    /// Adds a finished node of `size` nodes to the collection being read.
+    fn add(&mut self, node: Node, size: usize, anchor: usize) -> Result<(), ConfigError> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        let Some(frame) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return Ok(());
+        };
+        frame.size = frame.size.saturating_add(size);
+        match &mut frame.kind {
+            Kind::Seq(items) => items.push(node),
+            Kind::Map { entries, index, pending } => match pending.take() {
+                Some(key) => entries.push((key, node)),
                 None => {
                     let name = match &node.value {
                         Value::Scalar(s) => s.text.clone(),
@@ -103,21 +170,21 @@ impl Builder {
                         _ => {
                             return Err(ConfigError::Invalid(vec![Problem::new(
                                 Some(node.origin),
-                                "",
-                                format!("mapping keys must be strings (in {})", self.file),
+                                frame.path.clone(),
+                                "mapping keys must be strings, not mappings or lists",
                             )]));
                         }
                     };
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
+                    if let Some(first) = index.get(&name) {
                         return Err(ConfigError::Invalid(vec![Problem::new(
                             Some(node.origin),
-                            name.clone(),
-                            format!("duplicate key (first defined at {}); remove one of them", first.origin),
+                            join(&frame.path, &name),
+                            format!("duplicate key (first defined at {first}); remove one of them"),
                         )]));
                     }
+                    index.insert(name.clone(), node.origin.clone());
                     *pending = Some(Key { name, origin: node.origin });
                 }
-                Some(key) => entries.push((key, node)),
             },
         }
         Ok(())
@@ -154,8 +221,42 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_keys_are_rejected() {
+    fn duplicate_keys_are_rejected_with_their_full_path() {
         let err = parse("d.yaml", "a: 1\na: 2\n").unwrap_err();
         assert_eq!(err.problems()[0].origin.as_ref().unwrap().line, 2);
+        let err = parse("d.yaml", "exporters:\n  otlp:\n    endpoint: a\n    tls: {}\n    endpoint: b\n").unwrap_err();
+        let p = &err.problems()[0];
+        assert_eq!(p.path, "exporters::otlp::endpoint");
+        assert_eq!(p.message, "duplicate key (first defined at d.yaml:3:5); remove one of them");
+        let err = parse("d.yaml", "l:\n  - {x: 1, x: 2}\n").unwrap_err();
+        assert_eq!(err.problems()[0].path, "l::0::x");
+    }
+
+    #[test]
+    fn alias_bomb_is_refused_at_the_alias_that_crosses_the_bound() {
+        let mut text =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (name, prev) in
+            ["b", "c", "d", "e", "f", "g", "h", "i"].iter().zip(["a", "b", "c", "d", "e", "f", "g", "h"])
+        {
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            text.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        let err = parse("bomb.yaml", &text).unwrap_err();
+        let p = &err.problems()[0];
+        assert!(p.message.contains("past 100000 copied nodes"), "{p}");
+        // b to e copy 9 x 10, 9 x 91, 9 x 820 and 9 x 7381 nodes (74718 in all); the first
+        // alias of f would copy 66430 more.
+        let o = p.origin.as_ref().unwrap();
+        assert_eq!((o.line, o.column, p.path.as_str()), (6, 8, "f::0"), "{p}");
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+        let err = parse("deep.yaml", &deep).unwrap_err();
+        assert!(err.problems()[0].message.contains("nested more than 64 levels"), "{err}");
+        let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        assert!(parse("ok.yaml", &ok).is_ok());
     }
 }

@@ -27,6 +27,48 @@ pub struct SendingQueueConfig {
     /// `queue_size` bounds the requests kept on disk, a full queue drops its oldest requests (new
     /// data is never refused, `block_on_overflow` does not apply) and retries never give up.
     pub storage: Option<StorageConfig>,
+    /// What `queue_size` counts: only `requests` (otelcol's default) is supported.
+    pub sizer: Sizer,
+    /// Merge batches before encoding them (otelcol's exporter-side batching); off unless the
+    /// key is present (`batch: {}` takes the defaults).
+    #[serde(deserialize_with = "crate::config::de::present_means_defaults")]
+    pub batch: Option<QueueBatchConfig>,
+}
+
+/// otelcol's `sizer`: what sizes count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sizer {
+    /// Requests (one encoded batch each).
+    #[default]
+    Requests,
+    /// Items (data points, flow records).
+    Items,
+    /// Encoded bytes.
+    Bytes,
+}
+
+/// `sending_queue::batch:`: items are held until `min_size` of them are there or
+/// `flush_timeout` has passed since the first, merged into one batch (split above `max_size`)
+/// and only then encoded and queued, so a pipeline of small batches sends few large requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueBatchConfig {
+    /// Longest an item waits for a batch to fill.
+    #[serde(deserialize_with = "crate::config::duration::deserialize")]
+    pub flush_timeout: Duration,
+    /// Items that make a batch worth sending.
+    pub min_size: usize,
+    /// Largest batch, in items (`0` = no limit).
+    pub max_size: usize,
+    /// What the sizes count: only `items` is supported.
+    pub sizer: Sizer,
+}
+
+impl Default for QueueBatchConfig {
+    fn default() -> Self {
+        QueueBatchConfig { flush_timeout: Duration::from_millis(200), min_size: 8192, max_size: 0, sizer: Sizer::Items }
+    }
 }
 
 impl Default for SendingQueueConfig {
@@ -37,6 +79,8 @@ impl Default for SendingQueueConfig {
             queue_size: 1000,
             block_on_overflow: false,
             storage: None,
+            sizer: Sizer::Requests,
+            batch: None,
         }
     }
 }
@@ -50,6 +94,17 @@ pub struct StorageConfig {
     /// Upper bound of the queue on disk in MiB; when reached the oldest data is dropped and counted.
     #[serde(default = "default_max_size_mib")]
     pub max_size_mib: u64,
+}
+
+impl StorageConfig {
+    /// Checks, without creating anything, that the agent can use `directory`: it is a writable
+    /// directory, or it does not exist yet and its nearest existing parent is one (the queue
+    /// creates it at start).
+    pub fn check_directory(&self, field: &str, checks: &mut Checks) {
+        if let Err(e) = crate::config::writable_directory(&self.directory) {
+            checks.fail(field, e);
+        }
+    }
 }
 
 fn default_max_size_mib() -> u64 {
@@ -165,6 +220,29 @@ impl SendingQueueConfig {
         if self.enabled && self.num_consumers == 0 {
             checks.fail(&format!("{prefix}::num_consumers"), "must be at least 1");
         }
+        if self.sizer != Sizer::Requests {
+            checks.fail(
+                &format!("{prefix}::sizer"),
+                "only `requests` is supported: queue_size counts requests (batches); bound items with batch::max_size",
+            );
+        }
+        if let Some(b) = &self.batch {
+            if b.sizer != Sizer::Items {
+                checks.fail(
+                    &format!("{prefix}::batch::sizer"),
+                    "only `items` is supported (data points or flow records)",
+                );
+            }
+            if b.flush_timeout.is_zero() {
+                checks.fail(&format!("{prefix}::batch::flush_timeout"), "must be above 0, e.g. 200ms");
+            }
+            if b.max_size > 0 && b.max_size < b.min_size {
+                checks.fail(
+                    &format!("{prefix}::batch::max_size"),
+                    format!("must be 0 (no limit) or at least min_size ({})", b.min_size),
+                );
+            }
+        }
         if let Some(s) = &self.storage {
             if !self.enabled {
                 checks.fail(
@@ -177,6 +255,8 @@ impl SendingQueueConfig {
                     &format!("{prefix}::storage::directory"),
                     "must name a directory, e.g. /var/lib/fovea/queue/otlp",
                 );
+            } else {
+                s.check_directory(&format!("{prefix}::storage::directory"), checks);
             }
             if s.max_size_mib == 0 {
                 checks.fail(&format!("{prefix}::storage::max_size_mib"), "must be at least 1");

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::intake::Intake;
 use super::memory::MemoryQueue;
 use super::persistent::{Appender, DiskConsumer, Limits, PersistentQueue};
 use super::retry::{Holder, Outcome, RetryingSender};
@@ -106,7 +107,8 @@ impl DeliveryExporter {
         ctx.start.telemetry.register(telemetry.clone());
         let sender = self.sender(&ctx, &telemetry, &CancellationToken::new());
         let mut requests = Vec::new();
-        while let Some(payload) = next_payload(&mut ctx.input, &ctx.deadline).await {
+        let mut intake = Intake::new(self.queue.batch.as_ref());
+        while let Some(payload) = intake.next(&mut ctx.input, &ctx.deadline).await {
             if !self.encode(&payload, &mut requests, &ctx.start.stats) {
                 continue;
             }
@@ -165,7 +167,8 @@ impl DeliveryExporter {
                 "sending queue is full: refusing new data (raise queue_size, or set block_on_overflow: true to slow the pipeline down instead)"
             );
         };
-        while let Some(payload) = next_payload(&mut ctx.input, &ctx.deadline).await {
+        let mut intake = Intake::new(self.queue.batch.as_ref());
+        while let Some(payload) = intake.next(&mut ctx.input, &ctx.deadline).await {
             if !self.encode(&payload, &mut requests, &ctx.start.stats) {
                 continue;
             }
@@ -242,7 +245,8 @@ impl DeliveryExporter {
             .collect();
 
         let mut requests = Vec::new();
-        'batches: while let Some(payload) = next_payload(&mut ctx.input, &ctx.deadline).await {
+        let mut intake = Intake::new(self.queue.batch.as_ref());
+        'batches: while let Some(payload) = intake.next(&mut ctx.input, &ctx.deadline).await {
             if !self.encode(&payload, &mut requests, &ctx.start.stats) {
                 continue;
             }
@@ -315,15 +319,6 @@ async fn consume_disk(consumer: DiskConsumer, sender: Arc<RetryingSender>) {
                 return;
             }
         }
-    }
-}
-
-/// The next batch, or `None` when the input has closed or the deadline has passed.
-async fn next_payload(input: &mut Input, deadline: &CancellationToken) -> Option<Payload> {
-    tokio::select! {
-        biased;
-        _ = deadline.cancelled() => None,
-        p = input.recv() => p,
     }
 }
 

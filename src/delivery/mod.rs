@@ -8,6 +8,7 @@
 //! Layout, one responsibility per file:
 //! - `config.rs`: `sending_queue` and `retry_on_failure` (otelcol keys and defaults);
 //! - `driver.rs`: the exporter: intake (encode, enqueue, acknowledge), consumers, shutdown;
+//! - `intake.rs`: what the exporter reads next, merged by `sending_queue::batch` when set;
 //! - `retry.rs`: otelcol's backoff and the per-request send/retry loop with its accounting;
 //! - `memory.rs`: the bounded in-memory queue (refuse newest or block when full);
 //! - `persistent/`: the on-disk queue: `mod.rs` (open, replay, consumers, close), `state.rs`
@@ -19,6 +20,7 @@ mod config;
 mod disk;
 mod driver;
 pub mod http_client;
+mod intake;
 mod memory;
 mod persistent;
 mod retry;
@@ -33,7 +35,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-pub use config::{RetryConfig, SendingQueueConfig, StorageConfig};
+pub use config::{QueueBatchConfig, RetryConfig, SendingQueueConfig, Sizer, StorageConfig};
 pub use driver::DeliveryExporter;
 pub use retry::Backoff;
 

@@ -113,10 +113,64 @@ pub enum PreflightError {
     /// One or more requirements are not met.
     #[error("cannot load eBPF probes:{}", render(.0))]
     Missing(Vec<Missing>),
+    /// One or more requirements of these receivers are not met; each missing thing names the
+    /// receivers that need it.
+    #[error("cannot load the eBPF probes of receivers {}:{}", .receivers.join(", "), render_for(.missing))]
+    MissingFor {
+        /// Every receiver checked.
+        receivers: Vec<String>,
+        /// What is missing, and which receivers need it.
+        missing: Vec<(Missing, Vec<String>)>,
+    },
 }
 
 fn render(missing: &[Missing]) -> String {
     missing.iter().map(|m| format!("\n  - {m}")).collect()
+}
+
+fn render_for(missing: &[(Missing, Vec<String>)]) -> String {
+    missing.iter().map(|(m, who)| format!("\n  - {m} [needed by {}]", who.join(", "))).collect()
+}
+
+impl Needs {
+    /// What both need.
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            tc: self.tc || other.tc,
+            tracing: self.tracing || other.tracing,
+            ring_buffers: self.ring_buffers || other.ring_buffers,
+        }
+    }
+
+    /// True when something that needs `self` needs what `missing` is about.
+    fn affected_by(self, missing: &Missing) -> bool {
+        match missing {
+            Missing::Capability { name: "CAP_NET_ADMIN", .. } => self.tc,
+            Missing::Capability { name: "CAP_PERFMON", .. } | Missing::Mount { .. } => self.tracing,
+            Missing::RingBuffer { .. } => self.ring_buffers,
+            Missing::Capability { .. } | Missing::KernelBtf { .. } => true,
+        }
+    }
+}
+
+/// Checks what every receiver in `needs` (`(receiver id, needs)`) requires, once, and reports
+/// every missing thing with the receivers that need it.
+pub fn check_all(needs: &[(String, Needs)]) -> Result<Preflight, PreflightError> {
+    let all = needs.iter().fold(Needs { tc: false, tracing: false, ring_buffers: false }, |a, (_, n)| a.union(*n));
+    match check(all) {
+        Ok(report) => Ok(report),
+        Err(PreflightError::Missing(missing)) => Err(PreflightError::MissingFor {
+            receivers: needs.iter().map(|(id, _)| id.clone()).collect(),
+            missing: missing
+                .into_iter()
+                .map(|m| {
+                    let who = needs.iter().filter(|(_, n)| n.affected_by(&m)).map(|(id, _)| id.clone()).collect();
+                    (m, who)
+                })
+                .collect(),
+        }),
+        Err(other) => Err(other),
+    }
 }
 
 /// What the preflight found and did, for logging.
@@ -288,5 +342,29 @@ mod tests {
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.contains("CAP_BPF missing (to load programs and create maps); run as root or grant CAP_BPF (CAP_SYS_ADMIN also works)"));
         assert!(text.contains("CONFIG_DEBUG_INFO_BTF"));
+    }
+
+    #[test]
+    fn each_missing_thing_names_the_receivers_that_need_it() {
+        let needs = [
+            ("packetforward".to_string(), Needs::TC),
+            ("dropreason".to_string(), Needs::TRACING),
+            ("tcpretrans/a".to_string(), Needs::TRACING),
+        ];
+        let cap = |name| Missing::Capability { name, purpose: "p", alternative: None };
+        let who = |m: &Missing| -> Vec<&str> {
+            needs.iter().filter(|(_, n)| n.affected_by(m)).map(|(id, _)| id.as_str()).collect()
+        };
+        assert_eq!(who(&cap("CAP_BPF")), ["packetforward", "dropreason", "tcpretrans/a"]);
+        assert_eq!(who(&cap("CAP_PERFMON")), ["dropreason", "tcpretrans/a"]);
+        assert_eq!(who(&cap("CAP_NET_ADMIN")), ["packetforward"]);
+        let err = PreflightError::MissingFor {
+            receivers: vec!["packetforward".into(), "dropreason".into()],
+            missing: vec![(cap("CAP_NET_ADMIN"), vec!["packetforward".into()])],
+        };
+        assert_eq!(
+            err.to_string(),
+            "cannot load the eBPF probes of receivers packetforward, dropreason:\n  - CAP_NET_ADMIN missing (p); run as root or grant CAP_NET_ADMIN [needed by packetforward]"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 mod ack;
 mod attributes;
+mod batcher;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod flows;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 pub use ack::{AckWaiter, Acks};
 pub use attributes::{AttrValue, Attributes, KeyValue};
+pub use batcher::Batcher;
 pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord};
 pub use metrics::{
     HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Number, NumberPoint, Resource, ResourceMetrics,

@@ -451,6 +451,11 @@ pub mod own {
         pub const EVENT: &str = "event";
         /// How a lookup ended (`hit`, `grace`, `miss`).
         pub const RESULT: &str = "result";
+        /// A receiver's wire protocol (`grpc`, `http`).
+        pub const PROTOCOL: &str = "protocol";
+        /// Why a request was rejected (`header_timeout`, `body_timeout`, `malformed`, `too_large`,
+        /// `unsupported_media_type`, `unknown_path`).
+        pub const REASON: &str = "reason";
     }
 
     use attr::*;
@@ -470,7 +475,7 @@ pub mod own {
         name: "fovea.build_info",
         instrument: Instrument::Gauge,
         unit: "",
-        description: "fovea version",
+        description: "Always 1; `version` is fovea's version, `rustc` the version of the Rust compiler that built it",
         attributes: &[VERSION, RUSTC],
     };
     /// `fovea.process.uptime`.
@@ -764,6 +769,31 @@ pub mod own {
         description: "Estimated heap bytes held by the Kubernetes metadata cache (objects and indexes)",
         attributes: &[],
     };
+    /// `fovea.receiver.connections`.
+    pub const RECEIVER_CONNECTIONS: MetricDef = MetricDef {
+        name: "fovea.receiver.connections",
+        instrument: Instrument::Gauge,
+        unit: "{connection}",
+        description: "Connections open to a receiver's listener",
+        attributes: &[RECEIVER, PROTOCOL],
+    };
+    /// `fovea.receiver.connections.refused`.
+    pub const RECEIVER_CONNECTIONS_REFUSED: MetricDef = MetricDef {
+        name: "fovea.receiver.connections.refused",
+        instrument: Instrument::Counter,
+        unit: "{connection}",
+        description: "Connections closed as soon as accepted because the listener had max_connections open",
+        attributes: &[RECEIVER, PROTOCOL],
+    };
+    /// `fovea.receiver.requests.rejected`.
+    pub const RECEIVER_REQUESTS_REJECTED: MetricDef = MetricDef {
+        name: "fovea.receiver.requests.rejected",
+        instrument: Instrument::Counter,
+        unit: "{request}",
+        description: "Requests refused before reaching a pipeline: malformed, too large, wrong media type or path, or \
+                      not sent in time (header_timeout, body_timeout; the connection is closed)",
+        attributes: &[RECEIVER, PROTOCOL, REASON],
+    };
 
     /// Every own metric, in the order the docs list them.
     pub const METRICS: &[MetricDef] = &[
@@ -777,6 +807,9 @@ pub mod own {
         RECEIVER_FAILED_ITEMS,
         RECEIVER_QUEUE_SIZE,
         RECEIVER_QUEUE_CAPACITY,
+        RECEIVER_CONNECTIONS,
+        RECEIVER_CONNECTIONS_REFUSED,
+        RECEIVER_REQUESTS_REJECTED,
         PROCESSOR_INCOMING_ITEMS,
         PROCESSOR_OUTGOING_ITEMS,
         PROCESSOR_DROPPED_ITEMS,

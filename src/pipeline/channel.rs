@@ -96,11 +96,25 @@ impl Link {
 pub struct Output {
     routes: [Vec<Link>; Signal::COUNT],
     stats: Arc<ComponentStats>,
+    /// A receiver's output: what it sends is what it received (produced), counted here once for
+    /// every receiver instead of in each of them.
+    receiver: bool,
 }
 
 impl Output {
     pub(crate) fn new(stats: Arc<ComponentStats>) -> Self {
-        Output { routes: std::array::from_fn(|_| Vec::new()), stats }
+        Output { routes: std::array::from_fn(|_| Vec::new()), stats, receiver: false }
+    }
+
+    /// A receiver's output, which counts every item sent as received by the receiver
+    /// (`fovea_receiver_received_items_total`) before passing it on.
+    pub(crate) fn for_receiver(stats: Arc<ComponentStats>) -> Self {
+        Output { receiver: true, ..Output::new(stats) }
+    }
+
+    /// A receiver's output feeding the given links, as the engine builds it (tests).
+    pub fn detached_receiver(stats: Arc<ComponentStats>, routes: Vec<(Signal, Link)>) -> Self {
+        Output::for_receiver(stats).with_routes(routes)
     }
 
     pub(crate) fn add_route(&mut self, signal: Signal, link: Link) {
@@ -112,11 +126,14 @@ impl Output {
 
     /// An output feeding the given links (tests, benchmarks, and components that chain internally).
     pub fn detached(stats: Arc<ComponentStats>, routes: Vec<(Signal, Link)>) -> Self {
-        let mut o = Output::new(stats);
+        Output::new(stats).with_routes(routes)
+    }
+
+    fn with_routes(mut self, routes: Vec<(Signal, Link)>) -> Self {
         for (s, link) in routes {
-            o.add_route(s, link);
+            self.add_route(s, link);
         }
-        o
+        self
     }
 
     /// True when some pipeline consumes `signal` from this component.
@@ -129,6 +146,9 @@ impl Output {
     pub async fn send(&self, payload: Payload) -> Result<(), Closed> {
         let signal = payload.signal();
         let items = payload.items();
+        if self.receiver {
+            self.stats.add_received(signal, items);
+        }
         let routes = &self.routes[signal as usize];
         let mut delivered = false;
         if routes.len() > 1 {

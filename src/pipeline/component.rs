@@ -40,6 +40,8 @@ pub enum Built {
     Exporter(Box<dyn Exporter>),
     /// A connector.
     Connector(Box<dyn Connector>),
+    /// An extension.
+    Extension(Box<dyn Extension>),
 }
 
 /// How a component type is made: one registry line per component.
@@ -89,6 +91,13 @@ pub struct StartContext {
 /// A receiver produces data until told to stop.
 #[async_trait]
 pub trait Receiver: Send {
+    /// What loading its eBPF probes needs (capabilities, kernel features), if it loads any. The
+    /// engine checks the needs of every receiver together before starting anything, so one
+    /// message lists everything that is missing for every receiver.
+    fn probe_needs(&self) -> Option<crate::ebpf::preflight::Needs> {
+        None
+    }
+
     /// Acquires resources (binds sockets, loads probes). An error stops the agent from starting.
     async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
         Ok(())
@@ -174,3 +183,51 @@ pub trait Connector: Send {
 /// What a running connector gets: like a processor, but its output may carry other signals than
 /// its input.
 pub type ConnectorContext = ProcessorContext;
+
+/// An extension is a service next to the pipelines (otelcol's `extensions:`): a health check
+/// endpoint, a profiler ... It starts before every component and stops after all of them.
+#[async_trait]
+pub trait Extension: Send {
+    /// Acquires resources (binds its port). An error stops the agent from starting.
+    async fn start(&mut self, _ctx: &ExtensionContext) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Serves until `shutdown` is cancelled.
+    async fn run(self: Box<Self>, ctx: ExtensionContext, shutdown: CancellationToken) -> Result<(), ComponentError>;
+}
+
+/// What an extension gets.
+#[derive(Clone)]
+pub struct ExtensionContext {
+    /// The extension's id.
+    pub id: ComponentId,
+    /// Process-wide shared services (the agent's health ...).
+    pub services: Arc<Services>,
+    /// The agent's own metrics.
+    pub telemetry: Arc<StatsRegistry>,
+    /// What the agent runs, for pages that describe it.
+    pub summary: Arc<GraphSummary>,
+}
+
+/// The shape of the running graph: pipelines and extensions, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GraphSummary {
+    /// Each pipeline: its id and the ids of its receivers, processors and exporters, in order.
+    pub pipelines: Vec<PipelineSummary>,
+    /// The enabled extensions, in start order.
+    pub extensions: Vec<String>,
+}
+
+/// One pipeline of a [`GraphSummary`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineSummary {
+    /// `metrics`, `flows/dns` ...
+    pub id: String,
+    /// Receiver (and connector) ids.
+    pub receivers: Vec<String>,
+    /// Processor ids, in order.
+    pub processors: Vec<String>,
+    /// Exporter (and connector) ids.
+    pub exporters: Vec<String>,
+}

@@ -10,8 +10,9 @@ mod services;
 
 pub use channel::{CHANNEL_CAPACITY, Closed, Input, Link, Output};
 pub use component::{
-    BuildContext, Built, ComponentError, Connector, ConnectorContext, Exporter, ExporterContext, Factory, Processor,
-    ProcessorContext, Receiver, ReceiverContext, StartContext,
+    BuildContext, Built, ComponentError, Connector, ConnectorContext, Exporter, ExporterContext, Extension,
+    ExtensionContext, Factory, GraphSummary, PipelineSummary, Processor, ProcessorContext, Receiver, ReceiverContext,
+    StartContext,
 };
 pub use graph::{Graph, GraphSizes, build};
 pub use registry::Registry;
@@ -31,4 +32,7 @@ pub enum PipelineError {
         /// Why.
         source: ComponentError,
     },
+    /// What the receivers' eBPF probes need is missing; nothing was started.
+    #[error("{0}")]
+    Preflight(#[from] crate::ebpf::PreflightError),
 }

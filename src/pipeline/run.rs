@@ -17,9 +17,11 @@ use super::component::{
     ComponentError, Connector, ConnectorContext, Exporter, ExporterContext, Processor, ProcessorContext, Receiver,
     ReceiverContext, StartContext,
 };
-use super::graph::{ComponentNode, Graph, Sink, Source};
+use super::component::{ExtensionContext, GraphSummary};
+use super::graph::{ComponentNode, ExtensionNode, Graph, Sink, Source};
 use super::services::Services;
 use crate::config::ComponentId;
+use crate::ebpf::preflight::{self, Needs};
 use crate::model::Signal;
 use crate::telemetry::{ComponentKind, ComponentStats, StatsRegistry};
 
@@ -79,7 +81,7 @@ impl Stage {
     fn source<C: ?Sized>(node: ComponentNode<C>, wrap: fn(Box<C>) -> Component, telemetry: &StatsRegistry) -> Self {
         let component = wrap(node.component);
         let stats = telemetry.component(component.kind(), &node.id.to_string(), None);
-        let output = Output::new(stats.clone());
+        let output = Output::for_receiver(stats.clone());
         Stage { id: node.id, component, stats, input: None, output, signals: Vec::new() }
     }
 
@@ -175,6 +177,17 @@ impl Wiring {
         telemetry: &Arc<StatsRegistry>,
         services: &Arc<Services>,
     ) -> Result<Vec<StartContext>, PipelineError> {
+        let needs: Vec<(String, Needs)> = self
+            .stages
+            .iter()
+            .filter_map(|stage| match &stage.component {
+                Component::Receiver(r) => r.probe_needs().map(|n| (stage.id.to_string(), n)),
+                _ => None,
+            })
+            .collect();
+        if !needs.is_empty() {
+            preflight::check_all(&needs)?;
+        }
         let mut contexts = Vec::with_capacity(self.stages.len());
         for stage in &mut self.stages {
             let ctx = StartContext {
@@ -278,8 +291,18 @@ impl Graph {
         on_ready: impl FnOnce(),
     ) -> Result<RunReport, PipelineError> {
         let timeout = self.service.shutdown_timeout;
-        let mut wiring = Wiring::new(self, &telemetry);
-        let contexts = wiring.start(&telemetry, &services).await?;
+        let mut graph = self;
+        let summary = Arc::new(graph.summary.clone());
+        let extensions =
+            Extensions::start(std::mem::take(&mut graph.extensions), &services, &telemetry, summary).await?;
+        let mut wiring = Wiring::new(graph, &telemetry);
+        let contexts = match wiring.start(&telemetry, &services).await {
+            Ok(c) => c,
+            Err(e) => {
+                extensions.stop().await;
+                return Err(e);
+            }
+        };
         let (shutdown, deadline) = (CancellationToken::new(), CancellationToken::new());
         let running = wiring.spawn(contexts, &shutdown, &deadline);
         info!(
@@ -297,12 +320,67 @@ impl Graph {
         }
         shutdown.cancel();
         let report = running.stop(timeout, deadline).await;
+        extensions.stop().await;
         if report.dropped_at_shutdown > 0 {
             warn!(items = report.dropped_at_shutdown, "shutdown timeout passed; queued data was dropped");
         } else {
             info!("stopped cleanly; everything accepted was flushed");
         }
         Ok(report)
+    }
+}
+
+/// Longest an extension may take to stop once the pipelines have stopped.
+const EXTENSION_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The running extensions: started before every component, stopped after all of them.
+struct Extensions {
+    shutdown: CancellationToken,
+    tasks: Vec<(String, JoinHandle<Result<(), ComponentError>>)>,
+}
+
+impl Extensions {
+    /// Starts every extension in order and spawns it; the first failure stops those already
+    /// running and is returned.
+    async fn start(
+        nodes: Vec<ExtensionNode>,
+        services: &Arc<Services>,
+        telemetry: &Arc<StatsRegistry>,
+        summary: Arc<GraphSummary>,
+    ) -> Result<Self, PipelineError> {
+        let mut running = Extensions { shutdown: CancellationToken::new(), tasks: Vec::new() };
+        for node in nodes {
+            let ctx = ExtensionContext {
+                id: node.id.clone(),
+                services: services.clone(),
+                telemetry: telemetry.clone(),
+                summary: summary.clone(),
+            };
+            let mut extension = node.component;
+            if let Err(source) = extension.start(&ctx).await {
+                running.stop().await;
+                return Err(PipelineError::Start { kind: "extension", id: node.id.to_string(), source });
+            }
+            let handle = tokio::spawn(extension.run(ctx, running.shutdown.clone()));
+            running.tasks.push((node.id.to_string(), handle));
+        }
+        Ok(running)
+    }
+
+    /// Tells every extension to stop and waits for them (each at most [`EXTENSION_STOP_TIMEOUT`]).
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for (id, mut handle) in self.tasks {
+            match tokio::time::timeout(EXTENSION_STOP_TIMEOUT, &mut handle).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => error!(kind = "extension", %id, error = %e, "extension stopped with an error"),
+                Ok(Err(e)) => error!(kind = "extension", %id, error = %e, "extension task panicked"),
+                Err(_) => {
+                    handle.abort();
+                    warn!(kind = "extension", %id, "extension did not stop in time; aborted");
+                }
+            }
+        }
     }
 }
 

@@ -42,7 +42,12 @@ impl Format {
 /// Encodes metrics without a resource (the agent's own telemetry) in the Prometheus text format,
 /// with the OpenTelemetry translation (`fovea.exporter.sent_items` -> `fovea_exporter_sent_items_total`).
 pub fn encode_metrics(metrics: &[Metric], out: &mut String) {
-    let mut store = Store::new(StoreOptions::plain());
+    encode_metrics_with(metrics, StoreOptions::plain(), out);
+}
+
+/// Like [`encode_metrics`] with other naming choices (a `pull` reader's scope labels and suffixes).
+pub fn encode_metrics_with(metrics: &[Metric], options: StoreOptions, out: &mut String) {
+    let mut store = Store::new(options);
     store.fold_unattributed(metrics, Instant::now());
     store.encode(Format::Text, false, out);
 }

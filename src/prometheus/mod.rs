@@ -17,7 +17,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use encode::{Format, encode_metrics, write_go_float};
+pub use encode::{Format, encode_metrics, encode_metrics_with, write_go_float};
 pub use naming::{MetricKind, attr_text, is_valid_label_name, label_name, metric_name};
 pub use options::{Naming, ResourceToTelemetry, StoreOptions};
 pub use retina::{metric_name as retina_metric_name, metric_names as retina_metric_names};

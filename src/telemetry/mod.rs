@@ -3,6 +3,7 @@
 
 pub mod logs;
 mod process;
+pub mod readers;
 pub mod resource;
 mod server;
 mod stats;

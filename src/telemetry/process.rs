@@ -12,7 +12,8 @@ impl Collector for ProcessCollector {
     fn collect(&self, start: u64, now: u64, out: &mut Vec<Metric>) {
         let build = Attributes::from_pairs([
             (own::attr::VERSION, env!("CARGO_PKG_VERSION")),
-            (own::attr::RUSTC, option_env!("FOVEA_RUSTC_VERSION").unwrap_or("unknown")),
+            // Set by build.rs from `rustc --version`.
+            (own::attr::RUSTC, env!("FOVEA_RUSTC_VERSION")),
         ]);
         out.push(Metric::from_def(&own::BUILD_INFO, vec![NumberPoint::int(build, 0, now, 1)]));
         let uptime = now.saturating_sub(start) as f64 / 1e9;

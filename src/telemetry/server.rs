@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::StatsRegistry;
 use crate::model::{Metric, now_unix_nano};
+use crate::server::{GuardedListener, Limits, ListenAddress, ServerStats, serve_http};
 
 /// Renders metrics in the Prometheus text format.
 pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
@@ -22,14 +23,9 @@ pub type Render = Arc<dyn Fn(&[Metric], &mut String) + Send + Sync>;
 /// Errors of the telemetry server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The address is not `host:port`.
-    #[error("service::telemetry::metrics::address `{address}` is not host:port: {source}")]
-    Address {
-        /// The configured address.
-        address: String,
-        /// Why it does not parse.
-        source: std::net::AddrParseError,
-    },
+    /// The address is not `host:port` (`fovea validate` reports this before `run` gets here).
+    #[error("service::telemetry::metrics::address: {0}")]
+    Address(String),
     /// Binding failed.
     #[error(
         "cannot listen on {address} for own metrics: {source}; pick a free port with service::telemetry::metrics::address"
@@ -45,19 +41,34 @@ pub enum ServerError {
 /// A readiness condition a component adds: `Err(why)` while it does not hold.
 pub type ReadinessCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// Whether the agent is ready: every component started, and every registered check holds. The
-/// engine only flips "started"; what else readiness needs is added by the components that know
-/// (the telemetry server knows no component).
+/// Whether the agent is ready: every component started (since when), and every readiness check
+/// a component registered holds. The engine only flips "started"; what else `/readyz` needs is
+/// added by the components that know (the telemetry server knows no component).
 #[derive(Default)]
 pub struct Health {
-    started: AtomicBool,
+    ready: AtomicBool,
+    since: Mutex<Option<std::time::SystemTime>>,
     checks: Mutex<Vec<(String, ReadinessCheck)>>,
 }
 
 impl Health {
     /// Marks every component started (or, when stopping, not).
     pub fn set_ready(&self, ready: bool) {
-        self.started.store(ready, Ordering::SeqCst);
+        if let Ok(mut since) = self.since.lock() {
+            *since = ready.then(std::time::SystemTime::now);
+        }
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// When the agent last became ready; `None` while it is not.
+    pub fn ready_since(&self) -> Option<std::time::SystemTime> {
+        self.since.lock().ok().and_then(|s| *s)
+    }
+
+    /// True once every component has started (the `health_check` extension's status, as
+    /// otelcol's; `/readyz` also requires the readiness checks, see [`Health::unmet`]).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
     }
 
     /// Adds a condition `/readyz` also requires; `name` says what it is in the answer.
@@ -72,14 +83,9 @@ impl Health {
         checks.iter().filter_map(|(name, check)| check().err().map(|why| format!("{name}: {why}"))).collect()
     }
 
-    /// True once every component has started and every check holds.
-    pub fn is_ready(&self) -> bool {
-        self.started.load(Ordering::SeqCst) && self.unmet().is_empty()
-    }
-
     /// The `/readyz` answer: 200 `ready`, or 503 with `starting` or what is not ready yet.
     fn answer(&self) -> (StatusCode, String) {
-        if !self.started.load(Ordering::SeqCst) {
+        if !self.is_ready() {
             return (StatusCode::SERVICE_UNAVAILABLE, "starting\n".into());
         }
         let unmet = self.unmet();
@@ -117,9 +123,8 @@ impl TelemetryServer {
         health: Arc<Health>,
         render: Render,
     ) -> Result<Self, ServerError> {
-        let addr: SocketAddr =
-            address.parse().map_err(|source| ServerError::Address { address: address.to_string(), source })?;
-        let listener = tokio::net::TcpListener::bind(addr)
+        let target = ListenAddress::parse(address).map_err(ServerError::Address)?.bind_target();
+        let listener = tokio::net::TcpListener::bind(target)
             .await
             .map_err(|source| ServerError::Bind { address: address.to_string(), source })?;
         let state = AppState { stats, health, render, start: now_unix_nano() };
@@ -136,13 +141,15 @@ impl TelemetryServer {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `stop` is cancelled.
+    /// Serves until `stop` is cancelled, within the limits of every internal endpoint, so it
+    /// stays reachable while a receiver's port is flooded.
     pub async fn serve(self, stop: CancellationToken) {
-        let result =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "own-telemetry server failed");
-        }
+        let name = match self.listener.local_addr() {
+            Ok(a) => format!("own telemetry {a}"),
+            Err(_) => "own telemetry".to_string(),
+        };
+        let listener = GuardedListener::new(self.listener, Limits::INTERNAL, Arc::new(ServerStats::new(name, None)));
+        serve_http(listener, self.router, None, stop).await;
     }
 }
 
@@ -171,12 +178,12 @@ mod tests {
         let synced = Arc::new(AtomicBool::new(false));
         let flag = synced.clone();
         health.add_check("cache", move || if flag.load(Ordering::SeqCst) { Ok(()) } else { Err("not synced".into()) });
-        assert!(!health.is_ready());
+        assert!(health.is_ready(), "started, which is what the health_check extension reports");
         assert_eq!(
             health.answer(),
             (StatusCode::SERVICE_UNAVAILABLE, "started, not ready:\ncache: not synced\n".into())
         );
         synced.store(true, Ordering::SeqCst);
-        assert!(health.is_ready());
+        assert_eq!(health.answer(), (StatusCode::OK, "ready\n".to_string()));
     }
 }

@@ -25,20 +25,28 @@ pub enum ComponentKind {
     Exporter,
     /// A connector: the exporter of one pipeline and the receiver of another.
     Connector,
+    /// An extension: a service next to the pipelines (health check, profiler ...).
+    Extension,
 }
 
 impl ComponentKind {
     /// Every kind, in the order the config file lists its sections.
-    pub const ALL: [ComponentKind; 4] =
-        [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter, ComponentKind::Connector];
+    pub const ALL: [ComponentKind; 5] = [
+        ComponentKind::Receiver,
+        ComponentKind::Processor,
+        ComponentKind::Exporter,
+        ComponentKind::Connector,
+        ComponentKind::Extension,
+    ];
 
-    /// Lower-case name (`receiver`, `processor`, `exporter`, `connector`).
+    /// Lower-case name (`receiver`, `processor`, `exporter`, `connector`, `extension`).
     pub fn as_str(self) -> &'static str {
         match self {
             ComponentKind::Receiver => "receiver",
             ComponentKind::Processor => "processor",
             ComponentKind::Exporter => "exporter",
             ComponentKind::Connector => "connector",
+            ComponentKind::Extension => "extension",
         }
     }
 
@@ -49,6 +57,7 @@ impl ComponentKind {
             ComponentKind::Processor => "processors",
             ComponentKind::Exporter => "exporters",
             ComponentKind::Connector => "connectors",
+            ComponentKind::Extension => "extensions",
         }
     }
 }
@@ -174,9 +183,9 @@ impl ComponentStats {
 }
 
 /// A kind's four counters (received, sent, dropped, failed in [`ComponentStats`] terms), otelcol
-/// style, and its two queue gauges (size, capacity).
-fn metric_defs(kind: ComponentKind) -> ([&'static MetricDef; 4], [&'static MetricDef; 2]) {
-    match kind {
+/// style, and its two queue gauges (size, capacity); `None` for extensions, which carry no data.
+fn metric_defs(kind: ComponentKind) -> Option<([&'static MetricDef; 4], [&'static MetricDef; 2])> {
+    Some(match kind {
         ComponentKind::Receiver => (
             [
                 &own::RECEIVER_RECEIVED_ITEMS,
@@ -213,7 +222,9 @@ fn metric_defs(kind: ComponentKind) -> ([&'static MetricDef; 4], [&'static Metri
             ],
             [&own::CONNECTOR_QUEUE_SIZE, &own::CONNECTOR_QUEUE_CAPACITY],
         ),
-    }
+        // Extensions carry no data, so they have no item counters.
+        ComponentKind::Extension => return None,
+    })
 }
 
 /// All registered collectors plus the component counters.
@@ -265,7 +276,7 @@ impl StatsRegistry {
             if of_kind.is_empty() {
                 continue;
             }
-            let (counters, [queue_size, queue_capacity]) = metric_defs(kind);
+            let Some((counters, [queue_size, queue_capacity])) = metric_defs(kind) else { continue };
             for (i, def) in counters.into_iter().enumerate() {
                 let mut points = Vec::new();
                 for c in &of_kind {
@@ -311,7 +322,7 @@ mod tests {
     #[test]
     fn each_kinds_metrics_carry_the_kinds_name_as_they_are_collected() {
         for kind in [ComponentKind::Receiver, ComponentKind::Processor, ComponentKind::Exporter] {
-            let (counters, queues) = metric_defs(kind);
+            let (counters, queues) = metric_defs(kind).unwrap();
             for def in counters.iter().chain(&queues) {
                 assert!(def.name.starts_with(&format!("fovea.{}.", kind.as_str())), "{}", def.name);
                 // `ComponentStats::attributes` keys the component id by the kind's name.

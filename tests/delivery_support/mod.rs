@@ -42,7 +42,14 @@ pub fn fast_retry(max_elapsed_ms: u64) -> RetryConfig {
 
 /// A memory queue of `queue_size` with `consumers` senders.
 pub fn memory_queue(consumers: usize, queue_size: usize) -> SendingQueueConfig {
-    SendingQueueConfig { enabled: true, num_consumers: consumers, queue_size, block_on_overflow: false, storage: None }
+    SendingQueueConfig {
+        enabled: true,
+        num_consumers: consumers,
+        queue_size,
+        block_on_overflow: false,
+        storage: None,
+        ..SendingQueueConfig::default()
+    }
 }
 
 /// A persistent queue in `dir`.
@@ -53,6 +60,7 @@ pub fn disk_queue(consumers: usize, queue_size: usize, dir: &Path, max_size_mib:
         queue_size,
         block_on_overflow: false,
         storage: Some(StorageConfig { directory: dir.to_path_buf(), max_size_mib }),
+        ..SendingQueueConfig::default()
     }
 }
 

@@ -187,7 +187,7 @@ pub async fn start_receiver(config: serde_json::Value) -> RunningReceiver {
     receiver.start(&ctx).await.unwrap();
     let (grpc, http) = (receiver.grpc_addr(), receiver.http_addr());
     let (link, input) = Input::channel(64, stats(ComponentKind::Exporter, "sink"));
-    let output = Output::detached(ctx.stats.clone(), vec![(Signal::Metrics, link)]);
+    let output = Output::detached_receiver(ctx.stats.clone(), vec![(Signal::Metrics, link)]);
     let shutdown = CancellationToken::new();
     let run_ctx = ReceiverContext { output, shutdown: shutdown.clone(), start: ctx.clone() };
     let task = tokio::spawn(async move { Box::new(receiver).run(run_ctx).await.unwrap() });

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::config::{Checks, ComponentConfig};
 use crate::prometheus::{Naming, ResourceToTelemetry, StoreOptions, is_valid_label_name};
+use crate::server::ListenAddress;
 
 /// Retina's metrics port, the default scrape endpoint.
 pub const DEFAULT_ENDPOINT: &str = "0.0.0.0:10093";
@@ -77,28 +78,10 @@ impl PrometheusConfig {
     }
 }
 
-/// Splits `host:port` (`[v6]:port`, empty host = all interfaces); `None` when malformed.
-pub(crate) fn split_endpoint(endpoint: &str) -> Option<(&str, u16)> {
-    let (host, port) = endpoint.rsplit_once(':')?;
-    let port = port.parse::<u16>().ok()?;
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.strip_suffix(']')?,
-        None if host.contains(':') => return None,
-        None => host,
-    };
-    Some((host, port))
-}
-
 impl ComponentConfig for PrometheusConfig {
     fn validate(&self, checks: &mut Checks) {
-        if split_endpoint(&self.endpoint).is_none() {
-            checks.fail(
-                "endpoint",
-                format!(
-                    "`{}` is not host:port; write e.g. \"0.0.0.0:10093\", \"127.0.0.1:9464\" or \"[::]:10093\"",
-                    self.endpoint
-                ),
-            );
+        if let Err(e) = ListenAddress::parse(&self.endpoint) {
+            checks.fail("endpoint", e);
         }
         let path_chars = self.path.chars().all(|c| c.is_ascii_alphanumeric() || "/._~-".contains(c));
         if !self.path.starts_with('/') || !path_chars {

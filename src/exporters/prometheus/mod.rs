@@ -25,6 +25,7 @@ use crate::config::{ConfigError, parse_component};
 use crate::model::{Payload, Signal};
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory, StartContext};
 use crate::prometheus::Store;
+use crate::server::ListenAddress;
 use crate::telemetry::ComponentKind;
 
 /// Errors of the `prometheus` exporter.
@@ -148,10 +149,9 @@ fn bind_hint(kind: std::io::ErrorKind) -> &'static str {
 impl Exporter for PrometheusExporter {
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
         self.id = ctx.id.to_string();
-        let endpoint = match config::split_endpoint(&self.config.endpoint) {
-            Some(("", port)) => format!("0.0.0.0:{port}"),
-            _ => self.config.endpoint.clone(),
-        };
+        let endpoint = ListenAddress::parse(&self.config.endpoint)
+            .map(|a| a.bind_target())
+            .unwrap_or_else(|_| self.config.endpoint.clone());
         let listener = TcpListener::bind(&endpoint).await.map_err(|source| PrometheusError::Bind {
             id: self.id.clone(),
             endpoint: self.config.endpoint.clone(),

@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use crate::prometheus::Format;
+use crate::server::{GuardedListener, Limits, ServerStats, serve_http};
 
-/// Serves scrapes on `listener` until `stop` is cancelled.
+/// Serves scrapes on `listener` until `stop` is cancelled, within the limits every internal
+/// endpoint has (a flood of connections on another port, or on this one, cannot take it down).
 pub(crate) async fn serve(
     listener: TcpListener,
     path: String,
@@ -23,7 +25,10 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let app = Router::new().route(&path, get(scrape)).with_state(shared);
-    axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await
+    let name = format!("prometheus scrape endpoint {}", listener.local_addr()?);
+    let listener = GuardedListener::new(listener, Limits::INTERNAL, Arc::new(ServerStats::new(name, None)));
+    serve_http(listener, app, None, stop).await;
+    Ok(())
 }
 
 async fn scrape(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

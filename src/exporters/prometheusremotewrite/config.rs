@@ -169,6 +169,7 @@ impl RemoteWriteConfig {
             queue_size: q.queue_size,
             block_on_overflow: false,
             storage: q.storage.clone(),
+            ..SendingQueueConfig::default()
         }
     }
 
@@ -271,6 +272,8 @@ impl ComponentConfig for RemoteWriteConfig {
                     "remote_write_queue::storage::directory",
                     "must name a directory, e.g. /var/lib/fovea/queue/prometheusremotewrite",
                 );
+            } else {
+                s.check_directory("remote_write_queue::storage::directory", checks);
             }
             if s.max_size_mib == 0 {
                 checks.fail("remote_write_queue::storage::max_size_mib", "must be at least 1");

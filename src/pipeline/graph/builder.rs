@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::references::{Layout, List, Locator, Use};
 use super::{ComponentNode, ProcessorNode};
-use crate::config::{Entry, PipelineId, Problem, Problems};
+use crate::config::{ComponentId, Entry, PipelineId, Problem, Problems};
 use crate::model::{Resource, Signal};
-use crate::pipeline::component::{BuildContext, Built, Factory};
+use crate::pipeline::component::{BuildContext, Built, Extension, Factory};
 use crate::pipeline::registry::Registry;
 use crate::telemetry::ComponentKind;
 
@@ -107,19 +107,73 @@ impl Builder<'_> {
         if let Some(factory) = self.registry.find(kind, &entry.id.kind_type) {
             return Some(factory);
         }
-        let hint = if kind == ComponentKind::Exporter && entry.id.kind_type == "logging" {
-            "; the logging exporter was replaced by `debug`"
-        } else {
-            ""
+        let hint = match (kind, entry.id.kind_type.as_str()) {
+            (ComponentKind::Exporter, "logging") => "; the logging exporter was replaced by `debug`",
+            (ComponentKind::Extension, "file_storage") => {
+                "; fovea keeps persistent queues itself: set sending_queue::storage::directory on the exporter"
+            }
+            (ComponentKind::Extension, "basicauth" | "bearertokenauth" | "oauth2client" | "headers_setter") => {
+                "; send credentials with the exporter's `headers`"
+            }
+            (ComponentKind::Extension, "memory_limiter" | "memory_ballast") => "; fovea's queues are bounded by size",
+            _ => "",
         };
         let types = self.registry.type_names(kind);
         let valid = if types.is_empty() { "none".to_string() } else { types.join(", ") };
-        problems.push(Problem::new(
-            Some(entry.origin.clone()),
-            format!("{}::{}", kind.section(), entry.id),
-            format!("unknown {} type `{}`{hint}; valid types: {valid}", kind.as_str(), entry.id.kind_type),
-        ));
+        let message = if kind == ComponentKind::Extension {
+            format!(
+                "the `{}` extension is not supported by fovea{hint}; supported extensions: {valid}",
+                entry.id.kind_type
+            )
+        } else {
+            format!("unknown {} type `{}`{hint}; valid types: {valid}", kind.as_str(), entry.id.kind_type)
+        };
+        problems.push(Problem::new(Some(entry.origin.clone()), format!("{}::{}", kind.section(), entry.id), message));
         None
+    }
+
+    /// Builds every configured extension and returns those `service::extensions` enables, in
+    /// its order; the others are validated, then dropped with a warning.
+    pub fn build_extensions(
+        &self,
+        entries: &[Entry],
+        enabled: &[String],
+        problems: &mut Problems,
+        warnings: &mut Vec<String>,
+    ) -> Vec<ComponentNode<dyn Extension>> {
+        let mut built: HashMap<String, (ComponentId, Box<dyn Extension>)> = HashMap::new();
+        for entry in entries {
+            if let Some(Built::Extension(e)) = self.build_one(ComponentKind::Extension, entry, None, &[], problems) {
+                built.insert(entry.id.to_string(), (entry.id.clone(), e));
+            }
+        }
+        let configured: Vec<String> = entries.iter().map(|e| e.id.to_string()).collect();
+        let mut nodes: Vec<ComponentNode<dyn Extension>> = Vec::new();
+        for (i, name) in enabled.iter().enumerate() {
+            let at = || self.locator.origin(&format!("extensions::{i}"));
+            if enabled[..i].contains(name) {
+                problems.push(Problem::new(
+                    at(),
+                    format!("service::extensions::{i}"),
+                    format!("`{name}` is listed twice"),
+                ));
+            } else if let Some((id, component)) = built.remove(name) {
+                nodes.push(ComponentNode { id, component });
+            } else if !configured.contains(name) {
+                problems.push(Problem::new(
+                    at(),
+                    format!("service::extensions::{i}"),
+                    format!(
+                        "references extension `{name}` which is not configured under `extensions:`; configured: [{}]",
+                        configured.join(", ")
+                    ),
+                ));
+            }
+        }
+        for id in configured.iter().filter(|id| !enabled.contains(id)) {
+            warnings.push(format!("extensions::{id} is configured but not enabled in service::extensions"));
+        }
+        nodes
     }
 
     /// Builds one component, checking each of its `uses` has a signal it supports (connectors'

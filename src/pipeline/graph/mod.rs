@@ -10,10 +10,12 @@ use std::sync::Arc;
 use builder::{Builder, BuiltSet};
 use references::{Defined, Layout, List, Locator};
 
-use super::component::{Built, Connector, Exporter, Processor, Receiver};
+use super::component::{Built, Connector, Exporter, Extension, GraphSummary, PipelineSummary, Processor, Receiver};
 use super::registry::Registry;
+use crate::config::service::MetricsLevel;
 use crate::config::{self, ComponentId, ConfigError, Document, PipelineId, Problem, Problems, ServiceConfig};
 use crate::model::Resource;
+use crate::server::ListenAddress;
 use crate::telemetry::ComponentKind;
 
 /// A built component instance and its id.
@@ -33,6 +35,9 @@ pub(crate) type ExporterNode = ComponentNode<dyn Exporter>;
 
 /// A connector instance, shared by every pipeline that lists it on either side.
 pub(crate) type ConnectorNode = ComponentNode<dyn Connector>;
+
+/// An enabled extension.
+pub(crate) type ExtensionNode = ComponentNode<dyn Extension>;
 
 /// Where a pipeline's data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +72,10 @@ pub struct Graph {
     pub(crate) pipelines: Vec<PipelineNode>,
     pub(crate) connectors: Vec<ConnectorNode>,
     pub(crate) exporters: Vec<ExporterNode>,
+    /// Enabled extensions, in `service::extensions` order.
+    pub(crate) extensions: Vec<ExtensionNode>,
+    /// Pipelines and extensions by id, for pages that describe the agent.
+    pub summary: GraphSummary,
     /// The typed `service` section.
     pub service: ServiceConfig,
     /// Non-fatal notes (unused components, unset variables ...).
@@ -131,6 +140,20 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
     let connectors =
         builder.build_shared(ComponentKind::Connector, &spec.connectors, take_connector, &mut problems, &mut warnings);
     let processors = builder.build_processors(&spec.processors, &mut problems, &mut warnings);
+    let enabled = spec.service.as_ref().map(|s| s.extensions.clone()).unwrap_or_default();
+    let extensions = builder.build_extensions(&spec.extensions, &enabled, &mut problems, &mut warnings);
+    let summary = GraphSummary {
+        pipelines: pipelines_cfg
+            .iter()
+            .map(|(id, p)| PipelineSummary {
+                id: id.clone(),
+                receivers: p.receivers.clone(),
+                processors: p.processors.clone(),
+                exporters: p.exporters.clone(),
+            })
+            .collect(),
+        extensions: extensions.iter().map(|e| e.id.to_string()).collect(),
+    };
 
     // Connectors: both sides used with signals they join, and no cycle through them.
     let mut joins = std::collections::HashMap::new();
@@ -142,6 +165,7 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
     let connects = |id: &str| joins.get(id).copied().unwrap_or(&[]);
     let order = references::order_pipelines(&layout, &connects, &locator, &mut problems);
 
+    problems.explain_unset(&doc.unset);
     let Some(service) = spec.service else {
         return Err(problems.finish(()).err().unwrap_or_else(|| {
             ConfigError::Invalid(vec![Problem::new(None, "service", "missing or invalid service section")])
@@ -153,6 +177,8 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
         pipelines,
         connectors: connectors.nodes,
         exporters: exporters.nodes,
+        extensions,
+        summary,
         service,
         warnings,
     })
@@ -160,12 +186,21 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
 
 /// Checks of `service:` that concern no single pipeline.
 fn check_service(service: &ServiceConfig, locator: &Locator<'_>, problems: &mut Problems) {
-    if !service.extensions.is_empty() {
-        problems.push(Problem::new(
-            locator.origin("extensions"),
-            "service::extensions",
-            "fovea has no extensions; remove this key",
-        ));
+    let own = &service.telemetry.metrics;
+    if own.level != MetricsLevel::None {
+        if let Some(address) = &own.address
+            && let Err(e) = ListenAddress::parse(address)
+        {
+            problems.push(Problem::new(
+                locator.origin("telemetry::metrics::address"),
+                "service::telemetry::metrics::address",
+                e,
+            ));
+        }
+        for (field, message) in own.problems() {
+            let path = format!("telemetry::metrics::{field}");
+            problems.push(Problem::new(locator.origin(&path), format!("service::{path}"), message));
+        }
     }
     if service.pipelines.is_empty() {
         problems.push(Problem::new(

@@ -2,15 +2,13 @@
 
 mod config;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use tokio::time::{Instant, sleep_until};
 
 pub use config::BatchConfig;
 
 use crate::config::parse_component;
-use crate::model::{FlowBatch, MetricBatch, Payload, Signal};
+use crate::model::{Batcher, Signal};
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Output, Processor, ProcessorContext};
 use crate::telemetry::ComponentKind;
 
@@ -34,67 +32,20 @@ pub fn factory() -> Factory {
 /// Accumulates items until `send_batch_size` or `timeout`, then sends.
 pub struct BatchProcessor {
     config: BatchConfig,
-    metrics: MetricBatch,
-    flows: Vec<FlowBatch>,
-    pending: usize,
+    batcher: Batcher,
 }
 
 impl BatchProcessor {
     /// A processor with the given settings.
     pub fn new(config: BatchConfig) -> Self {
-        BatchProcessor { config, metrics: MetricBatch::default(), flows: Vec::new(), pending: 0 }
-    }
-
-    fn add(&mut self, payload: Payload) {
-        self.pending += payload.items() as usize;
-        match payload {
-            Payload::Metrics(m) => self.metrics.append(Arc::unwrap_or_clone(m)),
-            Payload::Flows(f) => {
-                let f = Arc::unwrap_or_clone(f);
-                match self.flows.iter_mut().find(|b| Arc::ptr_eq(&b.resource, &f.resource) || b.resource == f.resource)
-                {
-                    Some(b) => {
-                        b.records.extend(f.records);
-                        b.acks.merge(f.acks);
-                    }
-                    None => self.flows.push(f),
-                }
-            }
-        }
+        let batcher = Batcher::new(config.send_batch_size, config.send_batch_max_size);
+        BatchProcessor { config, batcher }
     }
 
     /// Sends full batches (all pending items when `all`), honouring `send_batch_max_size`.
     async fn flush(&mut self, output: &Output, all: bool) -> Result<(), ComponentError> {
-        let max = if self.config.send_batch_max_size > 0 { self.config.send_batch_max_size } else { usize::MAX };
-        while self.pending > 0 && (all || self.pending >= self.config.send_batch_size) {
-            let metric_points = self.metrics.data_points();
-            if metric_points > 0 {
-                let batch = if metric_points <= max {
-                    std::mem::take(&mut self.metrics)
-                } else {
-                    self.metrics.split_front(max)
-                };
-                self.pending -= batch.data_points();
-                output.send(Payload::from(batch)).await?;
-                continue;
-            }
-            let Some(mut batch) = self.flows.pop() else {
-                self.pending = 0;
-                break;
-            };
-            if batch.records.len() > max {
-                let rest = batch.records.split_off(max);
-                if !batch.acks.is_empty() {
-                    batch.acks.expect_more(1);
-                }
-                self.flows.push(FlowBatch {
-                    resource: batch.resource.clone(),
-                    records: rest,
-                    acks: batch.acks.clone(),
-                });
-            }
-            self.pending -= batch.records.len();
-            output.send(Payload::from(batch)).await?;
+        while let Some(batch) = self.batcher.take(all) {
+            output.send(batch).await?;
         }
         Ok(())
     }
@@ -114,16 +65,16 @@ impl Processor for BatchProcessor {
             tokio::select! {
                 payload = ctx.input.recv() => match payload {
                     Some(p) => {
-                        if self.pending == 0 {
+                        if self.batcher.pending() == 0 {
                             deadline = Some(Instant::now() + self.config.timeout);
                         }
-                        self.add(p);
+                        self.batcher.add(p);
                         if self.config.timeout.is_zero() {
                             self.flush(&ctx.output, true).await?;
                         } else {
                             self.flush(&ctx.output, false).await?;
                         }
-                        if self.pending == 0 {
+                        if self.batcher.pending() == 0 {
                             deadline = None;
                         }
                     }
@@ -143,10 +94,11 @@ impl Processor for BatchProcessor {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
-    use crate::model::{Attributes, Metric, NumberPoint, Resource, Scope};
+    use crate::model::{Attributes, Metric, MetricBatch, NumberPoint, Payload, Resource, Scope};
     use crate::pipeline::{Input, StartContext};
     use crate::telemetry::{ComponentStats, StatsRegistry};
 

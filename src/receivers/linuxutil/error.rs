@@ -7,10 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LinuxutilError {
     /// A procfs or sysfs file could not be opened or read.
-    #[error(
-        "cannot read {path}: {source}; check that procfs and sysfs are mounted and readable \
-         by the agent (in a container, mount the host's /proc and /sys)"
-    )]
+    #[error("cannot read {path}: {source}; {}", read_hint(source))]
     Read {
         /// The file that failed.
         path: PathBuf,
@@ -139,4 +136,33 @@ pub enum LinuxutilError {
         #[source]
         source: io::Error,
     },
+}
+
+/// What to do about a failed read: out of file descriptors is not a mount problem.
+fn read_hint(error: &io::Error) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) => {
+            "the process is out of file descriptors: raise its limit (ulimit -n, LimitNOFILE) or lower the \
+             otlp receiver's max_connections"
+        }
+        _ => {
+            "check that procfs and sysfs are mounted and readable by the agent (in a container, mount the host's \
+             /proc and /sys)"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_descriptors_is_not_called_a_mount_problem() {
+        let read =
+            |code| LinuxutilError::Read { path: "/proc/net/snmp".into(), source: io::Error::from_raw_os_error(code) };
+        let emfile = read(libc::EMFILE).to_string();
+        assert!(emfile.contains("out of file descriptors") && !emfile.contains("mounted"), "{emfile}");
+        let missing = read(libc::ENOENT).to_string();
+        assert!(missing.contains("check that procfs and sysfs are mounted"), "{missing}");
+    }
 }

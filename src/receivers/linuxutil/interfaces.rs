@@ -328,9 +328,9 @@ impl Default for InterfaceStatsReader {
 }
 
 /// Refills the interface vector in place from `RTM_NEWLINK` messages.
-struct LinkSink<'a> {
-    interfaces: &'a mut Vec<InterfaceStats>,
-    len: usize,
+pub(super) struct LinkSink<'a> {
+    pub(super) interfaces: &'a mut Vec<InterfaceStats>,
+    pub(super) len: usize,
 }
 
 impl DumpSink for LinkSink<'_> {

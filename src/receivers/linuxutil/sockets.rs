@@ -216,9 +216,10 @@ fn request_name(name: &'static str) -> RequestName {
 }
 
 #[derive(Default)]
-struct StateSink {
-    counts: TcpStateCounts,
-    remote: Option<HashMap<IpAddr, u64>>,
+pub(super) struct StateSink {
+    pub(super) counts: TcpStateCounts,
+    /// Established connections per remote address, when they are counted.
+    pub(super) remote: Option<HashMap<IpAddr, u64>>,
 }
 
 impl DumpSink for StateSink {

@@ -12,18 +12,23 @@ mod ingest;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 
-pub use config::{GrpcProtocol, HttpProtocol, OtlpReceiverConfig, Protocols};
+pub use config::{
+    EnforcementPolicy, GrpcKeepalive, GrpcProtocol, HttpProtocol, KeepaliveServerParameters, OtlpReceiverConfig,
+    Protocols,
+};
 pub use grpc::{MetricsGrpcService, grpc_timeout};
-pub use http::{TlsListener, router};
+pub use http::{BodyRefusal, Format, decode_body, router};
 pub use ingest::{ACK_TIMEOUT, Accepted, Ingest, IngestError};
 
 use crate::config::parse_component;
 use crate::model::Signal;
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
+use crate::server::{GuardedListener, Limits, ListenAddress, ServerStats, serve_http};
 use crate::telemetry::ComponentKind;
 
 /// Errors of starting the receiver.
@@ -78,13 +83,30 @@ pub fn factory() -> Factory {
 }
 
 struct GrpcBound {
-    listener: TcpListener,
+    listener: GuardedListener,
     tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 struct HttpBound {
-    listener: TcpListener,
+    listener: GuardedListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Guards a bound listener with `limits`, its counters reported as `protocol` of receiver `id`.
+fn guard(
+    listener: TcpListener,
+    id: &str,
+    protocol: &'static str,
+    limits: Limits,
+    ctx: &StartContext,
+) -> GuardedListener {
+    let name = match listener.local_addr() {
+        Ok(a) => format!("OTLP/{} {a} ({id})", protocol.to_uppercase()),
+        Err(_) => format!("OTLP/{} ({id})", protocol.to_uppercase()),
+    };
+    let stats = Arc::new(ServerStats::new(name, Some((id.to_string(), protocol))));
+    ctx.telemetry.register(stats.clone());
+    GuardedListener::new(listener, limits, stats)
 }
 
 /// The `otlp` receiver.
@@ -96,7 +118,8 @@ pub struct OtlpReceiver {
 }
 
 async fn bind(protocol: &'static str, endpoint: &str) -> Result<TcpListener, OtlpReceiverError> {
-    TcpListener::bind(endpoint).await.map_err(|source| OtlpReceiverError::Bind {
+    let target = ListenAddress::parse(endpoint).map(|a| a.bind_target()).unwrap_or_else(|_| endpoint.to_string());
+    TcpListener::bind(target).await.map_err(|source| OtlpReceiverError::Bind {
         protocol,
         endpoint: endpoint.to_string(),
         source,
@@ -122,7 +145,7 @@ impl OtlpReceiver {
 
 #[async_trait]
 impl Receiver for OtlpReceiver {
-    async fn start(&mut self, _ctx: &StartContext) -> Result<(), ComponentError> {
+    async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
         if let Some(g) = &self.config.protocols.grpc {
             let tls = match &g.tls {
                 Some(t) => {
@@ -130,7 +153,8 @@ impl Receiver for OtlpReceiver {
                 }
                 None => None,
             };
-            self.grpc = Some(GrpcBound { listener: bind("grpc", &g.endpoint).await?, tls });
+            let listener = guard(bind("grpc", &g.endpoint).await?, &self.id, "grpc", g.limits(), ctx);
+            self.grpc = Some(GrpcBound { listener, tls });
         }
         if let Some(h) = &self.config.protocols.http {
             let tls = match &h.tls {
@@ -140,7 +164,8 @@ impl Receiver for OtlpReceiver {
                 )),
                 None => None,
             };
-            self.http = Some(HttpBound { listener: bind("http", &h.endpoint).await?, tls });
+            let listener = guard(bind("http", &h.endpoint).await?, &self.id, "http", h.limits(), ctx);
+            self.http = Some(HttpBound { listener, tls });
         }
         if let Some(a) = self.grpc_addr() {
             tracing::info!(receiver = %self.id, address = %a, "OTLP/gRPC listening");
@@ -161,40 +186,45 @@ impl Receiver for OtlpReceiver {
 
         let grpc_server = {
             let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
-            let max_recv = config.protocols.grpc.as_ref().map_or(4, |g| g.max_recv_msg_size_mib) as usize * 1024 * 1024;
             async move {
-                let Some(bound) = grpc else { return Ok(()) };
-                let mut server = tonic::transport::Server::builder();
-                if let Some(tls) = bound.tls {
-                    server = server
-                        .tls_config(tls)
-                        .map_err(|e| OtlpReceiverError::Serve { protocol: "grpc", message: e.to_string() })?;
+                let (Some(bound), Some(settings)) = (grpc, config.protocols.grpc.as_ref()) else { return Ok(()) };
+                let max_recv = settings.max_recv_msg_size_mib as usize * 1024 * 1024;
+                let serve_error =
+                    |e: tonic::transport::Error| OtlpReceiverError::Serve { protocol: "grpc", message: e.to_string() };
+                let keepalive = &settings.keepalive.server_parameters;
+                let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+                let mut server = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(nonzero(keepalive.time))
+                    .http2_keepalive_timeout(nonzero(keepalive.timeout));
+                if settings.max_concurrent_streams > 0 {
+                    server = server.max_concurrent_streams(settings.max_concurrent_streams);
                 }
+                if let Some(age) = nonzero(keepalive.max_connection_age) {
+                    server =
+                        server.max_connection_age(age).max_connection_age_grace(keepalive.max_connection_age_grace);
+                }
+                if let Some(tls) = bound.tls {
+                    server = server.tls_config(tls).map_err(serve_error)?;
+                }
+                let stats = bound.listener.stats().clone();
+                let incoming = futures::stream::unfold(bound.listener, |listener| async move {
+                    let stream = listener.accept().await;
+                    Some((Ok::<_, std::io::Error>(stream), listener))
+                });
                 server
-                    .add_service(MetricsGrpcService::new(ingest, max_recv))
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(bound.listener),
-                        shutdown.cancelled_owned(),
-                    )
+                    .add_service(MetricsGrpcService::new(ingest, max_recv).with_stats(stats))
+                    .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
                     .await
-                    .map_err(|e| OtlpReceiverError::Serve { protocol: "grpc", message: e.to_string() })
+                    .map_err(serve_error)
             }
         };
         let http_server = {
             let (ingest, shutdown) = (ingest.clone(), shutdown.clone());
             async move {
                 let (Some(bound), Some(settings)) = (http, config.protocols.http.as_ref()) else { return Ok(()) };
-                // The client's address travels with its data (`k8sattributes` `pod_association: connection`).
-                let app = router(ingest, settings).into_make_service_with_connect_info::<http::ClientAddr>();
-                let served = match bound.tls {
-                    None => axum::serve(bound.listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await,
-                    Some(tls) => {
-                        let listener = TlsListener::new(bound.listener, tls)
-                            .map_err(|e| OtlpReceiverError::Serve { protocol: "http", message: e.to_string() })?;
-                        axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
-                    }
-                };
-                served.map_err(|e| OtlpReceiverError::Serve { protocol: "http", message: e.to_string() })
+                let app = router(ingest, settings, bound.listener.stats().clone());
+                serve_http(bound.listener, app, bound.tls, shutdown).await;
+                Ok::<(), OtlpReceiverError>(())
             }
         };
         drop(ingest);

@@ -256,6 +256,10 @@ impl Packetforward {
 
 #[async_trait]
 impl Receiver for Packetforward {
+    fn probe_needs(&self) -> Option<crate::ebpf::preflight::Needs> {
+        Some(crate::ebpf::preflight::Needs::TC)
+    }
+
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
         let options = ForwardOptions { mode: self.config.attach_mode.into(), ..ForwardOptions::default() };
         let probe = tokio::task::spawn_blocking(move || ForwardProbe::load_with(options))

@@ -86,9 +86,16 @@ pub enum LinkChange {
 /// Watches the links of the network namespace it was opened in.
 pub struct LinkWatcher {
     socket: AsyncFd<Socket>,
-    links: BTreeMap<u32, Link>,
+    table: LinkTable,
     buf: Vec<u8>,
     sequence: u32,
+}
+
+/// The links as the messages received so far describe them: what [`LinkWatcher`] keeps, apart
+/// from its socket.
+#[derive(Debug, Default)]
+struct LinkTable {
+    links: BTreeMap<u32, Link>,
     /// A dump in progress: its sequence number and the links it has listed so far.
     dump: Option<(u32, BTreeSet<u32>)>,
 }
@@ -108,10 +115,9 @@ impl LinkWatcher {
             .map_err(|e| LinkError::Socket { action: "register", source: e.into() })?;
         let mut watcher = LinkWatcher {
             socket,
-            links: BTreeMap::new(),
+            table: LinkTable::default(),
             buf: Vec::with_capacity(RECV_BUFFER_BYTES),
             sequence: 0,
-            dump: None,
         };
         watcher.request_dump()?;
         Ok(watcher)
@@ -119,12 +125,12 @@ impl LinkWatcher {
 
     /// True while a dump (the first one, or a resync) has not finished.
     pub fn dumping(&self) -> bool {
-        self.dump.is_some()
+        self.table.dump.is_some()
     }
 
     /// The links as currently known.
     pub fn links(&self) -> impl Iterator<Item = &Link> {
-        self.links.values()
+        self.table.links.values()
     }
 
     /// Waits for link messages and appends what they changed to `out`; returns how many
@@ -143,7 +149,7 @@ impl LinkWatcher {
             drop(guard);
             match received {
                 Ok(_) => {
-                    self.process(out)?;
+                    self.table.apply(&self.buf, out)?;
                     return Ok(out.len() - before);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -172,13 +178,15 @@ impl LinkWatcher {
             .get_ref()
             .send_to(&request, &kernel, 0)
             .map_err(|source| LinkError::Io { action: "sending the RTM_GETLINK dump", source })?;
-        self.dump = Some((self.sequence, BTreeSet::new()));
+        self.table.dump = Some((self.sequence, BTreeSet::new()));
         Ok(())
     }
+}
 
-    /// Applies every message in `self.buf`.
-    fn process(&mut self, out: &mut Vec<LinkChange>) -> Result<(), LinkError> {
-        let mut data = &self.buf[..];
+impl LinkTable {
+    /// Applies every message of one received datagram, appending what changed to `out`.
+    fn apply(&mut self, datagram: &[u8], out: &mut Vec<LinkChange>) -> Result<(), LinkError> {
+        let mut data = datagram;
         while let Ok(message) = NetlinkBuffer::new_checked(data) {
             let length = message.length() as usize;
             let sequence = message.sequence_number();
@@ -281,6 +289,67 @@ mod tests {
         assert!(lo.loopback);
         let down = parse_link(&ifinfomsg(9, 0, "eth1")).expect("down");
         assert!(!down.up);
+    }
+
+    /// One netlink message: header (length, type, flags, sequence, port) and payload.
+    fn message(kind: u16, sequence: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = Vec::with_capacity(16 + payload.len());
+        m.extend_from_slice(&((16 + payload.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&sequence.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(payload);
+        while !m.len().is_multiple_of(4) {
+            m.push(0);
+        }
+        m
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(20_000)))]
+
+        /// Whatever a datagram holds, applying it returns (no panic, no endless loop).
+        #[test]
+        fn any_datagram_is_survived(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let mut table = LinkTable::default();
+            let mut out = Vec::new();
+            let _ = table.apply(&data, &mut out);
+            proptest::prop_assert!(out.len() <= data.len() / 16 + 1);
+        }
+
+        /// Link events in any order leave exactly the links a simple model expects, and report
+        /// exactly the changes.
+        #[test]
+        fn events_keep_the_table_a_model_expects(
+            ops in proptest::collection::vec((proptest::prelude::any::<bool>(), 1i32..6, proptest::prelude::any::<bool>()), 0..40),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..16),
+        ) {
+            let mut table = LinkTable::default();
+            let mut model: BTreeMap<u32, bool> = BTreeMap::new();
+            let mut expected_changes = 0;
+            let mut datagram = Vec::new();
+            for (new, index, up) in &ops {
+                if *new {
+                    datagram.extend(message(RTM_NEWLINK, 0, &ifinfomsg(*index, if *up { IFF_UP } else { 0 }, &format!("veth{index}"))));
+                    if model.insert(*index as u32, *up) != Some(*up) {
+                        expected_changes += 1;
+                    }
+                } else {
+                    datagram.extend(message(RTM_DELLINK, 0, &ifinfomsg(*index, 0, "x")));
+                    if model.remove(&(*index as u32)).is_some() {
+                        expected_changes += 1;
+                    }
+                }
+            }
+            // Trailing bytes too short for a message end the walk; they do not break it.
+            datagram.extend(&garbage);
+            let mut out = Vec::new();
+            table.apply(&datagram, &mut out).unwrap();
+            let got: BTreeMap<u32, bool> = table.links.values().map(|l| (l.index, l.up)).collect();
+            proptest::prop_assert_eq!(got, model);
+            proptest::prop_assert_eq!(out.len(), expected_changes);
+        }
     }
 
     #[test]

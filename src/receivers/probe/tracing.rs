@@ -176,6 +176,10 @@ fn report_lost<P: TracingProbe>(probe: &Arc<Mutex<P>>, reported: u64, ctx: &Rece
 
 #[async_trait]
 impl<R: TracingReceiver> Receiver for TracingDriver<R> {
+    fn probe_needs(&self) -> Option<crate::ebpf::preflight::Needs> {
+        Some(crate::ebpf::preflight::Needs::TRACING)
+    }
+
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
         let flows = ctx.signals.contains(&Signal::Flows);
         let config = self.receiver.probe_config(flows);
