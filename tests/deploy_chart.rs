@@ -7,6 +7,8 @@
 //! only list/watch on exactly the watched kinds, probes and scrape annotations on the ports the
 //! configuration really listens on).
 
+#[path = "support/certs.rs"]
+mod certs;
 #[path = "support/deploy.rs"]
 mod deploy;
 
@@ -107,10 +109,26 @@ fn every_rendered_configuration_is_valid_for_fovea() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let pems = dir.path().join("pems");
+    std::fs::create_dir(&pems).unwrap();
+    if certs::make(&pems, &["DNS:collector"]).is_none() {
+        return;
+    }
+    let read = |name: &str| std::fs::read(pems.join(name)).unwrap();
+    let (ca, cert, key) = (read("ca.pem"), read("server.pem"), read("server.key"));
     for values in every_values() {
         let objects = objects(&helm_template(&helm, values.as_deref()));
         let path = dir.path().join("config.yaml");
-        std::fs::write(&path, deploy::config_text(&objects)).unwrap();
+        // The TLS Secrets the values name, where the DaemonSet mounts them: validate reads them.
+        let tls = dir.path().join("tls");
+        let text = deploy::config_text(&objects).replace("/etc/fovea/tls/", &format!("{}/", tls.display()));
+        for exporter in ["otlp", "remoteWrite"] {
+            std::fs::create_dir_all(tls.join(exporter)).unwrap();
+            for (file, pem) in [("ca.crt", &ca), ("tls.crt", &cert), ("tls.key", &key)] {
+                std::fs::write(tls.join(exporter).join(file), pem).unwrap();
+            }
+        }
+        std::fs::write(&path, text).unwrap();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_fovea"))
             .args(["validate", "--config", path.to_str().unwrap()])
             // What the DaemonSet and the values' extraEnv provide.
@@ -239,7 +257,16 @@ fn rendered_objects_have_the_documented_security_properties() {
             .iter()
             .map(|p| (p["name"].as_str().unwrap(), p["containerPort"].as_u64().unwrap()))
             .collect();
-        let telemetry = port_of(config["service"]["telemetry"]["metrics"]["address"].as_str().unwrap());
+        let own = &config["service"]["telemetry"]["metrics"];
+        let telemetry = match own.get("readers") {
+            // otelcol's readers: the pull reader serves the probes (and no `address` beside it).
+            Some(readers) => {
+                assert!(own.get("address").is_none(), "{what}");
+                let pull = readers.as_array().unwrap().iter().find_map(|r| r.get("pull")).expect("a pull reader");
+                u16::try_from(pull["exporter"]["prometheus"]["port"].as_u64().unwrap()).unwrap()
+            }
+            None => port_of(own["address"].as_str().unwrap()),
+        };
         assert_eq!(ports["telemetry"], u64::from(telemetry), "{what}");
         assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz", "{what}");
         assert_eq!(c["livenessProbe"]["httpGet"]["port"], "telemetry", "{what}");

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,8 @@ const NODE: &str = "node-1";
 struct OtlpSink {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
+    /// Paths and (gunzipped) bodies received.
+    bodies: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
 }
 
 impl OtlpSink {
@@ -50,19 +52,22 @@ impl OtlpSink {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicU64::new(0));
-        let count = requests.clone();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (count, seen) = (requests.clone(), bodies.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let count = count.clone();
+                let (count, seen) = (count.clone(), seen.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().unwrap());
                     let mut writer = stream;
                     loop {
                         let mut length = 0usize;
+                        let mut gzip = false;
                         let mut line = String::new();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
                         }
+                        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                         loop {
                             line.clear();
                             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -71,16 +76,25 @@ impl OtlpSink {
                             if line == "\r\n" {
                                 break;
                             }
-                            if let Some((k, v)) = line.split_once(':')
-                                && k.eq_ignore_ascii_case("content-length")
-                            {
-                                length = v.trim().parse().unwrap_or(0);
+                            if let Some((k, v)) = line.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    length = v.trim().parse().unwrap_or(0);
+                                }
+                                if k.eq_ignore_ascii_case("content-encoding") && v.trim() == "gzip" {
+                                    gzip = true;
+                                }
                             }
                         }
                         let mut body = vec![0; length];
                         if reader.read_exact(&mut body).is_err() {
                             return;
                         }
+                        if gzip {
+                            let mut plain = Vec::new();
+                            let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain);
+                            body = plain;
+                        }
+                        seen.lock().unwrap().push((path, body));
                         count.fetch_add(1, Ordering::SeqCst);
                         let reply =
                             "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
@@ -91,7 +105,7 @@ impl OtlpSink {
                 });
             }
         });
-        OtlpSink { addr, requests }
+        OtlpSink { addr, requests, bodies }
     }
 }
 
@@ -424,12 +438,20 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
     };
     assert!(status.success(), "exit status {status}:\n{}", output());
 
-    for (kind, ids) in &held {
-        let kind = kind.trim_end_matches("_id");
-        for id in ids {
-            assert!(!bpf_object_exists(kind, *id), "{kind} {id} outlived the agent:\n{}", output());
-        }
+    // The kernel frees a program after an RCU grace period and the maps it used after that, on
+    // a workqueue: wait for that, not for ever.
+    let remaining = || -> Vec<String> {
+        held.iter()
+            .flat_map(|(kind, ids)| ids.iter().map(move |id| (kind.trim_end_matches("_id"), *id)))
+            .filter(|(kind, id)| bpf_object_exists(kind, *id))
+            .map(|(kind, id)| format!("{kind} {id}"))
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !remaining().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
     }
+    assert_eq!(remaining(), Vec::<String>::new(), "outlived the agent:\n{}", output());
     let prog_ids = &held["prog_id"];
     for line in std::fs::read_dir("/sys/class/net").unwrap().flatten() {
         let iface = line.file_name().to_string_lossy().into_owned();
@@ -443,6 +465,11 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
     }
     assert_eq!(bpffs_listing(), bpffs_before, "nothing pinned");
     assert!(readyz.contains("ready"), "{readyz}");
-    // The collector of the values got the agent's data over OTLP/HTTP.
+    // The collector of the values got the agent's data over OTLP/HTTP, and its own metrics
+    // (telemetry.pushToOtlp: a periodic reader, whose last push is at stop).
     assert!(sink.requests.load(Ordering::SeqCst) > 0, "nothing reached the OTLP endpoint:\n{}", output());
+    let bodies = sink.bodies.lock().unwrap();
+    let own = |name: &str| bodies.iter().any(|(path, b)| path == "/v1/metrics" && b.windows(name.len()).any(|w| w == name.as_bytes()));
+    assert!(own("fovea.process.memory.rss") && own("fovea.process.cpu.time"), "no own metrics pushed:\n{}", output());
+    assert!(own("network.forward.packets"), "no node metrics pushed");
 }

@@ -81,7 +81,28 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- $_ := set $pipelines "flows" (dict "receivers" $flowReceivers "processors" (list "k8sattributes" "batch") "exporters" $flowExporters) -}}
 {{- end -}}
 
-{{- $telemetry := dict "logs" (dict "level" $v.telemetry.logLevel "encoding" $v.telemetry.logEncoding) "metrics" (dict "address" (printf "0.0.0.0:%v" $v.telemetry.port) "level" $v.telemetry.level) -}}
+{{- $ownMetrics := dict "address" (printf "0.0.0.0:%v" $v.telemetry.port) "level" $v.telemetry.level -}}
+{{- if $v.telemetry.pushToOtlp -}}
+{{- if not $e.otlp.enabled -}}
+{{- fail "telemetry.pushToOtlp pushes the own metrics to exporters.otlp's backend; enable exporters.otlp" -}}
+{{- end -}}
+{{- /* otelcol's readers: the pull reader replaces address (the probes' port), the periodic
+       reader pushes with the OTLP exporter's settings. */ -}}
+{{- $push := dict "protocol" (ternary "grpc" "http/protobuf" (eq $e.otlp.protocol "grpc")) "compression" $e.otlp.compression -}}
+{{- $_ := set $push "endpoint" (ternary $e.otlp.endpoint (printf "%s/v1/metrics" (trimSuffix "/" $e.otlp.endpoint)) (eq $e.otlp.protocol "grpc")) -}}
+{{- $headers := list -}}
+{{- range $name, $value := $e.otlp.headers }}{{ $headers = append $headers (dict "name" $name "value" $value) }}{{ end -}}
+{{- if $headers }}{{ $_ := set $push "headers" $headers }}{{ end -}}
+{{- if $e.otlp.tls.insecure }}{{ $_ := set $push "insecure" true }}{{ end -}}
+{{- $dir := include "fovea.tlsDir" "otlp" -}}
+{{- if $e.otlp.tls.caFile }}{{ $_ := set $push "certificate" (printf "%s/%s" $dir $e.otlp.tls.caFile) }}{{ end -}}
+{{- if $e.otlp.tls.certFile }}{{ $_ := set $push "client_certificate" (printf "%s/%s" $dir $e.otlp.tls.certFile) }}{{ end -}}
+{{- if $e.otlp.tls.keyFile }}{{ $_ := set $push "client_key" (printf "%s/%s" $dir $e.otlp.tls.keyFile) }}{{ end -}}
+{{- $pull := dict "pull" (dict "exporter" (dict "prometheus" (dict "host" "0.0.0.0" "port" (int $v.telemetry.port)))) -}}
+{{- $periodic := dict "periodic" (dict "interval" (mul (int $v.telemetry.pushIntervalSeconds) 1000) "exporter" (dict "otlp" $push)) -}}
+{{- $ownMetrics = dict "level" $v.telemetry.level "readers" (list $pull $periodic) -}}
+{{- end -}}
+{{- $telemetry := dict "logs" (dict "level" $v.telemetry.logLevel "encoding" $v.telemetry.logEncoding) "metrics" $ownMetrics -}}
 {{- $service := dict "pipelines" $pipelines "telemetry" $telemetry "shutdown_timeout" (printf "%vs" $v.shutdownTimeoutSeconds) -}}
 {{- if $v.clusterName }}{{ $_ := set $service "resource" (dict "k8s.cluster.name" $v.clusterName) }}{{ end -}}
 {{- toYaml (dict "receivers" $receivers "processors" $processors "exporters" $exporters "service" $service) -}}
