@@ -307,10 +307,9 @@ service:
     );
     let agent = Agent::launch(Launch { config: Some(&config), sets: Vec::new(), wrapper: None })
         .unwrap_or_else(|(status, out)| panic!("fovea exited {status}:\n{out}"));
-    let Some(prometheus) = Prometheus::start(Options {
-        scrape_configs: Some(scrape_configs(&agent, retina_port)),
-        ..Options::default()
-    }) else {
+    let Some(prometheus) =
+        Prometheus::start(Options { scrape_configs: Some(scrape_configs(&agent, retina_port)), ..Options::default() })
+    else {
         return;
     };
     prometheus.wait_targets_up(3, Duration::from_secs(30));
@@ -440,9 +439,10 @@ const NODE: &str = "node-1";
 /// built without Kubernetes discovery). Retina's job is left out; a static job reads the
 /// `naming: retina` exporter.
 fn scrape_configs(agent: &Agent, retina_port: u16) -> String {
-    let shipped =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape-configs.yaml"))
-            .unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/scrape-configs.yaml"),
+    )
+    .unwrap();
     let ours = &shipped[..shipped.find("  - job_name: retina-pods").expect("the Retina job")];
     let mut targets = String::from("    static_configs:\n");
     for (name, port) in [("metrics", agent.metrics.port()), ("telemetry", agent.telemetry.port())] {

@@ -28,8 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apiserver::ApiServer;
@@ -44,8 +44,11 @@ struct OtlpSink {
     addr: SocketAddr,
     requests: Arc<AtomicU64>,
     /// Paths and (gunzipped) bodies received.
-    bodies: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    bodies: Arc<Mutex<Vec<Received>>>,
 }
+
+/// The path and the (gunzipped) body of one request.
+type Received = (String, Vec<u8>);
 
 impl OtlpSink {
     fn start() -> OtlpSink {
@@ -469,7 +472,9 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
     // (telemetry.pushToOtlp: a periodic reader, whose last push is at stop).
     assert!(sink.requests.load(Ordering::SeqCst) > 0, "nothing reached the OTLP endpoint:\n{}", output());
     let bodies = sink.bodies.lock().unwrap();
-    let own = |name: &str| bodies.iter().any(|(path, b)| path == "/v1/metrics" && b.windows(name.len()).any(|w| w == name.as_bytes()));
+    let own = |name: &str| {
+        bodies.iter().any(|(path, b)| path == "/v1/metrics" && b.windows(name.len()).any(|w| w == name.as_bytes()))
+    };
     assert!(own("fovea.process.memory.rss") && own("fovea.process.cpu.time"), "no own metrics pushed:\n{}", output());
     assert!(own("network.forward.packets"), "no node metrics pushed");
 }
