@@ -18,6 +18,8 @@
 //!
 //! Not reproduced: the runtime's seccomp profile (`RuntimeDefault`) and cgroup limits.
 
+#[path = "support/agent.rs"]
+mod agent;
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
 #[path = "support/deploy.rs"]
@@ -142,18 +144,8 @@ fn render(helm: &std::path::Path, sets: &[String]) -> Rendered {
     Rendered { objects, pod, container }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    agent::http_get(addr, path).ok()
 }
 
 /// The ids of the BPF programs, links and maps a process holds, from its fds' fdinfo.
@@ -231,7 +223,7 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
     let sink = OtlpSink::start();
 
     // The values an operator would set on a node whose ports 10093/10094 are taken.
-    let (scrape, telemetry) = (free_port(), free_port());
+    let (scrape, telemetry) = (agent::free_port(), agent::free_port());
     let r = render(
         &helm,
         &[
