@@ -11,8 +11,9 @@
 //!   kubelet injects (`KUBERNETES_SERVICE_HOST`/`PORT`) and nothing else;
 //! * the fake API server over TLS, trusted through the mounted CA, accepting the mounted token.
 //!
-//! It must start, list and watch only what the rendered ClusterRole grants, become ready on the
-//! readiness probe's port and path, serve the scrape port of the `prometheus.io/port`
+//! It must start while the API server is still down and say on the readiness probe that it is
+//! not ready, then (the API server up) list and watch only what the rendered ClusterRole
+//! grants, become ready on the readiness probe's port and path, serve the scrape port of the `prometheus.io/port`
 //! annotation, and on SIGTERM exit 0 within `terminationGracePeriodSeconds`, leaving no program,
 //! TC filter, TCX link, map or pinned object of its own in the kernel.
 //!
@@ -212,7 +213,9 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
         return;
     };
     let _lock = support::kernel_lock();
-    let Some(server) = ApiServer::start(TOKEN) else {
+    // The API server is down when the agent starts (a node booting before the control plane
+    // answers): the agent must start, say it is not ready, and sync once it is up.
+    let Some(server) = ApiServer::prepare(TOKEN, 0) else {
         return;
     };
     server.apply(&namespace("shop", &[]));
@@ -340,9 +343,27 @@ fn the_rendered_daemonset_runs_syncs_is_ready_and_stops_cleanly() {
     };
     let pid = child.id();
 
-    // Ready on the readiness probe's port and path: every kind listed through the token.
     let telemetry_addr: SocketAddr = ([127, 0, 0, 1], telemetry).into();
     let probe = |path: &str| http_get(telemetry_addr, path);
+    // Alive but not ready while the API server cannot be reached, saying why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unready = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("fovea exited {status} without an API server:\n{}", output());
+        }
+        match probe("/readyz") {
+            Some((503, body)) if body.contains("kubernetes metadata cache") => break body,
+            Some((200, body)) => panic!("ready before the API server answered: {body}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "no readiness answer after 30 s: {:?}\n{}", probe("/readyz"), output());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(unready.contains("not listed yet"), "{unready}");
+    assert_eq!(probe("/healthz").map(|(code, _)| code), Some(200), "the liveness probe passes meanwhile");
+    server.listen();
+
+    // Ready on the readiness probe's port and path: every kind listed through the token.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
