@@ -61,7 +61,36 @@ struct Row {
     only: Option<(&'static str, &'static [&'static str])>,
     name: &'static str,
     labels: &'static [Label],
+    /// Second series in another spelling ([`Alias`]); empty for most rows.
+    aliases: &'static [Alias],
 }
+
+/// A second series for Retina's "Clusters" dashboard, which spells some values otherwise than
+/// Retina's agent emits them (retina-compat.md §1.4): a point whose `label` has the value `from`
+/// (any value when `None`) also counts in a series where that label is `to`, so queries written
+/// against either spelling find it. `AllIPs` is Retina's own total of `tcp_connection_remote`,
+/// the sum over every address.
+#[derive(Debug)]
+struct Alias {
+    label: &'static str,
+    from: Option<&'static str>,
+    to: &'static str,
+}
+
+impl Row {
+    const fn with_aliases(mut self, aliases: &'static [Alias]) -> Row {
+        self.aliases = aliases;
+        self
+    }
+}
+
+const TCP_STATS_ALIASES: &[Alias] = &[
+    Alias { label: "statistic_name", from: Some("TCPTimeouts"), to: "tcptimeouts" },
+    Alias { label: "statistic_name", from: Some("TCPTSReorder"), to: "tcptsreorder" },
+    Alias { label: "statistic_name", from: Some("EstabResets"), to: "resetcount" },
+];
+const UDP_ALIASES: &[Alias] = &[Alias { label: "statistic_name", from: Some("ACTIVE"), to: "active" }];
+const ALL_IPS: &[Alias] = &[Alias { label: "address", from: None, to: "AllIPs" }];
 
 const DIRECTION: Label =
     Label { retina: "direction", attribute: attr::NETWORK_IO_DIRECTION, values: Values::Direction };
@@ -80,11 +109,11 @@ const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME
 const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
 
 const fn node(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Node, only: None, name, labels }
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels, aliases: &[] }
 }
 
 const fn pod(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Pod, only: None, name, labels }
+    Row { otel: otel.name, level: Level::Pod, only: None, name, labels, aliases: &[] }
 }
 
 const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
@@ -94,6 +123,7 @@ const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
         only: Some((attr::NETSTAT_GROUP, groups)),
         name,
         labels: &[NETSTAT_NAME],
+        aliases: &[],
     }
 }
 
@@ -112,13 +142,10 @@ static ROWS: &[Row] = &[
     node(NETWORK_DROP_BYTES, "networkobservability_drop_bytes", &[REASON, DIRECTION]),
     node(NETWORK_TCP_RETRANSMITS, "networkobservability_tcp_retransmission_count", &[]),
     node(NETWORK_TCP_CONNECTIONS, "networkobservability_tcp_state", &[STATE]),
-    netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats"),
+    netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats")
+        .with_aliases(TCP_STATS_ALIASES),
     netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
-    netstat(&["Udp"], "networkobservability_udp_connection_stats"),
-    node(NETWORK_UDP_SOCKETS, "networkobservability_udp_connection_stats", &[ACTIVE]),
-    node(NETWORK_TCP_REMOTE_CONNECTIONS, "networkobservability_tcp_connection_remote", &[ADDRESS]),
-    // Retina's Linux agent counts no flags per node; its Clusters dashboard reads this name.
-    node(NETWORK_TCP_FLAGS, "networkobservability_tcp_flag_counters", &[FLAG_LOWER]),
+    netstat(&["Udp"], "networkobservability_udp_connection_stats").with_aliases(UDP_ALIASES),
     node(NETWORK_INTERFACE_STATS, "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
     node(NETWORK_DNS_REQUESTS, "networkobservability_dns_request_count", &[]),
     node(NETWORK_DNS_RESPONSES, "networkobservability_dns_response_count", &[]),
@@ -131,19 +158,13 @@ static ROWS: &[Row] = &[
     pod(NETWORK_TCP_RETRANSMITS, "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
     pod(NETWORK_DNS_REQUESTS, "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
     pod(NETWORK_DNS_RESPONSES, "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
-];
-
-/// Second series for Retina's "Clusters" dashboard, which spells some values otherwise than
-/// Retina's agent emits them (retina-compat.md §1.4): (metric, label, value or `None` for any
-/// value, the dashboard's value). A point whose label has the value also counts in a series with
-/// the dashboard's value, so queries written against either spelling find it. `AllIPs` is
-/// Retina's own total of `tcp_connection_remote`, the sum over every address.
-const ALIASES: &[(&str, &str, Option<&str>, &str)] = &[
-    ("networkobservability_tcp_connection_stats", "statistic_name", Some("TCPTimeouts"), "tcptimeouts"),
-    ("networkobservability_tcp_connection_stats", "statistic_name", Some("TCPTSReorder"), "tcptsreorder"),
-    ("networkobservability_tcp_connection_stats", "statistic_name", Some("EstabResets"), "resetcount"),
-    ("networkobservability_udp_connection_stats", "statistic_name", Some("ACTIVE"), "active"),
-    ("networkobservability_tcp_connection_remote", "address", None, "AllIPs"),
+    // Node level, after the pod rows: a new pod-level series is placed without comparing
+    // against these (Retina's dashboard additions).
+    node(NETWORK_UDP_SOCKETS, "networkobservability_udp_connection_stats", &[ACTIVE]).with_aliases(UDP_ALIASES),
+    node(NETWORK_TCP_REMOTE_CONNECTIONS, "networkobservability_tcp_connection_remote", &[ADDRESS])
+        .with_aliases(ALL_IPS),
+    // Retina's Linux agent counts no flags per node; its Clusters dashboard reads this name.
+    node(NETWORK_TCP_FLAGS, "networkobservability_tcp_flag_counters", &[FLAG_LOWER]),
 ];
 
 /// Context attributes (after the `source.` / `destination.` prefix, or unprefixed for Retina's
@@ -167,7 +188,7 @@ pub(super) struct Placement {
     pub name: &'static str,
     /// Label names and values, not yet sorted.
     pub labels: Vec<(String, String)>,
-    /// The labels of the dashboard spelling's series the point also counts in ([`ALIASES`]).
+    /// The labels of the dashboard spelling's series the point also counts in ([`Alias`]).
     pub alias: Option<Vec<(String, String)>>,
 }
 
@@ -245,13 +266,10 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
             }
         }
     }
-    let alias = ALIASES.iter().find_map(|&(name, label, from, to)| {
-        if name != row.name {
-            return None;
-        }
-        let i = labels.iter().position(|(n, v)| n == label && from.is_none_or(|f| f == v))?;
+    let alias = row.aliases.iter().find_map(|a| {
+        let i = labels.iter().position(|(n, v)| n == a.label && a.from.is_none_or(|f| f == v))?;
         let mut alias = labels.clone();
-        alias[i].1 = to.to_string();
+        alias[i].1 = a.to.to_string();
         Some(alias)
     });
     Some(Placement { name: row.name, labels, alias })
