@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
-# Overhead of fovea's node receivers on the packet path, measured on this machine.
+# Overhead of fovea's receivers on the packet path, measured on this machine.
 #
 # Two "pods" (network namespaces) are joined to the host by veth pairs, the way a CNI builds
 # them, and the host routes between them: every packet crosses two host veths, so with fovea
-# running it passes fovea_fwd_ingress on one and fovea_fwd_egress on the other (the node-local
-# pod-to-pod path). iperf3 runs from pod A to pod B:
+# running it passes fovea's TC programs on both (the node-local pod-to-pod path). iperf3 runs
+# from pod A to pod B:
 #   * TCP throughput (iperf3 -c, one stream; client pinned to CPU 0, server to CPU 1 with -A 0,1),
 #   * small-packet UDP packets/s (iperf3 -u -l 64 -b 0, received packets per second),
-# first without fovea, then with `fovea run` (the embedded default config: packetforward on
-# every interface, dropreason, tcpretrans, linuxutil, prometheus + debug exporters), interleaved
-# round by round. It prints medians and the ratio, then, in a separate phase with
-# kernel.bpf_stats_enabled=1 (which itself costs ~20 ns per invocation, so it is kept out of
-# the throughput rounds), the kernel ns per invocation of every fovea program, the agent's CPU
-# time per million packets it counted, and the agent's RSS at idle.
+# first without fovea, then with `fovea run` on each profile, interleaved round by round (none,
+# profile 1, profile 2, ..., none, ...), so every profile meets the same machine noise. Profiles:
+#   default  the embedded default config: packetforward on every interface, dropreason,
+#            tcpretrans, linuxutil, prometheus + debug exporters
+#   flows    default + the flows receiver on the pods' interfaces, its records written by the
+#            flowlog exporter (Parquet) into a temp dir
+# (packetforward and flows are kept to the bench's own veths: the machine may be shared.)
+#   nodrop   default without dropreason (what dropreason costs)
+#   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
+#   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
+# It prints medians, the ratio to "none" and each profile's spread (min..max over rounds). Then,
+# in a separate phase with kernel.bpf_stats_enabled=1 (which itself costs ~20 ns per invocation,
+# so it is kept out of the throughput rounds) on the last profile, the kernel ns per invocation of
+# every fovea program, the agent's CPU time per million packets it counted, and its RSS at idle.
 #
 # Needs root, iperf3, python3, curl and a release build (cargo build --release). Not run by cargo test.
-# Usage: benches/overhead.sh            ROUNDS=5 SECONDS_PER_RUN=10 by default
-#   FOVEA_CONFIG=my.yaml benches/overhead.sh   runs fovea on that config instead of the default
-#     (it must have a `prometheus` exporter; its endpoint is moved to PROM_PORT)
+# Usage: benches/overhead.sh            ROUNDS=5 SECONDS_PER_RUN=10 PROFILES=flows by default
+#   PROFILES="default flows nodrop" ROUNDS=9 benches/overhead.sh
 #   WORKLOADS="udp" benches/overhead.sh        only some workloads (default "tcp udp")
+# The iperf3 server is started with a pid file and only that process is stopped at exit (never
+# pkill: `ip netns exec` does not isolate processes, other iperf3 on the machine are not ours).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -31,8 +40,7 @@ HA=fvbench-ha HB=fvbench-hb
 A4=198.19.254.2 HA4=198.19.254.1 B4=198.19.254.6 HB4=198.19.254.5
 PROM_PORT=${PROM_PORT:-19093} OWN_PORT=${OWN_PORT:-18888}
 WORKLOADS=${WORKLOADS:-tcp udp}
-CONFIG_ARGS=()
-[[ -n ${FOVEA_CONFIG:-} ]] && CONFIG_ARGS=(--config "$FOVEA_CONFIG")
+PROFILES=${PROFILES:-flows}
 
 [[ $(id -u) == 0 ]] || { echo "needs root" >&2; exit 1; }
 for t in iperf3 python3 ip curl; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
@@ -41,9 +49,11 @@ for t in iperf3 python3 ip curl; do command -v $t >/dev/null || { echo "needs $t
 FORWARD_WAS=$(sysctl -n net.ipv4.ip_forward)
 STATS_WAS=$(sysctl -n kernel.bpf_stats_enabled)
 FOVEA_PID=
+IPERF_PIDFILE=$WORK/iperf3-server.pid
 cleanup() {
     [[ -n $FOVEA_PID ]] && kill "$FOVEA_PID" 2>/dev/null && wait "$FOVEA_PID" 2>/dev/null || true
-    ip netns exec $NB pkill -x iperf3 2>/dev/null || true
+    # our server only (see the header)
+    [[ -s $IPERF_PIDFILE ]] && kill "$(cat "$IPERF_PIDFILE")" 2>/dev/null || true
     ip link del $HA 2>/dev/null || true
     ip link del $HB 2>/dev/null || true
     ip netns del $NA 2>/dev/null || true
@@ -66,11 +76,50 @@ pod() { # name host-if pod-addr host-addr
 pod $NA $HA $A4 $HA4
 pod $NB $HB $B4 $HB4
 sysctl -qw net.ipv4.ip_forward=1 kernel.bpf_stats_enabled=0
-ip netns exec $NB iperf3 -s -D --logfile "$WORK/iperf3-server.log"
+ip netns exec $NB iperf3 -s -D -I "$IPERF_PIDFILE" --logfile "$WORK/iperf3-server.log"
 sleep 0.5
 
-start_fovea() {
-    "$FOVEA" run "${CONFIG_ARGS[@]}" --set exporters.prometheus.endpoint=127.0.0.1:$PROM_PORT \
+# Profiles: the default config, default + flows, default without dropreason. Every profile keeps
+# the TC programs on the bench's own veths (the machine may be shared: other people's interfaces
+# are not ours to attach to).
+DEFAULT_CONFIG=$ROOT/config/default.yaml
+cat >"$WORK/bench.yaml" <<EOF
+receivers:
+  packetforward: {interfaces: ['fvbench-h*']}
+EOF
+cat >"$WORK/flows.yaml" <<EOF
+receivers:
+  flows:
+    collection_interval: 10s
+    interfaces: ['fvbench-h*']
+    include_uplink: false
+exporters:
+  flowlog:
+    directory: $WORK/flowlog
+service:
+  pipelines:
+    metrics/flows: {receivers: [flows], exporters: [prometheus]}
+    flows: {receivers: [flows], exporters: [flowlog]}
+EOF
+cat >"$WORK/nodrop.yaml" <<'EOF'
+service:
+  pipelines:
+    metrics: {receivers: [packetforward, tcpretrans, linuxutil]}
+EOF
+profile_args() { # profile -> fovea config arguments
+    case $1 in
+        default) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml" ;;
+        flows) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml" ;;
+        nodrop) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/nodrop.yaml" ;;
+        *) echo "--config $1" ;;
+    esac
+}
+
+start_fovea() { # profile[@binary]
+    local profile=${1%%@*} binary=$FOVEA
+    [[ $1 == *@* ]] && binary=${1#*@}
+    # shellcheck disable=SC2046 # the config arguments are meant to split into words
+    "$binary" run $(profile_args "$profile") --set exporters.prometheus.endpoint=127.0.0.1:$PROM_PORT \
         --set service.telemetry.metrics.address=127.0.0.1:$OWN_PORT >"$WORK/fovea.out" 2>"$WORK/fovea.err" &
     FOVEA_PID=$!
     for _ in $(seq 100); do
@@ -94,19 +143,23 @@ print((s["packets"] - s["lost_packets"]) / s["seconds"])
 EOF
 }
 
-echo "fovea overhead: $ROUNDS rounds x ${SECS}s per run, kernel $(uname -r), $(nproc) CPUs" >&2
+echo "fovea overhead: $ROUNDS rounds x ${SECS}s per run, profiles: $PROFILES, kernel $(uname -r), $(nproc) CPUs" >&2
 : >"$WORK/results"
 for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS" >&2
     for w in $WORKLOADS; do echo "none $w $($w)" >>"$WORK/results"; done
-    start_fovea
-    sleep 1
-    for w in $WORKLOADS; do echo "fovea $w $($w)" >>"$WORK/results"; done
-    stop_fovea
+    for p in $PROFILES; do
+        start_fovea "$p"
+        sleep 1
+        for w in $WORKLOADS; do echo "$(basename "${p%%@*}")${p#"${p%%@*}"} $w $($w)" >>"$WORK/results"; done
+        stop_fovea
+    done
 done
 
-# Kernel cost per program, agent CPU per packet: one more fovea run with BPF statistics on.
-start_fovea
+# Kernel cost per program, agent CPU per packet: one more run of the last profile with BPF
+# statistics on.
+LAST=${PROFILES##* }
+start_fovea "$LAST"
 sleep 1
 own() { curl -fs "127.0.0.1:$OWN_PORT/metrics"; }
 prom() { curl -fs "127.0.0.1:$PROM_PORT/metrics"; }
@@ -127,7 +180,7 @@ prom >"$WORK/prom1"
 sysctl -qw kernel.bpf_stats_enabled=0
 stop_fovea
 
-python3 - "$WORK" "$RSS_KB" "$T0" "$T1" "$(getconf CLK_TCK)" "$W0" "$W1" <<'EOF'
+python3 - "$WORK" "$RSS_KB" "$T0" "$T1" "$(getconf CLK_TCK)" "$W0" "$W1" "$LAST" <<'EOF'
 import re, statistics, sys
 work, rss_kb, t0, t1, hz = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 wall = float(sys.argv[7]) - float(sys.argv[6])
@@ -146,14 +199,21 @@ def series(path, name):
     return out
 
 print()
-print("| workload | without fovea (median) | with fovea (median) | ratio | rounds |")
-print("|---|---|---|---|---|")
+print("| workload | profile | without fovea (median) | with fovea (median) | ratio | spread without | spread with | rounds |")
+print("|---|---|---|---|---|---|---|---|")
+profiles = list(dict.fromkeys(who for (who, _) in runs if who != "none"))
 for kind, unit, scale in (("tcp", "Gbit/s", 1e9), ("udp", "kpps (64 B)", 1e3)):
     if ("none", kind) not in runs:
         continue
-    a, b = statistics.median(runs[("none", kind)]), statistics.median(runs[("fovea", kind)])
-    n = len(runs[("none", kind)])
-    print(f"| {kind.upper()} {unit} | {a/scale:.2f} | {b/scale:.2f} | {b/a:.3f} | {n} |")
+    base = runs[("none", kind)]
+    a = statistics.median(base)
+    spread = lambda v: f"{min(v)/scale:.2f}..{max(v)/scale:.2f}"
+    for who in profiles:
+        if (who, kind) not in runs:
+            continue
+        with_ = runs[(who, kind)]
+        b = statistics.median(with_)
+        print(f"| {kind.upper()} {unit} | {who} | {a/scale:.2f} | {b/scale:.2f} | {b/a:.3f} | {spread(base)} | {spread(with_)} | {len(with_)} |")
 for (who, kind), values in sorted(runs.items()):
     scale, unit = (1e9, "Gbit/s") if kind == "tcp" else (1e3, "kpps")
     print(f"  raw {who} {kind}: {[round(x / scale, 2) for x in values]} {unit}", file=sys.stderr)
@@ -182,5 +242,5 @@ print("|---|---|")
 print(f"| packets counted during the flood phase | {int(packets)} |")
 print(f"| agent CPU (user+sys) during the flood phase | {cpu_s:.2f} s in {wall:.0f} s ({100 * cpu_s / wall:.2f} % of one core) |")
 print(f"| agent CPU per million packets counted | {cpu_s / (packets / 1e6) * 1e3:.3f} ms |" if packets else "| agent CPU per million packets | n/a |")
-print(f"| agent RSS at idle, default config | {rss_kb / 1024:.1f} MiB |")
+print(f"| agent RSS at idle ({sys.argv[8]} profile) | {rss_kb / 1024:.1f} MiB |")
 EOF

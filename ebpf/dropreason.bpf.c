@@ -67,7 +67,8 @@ static __always_inline int is_not_a_drop(__u32 reason)
 	return 0;
 }
 
-static __always_inline void handle_drop(struct sk_buff *skb, __u32 reason)
+/* btf: skb is a BTF-typed pointer (tp_btf): read its fields directly (see FOVEA_SKB_READ). */
+static __always_inline void handle_drop(struct sk_buff *skb, __u32 reason, int btf)
 {
 	struct fovea_tuple tuple = {};
 	struct drop_key key = {};
@@ -79,17 +80,18 @@ static __always_inline void handle_drop(struct sk_buff *skb, __u32 reason)
 	if (!skb || is_not_a_drop(reason))
 		return;
 
-	iif = BPF_CORE_READ(skb, skb_iif);
-	dev = BPF_CORE_READ(skb, dev);
+	iif = FOVEA_SKB_READ(btf, skb, skb_iif);
+	dev = FOVEA_SKB_READ(btf, skb, dev);
 	key.reason = reason;
 	if (iif)
 		key.direction = FOVEA_DIR_INGRESS;
-	else if (dev || BPF_CORE_READ(skb, sk))
+	else if (dev || FOVEA_SKB_READ(btf, skb, sk))
 		key.direction = FOVEA_DIR_EGRESS;
 	else
 		key.direction = FOVEA_DIR_UNKNOWN;
 
-	bytes = fovea_parse_skb(skb, &tuple);
+	/* the 5-tuple only matters for records: with records off, only the length is read */
+	bytes = fovea_parse_skb(skb, &tuple, btf, record_rate_per_sec != 0);
 	fovea_count_add(&counts, &key, bytes, &stats);
 
 	/* flow records are for IP packets only: the 5-tuple is their point */
@@ -98,7 +100,7 @@ static __always_inline void handle_drop(struct sk_buff *skb, __u32 reason)
 	rec = fovea_record_reserve(&records, &rate, &stats, record_rate_per_sec, sizeof(*rec));
 	if (!rec)
 		return;
-	ifindex = dev ? BPF_CORE_READ(dev, ifindex) : iif;
+	ifindex = dev ? (btf ? dev->ifindex : BPF_CORE_READ(dev, ifindex)) : iif;
 	rec->boot_ns = bpf_ktime_get_boot_ns();
 	rec->tuple = tuple;
 	rec->reason = reason;
@@ -115,13 +117,13 @@ static __always_inline void handle_drop(struct sk_buff *skb, __u32 reason)
 SEC("tp_btf/kfree_skb")
 int fovea_drop_btf(__u64 *ctx)
 {
-	handle_drop((struct sk_buff *)ctx[0], (__u32)ctx[2]);
+	handle_drop((struct sk_buff *)ctx[0], (__u32)ctx[2], 1);
 	return 0;
 }
 
 SEC("tracepoint/skb/kfree_skb")
 int fovea_drop_tp(struct trace_event_raw_kfree_skb *ctx)
 {
-	handle_drop((struct sk_buff *)ctx->skbaddr, ctx->reason);
+	handle_drop((struct sk_buff *)ctx->skbaddr, ctx->reason, 0);
 	return 0;
 }

@@ -196,19 +196,31 @@ static __always_inline int fovea_has_ports(__u8 protocol)
 }
 
 /*
+ * Reads skb->field: directly when `btf` (the skb is a BTF-typed pointer, as in tp_btf programs:
+ * one load, relocated by CO-RE), else through bpf_probe_read_kernel (plain tracepoints, where
+ * it is an untyped address). Each probe read is a helper call that costs tens of ns
+ * (docs/performance.md: fovea_drop_btf went from ~400 to ~100 ns by reading directly); `btf` is
+ * a constant at every call site, so only one branch is compiled.
+ */
+#define FOVEA_SKB_READ(btf, skb, field) ((btf) ? (skb)->field : BPF_CORE_READ(skb, field))
+
+/*
  * Parses the IPv4/IPv6 header at skb->network_header into `t` (zeroed by the caller) and
  * returns the network-layer length of the packet: skb->len corrected by how far skb->data is
  * from the network header, i.e. the IP packet's size no matter where in the stack the skb is
  * (L2 pushed or transport pulled). Without a recognisable IP header it returns skb->len and
- * leaves t->family at 0. IPv6 extension headers are not walked: ports stay 0 behind them.
+ * leaves t->family at 0. With `tuple` false only the length is computed (one probe read of the
+ * header's first byte instead of the whole header and the ports). IPv6 extension headers are
+ * not walked: ports stay 0 behind them (the flows datapath walks them; drops and retransmits
+ * keep this cheaper parse).
  */
-static __always_inline __u32 fovea_parse_skb(struct sk_buff *skb, struct fovea_tuple *t)
+static __always_inline __u32 fovea_parse_skb(struct sk_buff *skb, struct fovea_tuple *t, int btf, int tuple)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	unsigned char *data = BPF_CORE_READ(skb, data);
-	__u32 len = BPF_CORE_READ(skb, len);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	__be16 proto = BPF_CORE_READ(skb, protocol);
+	unsigned char *head = FOVEA_SKB_READ(btf, skb, head);
+	unsigned char *data = FOVEA_SKB_READ(btf, skb, data);
+	__u32 len = FOVEA_SKB_READ(btf, skb, len);
+	__u16 nh = FOVEA_SKB_READ(btf, skb, network_header);
+	__be16 proto = FOVEA_SKB_READ(btf, skb, protocol);
 	__u64 data_off = data - head;
 	__u64 l3_len;
 	__u32 l4_off;
@@ -220,8 +232,12 @@ static __always_inline __u32 fovea_parse_skb(struct sk_buff *skb, struct fovea_t
 	if (bpf_probe_read_kernel(&ver, 1, head + nh))
 		return len;
 	ver >>= 4;
+	if (!(proto == bpf_htons(FOVEA_ETH_P_IP) && ver == 4) && !(proto == bpf_htons(FOVEA_ETH_P_IPV6) && ver == 6))
+		return len;
+	if (!tuple)
+		return l3_len;
 
-	if (proto == bpf_htons(FOVEA_ETH_P_IP) && ver == 4) {
+	if (ver == 4) {
 		struct fovea_ipv4_hdr ip;
 
 		if (bpf_probe_read_kernel(&ip, sizeof(ip), head + nh))
@@ -234,7 +250,7 @@ static __always_inline __u32 fovea_parse_skb(struct sk_buff *skb, struct fovea_t
 		if ((ip.frag_off & bpf_htons(0x1fff)) != 0 || !fovea_has_ports(ip.protocol))
 			return l3_len;
 		l4_off = nh + (ip.ver_ihl & 0x0f) * 4;
-	} else if (proto == bpf_htons(FOVEA_ETH_P_IPV6) && ver == 6) {
+	} else {
 		struct fovea_ipv6_hdr ip6;
 
 		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), head + nh))
@@ -246,8 +262,6 @@ static __always_inline __u32 fovea_parse_skb(struct sk_buff *skb, struct fovea_t
 		if (!fovea_has_ports(ip6.nexthdr))
 			return l3_len;
 		l4_off = nh + sizeof(ip6);
-	} else {
-		return len;
 	}
 
 	if (l4_off + 4 <= data_off + len) {

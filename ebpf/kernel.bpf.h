@@ -30,7 +30,36 @@ struct net_device {
 	int ifindex;
 };
 
-struct sock;
+/* struct in6_addr without the uapi header (s6_addr is a macro there, not a field). */
+struct fovea_in6_addr {
+	union {
+		__u8 u6_addr8[16];
+	} in6_u;
+};
+
+/*
+ * The addresses and ports of a socket. The kernel keeps the IPv4 pairs in anonymous unions
+ * (skc_addrpair, skc_portpair); CO-RE matches these names through anonymous members.
+ */
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	struct fovea_in6_addr skc_v6_daddr;
+	struct fovea_in6_addr skc_v6_rcv_saddr;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+};
+
+/* TCP's smoothed RTT (<< 3) and mean deviation (<< 2), in microseconds. */
+struct tcp_sock {
+	__u32 srtt_us;
+	__u32 mdev_us;
+};
 
 struct sk_buff {
 	struct net_device *dev;

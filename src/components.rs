@@ -15,17 +15,20 @@ pub fn builtin() -> Registry {
         receivers::packetforward::factory(),
         receivers::dropreason::factory(),
         receivers::tcpretrans::factory(),
+        receivers::flows::factory(),
         receivers::otlp::factory(),
         // processors
         processors::batch::factory(),
         processors::k8sattributes::factory(),
         // exporters
         exporters::debug::factory(),
+        exporters::flowlog::factory(),
         exporters::otlp::factory(),
         exporters::otlphttp::factory(),
         exporters::prometheus::factory(),
         exporters::prometheusremotewrite::factory(),
         // connectors
+        connectors::flowmetrics::factory(),
         connectors::forward::factory(),
         // extensions
         extensions::health_check::factory(),

@@ -53,6 +53,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    limit_malloc_arenas();
     // One TLS crypto provider (ring) for the whole process, before any client or server exists.
     fovea::tls::install_default_provider();
     let result = match cli.command {
@@ -70,6 +71,20 @@ fn main() -> ExitCode {
             eprintln!("Error: {}", error_chain(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One glibc malloc arena. By default glibc gives threads their own arenas (up to 8 per CPU);
+/// memory freed on another thread than the one that allocated it (a flow batch made on a blocking
+/// thread, dropped by an exporter task) then stays resident in that arena. With 50 000 flows per
+/// drain written to Parquet that kept ~40 MiB of freed memory (benches/flows_scale.sh: RSS 103 MiB
+/// with glibc's default, 80 MiB with two arenas, 60 MiB with one, at the same CPU cost). Small
+/// allocations still go through each thread's own cache (tcache), so the one arena's lock is rarely
+/// taken. The `MALLOC_ARENA_MAX` environment variable still overrides it.
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     }
 }
 
@@ -240,7 +255,8 @@ fn run(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         let report = graph
             .run(registry, services, stop, move || {
                 ready.set_ready(true);
-                // Start-up garbage (BTF parsed to load the probes ...) goes back to the OS.
+                // Loading probes parses the kernel's BTF (megabytes, freed again); give that
+                // memory back to the system instead of keeping it resident for the agent's life.
                 telemetry::release_freed_memory();
                 tracing::info!("fovea is ready");
             })

@@ -170,7 +170,7 @@ fn drops_and_retransmits_between_pods_name_both_ends() {
     let kubeconfig = server.kubeconfig(TOKEN);
     let config = format!(
         "receivers:
-  dropreason: {{collection_interval: 1s}}
+  dropreason: {{collection_interval: 1s, flows: {{max_records_per_second: 100000}}}}
   tcpretrans: {{collection_interval: 1s, flows: {{max_records_per_second: 100000}}}}
 processors:
   k8sattributes:
@@ -344,7 +344,7 @@ fn a_service_cluster_ip_and_a_host_network_pods_address_are_named() {
     server.apply(&service("shop", "cart", &[cluster_ip]));
     let agent = Agent::start(&flows_config(
         &server.kubeconfig(TOKEN),
-        "  dropreason: {collection_interval: 1s}",
+        "  dropreason: {collection_interval: 1s, flows: {max_records_per_second: 100000}}",
         "    wait_for_metadata: true",
     ));
     let uid = server.uid::<Pod>("shop", "client-1");
@@ -394,7 +394,7 @@ fn a_reused_ip_names_the_new_pod_within_a_second_and_a_deleted_pod_answers_for_i
     server.apply(&pod(&PodSpec::new("shop", "lonely-0", "node-1", lonely).owned_by("StatefulSet", "lonely")));
     let agent = Agent::start(&flows_config(
         &server.kubeconfig(TOKEN),
-        "  dropreason: {collection_interval: 1s}",
+        "  dropreason: {collection_interval: 1s, flows: {max_records_per_second: 100000}}",
         "    wait_for_metadata: true\n    delete_grace_period: 2s\n    extract: {metadata: [k8s.pod.name, k8s.pod.uid, k8s.workload.name, k8s.replicaset.name]}",
     ));
     let old_uid = server.uid::<Pod>("shop", "old-5f4d-aaaaa");
@@ -486,7 +486,7 @@ fn gone_relists_and_leaves_no_stale_entry() {
     server.apply(&pod(&PodSpec::new("shop", "stay-1", "node-1", stay_ip).labelled(&[("app", "v1")])));
     let agent = Agent::start(&flows_config(
         &server.kubeconfig(TOKEN),
-        "  dropreason: {collection_interval: 1s}",
+        "  dropreason: {collection_interval: 1s, flows: {max_records_per_second: 100000}}",
         "    wait_for_metadata: true\n    extract: {metadata: [k8s.pod.name], labels: [{key: app}]}",
     ));
     let named = |r: &Printed| end(r, "destination.");
@@ -537,7 +537,7 @@ fn the_agent_counts_while_the_api_server_is_down_and_labels_once_it_is_up() {
     server.apply(&pod(&PodSpec::new("shop", "late-1", "node-1", inside)));
     let agent = Agent::start_unready(&flows_config(
         &server.kubeconfig(TOKEN),
-        "  dropreason: {collection_interval: 1s}",
+        "  dropreason: {collection_interval: 1s, flows: {max_records_per_second: 100000}}",
         "    extract: {metadata: [k8s.pod.name]}",
     ));
     let readyz = || agent::http_get(agent.telemetry, "/readyz").expect("readyz");
@@ -573,7 +573,7 @@ fn a_wrong_token_is_a_clear_error_and_the_agent_keeps_counting() {
     server.apply(&pod(&PodSpec::new("shop", "p-1", "node-1", inside)));
     let agent = Agent::start_unready(&flows_config(
         &server.kubeconfig("not-the-token"),
-        "  dropreason: {collection_interval: 1s}",
+        "  dropreason: {collection_interval: 1s, flows: {max_records_per_second: 100000}}",
         "",
     ));
     wait_for("the 401 is logged", Duration::from_secs(10), || agent.stderr().contains("401 Unauthorized"));
@@ -637,7 +637,7 @@ fn in_cluster_service_account_auth_works_and_a_rotated_token_is_used() {
         port = server.addr.port()
     );
     let config = "receivers:
-  dropreason: {collection_interval: 1s}
+  dropreason: {collection_interval: 1s, flows: {max_records_per_second: 100000}}
 processors:
   k8sattributes: {auth_type: serviceAccount, wait_for_metadata: true, extract: {metadata: [k8s.pod.name]}}
 exporters:

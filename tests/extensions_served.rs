@@ -73,6 +73,13 @@ service:
     // pprof: a 2 s profile while the agent decodes OTLP requests as fast as it can.
     let busy = AtomicBool::new(true);
     let body = fovea::otlp::metrics_to_proto(&support_batch()).encode_to_vec();
+    // Two profiles asked for at once: the profiler is one per process, so one of them is
+    // refused at once, not queued (which one wins depends on scheduling, not on order).
+    let barrier = std::sync::Barrier::new(2);
+    let ask = || {
+        barrier.wait();
+        get_bytes(at(pprof), "/debug/pprof/profile?seconds=2")
+    };
     let (profile, concurrent) = std::thread::scope(|scope| {
         let load = scope.spawn(|| {
             let mut sent = 0u64;
@@ -83,13 +90,14 @@ service:
             }
             sent
         });
-        let profile = scope.spawn(|| get_bytes(at(pprof), "/debug/pprof/profile?seconds=2"));
-        std::thread::sleep(Duration::from_millis(500));
-        // The profiler is one per process: a second profile at once is refused, not queued.
-        let concurrent = get_bytes(at(pprof), "/debug/pprof/profile?seconds=1");
-        let profile = profile.join().unwrap();
+        let first = scope.spawn(ask);
+        let second = ask();
+        let first = first.join().unwrap();
         busy.store(false, Ordering::Relaxed);
         assert!(load.join().unwrap() > 0);
+        let mut answers = [first, second];
+        answers.sort_by_key(|(code, _)| *code);
+        let [profile, concurrent] = answers;
         (profile, concurrent)
     });
     assert_eq!(concurrent.0, 409, "{}", String::from_utf8_lossy(&concurrent.1));

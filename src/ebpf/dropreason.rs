@@ -18,10 +18,11 @@ use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
 use aya::{Btf, Ebpf, EbpfError};
 
 use super::btf::DropReasons;
+use super::clock::KernelClock;
 use super::counters;
 use super::objects::{DROPREASON, MAP_COUNTS};
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{self, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 use super::{Direction, FlowTuple};
 
@@ -140,7 +141,7 @@ struct RawDropRecord {
 const _: () = assert!(size_of::<RawDropRecord>() == 64);
 
 impl RingRecord for DropRecord {
-    fn decode(bytes: &[u8], clock: &BootClock) -> Option<Self> {
+    fn decode(bytes: &[u8], clock: &KernelClock) -> Option<Self> {
         let raw: RawDropRecord = read_raw(bytes)?;
         Some(Self {
             time: clock.to_system_time(raw.boot_ns),

@@ -2,6 +2,8 @@
 //!
 //! Each probe is a small typed handle over one object file:
 //! [`ForwardProbe`] (TC/TCX packet and byte counters per interface and direction),
+//! [`DatapathProbe`] (TC/TCX programs on pod interfaces and uplinks: in-kernel flow aggregation,
+//! TCP handshake and RTT),
 //! [`DropProbe`] (`skb:kfree_skb` drops per kernel reason and direction, plus flow records) and
 //! [`TcpRetransProbe`] (`tcp:tcp_retransmit_skb` segments, plus flow records). Counting happens
 //! in the kernel in per-CPU maps; user space sums CPUs when asked. Flow records travel through
@@ -13,25 +15,36 @@
 
 #![deny(missing_docs)]
 
+mod batch;
 pub mod btf;
+pub mod clock;
 mod counters;
+pub mod datapath;
 pub mod dropreason;
+pub mod flowtable;
 mod objects;
 pub mod packetforward;
 pub mod preflight;
 pub mod records;
+pub mod rtt;
 pub mod tc;
 pub mod tcpretrans;
 pub mod telemetry;
+pub mod test_run;
+mod tick;
 
 use std::fmt;
 use std::net::IpAddr;
 
 pub use btf::DropReasons;
+pub use clock::KernelClock;
+pub use datapath::{DatapathError, DatapathHook, DatapathOptions, DatapathProbe, Features, LinkLayer};
 pub use dropreason::{DropConfig, DropCount, DropError, DropHook, DropProbe, DropRecord};
+pub use flowtable::{FlowDelta, FlowKey, FlowMaps, HandshakeHistogram, HandshakeSum, IfaceCount, IfaceCountKind};
 pub use packetforward::{AttachedHook, ForwardCount, ForwardError, ForwardOptions, ForwardProbe};
 pub use preflight::{Preflight, PreflightError};
 pub use records::{RecordError, RecordStats, RecordStream};
+pub use rtt::SocketRtt;
 pub use tc::{AttachError, AttachMode, ClsactOptions, TcHook, Via};
 pub use tcpretrans::{RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe};
 pub use telemetry::{MapFill, ProbeTelemetry, ProgramStats, RunTimeStats, TelemetryError, enable_run_time_stats};

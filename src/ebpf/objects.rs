@@ -5,6 +5,8 @@
 
 /// `ebpf/packetforward.bpf.o`.
 pub(crate) static PACKETFORWARD: &[u8] = aya::include_bytes_aligned!("../../ebpf/packetforward.bpf.o");
+/// `ebpf/datapath.bpf.o`: the programs on pod interfaces and uplinks (flows, later DNS).
+pub(crate) static DATAPATH: &[u8] = aya::include_bytes_aligned!("../../ebpf/datapath.bpf.o");
 /// `ebpf/dropreason.bpf.o`.
 pub(crate) static DROPREASON: &[u8] = aya::include_bytes_aligned!("../../ebpf/dropreason.bpf.o");
 /// `ebpf/tcpretrans.bpf.o`.

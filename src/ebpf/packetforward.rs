@@ -206,7 +206,5 @@ impl ForwardProbe {
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut SchedClassifier, ForwardError> {
-    let prog =
-        ebpf.program_mut(name).ok_or(ForwardError::Program { name, source: ProgramError::UnexpectedProgramType })?;
-    prog.try_into().map_err(|source| ForwardError::Program { name, source })
+    tc::classifier(ebpf, name).map_err(|source| ForwardError::Program { name, source })
 }

@@ -7,7 +7,6 @@
 
 use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime};
 
 use aya::maps::{Map, MapData, MapError, RingBuf};
 use aya::{Ebpf, EbpfLoader};
@@ -15,6 +14,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use super::FlowTuple;
+use super::clock::KernelClock;
 use super::objects::MAP_RECORDS;
 
 /// Errors reading records.
@@ -69,40 +69,7 @@ pub(crate) fn take_stream<R: RingRecord>(ebpf: &mut Ebpf) -> Option<Result<Recor
 /// A record type that can be decoded from a ring-buffer entry.
 pub trait RingRecord: Sized {
     /// Decodes one entry; `None` if it is malformed (wrong size).
-    fn decode(bytes: &[u8], clock: &BootClock) -> Option<Self>;
-}
-
-/// Converts the kernel's `bpf_ktime_get_boot_ns()` stamps to wall-clock time.
-#[derive(Debug, Clone, Copy)]
-pub struct BootClock {
-    /// Wall-clock time at boot-time zero, in ns since the UNIX epoch.
-    offset_ns: i128,
-}
-
-impl BootClock {
-    /// Samples both clocks now.
-    pub fn now() -> Self {
-        let boot = clock_ns(libc::CLOCK_BOOTTIME);
-        let real = clock_ns(libc::CLOCK_REALTIME);
-        Self { offset_ns: real - boot }
-    }
-
-    /// The wall-clock time of a boot-time stamp.
-    pub fn to_system_time(&self, boot_ns: u64) -> SystemTime {
-        let ns = self.offset_ns + i128::from(boot_ns);
-        if ns <= 0 {
-            SystemTime::UNIX_EPOCH
-        } else {
-            SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
-        }
-    }
-}
-
-fn clock_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-parameter; both clocks exist on every Linux fovea supports.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    fn decode(bytes: &[u8], clock: &KernelClock) -> Option<Self>;
 }
 
 /// Mirror of `struct fovea_tuple` (ebpf/fovea.bpf.h).
@@ -123,18 +90,23 @@ const _: () = assert!(size_of::<RawTuple>() == 40);
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
+/// Source and destination of a `family` (AF_INET: the first 4 bytes) address pair; `None` for
+/// another family.
+pub(crate) fn addresses(family: u8, saddr: &[u8; 16], daddr: &[u8; 16]) -> Option<(IpAddr, IpAddr)> {
+    match family {
+        AF_INET => {
+            let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3]));
+            Some((v4(saddr), v4(daddr)))
+        }
+        AF_INET6 => Some((IpAddr::V6(Ipv6Addr::from(*saddr)), IpAddr::V6(Ipv6Addr::from(*daddr)))),
+        _ => None,
+    }
+}
+
 impl RawTuple {
     /// The 5-tuple, `None` when the packet was not IPv4/IPv6.
     pub(crate) fn to_flow(self) -> Option<FlowTuple> {
-        let (src, dst) = match self.family {
-            AF_INET => {
-                let s = [self.saddr[0], self.saddr[1], self.saddr[2], self.saddr[3]];
-                let d = [self.daddr[0], self.daddr[1], self.daddr[2], self.daddr[3]];
-                (IpAddr::V4(Ipv4Addr::from(s)), IpAddr::V4(Ipv4Addr::from(d)))
-            }
-            AF_INET6 => (IpAddr::V6(Ipv6Addr::from(self.saddr)), IpAddr::V6(Ipv6Addr::from(self.daddr))),
-            _ => return None,
-        };
+        let (src, dst) = addresses(self.family, &self.saddr, &self.daddr)?;
         Some(FlowTuple { src, dst, src_port: self.sport, dst_port: self.dport, protocol: self.protocol })
     }
 }
@@ -197,7 +169,7 @@ impl<R: RingRecord> RecordStream<R> {
 }
 
 fn drain<R: RingRecord>(ring: &mut RingBuf<MapData>, out: &mut Vec<R>, malformed: &mut u64) -> usize {
-    let clock = BootClock::now();
+    let clock = KernelClock::boot();
     let before = out.len();
     while let Some(item) = ring.next() {
         match R::decode(&item, &clock) {
@@ -238,14 +210,5 @@ mod tests {
 
         raw.family = 0;
         assert!(raw.to_flow().is_none());
-    }
-
-    #[test]
-    fn boot_clock_is_close_to_now() {
-        let clock = BootClock::now();
-        let boot = u64::try_from(clock_ns(libc::CLOCK_BOOTTIME)).expect("positive");
-        let t = clock.to_system_time(boot);
-        let skew = SystemTime::now().duration_since(t).unwrap_or_else(|e| e.duration());
-        assert!(skew < Duration::from_secs(1), "{skew:?}");
     }
 }

@@ -199,6 +199,11 @@ pub fn ifname(ifindex: u32) -> Result<String, AttachError> {
     Ok(name.to_string_lossy().into_owned())
 }
 
+/// The TC program called `name` in `ebpf`.
+pub(crate) fn classifier<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut SchedClassifier, ProgramError> {
+    ebpf.program_mut(name).ok_or(ProgramError::UnexpectedProgramType)?.try_into()
+}
+
 /// Attaches `prog` (already loaded, named `program`) to `iface`/`hook`.
 pub(crate) fn attach(
     prog: &mut SchedClassifier,

@@ -15,10 +15,11 @@ use aya::programs::{ProgramError, TracePoint};
 use aya::{Ebpf, EbpfError};
 
 use super::FlowTuple;
+use super::clock::KernelClock;
 use super::counters;
 use super::objects::TCPRETRANS;
 use super::preflight::{self, Needs, PreflightError};
-use super::records::{self, BootClock, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
+use super::records::{self, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 use crate::model::TcpState;
 
@@ -134,7 +135,7 @@ struct RawRetransRecord {
 const _: () = assert!(size_of::<RawRetransRecord>() == 56);
 
 impl RingRecord for RetransRecord {
-    fn decode(bytes: &[u8], clock: &BootClock) -> Option<Self> {
+    fn decode(bytes: &[u8], clock: &KernelClock) -> Option<Self> {
         let raw: RawRetransRecord = read_raw(bytes)?;
         Some(Self {
             time: clock.to_system_time(raw.boot_ns),

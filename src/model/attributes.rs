@@ -136,6 +136,11 @@ impl Attributes {
         });
     }
 
+    /// Removes every attribute, keeping the allocation (for sets rebuilt per record).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&AttrValue> {
         self.0.binary_search_by(|kv| kv.key.as_str().cmp(key)).ok().map(|i| &self.0[i].value)

@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use ack::{AckWaiter, Acks};
 pub use attributes::{AttrValue, Attributes, KeyValue};
 pub use batcher::Batcher;
-pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord};
+pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord, LatencySummary, ObservationPoint, TcpFlag, TcpFlagCounts};
 pub use metrics::{
     HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Number, NumberPoint, Resource, ResourceMetrics,
     Scope, ScopeMetrics, SumData, Temporality,

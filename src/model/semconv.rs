@@ -76,6 +76,8 @@ pub mod attr {
     pub const DNS_QUESTION_NAME: &str = "dns.question.name";
     /// DNS response code as OpenTelemetry spells it (`NOERROR`, `NXDOMAIN` ...).
     pub const DNS_RESPONSE_CODE: &str = "dns.response.code";
+    /// The local endpoint's port in local context (`flowmetrics` `mode: local`).
+    pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
     /// Source address of a flow.
     pub const SOURCE_ADDRESS: &str = "source.address";
     /// Source port of a flow.
@@ -142,6 +144,28 @@ pub mod attr {
     pub const NETWORK_PROTOCOL_NUMBER: &str = "network.protocol.number";
     /// Interface index a flow was seen on.
     pub const NETWORK_INTERFACE_INDEX: &str = "network.interface.index";
+    /// When a flow was first seen (ns since the Unix epoch).
+    pub const FLOW_START_TIME: &str = "flow.start_time_unix_nano";
+    /// Where a flow was observed: `pod` (a pod's interface) or `uplink` (the node's uplink).
+    pub const FLOW_OBSERVATION_POINT: &str = "flow.observation_point";
+    /// Set (`true`) on the record that carries what did not fit in the kernel's flow table.
+    pub const FLOW_OVERFLOW: &str = "flow.overflow";
+    /// Handshakes completed in a flow record.
+    pub const TCP_HANDSHAKE_COUNT: &str = "tcp.handshake.count";
+    /// Their summed duration (s).
+    pub const TCP_HANDSHAKE_SUM: &str = "tcp.handshake.duration.sum";
+    /// Their shortest duration (s).
+    pub const TCP_HANDSHAKE_MIN: &str = "tcp.handshake.duration.min";
+    /// Their longest duration (s).
+    pub const TCP_HANDSHAKE_MAX: &str = "tcp.handshake.duration.max";
+    /// Sockets whose smoothed RTT a flow record carries.
+    pub const TCP_RTT_COUNT: &str = "tcp.rtt.count";
+    /// Their summed smoothed RTT (s).
+    pub const TCP_RTT_SUM: &str = "tcp.rtt.sum";
+    /// The smallest (s).
+    pub const TCP_RTT_MIN: &str = "tcp.rtt.min";
+    /// The largest (s).
+    pub const TCP_RTT_MAX: &str = "tcp.rtt.max";
 }
 
 /// A Kubernetes attribute as it appears on a resource or a local-context point (`plain`) and on
@@ -269,6 +293,13 @@ pub mod k8s {
     /// Prefix of a node annotation's attribute when `tag_name` is not given.
     pub const NODE_ANNOTATION_PREFIX: &str = "k8s.node.annotation.";
 }
+/// Explicit bucket bounds (seconds) of the latency histograms (`network.tcp.handshake.duration`,
+/// `network.tcp.rtt`): 10 µs to 10 s, 1-2.5-5 steps. The kernel's handshake histogram uses the
+/// same bounds in ns (`HANDSHAKE_BOUNDS_NS` in src/ebpf/flowtable.rs, ebpf/flows.bpf.h).
+pub const LATENCY_BOUNDS_S: [f64; 19] = [
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
 
 use attr::*;
 
@@ -317,6 +348,60 @@ pub const NETWORK_TCP_RETRANSMITS: MetricDef = MetricDef {
     attributes: &[],
 };
 
+/// `network.tcp.flags` (flows; pod level from flowmetrics).
+pub const NETWORK_TCP_FLAGS: MetricDef = MetricDef {
+    name: "network.tcp.flags",
+    instrument: Instrument::Counter,
+    unit: "{packet}",
+    description: "TCP packets per flag on the interfaces flows watches (a SYN-ACK counts as SYNACK only)",
+    attributes: &[TCP_FLAG],
+};
+
+/// `network.tcp.handshake.duration` (flows).
+pub const NETWORK_TCP_HANDSHAKE_DURATION: MetricDef = MetricDef {
+    name: "network.tcp.handshake.duration",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "TCP handshakes, SYN to SYN-ACK, where the SYN left towards the server (uplink or server pod): once per connection per node",
+    attributes: &[],
+};
+
+/// `network.tcp.rtt` (flows).
+pub const NETWORK_TCP_RTT: MetricDef = MetricDef {
+    name: "network.tcp.rtt",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "The kernel's smoothed RTT of the node's TCP sockets: one sample per active socket per collection",
+    attributes: &[],
+};
+
+/// `network.apiserver.handshake.duration` (flowmetrics).
+pub const NETWORK_APISERVER_HANDSHAKE_DURATION: MetricDef = MetricDef {
+    name: "network.apiserver.handshake.duration",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "TCP handshakes (SYN to SYN-ACK) of this node's connections to the Kubernetes API server",
+    attributes: &[],
+};
+
+/// `network.apiserver.rtt` (flowmetrics).
+pub const NETWORK_APISERVER_RTT: MetricDef = MetricDef {
+    name: "network.apiserver.rtt",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "The kernel's smoothed RTT of this node's TCP sockets to the Kubernetes API server",
+    attributes: &[],
+};
+
+/// `network.apiserver.no_response` (flowmetrics).
+pub const NETWORK_APISERVER_NO_RESPONSE: MetricDef = MetricDef {
+    name: "network.apiserver.no_response",
+    instrument: Instrument::Counter,
+    unit: "{packet}",
+    description: "SYNs this node sent to the Kubernetes API server that no SYN-ACK answered within a collection",
+    attributes: &[],
+};
+
 /// `network.netstat` (linuxutil).
 pub const NETWORK_NETSTAT: MetricDef = MetricDef {
     name: "network.netstat",
@@ -362,15 +447,6 @@ pub const NETWORK_UDP_SOCKETS: MetricDef = MetricDef {
     attributes: &[],
 };
 
-/// `network.tcp.flags` (pod-interface flows): TCP packets by flag.
-pub const NETWORK_TCP_FLAGS: MetricDef = MetricDef {
-    name: "network.tcp.flags",
-    instrument: Instrument::Counter,
-    unit: "{packet}",
-    description: "TCP packets seen per flag (a packet with several flags counts once per flag)",
-    attributes: &[TCP_FLAG],
-};
-
 /// `network.dns.requests` (dns).
 pub const NETWORK_DNS_REQUESTS: MetricDef = MetricDef {
     name: "network.dns.requests",
@@ -409,12 +485,64 @@ pub mod flow_log {
         NETWORK_PROTOCOL_NUMBER,
         NETWORK_IO_DIRECTION,
         NETWORK_INTERFACE_INDEX,
+        NETWORK_INTERFACE_NAME,
+        FLOW_OBSERVATION_POINT,
+        FLOW_START_TIME,
         FLOW_PACKETS,
         FLOW_BYTES,
+        FLOW_OVERFLOW,
         TCP_FLAGS,
+        FLOW_TCP_SYN,
+        FLOW_TCP_SYNACK,
+        FLOW_TCP_ACK,
+        FLOW_TCP_FIN,
+        FLOW_TCP_RST,
+        FLOW_TCP_PSH,
+        FLOW_TCP_URG,
+        FLOW_TCP_ECE,
+        FLOW_TCP_CWR,
+        TCP_HANDSHAKE_COUNT,
+        TCP_HANDSHAKE_SUM,
+        TCP_HANDSHAKE_MIN,
+        TCP_HANDSHAKE_MAX,
+        TCP_RTT_COUNT,
+        TCP_RTT_SUM,
+        TCP_RTT_MIN,
+        TCP_RTT_MAX,
         NETWORK_CONNECTION_STATE,
         DROP_REASON,
     ];
+
+    /// `flow.tcp.<flag>`: packets per TCP flag, in the order of `TcpFlag::ALL`.
+    pub const FLOW_TCP_FLAG_COUNTS: [&str; 9] = [
+        FLOW_TCP_SYN,
+        FLOW_TCP_SYNACK,
+        FLOW_TCP_ACK,
+        FLOW_TCP_FIN,
+        FLOW_TCP_RST,
+        FLOW_TCP_PSH,
+        FLOW_TCP_URG,
+        FLOW_TCP_ECE,
+        FLOW_TCP_CWR,
+    ];
+    /// SYN packets of a flow.
+    pub const FLOW_TCP_SYN: &str = "flow.tcp.syn";
+    /// SYN-ACK packets.
+    pub const FLOW_TCP_SYNACK: &str = "flow.tcp.synack";
+    /// ACK packets (SYN-ACKs not included).
+    pub const FLOW_TCP_ACK: &str = "flow.tcp.ack";
+    /// FIN packets.
+    pub const FLOW_TCP_FIN: &str = "flow.tcp.fin";
+    /// RST packets.
+    pub const FLOW_TCP_RST: &str = "flow.tcp.rst";
+    /// PSH packets.
+    pub const FLOW_TCP_PSH: &str = "flow.tcp.psh";
+    /// URG packets.
+    pub const FLOW_TCP_URG: &str = "flow.tcp.urg";
+    /// ECE packets.
+    pub const FLOW_TCP_ECE: &str = "flow.tcp.ece";
+    /// CWR packets.
+    pub const FLOW_TCP_CWR: &str = "flow.tcp.cwr";
 }
 
 /// The agent's own metrics (`service.telemetry.metrics`), documented from the same table.
@@ -431,6 +559,8 @@ pub mod own {
         pub const EXPORTER: &str = "exporter";
         /// The connector's component id.
         pub const CONNECTOR: &str = "connector";
+        /// The metric a `flowmetrics` figure is about (`network.forward.packets`).
+        pub const METRIC: &str = "metric";
         /// The pipeline a processor instance belongs to.
         pub const PIPELINE: &str = "pipeline";
         /// `metrics` or `flows`.
@@ -454,7 +584,8 @@ pub mod own {
         /// A receiver's wire protocol (`grpc`, `http`).
         pub const PROTOCOL: &str = "protocol";
         /// Why a request was rejected (`header_timeout`, `body_timeout`, `malformed`, `too_large`,
-        /// `unsupported_media_type`, `unknown_path`).
+        /// `unsupported_media_type`, `unknown_path`), or a flow log file deleted
+        /// (`max_total_megabytes`, `unfinished`).
         pub const REASON: &str = "reason";
     }
 
@@ -688,6 +819,96 @@ pub mod own {
         description: "Flow records lost because the ring buffer was full (the agent read too slowly)",
         attributes: &[RECEIVER],
     };
+    /// `fovea.flows.overflow.packets`.
+    pub const FLOWS_OVERFLOW_PACKETS: MetricDef = MetricDef {
+        name: "fovea.flows.overflow.packets",
+        instrument: Instrument::Counter,
+        unit: "{packet}",
+        description: "Packets counted without their flow because the kernel's flow table was full (max_flows); they are in the overflow flow records",
+        attributes: &[RECEIVER, super::attr::NETWORK_INTERFACE_NAME, super::attr::NETWORK_IO_DIRECTION],
+    };
+    /// `fovea.flows.overflow.bytes`.
+    pub const FLOWS_OVERFLOW_BYTES: MetricDef = MetricDef {
+        name: "fovea.flows.overflow.bytes",
+        instrument: Instrument::Counter,
+        unit: "By",
+        description: "Network-layer bytes of those packets",
+        attributes: &[RECEIVER, super::attr::NETWORK_INTERFACE_NAME, super::attr::NETWORK_IO_DIRECTION],
+    };
+    /// `fovea.flows.drained`.
+    pub const FLOWS_DRAINED: MetricDef = MetricDef {
+        name: "fovea.flows.drained",
+        instrument: Instrument::Counter,
+        unit: "{flow}",
+        description: "Flow table entries drained from the kernel (one per flow per collection)",
+        attributes: &[RECEIVER],
+    };
+
+    /// `fovea.flowmetrics.series`.
+    pub const FLOWMETRICS_SERIES: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.series",
+        instrument: Instrument::Gauge,
+        unit: "{series}",
+        description: "Series a flowmetrics connector holds per metric (the overflow series not included)",
+        attributes: &[CONNECTOR, METRIC],
+    };
+    /// `fovea.flowmetrics.overflow.points`.
+    pub const FLOWMETRICS_OVERFLOW_POINTS: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.overflow.points",
+        instrument: Instrument::Counter,
+        unit: "{point}",
+        description: "Samples folded into a metric's overflow series because it held max_series series",
+        attributes: &[CONNECTOR, METRIC],
+    };
+    /// `fovea.flowmetrics.expired`.
+    pub const FLOWMETRICS_EXPIRED: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.expired",
+        instrument: Instrument::Counter,
+        unit: "{series}",
+        description: "Series removed because they were not updated within their expiration (Retina's ttl)",
+        attributes: &[CONNECTOR, METRIC],
+    };
+    /// `fovea.flowmetrics.reconfigurations`.
+    pub const FLOWMETRICS_RECONFIGURATIONS: MetricDef = MetricDef {
+        name: "fovea.flowmetrics.reconfigurations",
+        instrument: Instrument::Counter,
+        unit: "{change}",
+        description: "Changes of what a flowmetrics connector makes (MetricsConfiguration or annotations), applied without a restart",
+        attributes: &[CONNECTOR],
+    };
+    /// `fovea.flowlog.files.completed`.
+    pub const FLOWLOG_FILES_COMPLETED: MetricDef = MetricDef {
+        name: "fovea.flowlog.files.completed",
+        instrument: Instrument::Counter,
+        unit: "{file}",
+        description: "Flow log files finished and renamed to their final name",
+        attributes: &[EXPORTER],
+    };
+    /// `fovea.flowlog.files.deleted`.
+    pub const FLOWLOG_FILES_DELETED: MetricDef = MetricDef {
+        name: "fovea.flowlog.files.deleted",
+        instrument: Instrument::Counter,
+        unit: "{file}",
+        description: "Flow log files deleted: the oldest completed ones past max_total_megabytes, or unfinished ones an earlier run left",
+        attributes: &[EXPORTER, REASON],
+    };
+    /// `fovea.flowlog.bytes.deleted`.
+    pub const FLOWLOG_BYTES_DELETED: MetricDef = MetricDef {
+        name: "fovea.flowlog.bytes.deleted",
+        instrument: Instrument::Counter,
+        unit: "By",
+        description: "Bytes of completed flow log files deleted to stay within max_total_megabytes",
+        attributes: &[EXPORTER],
+    };
+    /// `fovea.flowlog.disk.usage`.
+    pub const FLOWLOG_DISK_USAGE: MetricDef = MetricDef {
+        name: "fovea.flowlog.disk.usage",
+        instrument: Instrument::Gauge,
+        unit: "By",
+        description: "Bytes of the flow log files on disk (completed and open)",
+        attributes: &[EXPORTER],
+    };
+
     /// `fovea.ebpf.counter_updates.lost`.
     pub const EBPF_COUNTER_UPDATES_LOST: MetricDef = MetricDef {
         name: "fovea.ebpf.counter_updates.lost",
@@ -848,6 +1069,17 @@ pub mod own {
         K8S_WATCH_LAST_EVENT_AGE,
         K8S_LOOKUPS,
         K8S_CACHE_BYTES,
+        FLOWS_DRAINED,
+        FLOWMETRICS_SERIES,
+        FLOWMETRICS_OVERFLOW_POINTS,
+        FLOWMETRICS_EXPIRED,
+        FLOWMETRICS_RECONFIGURATIONS,
+        FLOWS_OVERFLOW_PACKETS,
+        FLOWS_OVERFLOW_BYTES,
+        FLOWLOG_FILES_COMPLETED,
+        FLOWLOG_FILES_DELETED,
+        FLOWLOG_BYTES_DELETED,
+        FLOWLOG_DISK_USAGE,
     ];
 }
 

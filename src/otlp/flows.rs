@@ -5,12 +5,12 @@
 //! `network.transport`, `network.io.direction` ...) and `flow.*` / fovea's own names otherwise.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 
 use super::convert::{attributes_to_proto, key_value, resource_to_proto};
 use crate::model::semconv::{attr, flow_log};
-use crate::model::{Direction, FlowBatch, FlowRecord};
+use crate::model::{Direction, FlowBatch, FlowRecord, LatencySummary, ObservationPoint};
 
 /// Scope name of the log records made from flows.
 pub const FLOW_SCOPE: &str = "fovea/flows";
@@ -67,11 +67,35 @@ fn record_to_log(r: &FlowRecord) -> LogRecord {
     if r.ifindex != 0 {
         attributes.push(key_value(attr::NETWORK_INTERFACE_INDEX, IntValue(i64::from(r.ifindex))));
     }
+    if !r.interface.is_empty() {
+        attributes.push(key_value(attr::NETWORK_INTERFACE_NAME, StringValue(r.interface.to_string())));
+    }
+    if r.observation_point != ObservationPoint::Unknown {
+        attributes.push(key_value(attr::FLOW_OBSERVATION_POINT, StringValue(r.observation_point.as_str().to_string())));
+    }
+    if r.start_time_unix_nano != 0 && r.start_time_unix_nano != r.time_unix_nano {
+        attributes.push(key_value(attr::FLOW_START_TIME, IntValue(r.start_time_unix_nano as i64)));
+    }
     attributes.push(key_value(attr::FLOW_PACKETS, IntValue(r.packets as i64)));
     attributes.push(key_value(attr::FLOW_BYTES, IntValue(r.bytes as i64)));
     if r.tcp_flags != 0 {
         attributes.push(key_value(attr::TCP_FLAGS, IntValue(i64::from(r.tcp_flags))));
     }
+    for (name, &n) in flow_log::FLOW_TCP_FLAG_COUNTS.iter().zip(&r.tcp_flag_counts.0) {
+        if n != 0 {
+            attributes.push(key_value(name, IntValue(i64::from(n))));
+        }
+    }
+    latency_attributes(
+        &r.handshake,
+        [attr::TCP_HANDSHAKE_COUNT, attr::TCP_HANDSHAKE_SUM, attr::TCP_HANDSHAKE_MIN, attr::TCP_HANDSHAKE_MAX],
+        &mut attributes,
+    );
+    latency_attributes(
+        &r.rtt,
+        [attr::TCP_RTT_COUNT, attr::TCP_RTT_SUM, attr::TCP_RTT_MIN, attr::TCP_RTT_MAX],
+        &mut attributes,
+    );
     if let Some(state) = r.tcp_state {
         attributes.push(key_value(attr::NETWORK_CONNECTION_STATE, StringValue(state.as_str().to_string())));
     }
@@ -101,6 +125,19 @@ fn record_to_log(r: &FlowRecord) -> LogRecord {
     }
 }
 
+/// A latency summary as `count`, `sum`, `min`, `max` attributes (seconds), when it has samples.
+fn latency_attributes(l: &LatencySummary, names: [&str; 4], out: &mut Vec<KeyValue>) {
+    use any_value::Value::{DoubleValue, IntValue};
+    if l.count == 0 {
+        return;
+    }
+    let s = |ns: u64| DoubleValue(ns as f64 / 1e9);
+    out.push(key_value(names[0], IntValue(i64::from(l.count))));
+    out.push(key_value(names[1], s(l.sum_ns)));
+    out.push(key_value(names[2], s(l.min_ns)));
+    out.push(key_value(names[3], s(l.max_ns)));
+}
+
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
     match addr {
         std::net::IpAddr::V4(a) => format!("{a}:{port}"),
@@ -111,7 +148,7 @@ fn endpoint(addr: std::net::IpAddr, port: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FlowKind, TcpState};
+    use crate::model::{FlowKind, TcpFlagCounts, TcpState};
 
     #[test]
     fn one_log_record_per_flow_with_its_fields() {
@@ -150,6 +187,14 @@ mod tests {
         tcp.tcp_flags = 0x12;
         tcp.tcp_state = Some(TcpState::SynSent);
         tcp.drop_reason = Some("NO_SOCKET".into());
+        tcp.interface = "veth1".into();
+        tcp.observation_point = ObservationPoint::Pod;
+        tcp.time_unix_nano = 20;
+        tcp.start_time_unix_nano = 10;
+        tcp.tcp_flag_counts = TcpFlagCounts([1; 9]);
+        tcp.handshake = LatencySummary::one(1000);
+        tcp.rtt = LatencySummary::one(2000);
+        tcp.attributes.insert(attr::FLOW_OVERFLOW, true);
         let mut other = tcp.clone();
         other.protocol = 253;
         let batch = FlowBatch { records: vec![tcp, other], ..Default::default() };

@@ -204,14 +204,17 @@ impl Store {
             let ts = send_timestamps.then_some((time, format));
             let labels = output.labels.text();
             match merged {
-                Merged::Number(v) => write_sample(out, name, "", labels, None, v, ts),
+                Merged::Number(v) => write_sample(out, name, "", labels, None, v * family.scale, ts),
                 Merged::Hist(h) => {
                     let (count, sum) = (h.count, h.sum);
-                    write_histogram(out, name, labels, &h.bounds, &h.buckets, count, sum, ts, format, &mut s.le);
+                    let hist = Buckets { bounds: &h.bounds, buckets: &h.buckets, count, sum, scale: family.scale };
+                    write_histogram(out, name, labels, &hist, ts, format, &mut s.le);
                 }
                 Merged::SummedHist(bounds) => {
                     let buckets = std::mem::take(&mut s.buckets);
-                    write_histogram(out, name, labels, &bounds, &buckets, s.count, s.sum, ts, format, &mut s.le);
+                    let hist =
+                        Buckets { bounds: &bounds, buckets: &buckets, count: s.count, sum: s.sum, scale: family.scale };
+                    write_histogram(out, name, labels, &hist, ts, format, &mut s.le);
                     s.buckets = buckets;
                 }
             }
@@ -219,30 +222,35 @@ impl Store {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A histogram's values as exposed: bounds and sum times `scale`.
+struct Buckets<'a> {
+    bounds: &'a [f64],
+    buckets: &'a [u64],
+    count: u64,
+    sum: f64,
+    scale: f64,
+}
+
 fn write_histogram(
     out: &mut String,
     name: &str,
     labels: &str,
-    bounds: &[f64],
-    buckets: &[u64],
-    count: u64,
-    sum: f64,
+    h: &Buckets<'_>,
     ts: Option<(u64, Format)>,
     format: Format,
     le: &mut String,
 ) {
     let open_metrics = format == Format::OpenMetrics;
-    if buckets.len() == bounds.len() + 1 {
+    if h.buckets.len() == h.bounds.len() + 1 {
         let mut cumulative = 0u64;
-        for (bound, n) in bounds.iter().zip(buckets) {
+        for (bound, n) in h.bounds.iter().zip(h.buckets) {
             cumulative += n;
             le.clear();
-            write_go_float(le, *bound, open_metrics);
+            write_go_float(le, *bound * h.scale, open_metrics);
             write_sample(out, name, "_bucket", labels, Some(("le", le)), cumulative as f64, ts);
         }
     }
-    write_sample(out, name, "_bucket", labels, Some(("le", "+Inf")), count as f64, ts);
-    write_sample(out, name, "_sum", labels, None, sum, ts);
-    write_sample(out, name, "_count", labels, None, count as f64, ts);
+    write_sample(out, name, "_bucket", labels, Some(("le", "+Inf")), h.count as f64, ts);
+    write_sample(out, name, "_sum", labels, None, h.sum * h.scale, ts);
+    write_sample(out, name, "_count", labels, None, h.count as f64, ts);
 }

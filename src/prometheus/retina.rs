@@ -31,8 +31,6 @@ enum Values {
     TcpState,
     /// Lower case (`SYNACK` -> `synack`).
     Lower,
-    /// This value, whatever the point carries.
-    Constant(&'static str),
     /// Unchanged; `other` for the overflow point that lacks the attribute.
     OrOther,
 }
@@ -52,6 +50,18 @@ enum Level {
     Pod,
 }
 
+/// Which context a pod-level point carries, which decides how Retina spells its direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// No Kubernetes context.
+    None,
+    /// Both ends, prefixed (`source.*`, `destination.*`): Retina's remote context, whose
+    /// `direction` is the flow's traffic direction (`INGRESS`, `EGRESS`).
+    Remote,
+    /// The local endpoint, unprefixed (`k8s.*`): Retina's local context (`ingress`, `egress`).
+    Local,
+}
+
 /// One mapping: which points of which OpenTelemetry metric become which Retina metric.
 #[derive(Debug)]
 struct Row {
@@ -61,6 +71,10 @@ struct Row {
     only: Option<(&'static str, &'static [&'static str])>,
     name: &'static str,
     labels: &'static [Label],
+    /// Labels with a fixed value (`no_response="no_response"`).
+    fixed: &'static [(&'static str, &'static str)],
+    /// Values are multiplied by this (Retina's API-server histograms are in milliseconds).
+    scale: f64,
     /// Second series in another spelling ([`Alias`]); empty for most rows.
     aliases: &'static [Alias],
 }
@@ -69,7 +83,7 @@ struct Row {
 /// Retina's agent emits them (retina-compat.md §1.4): a point whose `label` has the value `from`
 /// (any value when `None`) also counts in a series where that label is `to`, so queries written
 /// against either spelling find it. `AllIPs` is Retina's own total of `tcp_connection_remote`,
-/// the sum over every address.
+/// the sum over every address (the overflow point's included).
 #[derive(Debug)]
 struct Alias {
     label: &'static str,
@@ -80,6 +94,11 @@ struct Alias {
 impl Row {
     const fn with_aliases(mut self, aliases: &'static [Alias]) -> Row {
         self.aliases = aliases;
+        self
+    }
+
+    const fn with_fixed(mut self, fixed: &'static [(&'static str, &'static str)]) -> Row {
+        self.fixed = fixed;
         self
     }
 }
@@ -101,19 +120,23 @@ const INTERFACE: Label =
     Label { retina: "interface_name", attribute: attr::NETWORK_INTERFACE_NAME, values: Values::Same };
 const STATISTIC: Label = Label { retina: "statistic_name", attribute: attr::STATISTIC, values: Values::Same };
 const FLAG: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Same };
-const FLAG_LOWER: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Lower };
-const ADDRESS: Label = Label { retina: "address", attribute: attr::NETWORK_PEER_ADDRESS, values: Values::OrOther };
-const ACTIVE: Label = Label { retina: "statistic_name", attribute: "", values: Values::Constant("ACTIVE") };
 const QUERY_TYPE: Label = Label { retina: "query_type", attribute: attr::DNS_QUESTION_TYPE, values: Values::Same };
 const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME, values: Values::Same };
+const FLAG_LOWER: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Lower };
+const ADDRESS: Label = Label { retina: "address", attribute: attr::NETWORK_PEER_ADDRESS, values: Values::OrOther };
 const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
 
 const fn node(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Node, only: None, name, labels, aliases: &[] }
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels, fixed: &[], scale: 1.0, aliases: &[] }
 }
 
 const fn pod(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Pod, only: None, name, labels, aliases: &[] }
+    Row { otel: otel.name, level: Level::Pod, only: None, name, labels, fixed: &[], scale: 1.0, aliases: &[] }
+}
+
+/// A histogram in seconds that Retina has in milliseconds.
+const fn milliseconds(otel: semconv::MetricDef, name: &'static str) -> Row {
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels: &[], fixed: &[], scale: 1000.0, aliases: &[] }
 }
 
 const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
@@ -123,14 +146,17 @@ const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
         only: Some((attr::NETSTAT_GROUP, groups)),
         name,
         labels: &[NETSTAT_NAME],
+        fixed: &[],
+        scale: 1.0,
         aliases: &[],
     }
 }
 
 use semconv::{
-    NETWORK_DNS_REQUESTS, NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES,
-    NETWORK_FORWARD_PACKETS, NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS,
-    NETWORK_TCP_REMOTE_CONNECTIONS, NETWORK_TCP_RETRANSMITS, NETWORK_UDP_SOCKETS,
+    NETWORK_APISERVER_HANDSHAKE_DURATION, NETWORK_APISERVER_NO_RESPONSE, NETWORK_APISERVER_RTT, NETWORK_DNS_REQUESTS,
+    NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES, NETWORK_FORWARD_PACKETS,
+    NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS, NETWORK_TCP_REMOTE_CONNECTIONS,
+    NETWORK_TCP_RETRANSMITS, NETWORK_UDP_SOCKETS,
 };
 
 /// The mapping table (retina.md §3.2-3.4).
@@ -158,9 +184,25 @@ static ROWS: &[Row] = &[
     pod(NETWORK_TCP_RETRANSMITS, "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
     pod(NETWORK_DNS_REQUESTS, "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
     pod(NETWORK_DNS_RESPONSES, "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
+    // The API server as seen from this node (no context labels). The handshake histogram takes
+    // the name Retina's Pod Traffic dashboard queries; Retina's own agent never registers it.
+    milliseconds(NETWORK_APISERVER_HANDSHAKE_DURATION, "networkobservability_node_apiserver_handshake_latency_ms"),
+    milliseconds(NETWORK_APISERVER_RTT, "networkobservability_adv_node_apiserver_latency"),
+    Row {
+        otel: NETWORK_APISERVER_NO_RESPONSE.name,
+        level: Level::Node,
+        only: None,
+        name: "networkobservability_adv_node_apiserver_no_response",
+        labels: &[],
+        fixed: &[("no_response", "no_response")],
+        scale: 1.0,
+        aliases: &[],
+    },
     // Node level, after the pod rows: a new pod-level series is placed without comparing
-    // against these (Retina's dashboard additions).
-    node(NETWORK_UDP_SOCKETS, "networkobservability_udp_connection_stats", &[ACTIVE]).with_aliases(UDP_ALIASES),
+    // against these (what Retina's Clusters dashboard reads beyond Retina's own emission).
+    node(NETWORK_UDP_SOCKETS, "networkobservability_udp_connection_stats", &[])
+        .with_fixed(&[("statistic_name", "ACTIVE")])
+        .with_aliases(UDP_ALIASES),
     node(NETWORK_TCP_REMOTE_CONNECTIONS, "networkobservability_tcp_connection_remote", &[ADDRESS])
         .with_aliases(ALL_IPS),
     // Retina's Linux agent counts no flags per node; its Clusters dashboard reads this name.
@@ -179,6 +221,7 @@ const CONTEXT: &[(&str, &str)] = &[
     (attr::K8S_POD_IP, "ip"),
     ("address", "ip"),
     ("port", "port"),
+    (attr::NETWORK_LOCAL_PORT, "port"),
 ];
 
 /// Where a point goes under Retina naming.
@@ -188,22 +231,34 @@ pub(super) struct Placement {
     pub name: &'static str,
     /// Label names and values, not yet sorted.
     pub labels: Vec<(String, String)>,
+    /// Values are multiplied by this when exposed.
+    pub scale: f64,
     /// The labels of the dashboard spelling's series the point also counts in ([`Alias`]).
     pub alias: Option<Vec<(String, String)>>,
 }
 
-fn level(attributes: &Attributes) -> Level {
-    let pod = attributes.iter().any(|kv| {
-        kv.key.starts_with(attr::SOURCE_PREFIX)
-            || kv.key.starts_with(attr::DESTINATION_PREFIX)
-            || kv.key.starts_with("k8s.")
-    });
-    if pod { Level::Pod } else { Level::Node }
+/// The context a point carries. A `flowmetrics` overflow series (`otel.metric.overflow`) stands
+/// for pod-level points whose labels are gone.
+fn context(attributes: &Attributes) -> Context {
+    let prefixed = |key: &str| key.starts_with(attr::SOURCE_PREFIX) || key.starts_with(attr::DESTINATION_PREFIX);
+    if attributes.iter().any(|kv| prefixed(&kv.key) || kv.key == attr::OTEL_METRIC_OVERFLOW) {
+        Context::Remote
+    } else if attributes.iter().any(|kv| kv.key.starts_with("k8s.")) {
+        Context::Local
+    } else {
+        Context::None
+    }
 }
 
-fn map_value(values: Values, text: String) -> String {
+fn map_value(values: Values, context: Context, text: String) -> String {
     match values {
         Values::Same => text,
+        // Retina's remote context spells the traffic direction as Hubble does.
+        Values::Direction if context == Context::Remote => match text.as_str() {
+            "receive" => "INGRESS".into(),
+            "transmit" => "EGRESS".into(),
+            _ => "TRAFFIC_DIRECTION_UNKNOWN".into(),
+        },
         Values::Direction => match text.as_str() {
             "receive" => "ingress".into(),
             "transmit" => "egress".into(),
@@ -216,31 +271,46 @@ fn map_value(values: Values, text: String) -> String {
             None => text.to_ascii_uppercase(),
         },
         Values::Lower => text.to_ascii_lowercase(),
-        Values::Constant(value) => value.into(),
         Values::OrOther => text,
     }
 }
 
 /// The Retina metric and labels for a point of `metric`, or `None` when Retina has no equivalent.
 pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> {
-    let level = level(attributes);
-    let row = ROWS.iter().find(|r| {
-        r.otel == metric
-            && r.level == level
-            && r.only.is_none_or(|(key, accepted)| attributes.get_str(key).is_some_and(|v| accepted.contains(&v)))
-    })?;
+    let context = context(attributes);
+    let level = if context == Context::None { Level::Node } else { Level::Pod };
+    let find = |level: Level| {
+        ROWS.iter().find(|r| {
+            r.otel == metric
+                && r.level == level
+                && r.only.is_none_or(|(key, accepted)| attributes.get_str(key).is_some_and(|v| accepted.contains(&v)))
+        })
+    };
+    // An overflow point of a node-level metric (linuxutil's remote addresses) has no pod row.
+    let (row, level) = match find(level) {
+        Some(row) => (row, level),
+        None if level == Level::Pod && attributes.get(attr::OTEL_METRIC_OVERFLOW).is_some() => {
+            (find(Level::Node)?, Level::Node)
+        }
+        None => return None,
+    };
     let mut labels = Vec::with_capacity(row.labels.len() + 8);
     for label in row.labels {
-        match (attributes.get(label.attribute), label.values) {
-            (_, Values::Constant(value)) => labels.push((label.retina.to_string(), value.to_string())),
-            (Some(value), values) => {
+        match attributes.get(label.attribute) {
+            Some(value) => {
                 let mut text = String::new();
                 attr_text(value, &mut text);
-                labels.push((label.retina.to_string(), map_value(values, text)));
+                labels.push((label.retina.to_string(), map_value(label.values, context, text)));
             }
-            (None, Values::OrOther) => labels.push((label.retina.to_string(), "other".to_string())),
-            (None, _) => {}
+            None if matches!(label.values, Values::OrOther) => {
+                labels.push((label.retina.to_string(), "other".to_string()));
+            }
+            None => {}
         }
+    }
+    labels.extend(row.fixed.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+    if attributes.get(attr::OTEL_METRIC_OVERFLOW).is_some() {
+        labels.push(("otel_metric_overflow".to_string(), "true".to_string()));
     }
     if level == Level::Pod {
         for kv in attributes {
@@ -268,11 +338,14 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
     }
     let alias = row.aliases.iter().find_map(|a| {
         let i = labels.iter().position(|(n, v)| n == a.label && a.from.is_none_or(|f| f == v))?;
-        let mut alias = labels.clone();
+        // The alias is a total: the overflow mark of one member does not split it.
+        let mut alias: Vec<(String, String)> =
+            labels.iter().filter(|(n, _)| n != "otel_metric_overflow").cloned().collect();
+        let i = alias.iter().position(|(n, _)| *n == labels[i].0).unwrap_or(i);
         alias[i].1 = a.to.to_string();
         Some(alias)
     });
-    Some(Placement { name: row.name, labels, alias })
+    Some(Placement { name: row.name, labels, scale: row.scale, alias })
 }
 
 /// Retina's workload: the pod's first owner, so a Deployment's pod shows its ReplicaSet and a

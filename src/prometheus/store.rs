@@ -204,9 +204,19 @@ pub(super) struct Family {
     pub(super) help: String,
     pub(super) kind: PromKind,
     pub(super) merge: Merge,
+    /// Exposed values are the stored ones times this (a histogram's bounds and sum too).
+    pub(super) scale: f64,
     /// Labels -> output, in label text order for a stable exposition.
     series: BTreeMap<LabelsKey, u32>,
     conflict_reported: bool,
+}
+
+/// How a new family is made: its type, how members combine, the scale of its values.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    kind: PromKind,
+    merge: Merge,
+    scale: f64,
 }
 
 /// What an exposed series is, as a pusher needs to know it.
@@ -222,6 +232,9 @@ pub struct Exposed<'a> {
     pub kind: PromKind,
     /// The series' labels; the same `Arc` as long as the series lives (a new one after expiry).
     pub labels: &'a Arc<Labels>,
+    /// Exposed values are the stored ones times this (a histogram's bounds and sum too): 1
+    /// except where Retina has a unit of its own.
+    pub scale: f64,
 }
 
 #[derive(Debug)]
@@ -417,7 +430,14 @@ impl Store {
     pub fn exposed(&self, output: u32) -> Option<Exposed<'_>> {
         let o = self.outputs.get(output)?;
         let f = self.families.get(o.family)?;
-        Some(Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels })
+        Some(Exposed {
+            family: o.family,
+            name: &f.name,
+            help: &f.help,
+            kind: f.kind,
+            labels: &o.labels,
+            scale: f.scale,
+        })
     }
 
     /// Exposed series `output` and its value now (its members combined) with the time of its
@@ -426,7 +446,8 @@ impl Store {
         let o = self.outputs.get(output)?;
         let f = self.families.get(o.family)?;
         let (merged, time) = self.merge(f.merge, &o.members, scratch)?;
-        let exposed = Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels };
+        let exposed =
+            Exposed { family: o.family, name: &f.name, help: &f.help, kind: f.kind, labels: &o.labels, scale: f.scale };
         Some((exposed, merged, time))
     }
 
@@ -772,17 +793,17 @@ impl Store {
         match retina {
             Some(p) => {
                 let alias = match p.alias {
-                    Some(labels) => self.output_with(key, p.name.to_string(), Merge::Sum, labels),
+                    Some(labels) => self.output_with(key, p.name.to_string(), Merge::Sum, p.scale, labels),
                     None => NO_OUTPUT,
                 };
-                (self.output_with(key, p.name.to_string(), Merge::Sum, p.labels), alias)
+                (self.output_with(key, p.name.to_string(), Merge::Sum, p.scale, p.labels), alias)
             }
             None => {
                 if metric.otel_name.is_empty() {
                     return (NO_OUTPUT, NO_OUTPUT);
                 }
                 let name = metric.otel_name.clone();
-                (self.output_with(key, name, Merge::Latest, attribute_labels(key.attributes)), NO_OUTPUT)
+                (self.output_with(key, name, Merge::Latest, 1.0, attribute_labels(key.attributes)), NO_OUTPUT)
             }
         }
     }
@@ -793,6 +814,7 @@ impl Store {
         key: &SeriesKey<'_>,
         name: String,
         merge: Merge,
+        scale: f64,
         mut labels: Vec<(String, String)>,
     ) -> u32 {
         let Some(metric) = self.metrics.get(key.metric) else { return NO_OUTPUT };
@@ -827,10 +849,11 @@ impl Store {
             }
         }
         labels.extend(self.opts.const_labels.iter().cloned());
-        self.output_for(name, help, kind, merge, Labels::new(labels))
+        self.output_for(name, help, Shape { kind, merge, scale }, Labels::new(labels))
     }
 
-    fn output_for(&mut self, name: String, help: String, kind: PromKind, merge: Merge, labels: Labels) -> u32 {
+    fn output_for(&mut self, name: String, help: String, shape: Shape, labels: Labels) -> u32 {
+        let Shape { kind, merge, scale } = shape;
         let family = match self.family_index.get(&name) {
             Some(&f) => f,
             None => {
@@ -839,6 +862,7 @@ impl Store {
                     help: String::new(),
                     kind,
                     merge,
+                    scale,
                     series: BTreeMap::new(),
                     conflict_reported: false,
                 });

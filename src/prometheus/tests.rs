@@ -398,7 +398,7 @@ fn retina_names_sum_interfaces_and_map_values() {
         "networkobservability_tcp_connection_remote{address=\"198.18.0.7\"} 4",
         "networkobservability_tcp_connection_remote{address=\"2001:db8::7\"} 2",
         "networkobservability_tcp_connection_remote{address=\"AllIPs\"} 7",
-        "networkobservability_tcp_connection_remote{address=\"other\"} 1",
+        "networkobservability_tcp_connection_remote{address=\"other\",otel_metric_overflow=\"true\"} 1",
         "networkobservability_tcp_connection_stats{statistic_name=\"EstabResets\"} 3",
         "networkobservability_tcp_connection_stats{statistic_name=\"TCPTimeouts\"} 11",
         "networkobservability_tcp_connection_stats{statistic_name=\"resetcount\"} 3",
@@ -451,7 +451,7 @@ fn retina_pod_level_series_carry_context_labels() {
         samples(&text)[1..],
         [
             "networkobservability_adv_drop_count{namespace=\"shop\",podname=\"db-0\",reason=\"NO_SOCKET\"} 2",
-            "networkobservability_adv_forward_count{destination_ip=\"198.18.0.3\",destination_namespace=\"shop\",destination_podname=\"db-0\",destination_port=\"5432\",destination_workload_kind=\"StatefulSet\",destination_workload_name=\"db\",direction=\"egress\",source_ip=\"198.18.0.2\",source_namespace=\"shop\",source_podname=\"cart-7d9\",source_workload_kind=\"Deployment\",source_workload_name=\"cart\"} 42",
+            "networkobservability_adv_forward_count{destination_ip=\"198.18.0.3\",destination_namespace=\"shop\",destination_podname=\"db-0\",destination_port=\"5432\",destination_workload_kind=\"StatefulSet\",destination_workload_name=\"db\",direction=\"EGRESS\",source_ip=\"198.18.0.2\",source_namespace=\"shop\",source_podname=\"cart-7d9\",source_workload_kind=\"Deployment\",source_workload_name=\"cart\"} 42",
             "networkobservability_adv_forward_count{direction=\"ingress\",namespace=\"shop\",podname=\"db-0\"} 8",
         ],
         "{text}"
@@ -623,4 +623,35 @@ fn labels_keep_pairs_unescaped_and_text_escaped() {
     assert_eq!(pairs, [("a", ""), ("path", "C:\\dir \"x\"\nnext"), ("z", "last")]);
     assert_eq!(Labels::new(Vec::new()).pairs().count(), 0);
     assert_eq!(Labels::new(Vec::new()).text(), "");
+}
+
+#[test]
+fn retina_api_server_metrics_are_in_milliseconds_and_overflow_keeps_its_marker() {
+    let mut store = Store::new(StoreOptions { scope_labels: false, ..options(Naming::Retina) });
+    let bounds: Arc<[f64]> = Arc::from(vec![0.0005, 0.001]);
+    let handshake = histogram(
+        "network.apiserver.handshake.duration",
+        Temporality::Cumulative,
+        vec![fixtures::hist_point(&bounds, &[1, 2, 0], 0.0025, 1, 10)],
+    );
+    let none = Metric::counter("network.apiserver.no_response", "{packet}", "", vec![point(&[], 10, 3)]);
+    // A flowmetrics overflow series: pod-level points whose labels are gone.
+    let mut folded = point(&[], 10, 7);
+    folded.attributes.insert("otel.metric.overflow", true);
+    let overflow = Metric::counter("network.forward.packets", "{packet}", "", vec![folded]);
+    store.fold(&batch(vec![handshake, none, overflow]), Instant::now());
+    let text = encode(&store, Format::Text);
+    assert_eq!(
+        samples(&text)[1..],
+        [
+            "networkobservability_adv_forward_count{otel_metric_overflow=\"true\"} 7",
+            "networkobservability_adv_node_apiserver_no_response{no_response=\"no_response\"} 3",
+            "networkobservability_node_apiserver_handshake_latency_ms_bucket{le=\"0.5\"} 1",
+            "networkobservability_node_apiserver_handshake_latency_ms_bucket{le=\"1\"} 3",
+            "networkobservability_node_apiserver_handshake_latency_ms_bucket{le=\"+Inf\"} 3",
+            "networkobservability_node_apiserver_handshake_latency_ms_sum 2.5",
+            "networkobservability_node_apiserver_handshake_latency_ms_count 3",
+        ],
+        "{text}"
+    );
 }

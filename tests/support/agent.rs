@@ -22,6 +22,8 @@ pub fn free_port() -> u16 {
 pub struct Agent {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The network namespace it runs in (`None`: this process's); its endpoints are there.
+    netns: Option<String>,
     /// The prometheus exporter's endpoint (`exporters.prometheus`).
     pub metrics: SocketAddr,
     /// The agent's own telemetry endpoint.
@@ -45,9 +47,18 @@ impl Agent {
         Self::launch(Launch { config: Some(config), sets: Vec::new(), wrapper: None }).expect("fovea became ready")
     }
 
+    /// Starts `fovea run --config <yaml>` inside the named network namespace (`ip netns exec`, as
+    /// a node's agent runs in the node's namespace); its endpoints are reached from there.
+    pub fn start_in(netns: &str, config: &str) -> Agent {
+        Self::launch_netns(Launch { config: Some(config), sets: Vec::new(), wrapper: None }, Some(netns), &|code, _| {
+            code == 200
+        })
+        .expect("fovea became ready")
+    }
+
     /// Starts the agent; `Err((status, stdout+stderr))` when it exits before becoming ready.
     pub fn launch(l: Launch<'_>) -> Result<Agent, (ExitStatus, String)> {
-        Self::launch_until(l, |code, _| code == 200)
+        Self::launch_netns(l, None, &|code, _| code == 200)
     }
 
     /// Starts `fovea run --config <yaml>` and waits only until every component has started:
@@ -60,6 +71,14 @@ impl Agent {
 
     /// Starts the agent and waits until `/readyz` answers what `ready(status, body)` accepts.
     pub fn launch_until(l: Launch<'_>, ready: impl Fn(u16, &str) -> bool) -> Result<Agent, (ExitStatus, String)> {
+        Self::launch_netns(l, None, &ready)
+    }
+
+    fn launch_netns(
+        l: Launch<'_>,
+        netns: Option<&str>,
+        ready: &dyn Fn(u16, &str) -> bool,
+    ) -> Result<Agent, (ExitStatus, String)> {
         let dir = tempfile::tempdir().expect("temp dir");
         let metrics: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let telemetry: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -84,15 +103,21 @@ impl Agent {
         let exe = env!("CARGO_BIN_EXE_fovea");
         let stdout = std::fs::File::create(dir.path().join("stdout")).expect("stdout file");
         let stderr = std::fs::File::create(dir.path().join("stderr")).expect("stderr file");
-        let mut cmd = match l.wrapper {
-            Some(wrapper) => {
+        let mut cmd = match (l.wrapper, netns) {
+            (None, Some(ns)) => {
+                // `ip netns exec` execs fovea: the child's pid is fovea's
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, exe]).args(&args);
+                c
+            }
+            (Some(wrapper), _) => {
                 let quoted: Vec<String> =
                     std::iter::once(exe.to_string()).chain(args).map(|a| format!("'{a}'")).collect();
                 let mut c = Command::new("sh");
                 c.arg("-c").arg(format!("{wrapper} \"exec {}\"", quoted.join(" ")));
                 c
             }
-            None => {
+            (None, None) => {
                 let mut c = Command::new(exe);
                 c.args(&args);
                 c
@@ -100,7 +125,7 @@ impl Agent {
         };
         cmd.env("RUST_LOG", "info").stdin(Stdio::null()).stdout(stdout).stderr(stderr);
         let child = cmd.spawn().expect("spawn fovea");
-        let mut agent = Agent { child: Some(child), dir, metrics, telemetry };
+        let mut agent = Agent { child: Some(child), dir, netns: netns.map(str::to_string), metrics, telemetry };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = agent.child_mut().try_wait().expect("try_wait") {
@@ -108,7 +133,7 @@ impl Agent {
                 agent.child = None;
                 return Err((status, out));
             }
-            if http_get(telemetry, "/readyz").is_ok_and(|(code, body)| ready(code, &body)) {
+            if agent.get(telemetry, "/readyz").is_ok_and(|(code, body)| ready(code, &body)) {
                 return Ok(agent);
             }
             assert!(Instant::now() < deadline, "fovea not ready after 30 s:\n{}", agent.output());
@@ -118,6 +143,22 @@ impl Agent {
 
     fn child_mut(&mut self) -> &mut Child {
         self.child.as_mut().expect("the agent is running")
+    }
+
+    /// `GET path` from the agent's network namespace.
+    pub fn get(&self, address: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+        let Some(ns) = &self.netns else { return http_get(address, path) };
+        let (file, path) = (format!("/run/netns/{ns}"), path.to_string());
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&file)?;
+            // SAFETY: a valid netns fd; setns affects only this thread.
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            http_get(address, &path)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("netns thread panicked")))
     }
 
     /// Process id.
@@ -147,7 +188,7 @@ impl Agent {
 
     /// `/metrics` text of another endpoint (a second exporter, the own telemetry).
     pub fn scrape_at(&self, address: SocketAddr) -> Exposition {
-        let (code, body) = http_get(address, "/metrics").unwrap_or_else(|e| panic!("scrape {address}: {e}"));
+        let (code, body) = self.get(address, "/metrics").unwrap_or_else(|e| panic!("scrape {address}: {e}"));
         assert_eq!(code, 200, "scrape {address}: {body}");
         Exposition(body)
     }

@@ -6,12 +6,14 @@
 //!   every namespace), across threads of one binary and across test binaries.
 //! * [`netns`]: network namespaces joined by veth pairs the way a CNI builds pods, with
 //!   readers for the kernel's own counters (`ip -s link`, nft counters, nstat).
+//! * [`node`]: a Kubernetes node in a network namespace: pods on veths, routing, an uplink.
 //! * [`tc`]: another party's TC filter next to ours, and our filters and TCX programs.
 //! * [`tcp`]: a TCP transfer between two namespaces that waits until retransmissions are over.
 //! * [`wait_until`]: polls a condition with a deadline.
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod netns;
+pub mod node;
 pub mod tc;
 pub mod tcp;
 
@@ -89,6 +91,26 @@ pub fn kernel_lock() -> KernelLock {
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
     KernelLock { _thread: guard, _file: file }
+}
+
+/// True when `python3` can import `module`; otherwise skips (or fails in CI) saying how to
+/// install it (tests/support/requirements.txt).
+pub fn require_python_module(test: &str, module: &str) -> bool {
+    let found =
+        Command::new("python3").args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    found
+        || skip_or_fail(
+            test,
+            &format!("needs the Python module {module}: python3 -m pip install -r tests/support/requirements.txt"),
+        )
+}
+
+/// Flow-log files in `dir` read back by pyarrow (tests/support/flowlog_read.py), as JSON:
+/// `{"files": [...], "schema": {...}, "metadata": {...}, "rows": [...]}`.
+pub fn pyarrow_read(dir: &std::path::Path, format: &str) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/flowlog_read.py");
+    let out = run("python3", &[script, &dir.display().to_string(), format]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("flowlog_read.py printed no JSON ({e}): {out}"))
 }
 
 /// Runs a command, panicking with its output when it fails.

@@ -15,7 +15,7 @@ use super::run;
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A short unique suffix (interface names are limited to 15 bytes).
-fn unique() -> (u32, u32) {
+pub fn unique() -> (u32, u32) {
     (std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -186,7 +186,7 @@ pub struct LinkAddrs {
 
 impl LinkAddrs {
     /// The plan for (pid, n), moved on past blocks another process already uses on this host.
-    fn allocate(pid: u32, n: u32) -> Self {
+    pub fn allocate(pid: u32, n: u32) -> Self {
         let mut n = n;
         loop {
             let plan = Self::plan(pid, n);

@@ -166,6 +166,18 @@ pub fn render_flows(batch: &FlowBatch, verbosity: Verbosity, out: &mut String) {
             r.packets,
             r.bytes
         );
+        if !r.interface.is_empty() {
+            let _ = write!(out, " iface={} at={}", r.interface, r.observation_point.as_str());
+        }
+        if r.tcp_flags != 0 {
+            let _ = write!(out, " tcp_flags={:#04x}", r.tcp_flags);
+        }
+        if let Some(mean) = r.handshake.mean_ns() {
+            let _ = write!(out, " handshake={}x{}us", r.handshake.count, mean / 1000);
+        }
+        if let Some(mean) = r.rtt.mean_ns() {
+            let _ = write!(out, " rtt={}us", mean / 1000);
+        }
         if let Some(reason) = &r.drop_reason {
             let _ = write!(out, " reason={reason}");
         }

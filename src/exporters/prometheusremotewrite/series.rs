@@ -288,17 +288,22 @@ impl Translator {
             let start = values.len();
             let bounds = match merged {
                 Merged::Number(v) => {
-                    values.push(v);
+                    values.push(v * exposed.scale);
                     None
                 }
                 Merged::Hist(h) => {
                     let finite = h.buckets.len() == h.bounds.len() + 1;
-                    push_histogram(values, finite.then_some(&h.buckets[..]), h.count, h.sum);
+                    push_histogram(values, finite.then_some(&h.buckets[..]), h.count, h.sum * exposed.scale);
                     Some(if finite { h.bounds.clone() } else { Arc::from(Vec::new()) })
                 }
                 Merged::SummedHist(b) => {
                     let finite = scratch.buckets.len() == b.len() + 1;
-                    push_histogram(values, finite.then_some(&scratch.buckets[..]), scratch.count, scratch.sum);
+                    push_histogram(
+                        values,
+                        finite.then_some(&scratch.buckets[..]),
+                        scratch.count,
+                        scratch.sum * exposed.scale,
+                    );
                     Some(if finite { b } else { Arc::from(Vec::new()) })
                 }
             };
@@ -391,7 +396,7 @@ impl Translator {
                 }
                 run_start = i;
                 if !cache.built_for.as_ref().is_some_and(|b| same_bounds(b, &bounds)) {
-                    build_encoded(cache, family.name, family.kind, &bounds);
+                    build_encoded(cache, family.name, family.kind, family.scale, &bounds);
                 }
                 let primary = cache.encoded.len().saturating_sub(1);
                 for (v, labels) in cache.encoded.iter().enumerate() {
@@ -506,7 +511,7 @@ fn note_resource(
 
 /// Encodes the labels of every wire series of an output: one for numbers; for histograms one
 /// per finite bucket, `+Inf`, `_sum` and `_count` (the last one carries the points).
-fn build_encoded(cache: &mut OutputCache, name: &str, kind: PromKind, bounds: &Option<Arc<[f64]>>) {
+fn build_encoded(cache: &mut OutputCache, name: &str, kind: PromKind, scale: f64, bounds: &Option<Arc<[f64]>>) {
     cache.encoded.clear();
     match (kind, bounds) {
         (PromKind::Histogram, Some(bounds)) => {
@@ -514,7 +519,7 @@ fn build_encoded(cache: &mut OutputCache, name: &str, kind: PromKind, bounds: &O
             let mut le = String::new();
             for b in bounds.iter() {
                 le.clear();
-                write_go_float(&mut le, *b, false);
+                write_go_float(&mut le, *b * scale, false);
                 let mut out = Vec::new();
                 encode_series_labels(&cache.labels, &bucket, Some(&le), &mut out);
                 cache.encoded.push(out);

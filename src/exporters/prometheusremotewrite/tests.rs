@@ -298,7 +298,7 @@ fn series_and_values_are_those_the_scrape_exporter_exposes() {
         vec![(ms, 105.0)],
         "eth0 (100) then lo (5) at the same millisecond: one sample, the sum"
     );
-    let pod = [("direction", "egress"), ("source_namespace", "web"), ("source_podname", "web-1")];
+    let pod = [("direction", "EGRESS"), ("source_namespace", "web"), ("source_podname", "web-1")];
     assert_eq!(got[&l("networkobservability_adv_forward_count", &pod)], vec![(ms, 3.0)]);
     assert_eq!(
         got[&l("networkobservability_tcp_connection_stats", &[("statistic_name", "TCPTimeouts")])],

@@ -112,6 +112,7 @@ fn direction(d: ebpf::Direction) -> crate::model::Direction {
 fn to_flow(r: &DropRecord, reason: SmolStr) -> FlowRecord {
     let mut f = FlowRecord::new(FlowKind::Drop, r.tuple.src, r.tuple.dst);
     f.time_unix_nano = r.time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
+    f.start_time_unix_nano = f.time_unix_nano;
     f.source_port = r.tuple.src_port;
     f.destination_port = r.tuple.dst_port;
     f.protocol = r.tuple.protocol;

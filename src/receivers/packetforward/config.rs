@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::config::pattern::{Pattern, any_match};
 use crate::config::{Checks, ComponentConfig};
-use crate::ebpf::AttachMode;
+pub use crate::receivers::probe::settings::AttachModeConfig;
 use crate::receivers::probe::settings::check_collection_interval;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
@@ -35,29 +35,6 @@ impl Default for PacketforwardConfig {
             interfaces: Vec::new(),
             exclude: vec![Pattern::new("lo")],
             attach_mode: AttachModeConfig::Auto,
-        }
-    }
-}
-
-/// How the programs attach to interfaces.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttachModeConfig {
-    /// TCX where the kernel has it (6.6+), else clsact.
-    #[default]
-    Auto,
-    /// TCX only; fails to start on older kernels.
-    Tcx,
-    /// A clsact `bpf` filter at fovea's own priority and handle, even where TCX exists.
-    Clsact,
-}
-
-impl From<AttachModeConfig> for AttachMode {
-    fn from(m: AttachModeConfig) -> Self {
-        match m {
-            AttachModeConfig::Auto => AttachMode::Auto,
-            AttachModeConfig::Tcx => AttachMode::Tcx,
-            AttachModeConfig::Clsact => AttachMode::Clsact,
         }
     }
 }
@@ -93,6 +70,7 @@ impl ComponentConfig for PacketforwardConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ebpf::AttachMode;
 
     fn config(body: &str) -> Result<PacketforwardConfig, String> {
         crate::receivers::probe::settings::parse_receiver("packetforward", body)

@@ -133,6 +133,8 @@ impl Forwarder {
                     self.retire(*index, "interface removed");
                 }
             }
+            // only a watcher opened with routes reports these
+            LinkChange::DefaultRoutes => {}
         }
     }
 

@@ -4,6 +4,10 @@
 //! learns of a new interface (a pod's veth) the moment the kernel announces it, instead of
 //! polling. When the kernel drops events because we read too slowly (`ENOBUFS`), the watcher
 //! dumps again and reports what changed meanwhile, removals included.
+//!
+//! Opened with [`LinkWatcher::open_with_routes`] it also reports when a default route appears or
+//! goes ([`LinkChange::DefaultRoutes`]), so a caller can follow the node's uplinks
+//! ([`default_route_interfaces`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -22,9 +26,22 @@ use tokio::io::unix::AsyncFd;
 
 // include/uapi/linux/rtnetlink.h, if_link.h, if.h
 const RTNLGRP_LINK: u32 = 1;
+const RTNLGRP_IPV4_ROUTE: u32 = 7;
+const RTNLGRP_IPV6_ROUTE: u32 = 11;
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
+const RTM_NEWROUTE: u16 = 24;
+const RTM_DELROUTE: u16 = 25;
+const RTM_GETROUTE: u16 = 26;
 const IFLA_IFNAME: u16 = 3;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_LINK_NETNSID: u16 = 37;
+const RTA_OIF: u16 = 4;
+const RTA_TABLE: u16 = 15;
+const RT_TABLE_MAIN: u32 = 254;
+/// `sizeof(struct rtmsg)`.
+const RTMSG_LEN: usize = 12;
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
 /// `sizeof(struct ifinfomsg)`.
@@ -72,6 +89,13 @@ pub struct Link {
     pub up: bool,
     /// A loopback device (`IFF_LOOPBACK`).
     pub loopback: bool,
+    /// The device type (`ARPHRD_*`: 1 Ethernet, 772 loopback, 65534 none ...).
+    pub arphrd: u16,
+    /// The link kind (`veth`, `bridge`, `netkit` ...; empty for physical devices).
+    pub kind: SmolStr,
+    /// The other end of this link lives in another network namespace (`IFLA_LINK_NETNSID`): the
+    /// host side of a pod's veth.
+    pub peer_in_other_netns: bool,
 }
 
 /// What changed about the links.
@@ -81,6 +105,8 @@ pub enum LinkChange {
     Changed(Link),
     /// The link with this index was deleted or moved to another namespace.
     Removed(u32),
+    /// A default route was added or removed (only from [`LinkWatcher::open_with_routes`]).
+    DefaultRoutes,
 }
 
 /// Watches the links of the network namespace it was opened in.
@@ -104,10 +130,23 @@ impl LinkWatcher {
     /// Subscribes to link events and starts a dump; call inside a tokio runtime. The first
     /// [`LinkWatcher::changes`] calls report every existing link.
     pub fn open() -> Result<Self, LinkError> {
+        Self::open_groups(false)
+    }
+
+    /// Like [`LinkWatcher::open`], and also reports default routes coming and going.
+    pub fn open_with_routes() -> Result<Self, LinkError> {
+        Self::open_groups(true)
+    }
+
+    fn open_groups(routes: bool) -> Result<Self, LinkError> {
         let fail = |action| move |source| LinkError::Socket { action, source };
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail("open"))?;
         socket.bind_auto().map_err(fail("bind"))?;
         socket.add_membership(RTNLGRP_LINK).map_err(fail("subscribe to RTNLGRP_LINK on"))?;
+        if routes {
+            socket.add_membership(RTNLGRP_IPV4_ROUTE).map_err(fail("subscribe to RTNLGRP_IPV4_ROUTE on"))?;
+            socket.add_membership(RTNLGRP_IPV6_ROUTE).map_err(fail("subscribe to RTNLGRP_IPV6_ROUTE on"))?;
+        }
         socket.set_non_blocking(true).map_err(fail("configure"))?;
         // SAFETY: the Socket owns its fd, which stays open and unchanged until the AsyncFd
         // (and with it the Socket) is dropped.
@@ -210,6 +249,12 @@ impl LinkTable {
                         out.push(LinkChange::Removed(index));
                     }
                 }
+                // only default routes (destination length 0) decide which links are uplinks
+                RTM_NEWROUTE | RTM_DELROUTE
+                    if message.payload().get(1) == Some(&0) && !out.contains(&LinkChange::DefaultRoutes) =>
+                {
+                    out.push(LinkChange::DefaultRoutes);
+                }
                 NLMSG_DONE if in_dump => {
                     if let Some((_, seen)) = self.dump.take() {
                         let gone: Vec<u32> = self.links.keys().copied().filter(|i| !seen.contains(i)).collect();
@@ -246,19 +291,115 @@ fn parse_index(payload: &[u8]) -> Option<u32> {
     u32::try_from(index).ok().filter(|&i| i > 0)
 }
 
-/// Decodes `struct ifinfomsg` and `IFLA_IFNAME`; `None` for a malformed message.
+/// A NUL-terminated string attribute.
+fn nla_string(value: &[u8]) -> SmolStr {
+    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+    SmolStr::new(String::from_utf8_lossy(&value[..end]))
+}
+
+/// Decodes `struct ifinfomsg`, `IFLA_IFNAME`, `IFLA_LINKINFO`/`IFLA_INFO_KIND` and
+/// `IFLA_LINK_NETNSID`; `None` for a malformed message.
 fn parse_link(payload: &[u8]) -> Option<Link> {
     let index = parse_index(payload)?;
+    let t = payload.get(2..4)?;
+    let arphrd = u16::from_ne_bytes([t[0], t[1]]);
     let f = payload.get(8..12)?;
     let flags = u32::from_ne_bytes([f[0], f[1], f[2], f[3]]);
     let attributes = payload.get(IFINFOMSG_LEN..)?;
-    let name =
-        NlasIterator::new(attributes).filter_map(Result::ok).find(|nla| nla.kind() == IFLA_IFNAME).map(|nla| {
-            let value = nla.value();
-            let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
-            SmolStr::new(String::from_utf8_lossy(&value[..end]))
-        })?;
-    Some(Link { index, name, up: flags & IFF_UP != 0, loopback: flags & IFF_LOOPBACK != 0 })
+    let (mut name, mut kind, mut peer_in_other_netns) = (None, SmolStr::default(), false);
+    for nla in NlasIterator::new(attributes).filter_map(Result::ok) {
+        match nla.kind() {
+            IFLA_IFNAME => name = Some(nla_string(nla.value())),
+            IFLA_LINK_NETNSID => peer_in_other_netns = true,
+            IFLA_LINKINFO => {
+                if let Some(k) =
+                    NlasIterator::new(nla.value()).filter_map(Result::ok).find(|n| n.kind() == IFLA_INFO_KIND)
+                {
+                    kind = nla_string(k.value());
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(Link {
+        index,
+        name: name?,
+        up: flags & IFF_UP != 0,
+        loopback: flags & IFF_LOOPBACK != 0,
+        arphrd,
+        kind,
+        peer_in_other_netns,
+    })
+}
+
+/// The interfaces of the default routes (IPv4 and IPv6) of the main routing table in this
+/// network namespace: the node's uplinks. Blocking; answers from the kernel at once.
+pub fn default_route_interfaces() -> Result<BTreeSet<u32>, LinkError> {
+    let io = |action| move |source| LinkError::Io { action, source };
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(|source| LinkError::Socket { action: "open", source })?;
+    socket.bind_auto().map_err(|source| LinkError::Socket { action: "bind", source })?;
+    let mut out = BTreeSet::new();
+    for (sequence, family) in [(1u32, libc::AF_INET as u8), (2, libc::AF_INET6 as u8)] {
+        // nlmsghdr + rtmsg { family, dst_len, src_len, tos, table, protocol, scope, type, flags }
+        let mut request = Vec::with_capacity(16 + RTMSG_LEN);
+        request.extend_from_slice(&((16 + RTMSG_LEN) as u32).to_ne_bytes());
+        request.extend_from_slice(&RTM_GETROUTE.to_ne_bytes());
+        request.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        request.extend_from_slice(&sequence.to_ne_bytes());
+        request.extend_from_slice(&0u32.to_ne_bytes());
+        request.extend_from_slice(&[family, 0, 0, 0, 0, 0, 0, 0]);
+        request.extend_from_slice(&0u32.to_ne_bytes());
+        socket.send_to(&request, &SocketAddr::new(0, 0), 0).map_err(io("sending the RTM_GETROUTE dump"))?;
+        let mut buf = Vec::with_capacity(RECV_BUFFER_BYTES);
+        'dump: loop {
+            buf.clear();
+            socket.recv(&mut buf, 0).map_err(io("receiving routes"))?;
+            let mut data = &buf[..];
+            while let Ok(message) = NetlinkBuffer::new_checked(data) {
+                let length = message.length() as usize;
+                match message.message_type() {
+                    NLMSG_DONE => break 'dump,
+                    NLMSG_ERROR => {
+                        let p = message.payload();
+                        let code = p.get(..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        if code < 0 {
+                            return Err(LinkError::Refused(io::Error::from_raw_os_error(-code)));
+                        }
+                    }
+                    RTM_NEWROUTE => {
+                        if let Some(oif) = default_route_oif(message.payload()) {
+                            out.insert(oif);
+                        }
+                    }
+                    _ => {}
+                }
+                if length == 0 {
+                    break;
+                }
+                data = data.get((length + 3) & !3..).unwrap_or_default();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The output interface of a default route of the main table, `None` for any other route.
+fn default_route_oif(payload: &[u8]) -> Option<u32> {
+    let header = payload.get(..RTMSG_LEN)?;
+    let (dst_len, mut table) = (header[1], u32::from(header[4]));
+    if dst_len != 0 {
+        return None;
+    }
+    let mut oif = None;
+    for nla in NlasIterator::new(payload.get(RTMSG_LEN..)?).filter_map(Result::ok) {
+        let v = nla.value();
+        match nla.kind() {
+            RTA_OIF if v.len() >= 4 => oif = Some(u32::from_ne_bytes([v[0], v[1], v[2], v[3]])),
+            RTA_TABLE if v.len() >= 4 => table = u32::from_ne_bytes([v[0], v[1], v[2], v[3]]),
+            _ => {}
+        }
+    }
+    if table == RT_TABLE_MAIN { oif } else { None }
 }
 
 #[cfg(test)]
@@ -284,7 +425,16 @@ mod tests {
     #[test]
     fn decodes_index_name_and_flags() {
         let link = parse_link(&ifinfomsg(7, IFF_UP, "veth-test0")).expect("link");
-        assert_eq!(link, Link { index: 7, name: "veth-test0".into(), up: true, loopback: false });
+        let want = Link {
+            index: 7,
+            name: "veth-test0".into(),
+            up: true,
+            loopback: false,
+            arphrd: 0,
+            kind: SmolStr::default(),
+            peer_in_other_netns: false,
+        };
+        assert_eq!(link, want);
         let lo = parse_link(&ifinfomsg(1, IFF_UP | IFF_LOOPBACK, "lo")).expect("lo");
         assert!(lo.loopback);
         let down = parse_link(&ifinfomsg(9, 0, "eth1")).expect("down");

@@ -1,12 +1,13 @@
 //! Configuration several receivers share: the lower bound of `collection_interval` (every
-//! receiver that reads counters on a timer) and the `flows:` block of the receivers that also
-//! write flow records (`dropreason`, `tcpretrans`).
+//! receiver that reads counters on a timer), `attach_mode` (the TC receivers) and the `flows:`
+//! block of the receivers that also write flow records (`dropreason`, `tcpretrans`).
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::config::Checks;
+use crate::ebpf::AttachMode;
 
 /// The shortest `collection_interval` a receiver accepts.
 const MIN_COLLECTION_INTERVAL: Duration = Duration::from_millis(100);
@@ -41,6 +42,29 @@ impl FlowsConfig {
                 "flows::max_records_per_second",
                 "must be at least 1; to get no records, list the receiver in no flows pipeline",
             );
+        }
+    }
+}
+
+/// How the programs attach to interfaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachModeConfig {
+    /// TCX where the kernel has it (6.6+), else clsact.
+    #[default]
+    Auto,
+    /// TCX only; fails to start on older kernels.
+    Tcx,
+    /// A clsact `bpf` filter at fovea's own priority and handle, even where TCX exists.
+    Clsact,
+}
+
+impl From<AttachModeConfig> for AttachMode {
+    fn from(m: AttachModeConfig) -> Self {
+        match m {
+            AttachModeConfig::Auto => AttachMode::Auto,
+            AttachModeConfig::Tcx => AttachMode::Tcx,
+            AttachModeConfig::Clsact => AttachMode::Clsact,
         }
     }
 }

@@ -86,6 +86,7 @@ fn to_flow(r: &RetransRecord) -> Option<FlowRecord> {
     }
     let mut f = FlowRecord::new(FlowKind::Retransmit, r.tuple.src, r.tuple.dst);
     f.time_unix_nano = r.time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0));
+    f.start_time_unix_nano = f.time_unix_nano;
     f.source_port = r.tuple.src_port;
     f.destination_port = r.tuple.dst_port;
     f.protocol = r.tuple.protocol;

@@ -1,0 +1,188 @@
+//! Kernel cost of the flows datapath program per packet, without traffic noise: the real program
+//! run by the kernel on real packets with `BPF_PROG_TEST_RUN` (repeat N; the kernel reports the
+//! mean ns per run). Compared with packetforward's program (the counting floor: one per-CPU hash
+//! update per packet) and with the per-CPU hash variant of the flow table (the same source built
+//! with `-DDP_FLOWS_PERCPU`), so the choice of a shared hash with atomic adds is measured, not
+//! assumed. Also prints the memory each variant needs per flow.
+//!
+//! Run: `cargo bench --bench flows_kernel` (root; clang + libbpf-dev for the per-CPU variant).
+//! BPF statistics need not be on: the test run times itself.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::process::Command;
+
+use aya::maps::{Array, ArrayOfMaps, Map, MapData};
+use aya::programs::SchedClassifier;
+use aya::{Ebpf, EbpfLoader, Pod};
+use fovea::ebpf::test_run::test_run;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const REPEAT: u32 = 2_000_000;
+const NEW_FLOWS: u16 = 20_000;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Settings {
+    features: u32,
+    ephemeral_lo: u16,
+    ephemeral_hi: u16,
+}
+// SAFETY: #[repr(C)] integers without padding.
+unsafe impl Pod for Settings {}
+
+fn csum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An Ethernet frame with an IPv4 (or IPv6) header and a UDP or TCP header, `payload` bytes.
+fn frame(v6: bool, tcp: bool, sport: u16, payload: usize) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1];
+    f.extend_from_slice(if v6 { &[0x86, 0xdd] } else { &[0x08, 0x00] });
+    let l4_len = if tcp { 20 } else { 8 } + payload;
+    let proto = if tcp { 6 } else { 17 };
+    if v6 {
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        f.extend_from_slice(&[proto, 64]);
+        f.extend_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().expect("ip").octets());
+        f.extend_from_slice(&"2001:db8::2".parse::<std::net::Ipv6Addr>().expect("ip").octets());
+    } else {
+        let mut ip = vec![0x45, 0];
+        ip.extend_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2]);
+        let c = csum(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend(ip);
+    }
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&5201u16.to_be_bytes());
+    if tcp {
+        f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]); // ACK|PSH
+    } else {
+        f.extend_from_slice(&(l4_len as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+    }
+    f.extend(std::iter::repeat_n(0u8, payload));
+    f
+}
+
+/// Builds the per-CPU variant of the datapath object; `None` (with a note) without clang.
+fn build_per_cpu() -> Option<PathBuf> {
+    let out = PathBuf::from(ROOT).join("target/flows-bench");
+    std::fs::create_dir_all(&out).ok()?;
+    let obj = out.join("datapath_percpu.bpf.o");
+    let multiarch = Command::new("gcc").arg("-print-multiarch").output().ok()?;
+    let multiarch = String::from_utf8_lossy(&multiarch.stdout).trim().to_string();
+    let status = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-DDP_FLOWS_PERCPU", "-fno-stack-protector"])
+        .args(["-I", "ebpf", "-I", "/usr/include/bpf", "-I", &format!("/usr/include/{multiarch}")])
+        .args(["-c", "ebpf/datapath.bpf.c", "-o"])
+        .arg(&obj)
+        .current_dir(ROOT)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(obj),
+        _ => {
+            eprintln!("(no clang: skipping the per-CPU variant; apt-get install clang llvm libbpf-dev)");
+            None
+        }
+    }
+}
+
+/// Loads a datapath object with every flows feature on and the first table active.
+fn load_datapath(bytes: &[u8], max_flows: u32) -> Ebpf {
+    let mut loader = EbpfLoader::new();
+    loader.map_max_entries("flows_a", max_flows).map_max_entries("flows_b", max_flows);
+    let mut ebpf = loader.load(bytes).expect("load datapath");
+    let prog: &mut SchedClassifier =
+        ebpf.program_mut("fovea_dp_ingress").expect("program").try_into().expect("classifier");
+    prog.load().expect("verifier");
+    let a = match ebpf.take_map("flows_a").expect("flows_a") {
+        Map::HashMap(d) | Map::PerCpuHashMap(d) => d,
+        _ => panic!("flows_a is a hash"),
+    };
+    let mut outer: ArrayOfMaps<MapData, MapData> =
+        ebpf.take_map("flow_tables").expect("flow_tables").try_into().expect("outer");
+    outer.set(0, &a, 0).expect("slot 0");
+    let mut settings = Array::<_, Settings>::try_from(ebpf.map_mut(".bss").expect(".bss")).expect("settings");
+    settings.set(0, Settings { features: 0xf, ephemeral_lo: 32768, ephemeral_hi: 60999 }, 0).expect("features");
+    // the tables must outlive the runs: leak them into the process (a benchmark)
+    std::mem::forget((a, outer));
+    ebpf
+}
+
+fn prog_fd<'a>(ebpf: &'a Ebpf, name: &str) -> BorrowedFd<'a> {
+    let prog: &SchedClassifier = ebpf.program(name).expect("program").try_into().expect("classifier");
+    prog.fd().expect("fd").as_fd()
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("flows_kernel: needs root (loads eBPF programs); skipped");
+        return;
+    }
+    let shared = std::fs::read(format!("{ROOT}/ebpf/datapath.bpf.o")).expect("ebpf/datapath.bpf.o");
+    let mut variants: Vec<(&str, Ebpf, &str)> =
+        vec![("flows, shared hash + atomics (shipped)", load_datapath(&shared, 65536), "fovea_dp_ingress")];
+    if let Some(obj) = build_per_cpu() {
+        let bytes = std::fs::read(obj).expect("per-CPU object");
+        variants.push(("flows, per-CPU hash", load_datapath(&bytes, 65536), "fovea_dp_ingress"));
+    }
+    let mut fwd = EbpfLoader::new()
+        .load(&std::fs::read(format!("{ROOT}/ebpf/packetforward.bpf.o")).expect("packetforward"))
+        .expect("load packetforward");
+    let p: &mut SchedClassifier =
+        fwd.program_mut("fovea_fwd_ingress").expect("program").try_into().expect("classifier");
+    p.load().expect("verifier");
+    variants.push(("packetforward (floor: one per-CPU counter)", fwd, "fovea_fwd_ingress"));
+
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("UDP/IPv4 64 B, known flow", frame(false, false, 40000, 64)),
+        ("TCP/IPv4 ACK+PSH 1448 B, known flow", frame(false, true, 40000, 1448)),
+        ("UDP/IPv6 64 B, known flow", frame(true, false, 40000, 64)),
+        ("UDP/IPv4 64 B, ports kept (5201 -> 5201)", frame(false, false, 5201, 64)),
+    ];
+    println!("| program | {} | new flow (insert) |", cases.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
+    println!("|---|{}---|", "---|".repeat(cases.len()));
+    for (name, ebpf, prog) in &variants {
+        let fd = prog_fd(ebpf, prog);
+        let mut row = format!("| {name} |");
+        for (_, packet) in &cases {
+            let ns = test_run(fd, packet, REPEAT).expect("test run");
+            row.push_str(&format!(" {ns} ns |"));
+        }
+        // the insert path: a flow the table has not seen (distinct server ports: never collapsed)
+        let mut total = 0u64;
+        for i in 0..NEW_FLOWS {
+            let mut packet = frame(false, false, 40000, 64);
+            let off = 14 + 20 + 2;
+            packet[off..off + 2].copy_from_slice(&(1000 + i).to_be_bytes());
+            total += u64::from(test_run(fd, &packet, 1).expect("test run"));
+        }
+        row.push_str(&format!(" {:.0} ns |", total as f64 / f64::from(NEW_FLOWS)));
+        println!("{row}");
+    }
+
+    // memory per flow entry: key 44 + value 88 (+ hash element overhead ~56 B), per half of the
+    // double buffer; the per-CPU variant keeps one value per possible CPU
+    let cpus = aya::util::nr_cpus().expect("cpus");
+    println!();
+    println!("| flow table memory for 65 536 flows x 2 tables | shared hash | per-CPU hash |");
+    println!("|---|---|---|");
+    for n in [cpus, 16, 64, 256] {
+        let shared = 2 * 65536 * (56 + 48 + 88);
+        let per_cpu = 2 * 65536 * (56 + 48 + 8) + 2 * 65536 * n * 88;
+        println!(
+            "| {n} CPUs{} | {:.0} MiB | {:.0} MiB |",
+            if n == cpus { " (this machine)" } else { "" },
+            shared as f64 / 1048576.0,
+            per_cpu as f64 / 1048576.0
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! Unit tests: which records count where, labels per mode, `unknown`, namespaces, the series cap,
+//! expiry and reconfiguration, on hand-made records.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::model::{Direction, FlowKind, FlowRecord, MetricData, ObservationPoint, TcpFlagCounts};
+
+const NODE: &str = "node-1";
+const A: &str = "198.18.0.10";
+const B: &str = "198.18.0.20";
+const EXT: &str = "198.19.0.1";
+
+fn resource() -> Arc<Resource> {
+    Arc::new(Resource { attributes: Attributes::from_pairs([(attr::K8S_NODE_NAME, NODE)]) })
+}
+
+/// Kubernetes attributes of a pod end, as k8sattributes adds them.
+fn pod(end: &str, name: &str, namespace: &str, node: &str) -> Vec<(String, String)> {
+    vec![
+        (format!("{end}.k8s.pod.name"), name.to_string()),
+        (format!("{end}.k8s.namespace.name"), namespace.to_string()),
+        (format!("{end}.k8s.node.name"), node.to_string()),
+        (format!("{end}.k8s.workload.kind"), "Deployment".to_string()),
+        (format!("{end}.k8s.workload.name"), format!("{name}-app")),
+        (format!("{end}.k8s.replicaset.name"), format!("{name}-app-5d8")),
+    ]
+}
+
+fn forward(
+    src: &str,
+    dst: &str,
+    dir: Direction,
+    point: ObservationPoint,
+    packets: u64,
+    labels: &[Vec<(String, String)>],
+) -> FlowRecord {
+    let mut r = FlowRecord::new(FlowKind::Forward, src.parse::<IpAddr>().unwrap(), dst.parse().unwrap());
+    r.protocol = 6;
+    r.source_port = 0;
+    r.destination_port = 8080;
+    r.direction = dir;
+    r.observation_point = point;
+    r.packets = packets;
+    r.bytes = packets * 100;
+    r.tcp_flag_counts = TcpFlagCounts([1, 0, packets as u32 - 1, 0, 0, 0, 0, 0, 0]);
+    r.attributes = Attributes::from_pairs(labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
+    r
+}
+
+fn batch(records: Vec<FlowRecord>) -> FlowBatch {
+    FlowBatch { resource: resource(), records, acks: Default::default() }
+}
+
+fn connector(edit: impl FnOnce(&mut FlowMetricsConfig)) -> FlowMetrics {
+    let mut c = FlowMetricsConfig::default();
+    edit(&mut c);
+    FlowMetrics::new(c, resource())
+}
+
+/// Points of `metric` as sorted `k=v` lists -> value.
+fn points(m: &mut FlowMetrics, metric: &str) -> Vec<(String, i64)> {
+    let batch = m.flush(1_000);
+    let mut out = Vec::new();
+    for (_, _, metric_data) in batch.iter_metrics() {
+        if metric_data.name != metric {
+            continue;
+        }
+        let MetricData::Sum(sum) = &metric_data.data else { panic!("{metric} is a sum") };
+        for p in &sum.points {
+            let key: Vec<String> = p.attributes.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect();
+            out.push((key.join(","), p.value.as_f64() as i64));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn remote_mode_counts_each_observation_with_both_ends_and_pod_relative_direction() {
+    let mut m = connector(|c| {
+        c.labels.source = vec![LabelOption::Podname, LabelOption::Ip];
+        c.labels.destination = vec![LabelOption::Podname];
+    });
+    let labels = [pod("source", "a", "shop", NODE), pod("destination", "b", "shop", NODE)];
+    m.fold(
+        &batch(vec![
+            // A -> B seen leaving A (host side receives) and entering B (host side transmits).
+            forward(A, B, Direction::Receive, ObservationPoint::Pod, 7, &labels),
+            forward(A, B, Direction::Transmit, ObservationPoint::Pod, 7, &labels),
+            // The same packets at the uplink do not count again.
+            forward(A, B, Direction::Transmit, ObservationPoint::Uplink, 7, &labels),
+        ]),
+        500,
+    );
+    let key = |dir: &str| {
+        format!("destination.k8s.pod.name=b,network.io.direction={dir},source.address={A},source.k8s.pod.name=a")
+    };
+    assert_eq!(points(&mut m, "network.forward.packets"), vec![(key("receive"), 7), (key("transmit"), 7)]);
+    let flags = points(&mut m, "network.tcp.flags");
+    assert_eq!(
+        flags,
+        vec![
+            (format!("destination.k8s.pod.name=b,source.address={A},source.k8s.pod.name=a,tcp.flag=ACK"), 12),
+            (format!("destination.k8s.pod.name=b,source.address={A},source.k8s.pod.name=a,tcp.flag=SYN"), 2),
+        ],
+        "flags have no direction, as in Retina"
+    );
+}
+
+#[test]
+fn unresolved_ends_are_unknown_and_workloads_keep_the_first_owner() {
+    let mut m = connector(|c| {
+        c.labels.source = vec![LabelOption::Namespace, LabelOption::Workload, LabelOption::Port];
+        c.labels.destination = vec![LabelOption::Namespace, LabelOption::Service];
+    });
+    m.fold(
+        &batch(vec![forward(
+            A,
+            EXT,
+            Direction::Receive,
+            ObservationPoint::Pod,
+            3,
+            &[pod("source", "a", "shop", NODE)],
+        )]),
+        1,
+    );
+    assert_eq!(
+        points(&mut m, "network.forward.bytes"),
+        vec![(
+            "destination.k8s.namespace.name=unknown,destination.k8s.service.name=unknown,network.io.direction=transmit,\
+             source.k8s.namespace.name=shop,source.k8s.replicaset.name=a-app-5d8,source.k8s.workload.kind=Deployment,\
+             source.k8s.workload.name=a-app,source.port=0"
+                .to_string(),
+            300
+        )]
+    );
+}
+
+#[test]
+fn local_mode_counts_each_pod_of_this_node_once_with_its_own_direction() {
+    let mut m = connector(|c| {
+        c.mode = Mode::Local;
+        c.labels.source = vec![LabelOption::Podname, LabelOption::Ip];
+    });
+    let labels = [pod("source", "a", "shop", NODE), pod("destination", "b", "shop", "node-2")];
+    let mut drop = forward(A, B, Direction::Transmit, ObservationPoint::Unknown, 2, &labels);
+    drop.kind = FlowKind::Drop;
+    drop.drop_reason = Some("NETFILTER_DROP".into());
+    m.fold(
+        &batch(vec![
+            forward(A, B, Direction::Receive, ObservationPoint::Pod, 5, &labels),
+            forward(
+                B,
+                A,
+                Direction::Transmit,
+                ObservationPoint::Pod,
+                4,
+                &[pod("source", "b", "shop", "node-2"), pod("destination", "a", "shop", NODE)],
+            ),
+            drop,
+        ]),
+        1,
+    );
+    assert_eq!(
+        points(&mut m, "network.forward.packets"),
+        vec![
+            (format!("k8s.pod.ip={A},k8s.pod.name=a,network.io.direction=receive"), 4),
+            (format!("k8s.pod.ip={A},k8s.pod.name=a,network.io.direction=transmit"), 5),
+        ]
+    );
+    assert_eq!(
+        points(&mut m, "network.drop.packets"),
+        vec![(format!("drop.reason=NETFILTER_DROP,k8s.pod.ip={A},k8s.pod.name=a,network.io.direction=transmit"), 2)],
+        "b is on another node: only a is a local endpoint of the drop"
+    );
+}
+
+#[test]
+fn namespaces_select_flows_by_either_end() {
+    let mut m = connector(|c| {
+        c.labels.source = vec![LabelOption::Podname];
+        c.labels.destination = vec![];
+        c.namespaces.include = vec!["shop".into()];
+    });
+    m.fold(
+        &batch(vec![
+            forward(
+                A,
+                B,
+                Direction::Receive,
+                ObservationPoint::Pod,
+                1,
+                &[pod("source", "a", "other", NODE), pod("destination", "b", "shop", NODE)],
+            ),
+            forward(
+                B,
+                A,
+                Direction::Receive,
+                ObservationPoint::Pod,
+                1,
+                &[pod("source", "c", "other", NODE), pod("destination", "d", "other", NODE)],
+            ),
+        ]),
+        1,
+    );
+    assert_eq!(
+        points(&mut m, "network.forward.packets"),
+        vec![("network.io.direction=transmit,source.k8s.pod.name=a".to_string(), 1)]
+    );
+}
+
+#[test]
+fn a_full_table_folds_the_excess_into_one_overflow_series_and_totals_stay_exact() {
+    let mut m = connector(|c| {
+        c.max_series = 3;
+        c.labels.source = vec![LabelOption::Ip];
+        c.labels.destination = vec![];
+        c.metrics = vec![MetricName::ForwardCount];
+    });
+    let records: Vec<FlowRecord> = (1..=10)
+        .map(|i| forward(&format!("198.18.1.{i}"), B, Direction::Receive, ObservationPoint::Pod, i, &[]))
+        .collect();
+    m.fold(&batch(records), 1);
+    let got = points(&mut m, "network.forward.packets");
+    assert_eq!(got.len(), 4);
+    assert_eq!(got.iter().map(|(_, v)| v).sum::<i64>(), 55, "every packet is in some series");
+    assert!(got.contains(&("otel.metric.overflow=true".to_string(), 4 + 5 + 6 + 7 + 8 + 9 + 10)));
+    assert_eq!(m.tables[&MetricName::ForwardCount].series.overflowed(), 7);
+}
+
+#[test]
+fn series_expire_and_a_new_selection_keeps_unchanged_metrics_counting() {
+    let mut m = connector(|c| {
+        c.metric_expiration = Duration::from_nanos(100);
+        c.labels.source = vec![LabelOption::Ip];
+        c.labels.destination = vec![];
+    });
+    m.fold(&batch(vec![forward(A, B, Direction::Receive, ObservationPoint::Pod, 2, &[])]), 1_000);
+    assert!(m.flush(1_050).data_points() > 0);
+    // Reconfigure: drop bytes, keep packets.
+    let mut spec = m.spec.clone();
+    spec.metrics.remove(&MetricName::ForwardBytes);
+    m.apply(spec);
+    m.fold(&batch(vec![forward(A, B, Direction::Receive, ObservationPoint::Pod, 3, &[])]), 1_060);
+    let batch = m.flush(1_100);
+    let names: Vec<&str> = batch.iter_metrics().map(|(_, _, m)| m.name.as_str()).collect();
+    assert!(!names.contains(&"network.forward.bytes"));
+    let MetricData::Sum(sum) =
+        &batch.iter_metrics().find(|(_, _, m)| m.name == "network.forward.packets").unwrap().2.data
+    else {
+        panic!()
+    };
+    assert_eq!(sum.points[0].value.as_f64(), 5.0, "the packets series kept counting across the change");
+    // Not updated for longer than the expiration: gone.
+    assert_eq!(m.flush(1_300).iter_metrics().count(), 0);
+    assert_eq!(m.tables[&MetricName::ForwardCount].expired, 1);
+}
+
+#[test]
+fn basic_mode_has_only_the_metrics_own_attributes() {
+    let mut m = connector(|c| c.mode = Mode::Basic);
+    let mut retrans =
+        forward(A, B, Direction::Transmit, ObservationPoint::Unknown, 1, &[pod("source", "a", "shop", NODE)]);
+    retrans.kind = FlowKind::Retransmit;
+    m.fold(&batch(vec![retrans.clone(), retrans]), 1);
+    assert_eq!(points(&mut m, "network.tcp.retransmits"), vec![("network.io.direction=transmit".to_string(), 2)]);
+}
+
+#[test]
+fn api_server_handshakes_rtt_and_unanswered_syns_are_counted_once_where_they_are_seen() {
+    use crate::model::{LatencySummary, TcpFlag};
+    const APISERVER: &str = "198.18.255.1";
+    let mut m = connector(|c| c.apiserver_addresses = vec![APISERVER.parse().unwrap()]);
+    let flags = |syn: u32, synack: u32| {
+        let mut f = TcpFlagCounts::default();
+        f.0[TcpFlag::Syn as usize] = syn;
+        f.0[TcpFlag::SynAck as usize] = synack;
+        f
+    };
+    // The node's SYNs leave through the uplink; the API server's SYN-ACKs enter through it with
+    // the handshakes measured there; the same SYN-ACK seen again at a pod interface is not counted.
+    let mut out = forward(A, APISERVER, Direction::Transmit, ObservationPoint::Uplink, 5, &[]);
+    out.tcp_flag_counts = flags(5, 0);
+    out.rtt = LatencySummary::one(2_000_000);
+    let mut back = forward(APISERVER, A, Direction::Receive, ObservationPoint::Uplink, 4, &[]);
+    back.tcp_flag_counts = flags(0, 4);
+    back.handshake = LatencySummary { count: 4, sum_ns: 4_000_000, min_ns: 400_000, max_ns: 1_600_000 };
+    let mut again = back.clone();
+    again.observation_point = ObservationPoint::Pod;
+    again.direction = Direction::Transmit;
+    m.fold(&batch(vec![out, back, again]), 10);
+    let hist = |m: &mut FlowMetrics, name: &str, now: u64| {
+        let batch = m.flush(now);
+        batch.iter_metrics().find(|(_, _, x)| x.name == name).map(|(_, _, x)| match &x.data {
+            MetricData::Histogram(h) => (h.points[0].count, h.points[0].sum, h.points[0].bucket_counts.clone()),
+            _ => panic!("{name} is a histogram"),
+        })
+    };
+    let (count, sum, buckets) = hist(&mut m, "network.apiserver.handshake.duration", 20).unwrap();
+    assert_eq!((count, (sum * 1e9).round()), (4, 4_000_000.0));
+    // 0.4 ms and 1.6 ms to their own buckets (<= 0.5 ms, <= 2.5 ms), the two others at the mean (1 ms).
+    let bound = |s: f64| semconv::LATENCY_BOUNDS_S.iter().position(|b| *b == s).unwrap();
+    assert_eq!((buckets[bound(0.0005)], buckets[bound(0.001)], buckets[bound(0.0025)]), (1, 2, 1));
+    assert_eq!(buckets.iter().sum::<u64>(), 4);
+    let (count, sum, _) = hist(&mut m, "network.apiserver.rtt", 30).unwrap();
+    assert_eq!((count, sum), (1, 0.002));
+    // One SYN of the five was never answered: counted one flush later (answers may still come).
+    assert_eq!(points(&mut m, "network.apiserver.no_response"), vec![(String::new(), 1)]);
+    assert_eq!(points(&mut m, "network.apiserver.no_response"), vec![(String::new(), 1)], "counted once");
+}
