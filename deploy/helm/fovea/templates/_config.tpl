@@ -19,6 +19,9 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if $r.linuxutil.enabled -}}
 {{- $_ := set $receivers "linuxutil" (dict "collection_interval" $interval) -}}
 {{- end -}}
+{{- if $r.flows.enabled -}}
+{{- $_ := set $receivers "flows" (dict "collection_interval" $interval "interfaces" $r.flows.interfaces) -}}
+{{- end -}}
 {{- if not $receivers -}}
 {{- fail "receivers: every receiver is disabled; enable at least one" -}}
 {{- end -}}
@@ -69,7 +72,7 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if eq $v.mode "local" }}{{ $_ := set $k8s "filter" (dict "node_from_env_var" "K8S_NODE_NAME") }}{{ end -}}
 {{- $_ := set $processors "k8sattributes" $k8s -}}
 {{- $flowReceivers := list -}}
-{{- range $name := list "dropreason" "tcpretrans" -}}
+{{- range $name := list "dropreason" "flows" "tcpretrans" -}}
 {{- if hasKey $receivers $name }}{{ $flowReceivers = append $flowReceivers $name }}{{ end -}}
 {{- end -}}
 {{- if not $flowReceivers -}}
