@@ -262,3 +262,90 @@ async fn an_instance_with_new_label_rules_gets_them_from_a_new_list() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pods.lists(), 2, "and list nothing again");
 }
+
+/// The optional kinds: the API server's addresses (the `kubernetes` Service's ClusterIP and its
+/// EndpointSlices, only those) and Retina's MetricsConfigurations (the oldest one applies),
+/// watched once a component enables them, followed as they change, and never holding up
+/// readiness when the custom resource is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_addresses_and_metrics_configurations_are_followed_when_enabled() {
+    let Some(server) = ApiServer::start(TOKEN) else { return };
+    world(&server);
+    server.apply(&service("default", "kubernetes", &[ip("198.19.0.1")]));
+    let slice = |name: &str, service: &str, addresses: &[&str]| {
+        serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+            "metadata": {"name": name, "namespace": "default", "labels": {"kubernetes.io/service-name": service}},
+            "endpoints": addresses.iter().map(|a| serde_json::json!({"addresses": [a]})).collect::<Vec<_>>(),
+            "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]
+        })
+    };
+    server.apply_json("endpointslices", slice("kubernetes", "kubernetes", &["198.18.200.1", "198.18.200.2"]));
+    server.apply_json("endpointslices", slice("cart-abc", "cart", &["198.18.1.2"]));
+    let config = |name: &str, created: &str, metric: &str| {
+        serde_json::json!({
+            "apiVersion": "retina.sh/v1alpha1", "kind": "MetricsConfiguration",
+            "metadata": {"name": name, "creationTimestamp": created},
+            "spec": {
+                "contextOptions": [{"metricName": metric, "sourceLabels": ["ip", "podname"], "ttl": "1m"}],
+                "namespaces": {"include": ["shop"]}
+            }
+        })
+    };
+    server.apply_json("metricsconfigurations", config("second", "2026-02-01T00:00:00Z", "drop_count"));
+
+    let cache = K8sCache::new(settings(&server, TOKEN, None)).unwrap();
+    cache.start().await.unwrap();
+    eventually("synced", || cache.synced()).await;
+    assert_eq!(cache.reader().api_server_addresses(), vec![ip("198.19.0.1")], "the Service only, until enabled");
+    assert!(cache.reader().metrics_configuration().is_none());
+
+    cache.enable(Kind::EndpointSlice).await;
+    cache.enable(Kind::MetricsConfiguration).await;
+    eventually("the API server's endpoints", || cache.reader().api_server_addresses().len() == 3).await;
+    let mut addresses = cache.reader().api_server_addresses();
+    addresses.sort();
+    assert_eq!(addresses, vec![ip("198.18.200.1"), ip("198.18.200.2"), ip("198.19.0.1")]);
+    eventually("the configuration", || cache.reader().metrics_configuration().is_some()).await;
+    let before = cache.reader().changes();
+    {
+        let reader = cache.reader();
+        let c = reader.metrics_configuration().unwrap();
+        assert_eq!((c.name.as_str(), c.include.as_deref()), ("second", Some(&["shop".to_string()][..])));
+        assert_eq!(c.context_options[0].metric_name, "drop_count");
+        assert_eq!(c.context_options[0].source_labels, ["ip", "podname"]);
+        assert_eq!(c.context_options[0].ttl, "1m");
+    }
+
+    // An older one takes over; deleting it gives back the other; endpoints follow.
+    server.apply_json("metricsconfigurations", config("first", "2026-01-01T00:00:00Z", "forward_count"));
+    eventually("the older configuration applies", || {
+        cache.reader().metrics_configuration().is_some_and(|c| c.name == "first")
+    })
+    .await;
+    assert!(cache.reader().changes() > before);
+    assert!(server.delete_json("metricsconfigurations", "", "first"));
+    eventually("back to the other", || cache.reader().metrics_configuration().is_some_and(|c| c.name == "second"))
+        .await;
+    server.apply_json("endpointslices", slice("kubernetes", "kubernetes", &["198.18.200.3"]));
+    eventually("new endpoints", || cache.reader().api_server_addresses() == vec![ip("198.19.0.1"), ip("198.18.200.3")])
+        .await;
+}
+
+/// A cluster without Retina's CRD: the watch of MetricsConfigurations fails (404) and keeps
+/// retrying, while the cache is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_custom_resource_does_not_hold_up_readiness() {
+    let Some(server) = ApiServer::start(TOKEN) else { return };
+    world(&server);
+    server.unserve("metricsconfigurations");
+    let cache = K8sCache::new(settings(&server, TOKEN, None)).unwrap();
+    cache.enable(Kind::MetricsConfiguration).await;
+    cache.start().await.unwrap();
+    eventually("synced", || cache.synced()).await;
+    assert_eq!(cache.readiness(), Ok(()));
+    eventually("the failed list is counted", || cache.stats().kind(Kind::MetricsConfiguration).errors() > 0).await;
+    let error = cache.stats().kind(Kind::MetricsConfiguration).last_error().unwrap_or_default();
+    assert!(error.contains("404") || error.contains("not found"), "{error}");
+    assert!(cache.reader().metrics_configuration().is_none());
+}

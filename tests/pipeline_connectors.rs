@@ -176,7 +176,11 @@ fn bad_connector_configs_are_refused_with_position_and_what_to_do() {
     ));
     assert_eq!(
         got,
-        vec![("connectors::fowrard".into(), 6, "unknown connector type `fowrard`; valid types: forward".into())]
+        vec![(
+            "connectors::fowrard".into(),
+            6,
+            "unknown connector type `fowrard`; valid types: flowmetrics, forward".into()
+        )]
     );
 
     // Configured, used nowhere.
@@ -301,6 +305,10 @@ fn validate_and_components_name_the_connector() {
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fovea")).arg("components").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("connector")).expect("a connector line");
-    assert!(line.contains("forward") && line.contains("metrics->metrics,flows->flows"), "{line}");
+    let connectors: Vec<&str> = text.lines().filter(|l| l.starts_with("connector")).collect();
+    let joins = |name: &str, signals: &str| {
+        connectors.iter().any(|l| l.split_whitespace().take(3).collect::<Vec<_>>() == ["connector", name, signals])
+    };
+    assert!(joins("forward", "metrics->metrics,flows->flows"), "{connectors:?}");
+    assert!(joins("flowmetrics", "flows->metrics"), "{connectors:?}");
 }

@@ -24,7 +24,7 @@ use smol_str::SmolStr;
 
 use super::Kind;
 use super::extract::{Extracted, Source, Values, ViewId, Views};
-use super::objects::{Meta, NodeObject, Owner, PodObject, ServiceObject};
+use super::objects::{EndpointSliceObject, Meta, MetricsConfiguration, NodeObject, Owner, PodObject, ServiceObject};
 
 /// A pod as the cache keeps it (immutable; a change replaces it).
 #[derive(Debug)]
@@ -185,6 +185,12 @@ pub struct Index {
     namespaces: HashMap<SmolStr, Stamped<Arc<NamespaceMeta>>>,
     replicasets: ByNamespace<Option<Owner>>,
     jobs: ByNamespace<Option<Owner>>,
+    /// The API server's EndpointSlices (name -> addresses).
+    endpoint_slices: HashMap<SmolStr, Stamped<Vec<IpAddr>>>,
+    /// Retina MetricsConfigurations by name.
+    metrics_configurations: HashMap<SmolStr, Stamped<MetricsConfiguration>>,
+    /// Changes to the API server's addresses and the MetricsConfigurations.
+    changes: u64,
     /// Extraction rules of every processor instance.
     pub views: Views,
     exclude: Vec<Regex>,
@@ -208,6 +214,9 @@ impl Index {
             namespaces: HashMap::new(),
             replicasets: HashMap::new(),
             jobs: HashMap::new(),
+            endpoint_slices: HashMap::new(),
+            metrics_configurations: HashMap::new(),
+            changes: 0,
             views: Views::default(),
             exclude,
             generation: [0; Kind::ALL.len()],
@@ -256,6 +265,18 @@ impl Index {
             }
             Kind::ReplicaSet => retain_generation(&mut self.replicasets, current),
             Kind::Job => retain_generation(&mut self.jobs, current),
+            Kind::EndpointSlice => {
+                let before = self.endpoint_slices.len();
+                self.endpoint_slices.retain(|_, s| s.generation == current);
+                self.changes += 1;
+                before - self.endpoint_slices.len()
+            }
+            Kind::MetricsConfiguration => {
+                let before = self.metrics_configurations.len();
+                self.metrics_configurations.retain(|_, s| s.generation == current);
+                self.changes += 1;
+                before - self.metrics_configurations.len()
+            }
         }
     }
 
@@ -268,6 +289,8 @@ impl Index {
             Kind::Namespace => self.namespaces.len(),
             Kind::ReplicaSet => self.replicasets.values().map(HashMap::len).sum(),
             Kind::Job => self.jobs.values().map(HashMap::len).sum(),
+            Kind::EndpointSlice => self.endpoint_slices.len(),
+            Kind::MetricsConfiguration => self.metrics_configurations.len(),
         }
     }
 
@@ -373,6 +396,66 @@ impl Index {
         }
     }
 
+    // ---- the API server, Retina's MetricsConfigurations ----
+
+    /// Stores or replaces one of the API server's EndpointSlices; true when it is new.
+    pub fn apply_endpoint_slice(&mut self, object: EndpointSliceObject) -> bool {
+        let generation = self.generation[Kind::EndpointSlice as usize];
+        self.changes += 1;
+        let slot = Stamped { value: object.addresses, generation };
+        self.endpoint_slices.insert(object.meta.name, slot).is_none()
+    }
+
+    /// Forgets an EndpointSlice.
+    pub fn remove_endpoint_slice(&mut self, name: &str) {
+        if self.endpoint_slices.remove(name).is_some() {
+            self.changes += 1;
+        }
+    }
+
+    /// The API server's addresses: the `kubernetes` Service's ClusterIPs, then its endpoints.
+    pub fn api_server_addresses(&self) -> Vec<IpAddr> {
+        let (namespace, name) = super::API_SERVER_SERVICE;
+        let service = self.services.get(namespace).and_then(|s| s.get(name));
+        let mut out: Vec<IpAddr> = service.map(|s| s.value.ips.to_vec()).unwrap_or_default();
+        for slice in self.endpoint_slices.values() {
+            for ip in &slice.value {
+                if !out.contains(ip) {
+                    out.push(*ip);
+                }
+            }
+        }
+        out
+    }
+
+    /// Stores or replaces a MetricsConfiguration; true when it is new.
+    pub fn apply_metrics_configuration(&mut self, config: MetricsConfiguration) -> bool {
+        let generation = self.generation[Kind::MetricsConfiguration as usize];
+        self.changes += 1;
+        self.metrics_configurations.insert(config.name.clone(), Stamped { value: config, generation }).is_none()
+    }
+
+    /// Forgets a MetricsConfiguration.
+    pub fn remove_metrics_configuration(&mut self, name: &str) {
+        if self.metrics_configurations.remove(name).is_some() {
+            self.changes += 1;
+        }
+    }
+
+    /// The oldest MetricsConfiguration (creation time, then name).
+    pub fn metrics_configuration(&self) -> Option<&MetricsConfiguration> {
+        self.metrics_configurations
+            .values()
+            .map(|s| &s.value)
+            .min_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)))
+    }
+
+    /// Changes so far to the API server's addresses and the MetricsConfigurations (the
+    /// `kubernetes` Service counts through [`Index::apply_service`]).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     // ---- services, nodes, namespaces, owners ----
 
     /// Stores or replaces a Service; true when it is new.
@@ -387,6 +470,9 @@ impl Index {
         for ip in service.ips.iter() {
             self.service_ips.insert(*ip, service.clone());
         }
+        if (meta.namespace.as_str(), meta.name.as_str()) == super::API_SERVER_SERVICE {
+            self.changes += 1;
+        }
         let generation = self.generation[Kind::Service as usize];
         self.services.entry(meta.namespace).or_default().insert(meta.name, Stamped { value: service, generation });
         old.is_none()
@@ -396,6 +482,9 @@ impl Index {
     pub fn remove_service(&mut self, namespace: &str, name: &str) -> Option<Arc<ServiceMeta>> {
         let in_namespace = self.services.get_mut(namespace)?;
         let old = in_namespace.remove(name)?.value;
+        if (namespace, name) == super::API_SERVER_SERVICE {
+            self.changes += 1;
+        }
         if in_namespace.is_empty() {
             self.services.remove(namespace);
         }

@@ -32,12 +32,15 @@ use tokio_util::sync::CancellationToken;
 pub use client::{SERVICE_ACCOUNT_CA, SERVICE_ACCOUNT_TOKEN};
 pub use extract::{Field, KeyMatch, Rule, Source, Tag, ViewId};
 pub use index::{Found, NamespaceMeta, NodeMeta, Owners, PodMeta, ServiceMeta};
-pub use objects::Owner;
+pub use objects::{ContextOption, MetricsConfiguration, Owner};
 pub use settings::{Auth, CacheSettings};
 pub use telemetry::{CacheStats, EventKind, KindStats, LookupResult, MIN_WATCH_INTERVAL};
 
 use index::Index;
-use objects::{JobObject, NamespaceObject, NodeObject, PodObject, ReplicaSetObject, ServiceObject};
+use objects::{
+    EndpointSliceObject, JobObject, MetricsConfigurationObject, NamespaceObject, NodeObject, PodObject,
+    ReplicaSetObject, ServiceObject,
+};
 use watch::Watched;
 
 /// Errors of the Kubernetes metadata cache.
@@ -114,11 +117,30 @@ pub enum Kind {
     Node,
     /// Namespaces (metadata only): labels and annotations.
     Namespace,
+    /// EndpointSlices of the `kubernetes` Service (namespace `default`): the API server's
+    /// addresses. Watched only when a component asks ([`K8sCache::enable`]).
+    EndpointSlice,
+    /// Retina's `MetricsConfiguration` custom resources (`retina.sh/v1alpha1`, cluster-scoped).
+    /// Watched only when a component asks; the CRD may not be installed.
+    MetricsConfiguration,
 }
 
 impl Kind {
     /// Every kind, in the order they are reported.
-    pub const ALL: [Kind; 6] = [Kind::Pod, Kind::ReplicaSet, Kind::Job, Kind::Service, Kind::Node, Kind::Namespace];
+    pub const ALL: [Kind; 8] = [
+        Kind::Pod,
+        Kind::ReplicaSet,
+        Kind::Job,
+        Kind::Service,
+        Kind::Node,
+        Kind::Namespace,
+        Kind::EndpointSlice,
+        Kind::MetricsConfiguration,
+    ];
+
+    /// The kinds always watched; readiness waits for them (and for no other).
+    pub const REQUIRED: [Kind; 6] =
+        [Kind::Pod, Kind::ReplicaSet, Kind::Job, Kind::Service, Kind::Node, Kind::Namespace];
 
     /// The Kubernetes kind (`Pod`).
     pub fn name(self) -> &'static str {
@@ -129,6 +151,8 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Node => "Node",
             Kind::Namespace => "Namespace",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::MetricsConfiguration => "MetricsConfiguration",
         }
     }
 
@@ -141,6 +165,8 @@ impl Kind {
             Kind::Service => "services",
             Kind::Node => "nodes",
             Kind::Namespace => "namespaces",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::MetricsConfiguration => "metricsconfigurations",
         }
     }
 
@@ -169,6 +195,12 @@ pub(crate) struct Shared {
 
 type Spawner = Box<dyn Fn() -> JoinHandle<()> + Send + Sync>;
 
+/// The namespace and Service whose addresses are the API server's.
+pub const API_SERVER_SERVICE: (&str, &str) = ("default", "kubernetes");
+
+/// The label an EndpointSlice names its Service with.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// The running watches.
 struct Running {
     spawners: HashMap<Kind, Spawner>,
@@ -192,6 +224,8 @@ pub struct K8sCache {
     shared: Arc<Shared>,
     settings: CacheSettings,
     running: tokio::sync::Mutex<Option<Running>>,
+    /// Optional kinds some component asked for ([`K8sCache::enable`]).
+    enabled: tokio::sync::Mutex<Vec<Kind>>,
     stop: CancellationToken,
 }
 
@@ -223,8 +257,22 @@ impl K8sCache {
             shared: Arc::new(Shared { index: RwLock::new(index), stats: CacheStats::default() }),
             settings,
             running: tokio::sync::Mutex::new(None),
+            enabled: tokio::sync::Mutex::new(Vec::new()),
             stop: CancellationToken::new(),
         })
+    }
+
+    /// Watches an optional kind too ([`Kind::EndpointSlice`], [`Kind::MetricsConfiguration`]),
+    /// from now if the cache runs, else from [`K8sCache::start`]. Readiness never waits for it.
+    pub async fn enable(&self, kind: Kind) {
+        let mut enabled = self.enabled.lock().await;
+        if Kind::REQUIRED.contains(&kind) || enabled.contains(&kind) {
+            return;
+        }
+        enabled.push(kind);
+        if let Some(running) = self.running.lock().await.as_mut() {
+            running.restart(kind);
+        }
     }
 
     /// The settings the cache was made with.
@@ -272,10 +320,17 @@ impl K8sCache {
         spawners.insert(Kind::Job, self.spawner(scoped::<JobObject>(&client, ns), base.clone(), &server));
         spawners.insert(Kind::Service, self.spawner(scoped::<ServiceObject>(&client, ns), base.clone(), &server));
         spawners.insert(Kind::Node, self.spawner(Api::<NodeObject>::all(client.clone()), large, &server));
-        spawners.insert(Kind::Namespace, self.spawner(Api::<NamespaceObject>::all(client.clone()), base, &server));
+        spawners
+            .insert(Kind::Namespace, self.spawner(Api::<NamespaceObject>::all(client.clone()), base.clone(), &server));
+        let (api_ns, api_service) = API_SERVER_SERVICE;
+        let slices = base.clone().labels(&format!("{SERVICE_NAME_LABEL}={api_service}"));
+        let slices_api = Api::<EndpointSliceObject>::namespaced(client.clone(), api_ns);
+        spawners.insert(Kind::EndpointSlice, self.spawner(slices_api, slices, &server));
+        let configs = Api::<MetricsConfigurationObject>::all(client.clone());
+        spawners.insert(Kind::MetricsConfiguration, self.spawner(configs, base, &server));
         let mut started = Running { spawners, tasks: HashMap::new() };
-        for kind in Kind::ALL {
-            started.restart(kind);
+        for kind in Kind::REQUIRED.iter().chain(self.enabled.lock().await.iter()) {
+            started.restart(*kind);
         }
         tokio::spawn(expire_deleted(self.shared.clone(), self.settings.delete_grace_period, self.stop.clone()));
         tracing::info!(
@@ -293,14 +348,14 @@ impl K8sCache {
         Box::new(move || watch::spawn(shared.clone(), api.clone(), config.clone(), server.clone(), stop.clone()))
     }
 
-    /// True once every kind has been listed.
+    /// True once every required kind has been listed.
     pub fn synced(&self) -> bool {
-        Kind::ALL.iter().all(|k| self.shared.stats.kind(*k).synced())
+        Kind::REQUIRED.iter().all(|k| self.shared.stats.kind(*k).synced())
     }
 
     /// `Ok` when synced, else which kinds are not and why (for `/readyz`).
     pub fn readiness(&self) -> Result<(), String> {
-        let pending: Vec<String> = Kind::ALL
+        let pending: Vec<String> = Kind::REQUIRED
             .iter()
             .filter(|k| !self.shared.stats.kind(**k).synced())
             .map(|k| match self.shared.stats.kind(*k).last_error() {
@@ -400,6 +455,24 @@ impl Reader<'_> {
     /// A node.
     pub fn node(&self, name: &str) -> Option<&NodeMeta> {
         self.index.node(name)
+    }
+
+    /// The API server's addresses: the `kubernetes` Service's ClusterIPs and, when
+    /// [`Kind::EndpointSlice`] is watched, its endpoints.
+    pub fn api_server_addresses(&self) -> Vec<IpAddr> {
+        self.index.api_server_addresses()
+    }
+
+    /// The `MetricsConfiguration` in force: the oldest one (by creation time, then name), as
+    /// Retina honours only one per cluster. `None` when there is none (or it is not watched).
+    pub fn metrics_configuration(&self) -> Option<&MetricsConfiguration> {
+        self.index.metrics_configuration()
+    }
+
+    /// Changes so far to what [`Reader::api_server_addresses`] and
+    /// [`Reader::metrics_configuration`] return: compare to notice a change without reading.
+    pub fn changes(&self) -> u64 {
+        self.index.changes()
     }
 
     /// The attribute name of tag `id` of `view`.

@@ -55,6 +55,7 @@ struct MetaWire {
     namespace: SmolStr,
     uid: SmolStr,
     resource_version: Option<String>,
+    creation_timestamp: Option<SmolStr>,
     #[serde(deserialize_with = "pairs")]
     labels: Pairs,
     #[serde(deserialize_with = "pairs")]
@@ -367,6 +368,150 @@ pub type ReplicaSetObject = MetadataObject<k8s_openapi::api::apps::v1::ReplicaSe
 pub type JobObject = MetadataObject<k8s_openapi::api::batch::v1::Job>;
 /// A Namespace's metadata (labels and annotations for extraction).
 pub type NamespaceObject = MetadataObject<k8s_openapi::api::core::v1::Namespace>;
+
+/// An EndpointSlice: the addresses of its endpoints (ready or not: the API server's endpoints
+/// are what the node talks to, whatever their readiness).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "EndpointSliceWire")]
+pub struct EndpointSliceObject {
+    object_meta: ObjectMeta,
+    /// Metadata.
+    pub meta: Meta,
+    /// `endpoints[].addresses[]`.
+    pub addresses: Vec<IpAddr>,
+}
+
+#[derive(Deserialize)]
+struct EndpointSliceWire {
+    #[serde(default)]
+    metadata: MetaWire,
+    #[serde(default, deserialize_with = "null_default")]
+    endpoints: Vec<EndpointWire>,
+}
+
+#[derive(Deserialize)]
+struct EndpointWire {
+    #[serde(default, deserialize_with = "null_default")]
+    addresses: Vec<String>,
+}
+
+impl From<EndpointSliceWire> for EndpointSliceObject {
+    fn from(w: EndpointSliceWire) -> Self {
+        let (object_meta, meta) = w.metadata.split();
+        let texts = w.endpoints.iter().flat_map(|e| e.addresses.iter().map(String::as_str));
+        EndpointSliceObject { object_meta, meta, addresses: addresses(texts) }
+    }
+}
+
+resource!(EndpointSliceObject, k8s_openapi::api::discovery::v1::EndpointSlice, NamespaceResourceScope);
+
+/// One `spec.contextOptions` entry of a `MetricsConfiguration`, as written (the component that
+/// applies it decides what the strings mean).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ContextOption {
+    /// `metricName` (`forward_count` ...).
+    pub metric_name: String,
+    /// `sourceLabels` (`ip`, `podname` ...).
+    #[serde(deserialize_with = "null_default")]
+    pub source_labels: Vec<String>,
+    /// `destinationLabels`.
+    #[serde(deserialize_with = "null_default")]
+    pub destination_labels: Vec<String>,
+    /// `additionalLabels`.
+    #[serde(deserialize_with = "null_default")]
+    pub additional_labels: Vec<String>,
+    /// `ttl` (a Go duration; empty: never).
+    pub ttl: String,
+}
+
+/// Retina's `MetricsConfiguration` (`retina.sh/v1alpha1`): which pod-level metrics, with which
+/// context labels, for which namespaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfiguration {
+    /// `metadata.name`.
+    pub name: SmolStr,
+    /// `metadata.creationTimestamp` (RFC 3339; orders configurations).
+    pub created: SmolStr,
+    /// `spec.contextOptions`.
+    pub context_options: Vec<ContextOption>,
+    /// `spec.namespaces.include` (`None`: not given).
+    pub include: Option<Vec<String>>,
+    /// `spec.namespaces.exclude`.
+    pub exclude: Option<Vec<String>>,
+}
+
+/// A `MetricsConfiguration` object.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "MetricsConfigurationWire")]
+pub struct MetricsConfigurationObject {
+    object_meta: ObjectMeta,
+    /// What the cache keeps.
+    pub config: MetricsConfiguration,
+}
+
+#[derive(Deserialize)]
+struct MetricsConfigurationWire {
+    #[serde(default)]
+    metadata: MetaWire,
+    #[serde(default, deserialize_with = "null_default")]
+    spec: MetricsSpecWire,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct MetricsSpecWire {
+    #[serde(deserialize_with = "null_default")]
+    context_options: Vec<ContextOption>,
+    #[serde(deserialize_with = "null_default")]
+    namespaces: NamespacesWire,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NamespacesWire {
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+}
+
+impl From<MetricsConfigurationWire> for MetricsConfigurationObject {
+    fn from(w: MetricsConfigurationWire) -> Self {
+        let created = w.metadata.creation_timestamp.clone().unwrap_or_default();
+        let (object_meta, meta) = w.metadata.split();
+        let config = MetricsConfiguration {
+            name: meta.name,
+            created,
+            context_options: w.spec.context_options,
+            include: w.spec.namespaces.include,
+            exclude: w.spec.namespaces.exclude,
+        };
+        MetricsConfigurationObject { object_meta, config }
+    }
+}
+
+impl Resource for MetricsConfigurationObject {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "MetricsConfiguration".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "retina.sh".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1alpha1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "metricsconfigurations".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.object_meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.object_meta
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::index::Index;
-use super::objects::{JobObject, NamespaceObject, NodeObject, PodObject, ReplicaSetObject, ServiceObject};
+use super::objects::{
+    EndpointSliceObject, JobObject, MetricsConfigurationObject, NamespaceObject, NodeObject, PodObject,
+    ReplicaSetObject, ServiceObject,
+};
 use super::telemetry::EventKind;
 use super::{Kind, Shared};
 
@@ -95,6 +98,26 @@ impl Watched for JobObject {
     }
 }
 
+impl Watched for EndpointSliceObject {
+    const KIND: Kind = Kind::EndpointSlice;
+    fn apply(self, index: &mut Index) -> bool {
+        index.apply_endpoint_slice(self)
+    }
+    fn delete(self, index: &mut Index, _: Instant) {
+        index.remove_endpoint_slice(&self.meta.name);
+    }
+}
+
+impl Watched for MetricsConfigurationObject {
+    const KIND: Kind = Kind::MetricsConfiguration;
+    fn apply(self, index: &mut Index) -> bool {
+        index.apply_metrics_configuration(self.config)
+    }
+    fn delete(self, index: &mut Index, _: Instant) {
+        index.remove_metrics_configuration(&self.config.name);
+    }
+}
+
 /// Starts watching `api` with `config` until `stop`; `server` names the API server in messages.
 pub(crate) fn spawn<K: Watched>(
     shared: Arc<Shared>,
@@ -149,7 +172,11 @@ fn apply<K: Watched>(shared: &Shared, event: Event<K>) {
                     K::KIND.plural()
                 );
             }
-            if first && Kind::ALL.iter().all(|k| shared.stats.kind(*k).synced()) {
+            if first
+                && K::KIND != Kind::EndpointSlice
+                && K::KIND != Kind::MetricsConfiguration
+                && Kind::REQUIRED.iter().all(|k| shared.stats.kind(*k).synced())
+            {
                 // The first lists' pages (JSON parsed and dropped) are garbage now.
                 crate::telemetry::release_freed_memory();
             }
@@ -206,6 +233,11 @@ fn status_text(verb: &str, plural: &str, server: &str, status: &kube::core::Stat
             "the API server at {server} forbids us to {verb} {plural} (403 Forbidden: {}); grant list and watch \
              on {plural} to fovea's service account (docs/kubernetes.md, RBAC)",
             status.message
+        ),
+        404 if plural == Kind::MetricsConfiguration.plural() => format!(
+            "the API server at {server} has no {plural} (404): Retina's MetricsConfiguration CRD is not installed; \
+             install deploy/helm/fovea/crds/metricsconfigurations.retina.sh.yaml, or set the flowmetrics connector's \
+             selection to config"
         ),
         code => format!("the API server at {server} answered {code} to {verb} {plural}: {}", status.message),
     }

@@ -104,7 +104,8 @@ impl End {
         }
     }
 
-    fn address(self, r: &FlowRecord) -> IpAddr {
+    /// The end's address.
+    pub fn address(self, r: &FlowRecord) -> IpAddr {
         match self {
             End::Source => r.source,
             End::Destination => r.destination,
@@ -244,26 +245,32 @@ pub fn samples(r: &FlowRecord, out: &mut Vec<(Sample, Option<End>)>) {
     }
 }
 
+/// The namespace of `end` of `r`, when it resolved to a pod or Service.
+pub fn namespace(r: &FlowRecord, end: End) -> Option<&str> {
+    r.attributes.get_str(end.keys().namespace)
+}
+
 /// Where one sample goes: calls `emit` with the finished attribute set once per series it
-/// counts in (none when its pods are not observed).
+/// counts in; `observed(r, end)` says whether an end's pod is one the selection observes.
+#[allow(clippy::too_many_arguments)]
 pub fn place(
     spec: &Spec,
     node: &str,
     r: &FlowRecord,
     sample: &Sample,
     local: Option<End>,
+    observed: &dyn Fn(&FlowRecord, End) -> bool,
     keys: &mut KeyBuilder,
     mut emit: impl FnMut(&Attributes),
 ) {
     let Some(metric) = spec.metric(sample.metric) else { return };
-    let namespace = |end: End| r.attributes.get_str(end.keys().namespace);
     match spec.mode {
         Mode::Basic => {
             keys.start(sample, r);
             emit(&keys.key);
         }
         Mode::Remote => {
-            if !spec.namespaces.admits(namespace(End::Source)) && !spec.namespaces.admits(namespace(End::Destination)) {
+            if !observed(r, End::Source) && !observed(r, End::Destination) {
                 return;
             }
             keys.start(sample, r);
@@ -281,7 +288,7 @@ pub fn place(
             };
             for &end in ends {
                 let on_node = r.attributes.get_str(end.keys().node).is_some_and(|n| n == node);
-                if (local.is_none() && !on_node) || !spec.namespaces.admits(namespace(end)) {
+                if (local.is_none() && !on_node) || !observed(r, end) {
                     continue;
                 }
                 let own = Sample { direction: sample.direction.map(|_| end.direction()), ..*sample };

@@ -10,6 +10,7 @@
 //! Records are folded as they arrive and accepted once folded; every `metrics_flush_interval`
 //! the cumulative series go out as one metric batch (and a last time when the agent stops).
 
+mod cluster;
 mod config;
 mod fold;
 mod series;
@@ -28,14 +29,18 @@ use smol_str::SmolStr;
 pub use config::{FlowMetricsConfig, LabelOption, MetricName, Mode, Selection};
 pub use spec::{LabelSet, MetricSpec, Namespaces, Spec};
 
+use self::cluster::{Cluster, Needs};
 use self::fold::{End, KeyBuilder, Sample};
 use self::series::SeriesTable;
 use crate::config::parse_component;
 use crate::model::semconv::{self, attr, own};
 use crate::model::{
-    Attributes, FlowBatch, Metric, MetricBatch, MetricDef, NumberPoint, Payload, Resource, Scope, Signal, now_unix_nano,
+    Attributes, FlowBatch, FlowRecord, Metric, MetricBatch, MetricDef, NumberPoint, Payload, Resource, Scope, Signal,
+    now_unix_nano,
 };
-use crate::pipeline::{BuildContext, Built, ComponentError, Connector, ConnectorContext, Factory, StartContext};
+use crate::pipeline::{
+    BuildContext, Built, ComponentError, Connector, ConnectorContext, Factory, Services, StartContext,
+};
 use crate::telemetry::{Collector, ComponentKind};
 
 /// The metrics the connector makes.
@@ -143,12 +148,33 @@ pub struct FlowMetrics {
     /// SYNs sent as of the last flush: a SYN still unanswered one flush later got no response.
     syns_at_flush: u64,
     no_response: u64,
+    /// The Kubernetes cache, once found, and what is wanted from it.
+    cluster: Cluster,
+    needs: Needs,
+    services: Option<Arc<Services>>,
 }
 
 impl FlowMetrics {
     /// A connector with this config; `resource` names this node (`k8s.node.name`).
     pub fn new(config: FlowMetricsConfig, resource: Arc<Resource>) -> Self {
-        let spec = Spec::from_config(&config);
+        let spec = match config.selection {
+            Selection::Annotations => Spec::annotations(
+                config.mode,
+                (!config.metric_expiration.is_zero()).then_some(config.metric_expiration),
+            ),
+            Selection::Config | Selection::MetricsConfiguration => Spec::from_config(&config),
+        };
+        let apiserver_metrics = [
+            MetricName::NodeApiserverLatency,
+            MetricName::NodeApiserverHandshakeLatency,
+            MetricName::NodeApiserverNoResponse,
+        ];
+        let needs = Needs {
+            api_server: config.apiserver_addresses.is_empty()
+                && apiserver_metrics.iter().any(|m| spec.metrics.contains_key(m)),
+            metrics_configuration: config.selection == Selection::MetricsConfiguration,
+            annotations: config.selection == Selection::Annotations,
+        };
         let node = resource.attributes.get_str(attr::K8S_NODE_NAME).map(SmolStr::from).unwrap_or_default();
         let mut connector = FlowMetrics {
             config,
@@ -165,6 +191,9 @@ impl FlowMetrics {
             synacks: 0,
             syns_at_flush: 0,
             no_response: 0,
+            cluster: Cluster::default(),
+            needs,
+            services: None,
         };
         connector.apiserver = connector.config.apiserver_addresses.iter().copied().collect();
         connector.apply(spec);
@@ -198,13 +227,26 @@ impl FlowMetrics {
 
     /// Folds every record of `batch` in.
     pub fn fold(&mut self, batch: &FlowBatch, now: u64) {
-        let FlowMetrics { spec, node, tables, keys, samples, apiserver, syns, synacks, .. } = self;
+        let FlowMetrics { config, spec, node, tables, keys, samples, apiserver, syns, synacks, cluster, .. } = self;
         let none = Attributes::new();
+        // Which ends are observed: by namespace, or (annotation mode) by the pods' annotations,
+        // read under one lock for the whole batch.
+        let annotations = match config.selection {
+            Selection::Annotations => Some(cluster.annotations()),
+            Selection::Config | Selection::MetricsConfiguration => None,
+        };
+        let observed = |r: &FlowRecord, end: End| match &annotations {
+            None => spec.namespaces.admits(fold::namespace(r, end)),
+            Some(Some((reader, view))) => cluster::observed(reader, *view, end.address(r)),
+            Some(None) => false,
+        };
         for record in &batch.records {
             fold::samples(record, samples);
             for (sample, local) in samples.iter() {
                 let Some(table) = tables.get_mut(&sample.metric) else { continue };
-                fold::place(spec, node, record, sample, *local, keys, |key| table.series.add(key, sample.amount, now));
+                fold::place(spec, node, record, sample, *local, &observed, keys, |key| {
+                    table.series.add(key, sample.amount, now)
+                });
             }
             if let Some(a) = fold::apiserver(record, apiserver) {
                 *syns += a.syns;
@@ -256,6 +298,45 @@ impl FlowMetrics {
         MetricBatch::single(self.resource.clone(), scope, metrics)
     }
 
+    /// Finds the Kubernetes cache and applies what changed there: the API server's addresses
+    /// (unless configured) and, with `selection: metrics_configuration`, the MetricsConfiguration
+    /// (this config again when there is none; an invalid one is refused and the previous one
+    /// kept).
+    async fn follow_cluster(&mut self) {
+        let (needs, services) = (self.needs, self.services.clone());
+        if !(needs.api_server || needs.metrics_configuration || needs.annotations) {
+            return;
+        }
+        let Some(services) = services else { return };
+        if !self.cluster.connect(&services, needs).await {
+            return;
+        }
+        let Some(changes) = self.cluster.changes() else { return };
+        if needs.api_server {
+            self.apiserver = changes.api_server.into_iter().collect();
+        }
+        if needs.metrics_configuration {
+            let wanted = match &changes.metrics_configuration {
+                None => Ok(Spec::from_config(&self.config)),
+                Some(c) => Spec::from_metrics_configuration(self.config.mode, c).map_err(|e| (c.name.clone(), e)),
+            };
+            match wanted {
+                Ok(spec) if spec != self.spec => {
+                    let name = changes
+                        .metrics_configuration
+                        .as_ref()
+                        .map_or("(none: the connector's config)", |c| c.name.as_str());
+                    tracing::info!(metrics_configuration = name, "flowmetrics: applying a new selection");
+                    self.apply(spec);
+                }
+                Ok(_) => {}
+                Err((name, e)) => {
+                    tracing::warn!(metrics_configuration = %name, "flowmetrics: MetricsConfiguration refused, keeping the previous selection: {e}")
+                }
+            }
+        }
+    }
+
     async fn send(&mut self, ctx: &ConnectorContext) {
         let batch = self.flush(now_unix_nano());
         if batch.data_points() > 0 {
@@ -268,6 +349,7 @@ impl FlowMetrics {
 #[async_trait]
 impl Connector for FlowMetrics {
     async fn start(&mut self, ctx: &StartContext) -> Result<(), ComponentError> {
+        self.services = Some(ctx.services.clone());
         ctx.telemetry.register(Arc::new(FlowMetricsTelemetry {
             connector: ctx.id.to_string(),
             figures: self.figures.clone(),
@@ -280,8 +362,12 @@ impl Connector for FlowMetrics {
         let mut ticker = tokio::time::interval(self.config.metrics_flush_interval.max(Duration::from_millis(100)));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
+        // How soon a MetricsConfiguration or endpoint change applies.
+        let mut cluster = tokio::time::interval(Duration::from_millis(500));
+        cluster.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = cluster.tick() => self.follow_cluster().await,
                 payload = ctx.input.recv() => match payload {
                     Some(Payload::Flows(batch)) => {
                         self.fold(&batch, now_unix_nano());

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::config::{FlowMetricsConfig, LabelOption, MetricName, Mode};
+use crate::k8s::MetricsConfiguration;
 
 /// A set of context label options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -104,5 +105,53 @@ impl Spec {
     /// How `metric` is made, if it is.
     pub fn metric(&self, metric: MetricName) -> Option<&MetricSpec> {
         self.metrics.get(&metric)
+    }
+}
+
+impl Spec {
+    /// Retina's annotation mode: every metric, with Retina's default labels (ip, namespace,
+    /// podname, workload) on both ends; which pods count is decided by their annotations.
+    pub fn annotations(mode: Mode, ttl: Option<Duration>) -> Self {
+        let labels =
+            LabelSet::of([LabelOption::Ip, LabelOption::Namespace, LabelOption::Podname, LabelOption::Workload]);
+        let spec = MetricSpec { source: labels, destination: labels, ttl };
+        Spec { mode, metrics: MetricName::ALL.iter().map(|m| (*m, spec)).collect(), namespaces: Namespaces::All }
+    }
+
+    /// What a `MetricsConfiguration` asks for, validated as Retina's operator validates it:
+    /// exactly one of `namespaces.include` / `exclude`, known metric names, durations that
+    /// parse. Label strings Retina does not know are ignored, as Retina ignores them.
+    pub fn from_metrics_configuration(mode: Mode, c: &MetricsConfiguration) -> Result<Self, String> {
+        let namespaces = match (&c.include, &c.exclude) {
+            (Some(include), None) => Namespaces::from_lists(include, &[]),
+            (None, Some(exclude)) => Namespaces::from_lists(&[], exclude),
+            _ => return Err("spec.namespaces needs exactly one of include and exclude".to_string()),
+        };
+        if c.context_options.is_empty() {
+            return Err("spec.contextOptions is empty".to_string());
+        }
+        let mut metrics = BTreeMap::new();
+        for option in &c.context_options {
+            let metric = MetricName::parse(&option.metric_name)
+                .ok_or_else(|| format!("metricName `{}` is not a pod-level metric fovea makes", option.metric_name))?;
+            let ttl = match option.ttl.as_str() {
+                "" | "0" => None,
+                text => {
+                    let ttl =
+                        crate::config::duration::parse(text).map_err(|e| format!("ttl of {}: {e}", metric.as_str()))?;
+                    (!ttl.is_zero()).then_some(ttl)
+                }
+            };
+            let labels = |texts: &[String]| LabelSet::of(texts.iter().filter_map(|t| LabelOption::parse(t)));
+            metrics.insert(
+                metric,
+                MetricSpec {
+                    source: labels(&option.source_labels),
+                    destination: labels(&option.destination_labels),
+                    ttl,
+                },
+            );
+        }
+        Ok(Spec { mode, metrics, namespaces })
     }
 }

@@ -311,3 +311,47 @@ fn api_server_handshakes_rtt_and_unanswered_syns_are_counted_once_where_they_are
     assert_eq!(points(&mut m, "network.apiserver.no_response"), vec![(String::new(), 1)]);
     assert_eq!(points(&mut m, "network.apiserver.no_response"), vec![(String::new(), 1)], "counted once");
 }
+
+#[test]
+fn a_metrics_configuration_becomes_a_selection_as_retina_validates_it() {
+    use crate::k8s::{ContextOption, MetricsConfiguration};
+    let option = |metric: &str, source: &[&str], ttl: &str| ContextOption {
+        metric_name: metric.to_string(),
+        source_labels: source.iter().map(|s| s.to_string()).collect(),
+        destination_labels: vec!["PodName".to_string(), "pod".to_string()],
+        additional_labels: vec!["direction".to_string()],
+        ttl: ttl.to_string(),
+    };
+    let config = MetricsConfiguration {
+        name: "retina".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        context_options: vec![
+            option("forward_count", &["ip", "podname", "port", "zone"], "24h"),
+            option("drop_count", &[], ""),
+        ],
+        include: Some(vec!["default".to_string(), "kube-system".to_string()]),
+        exclude: None,
+    };
+    let spec = Spec::from_metrics_configuration(Mode::Remote, &config).unwrap();
+    assert_eq!(spec.metrics.keys().copied().collect::<Vec<_>>(), vec![MetricName::ForwardCount, MetricName::DropCount]);
+    let forward = spec.metrics[&MetricName::ForwardCount];
+    assert_eq!(
+        forward.source,
+        LabelSet::of([LabelOption::Ip, LabelOption::Podname, LabelOption::Port]),
+        "zone is ignored, as Retina ignores it"
+    );
+    assert_eq!(forward.destination, LabelSet::of([LabelOption::Podname]), "case-insensitive; `pod` is ignored");
+    assert_eq!(forward.ttl, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(spec.metrics[&MetricName::DropCount].ttl, None);
+    assert!(spec.namespaces.admits(Some("kube-system")) && !spec.namespaces.admits(Some("shop")));
+
+    let refused = |edit: &dyn Fn(&mut MetricsConfiguration)| {
+        let mut c = config.clone();
+        edit(&mut c);
+        Spec::from_metrics_configuration(Mode::Remote, &c).unwrap_err()
+    };
+    assert!(refused(&|c| c.exclude = Some(vec![])).contains("exactly one of include and exclude"));
+    assert!(refused(&|c| c.include = None).contains("exactly one of include and exclude"));
+    assert!(refused(&|c| c.context_options[0].metric_name = "requests_total".into()).contains("requests_total"));
+    assert!(refused(&|c| c.context_options[0].ttl = "1 day".into()).contains("ttl of forward_count"));
+}

@@ -73,6 +73,8 @@ struct Shared {
     connections: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     next_connection: AtomicU64,
     tls: Arc<rustls::ServerConfig>,
+    /// Resources answered with 404, as a cluster without their CRD answers.
+    unserved: Mutex<Vec<String>>,
 }
 
 /// The fake API server (see the module docs). Stops when dropped.
@@ -128,6 +130,7 @@ impl ApiServer {
             requests: Mutex::new(Vec::new()),
             connections: Mutex::new(HashMap::new()),
             next_connection: AtomicU64::new(0),
+            unserved: Mutex::new(Vec::new()),
             tls: Arc::new(tls_config(&dir.path().join("server.pem"), &dir.path().join("server.key"))),
         });
         runtime.spawn(housekeeping(shared.clone()));
@@ -208,6 +211,26 @@ impl ApiServer {
         let resource = resource_of::<T>();
         let json = serde_json::to_value(object).expect("serialize");
         self.shared.store.lock().unwrap().upsert(resource, json);
+    }
+
+    /// Answers 404 for `plural` from now on, as a cluster without that resource's CRD does.
+    pub fn unserve(&self, plural: &str) {
+        self.shared.unserved.lock().unwrap().push(plural.to_string());
+    }
+
+    /// Adds or replaces an object of a resource k8s-openapi has no type for (a custom
+    /// resource such as Retina's `metricsconfigurations`), given as JSON.
+    pub fn apply_json(&self, plural: &str, object: Value) {
+        let resource =
+            *RESOURCES.iter().find(|r| r.plural == plural).unwrap_or_else(|| panic!("{plural} is not served"));
+        self.shared.store.lock().unwrap().upsert(resource, object);
+    }
+
+    /// Deletes an object of a resource given by its plural; false if it did not exist.
+    pub fn delete_json(&self, plural: &str, namespace: &str, name: &str) -> bool {
+        let resource =
+            *RESOURCES.iter().find(|r| r.plural == plural).unwrap_or_else(|| panic!("{plural} is not served"));
+        self.shared.store.lock().unwrap().delete(resource, namespace, name)
     }
 
     /// Deletes an object (DELETED to the watches that selected it); false if it did not exist.
@@ -417,16 +440,17 @@ fn percent_decode(text: &str) -> String {
 fn route(path: &str) -> Option<(Resource, Option<String>)> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, rest) = match parts.as_slice() {
-        ["api", "v1", rest @ ..] => ("", rest),
-        ["apis", group, "v1", rest @ ..] => (*group, rest),
+        ["api", "v1", rest @ ..] => (("", "v1"), rest),
+        ["apis", group, version, rest @ ..] => ((*group, *version), rest),
         _ => return None,
     };
+    let (group, version) = group;
     let (namespace, plural) = match rest {
         [plural] => (None, *plural),
         ["namespaces", ns, plural] => (Some(ns.to_string()), *plural),
         _ => return None,
     };
-    let resource = *RESOURCES.iter().find(|r| r.group == group && r.plural == plural)?;
+    let resource = *RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)?;
     if namespace.is_some() && !resource.namespaced {
         return None;
     }
@@ -462,7 +486,10 @@ fn serve(shared: &Arc<Shared>, req: &Request<Incoming>, path: &str, raw_query: &
             "the fake API server only serves GET",
         );
     }
-    let Some((resource, namespace)) = route(path) else {
+    let served = |(resource, _): &(Resource, Option<String>)| {
+        !shared.unserved.lock().unwrap().iter().any(|plural| plural == resource.plural)
+    };
+    let Some((resource, namespace)) = route(path).filter(served) else {
         return status(
             shared,
             StatusCode::NOT_FOUND,

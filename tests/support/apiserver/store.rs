@@ -32,13 +32,27 @@ impl Resource {
 }
 
 /// Every resource served.
-pub const RESOURCES: [Resource; 6] = [
+pub const RESOURCES: [Resource; 8] = [
     Resource { group: "", version: "v1", plural: "pods", kind: "Pod", namespaced: true },
     Resource { group: "", version: "v1", plural: "services", kind: "Service", namespaced: true },
     Resource { group: "", version: "v1", plural: "nodes", kind: "Node", namespaced: false },
     Resource { group: "", version: "v1", plural: "namespaces", kind: "Namespace", namespaced: false },
     Resource { group: "apps", version: "v1", plural: "replicasets", kind: "ReplicaSet", namespaced: true },
     Resource { group: "batch", version: "v1", plural: "jobs", kind: "Job", namespaced: true },
+    Resource {
+        group: "discovery.k8s.io",
+        version: "v1",
+        plural: "endpointslices",
+        kind: "EndpointSlice",
+        namespaced: true,
+    },
+    Resource {
+        group: "retina.sh",
+        version: "v1alpha1",
+        plural: "metricsconfigurations",
+        kind: "MetricsConfiguration",
+        namespaced: false,
+    },
 ];
 
 /// One term of a selector.
