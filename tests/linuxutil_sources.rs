@@ -347,6 +347,57 @@ fn socket_counts_by_state_are_exact() {
     drop((v4, v6, deferred));
 }
 
+#[test]
+fn established_connections_are_counted_per_remote_address_exactly() {
+    if !prerequisites("established_connections_are_counted_per_remote_address_exactly", &["ip"]) {
+        return;
+    }
+    let ns = TestNetns::new();
+    let in_ns = |f: &(dyn Fn() -> Sockets + Sync)| run_in_netns(&ns.path, f).expect("join the namespace");
+    let mut reader = run_in_netns(&ns.path, SocketStatsReader::new)
+        .expect("join the namespace")
+        .expect("open NETLINK_SOCK_DIAG")
+        .count_remote_addresses();
+    // Loopback has every 127/8 address: 3 connections to 127.0.0.1, 2 to 127.0.0.2 (both ends
+    // count: the client's peer is the server address, the server's peer the client's), 1 over
+    // IPv6, and 2 to a dual-stack IPv6 listener from IPv4 (its accepted sockets' peers are
+    // IPv4-mapped, counted as IPv4).
+    let a = in_ns(&|| Sockets::open("127.0.0.1:0", 1, 3, 0));
+    let b = in_ns(&|| Sockets::open("127.0.0.2:0", 1, 2, 0));
+    let c = in_ns(&|| Sockets::open("[::1]:0", 1, 1, 0));
+    let dual = in_ns(&|| {
+        let listener = TcpListener::bind("[::]:0").expect("bind [::]");
+        let port = listener.local_addr().unwrap().port();
+        let mut s = Sockets { listeners: vec![listener], ..Sockets::default() };
+        for _ in 0..2 {
+            let client = TcpStream::connect(("127.0.0.3", port)).expect("connect");
+            let (server, _) = s.listeners[0].accept().expect("accept");
+            s.connections.push((client, server));
+        }
+        s
+    });
+    reader.read().expect("sock_diag dump");
+    let mut got: Vec<(String, u64)> = reader.remote_established().map(|(a, n)| (a.to_string(), n)).collect();
+    got.sort();
+    // Expected from the sockets themselves: every connection's two ends, by peer address.
+    let mut want: BTreeMap<String, u64> = BTreeMap::new();
+    for s in [&a, &b, &c, &dual] {
+        for (client, server) in &s.connections {
+            for end in [client, server] {
+                *want.entry(end.peer_addr().unwrap().ip().to_canonical().to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(got, want.into_iter().collect::<Vec<_>>());
+    assert_eq!(got.iter().find(|(a, _)| a == "127.0.0.3").map(|(_, n)| *n), Some(2), "the dual-stack peers: {got:?}");
+    // A second read starts from zero.
+    drop((b, dual));
+    reader.read().expect("sock_diag dump");
+    let total: u64 = reader.remote_established().map(|(_, n)| n).sum();
+    assert_eq!(total, 2 * 3 + 2);
+    drop((a, c));
+}
+
 /// Sockets opened inside a namespace; they stay there when the thread that opened them exits.
 #[derive(Default)]
 struct Sockets {

@@ -29,6 +29,10 @@ enum Values {
     Direction,
     /// `established` -> `ESTABLISHED`, `syn_received` -> `SYN_RECV` ... (Linux `ss` names).
     TcpState,
+    /// Lower case (`SYNACK` -> `synack`).
+    Lower,
+    /// Unchanged; `other` for the overflow point that lacks the attribute.
+    OrOther,
 }
 
 /// One Retina label and the attribute it is read from.
@@ -71,7 +75,41 @@ struct Row {
     fixed: &'static [(&'static str, &'static str)],
     /// Values are multiplied by this (Retina's API-server histograms are in milliseconds).
     scale: f64,
+    /// Second series in another spelling ([`Alias`]); empty for most rows.
+    aliases: &'static [Alias],
 }
+
+/// A second series for Retina's "Clusters" dashboard, which spells some values otherwise than
+/// Retina's agent emits them (retina-compat.md §1.4): a point whose `label` has the value `from`
+/// (any value when `None`) also counts in a series where that label is `to`, so queries written
+/// against either spelling find it. `AllIPs` is Retina's own total of `tcp_connection_remote`,
+/// the sum over every address (the overflow point's included).
+#[derive(Debug)]
+struct Alias {
+    label: &'static str,
+    from: Option<&'static str>,
+    to: &'static str,
+}
+
+impl Row {
+    const fn with_aliases(mut self, aliases: &'static [Alias]) -> Row {
+        self.aliases = aliases;
+        self
+    }
+
+    const fn with_fixed(mut self, fixed: &'static [(&'static str, &'static str)]) -> Row {
+        self.fixed = fixed;
+        self
+    }
+}
+
+const TCP_STATS_ALIASES: &[Alias] = &[
+    Alias { label: "statistic_name", from: Some("TCPTimeouts"), to: "tcptimeouts" },
+    Alias { label: "statistic_name", from: Some("TCPTSReorder"), to: "tcptsreorder" },
+    Alias { label: "statistic_name", from: Some("EstabResets"), to: "resetcount" },
+];
+const UDP_ALIASES: &[Alias] = &[Alias { label: "statistic_name", from: Some("ACTIVE"), to: "active" }];
+const ALL_IPS: &[Alias] = &[Alias { label: "address", from: None, to: "AllIPs" }];
 
 const DIRECTION: Label =
     Label { retina: "direction", attribute: attr::NETWORK_IO_DIRECTION, values: Values::Direction };
@@ -84,19 +122,21 @@ const STATISTIC: Label = Label { retina: "statistic_name", attribute: attr::STAT
 const FLAG: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Same };
 const QUERY_TYPE: Label = Label { retina: "query_type", attribute: attr::DNS_QUESTION_TYPE, values: Values::Same };
 const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME, values: Values::Same };
+const FLAG_LOWER: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Lower };
+const ADDRESS: Label = Label { retina: "address", attribute: attr::NETWORK_PEER_ADDRESS, values: Values::OrOther };
 const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
 
 const fn node(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Node, only: None, name, labels, fixed: &[], scale: 1.0 }
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels, fixed: &[], scale: 1.0, aliases: &[] }
 }
 
 const fn pod(otel: semconv::MetricDef, name: &'static str, labels: &'static [Label]) -> Row {
-    Row { otel: otel.name, level: Level::Pod, only: None, name, labels, fixed: &[], scale: 1.0 }
+    Row { otel: otel.name, level: Level::Pod, only: None, name, labels, fixed: &[], scale: 1.0, aliases: &[] }
 }
 
 /// A histogram in seconds that Retina has in milliseconds.
 const fn milliseconds(otel: semconv::MetricDef, name: &'static str) -> Row {
-    Row { otel: otel.name, level: Level::Node, only: None, name, labels: &[], fixed: &[], scale: 1000.0 }
+    Row { otel: otel.name, level: Level::Node, only: None, name, labels: &[], fixed: &[], scale: 1000.0, aliases: &[] }
 }
 
 const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
@@ -108,13 +148,15 @@ const fn netstat(groups: &'static [&'static str], name: &'static str) -> Row {
         labels: &[NETSTAT_NAME],
         fixed: &[],
         scale: 1.0,
+        aliases: &[],
     }
 }
 
 use semconv::{
     NETWORK_APISERVER_HANDSHAKE_DURATION, NETWORK_APISERVER_NO_RESPONSE, NETWORK_APISERVER_RTT, NETWORK_DNS_REQUESTS,
     NETWORK_DNS_RESPONSES, NETWORK_DROP_BYTES, NETWORK_DROP_PACKETS, NETWORK_FORWARD_BYTES, NETWORK_FORWARD_PACKETS,
-    NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS, NETWORK_TCP_RETRANSMITS,
+    NETWORK_INTERFACE_STATS, NETWORK_TCP_CONNECTIONS, NETWORK_TCP_FLAGS, NETWORK_TCP_REMOTE_CONNECTIONS,
+    NETWORK_TCP_RETRANSMITS, NETWORK_UDP_SOCKETS,
 };
 
 /// The mapping table (retina.md §3.2-3.4).
@@ -126,9 +168,10 @@ static ROWS: &[Row] = &[
     node(NETWORK_DROP_BYTES, "networkobservability_drop_bytes", &[REASON, DIRECTION]),
     node(NETWORK_TCP_RETRANSMITS, "networkobservability_tcp_retransmission_count", &[]),
     node(NETWORK_TCP_CONNECTIONS, "networkobservability_tcp_state", &[STATE]),
-    netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats"),
+    netstat(&["Tcp", "TcpExt", "MPTcpExt"], "networkobservability_tcp_connection_stats")
+        .with_aliases(TCP_STATS_ALIASES),
     netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
-    netstat(&["Udp"], "networkobservability_udp_connection_stats"),
+    netstat(&["Udp"], "networkobservability_udp_connection_stats").with_aliases(UDP_ALIASES),
     node(NETWORK_INTERFACE_STATS, "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
     node(NETWORK_DNS_REQUESTS, "networkobservability_dns_request_count", &[]),
     node(NETWORK_DNS_RESPONSES, "networkobservability_dns_response_count", &[]),
@@ -153,7 +196,17 @@ static ROWS: &[Row] = &[
         labels: &[],
         fixed: &[("no_response", "no_response")],
         scale: 1.0,
+        aliases: &[],
     },
+    // Node level, after the pod rows: a new pod-level series is placed without comparing
+    // against these (what Retina's Clusters dashboard reads beyond Retina's own emission).
+    node(NETWORK_UDP_SOCKETS, "networkobservability_udp_connection_stats", &[])
+        .with_fixed(&[("statistic_name", "ACTIVE")])
+        .with_aliases(UDP_ALIASES),
+    node(NETWORK_TCP_REMOTE_CONNECTIONS, "networkobservability_tcp_connection_remote", &[ADDRESS])
+        .with_aliases(ALL_IPS),
+    // Retina's Linux agent counts no flags per node; its Clusters dashboard reads this name.
+    node(NETWORK_TCP_FLAGS, "networkobservability_tcp_flag_counters", &[FLAG_LOWER]),
 ];
 
 /// Context attributes (after the `source.` / `destination.` prefix, or unprefixed for Retina's
@@ -180,6 +233,8 @@ pub(super) struct Placement {
     pub labels: Vec<(String, String)>,
     /// Values are multiplied by this when exposed.
     pub scale: f64,
+    /// The labels of the dashboard spelling's series the point also counts in ([`Alias`]).
+    pub alias: Option<Vec<(String, String)>>,
 }
 
 /// The context a point carries. A `flowmetrics` overflow series (`otel.metric.overflow`) stands
@@ -215,6 +270,8 @@ fn map_value(values: Values, context: Context, text: String) -> String {
             Some(state) => state.rfc().kernel_name().into(),
             None => text.to_ascii_uppercase(),
         },
+        Values::Lower => text.to_ascii_lowercase(),
+        Values::OrOther => text,
     }
 }
 
@@ -222,17 +279,33 @@ fn map_value(values: Values, context: Context, text: String) -> String {
 pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> {
     let context = context(attributes);
     let level = if context == Context::None { Level::Node } else { Level::Pod };
-    let row = ROWS.iter().find(|r| {
-        r.otel == metric
-            && r.level == level
-            && r.only.is_none_or(|(key, accepted)| attributes.get_str(key).is_some_and(|v| accepted.contains(&v)))
-    })?;
+    let find = |level: Level| {
+        ROWS.iter().find(|r| {
+            r.otel == metric
+                && r.level == level
+                && r.only.is_none_or(|(key, accepted)| attributes.get_str(key).is_some_and(|v| accepted.contains(&v)))
+        })
+    };
+    // An overflow point of a node-level metric (linuxutil's remote addresses) has no pod row.
+    let (row, level) = match find(level) {
+        Some(row) => (row, level),
+        None if level == Level::Pod && attributes.get(attr::OTEL_METRIC_OVERFLOW).is_some() => {
+            (find(Level::Node)?, Level::Node)
+        }
+        None => return None,
+    };
     let mut labels = Vec::with_capacity(row.labels.len() + 8);
     for label in row.labels {
-        if let Some(value) = attributes.get(label.attribute) {
-            let mut text = String::new();
-            attr_text(value, &mut text);
-            labels.push((label.retina.to_string(), map_value(label.values, context, text)));
+        match attributes.get(label.attribute) {
+            Some(value) => {
+                let mut text = String::new();
+                attr_text(value, &mut text);
+                labels.push((label.retina.to_string(), map_value(label.values, context, text)));
+            }
+            None if matches!(label.values, Values::OrOther) => {
+                labels.push((label.retina.to_string(), "other".to_string()));
+            }
+            None => {}
         }
     }
     labels.extend(row.fixed.iter().map(|(name, value)| (name.to_string(), value.to_string())));
@@ -263,7 +336,16 @@ pub(super) fn place(metric: &str, attributes: &Attributes) -> Option<Placement> 
             }
         }
     }
-    Some(Placement { name: row.name, labels, scale: row.scale })
+    let alias = row.aliases.iter().find_map(|a| {
+        let i = labels.iter().position(|(n, v)| n == a.label && a.from.is_none_or(|f| f == v))?;
+        // The alias is a total: the overflow mark of one member does not split it.
+        let mut alias: Vec<(String, String)> =
+            labels.iter().filter(|(n, _)| n != "otel_metric_overflow").cloned().collect();
+        let i = alias.iter().position(|(n, _)| *n == labels[i].0).unwrap_or(i);
+        alias[i].1 = a.to.to_string();
+        Some(alias)
+    });
+    Some(Placement { name: row.name, labels, scale: row.scale, alias })
 }
 
 /// Retina's workload: the pod's first owner, so a Deployment's pod shows its ReplicaSet and a

@@ -92,6 +92,8 @@ struct Series {
     updated: Instant,
     /// The exposed series it belongs to; [`NO_OUTPUT`] when its family's type conflicts.
     output: u32,
+    /// A second exposed series it also counts in (Retina's dashboard spellings), or [`NO_OUTPUT`].
+    alias: u32,
 }
 
 const NO_OUTPUT: u32 = u32::MAX;
@@ -508,10 +510,12 @@ impl Store {
                 None => f.dropped += 1,
                 Some(i) => {
                     f.accepted += 1;
-                    if let Some(s) = store.series.get(i)
-                        && s.output != NO_OUTPUT
-                    {
-                        observe(store, Touch { output: s.output, resource });
+                    if let Some(s) = store.series.get(i) {
+                        for output in [s.output, s.alias] {
+                            if output != NO_OUTPUT {
+                                observe(store, Touch { output, resource });
+                            }
+                        }
                     }
                 }
             };
@@ -744,7 +748,7 @@ impl Store {
         value: Value,
         now: Instant,
     ) -> u32 {
-        let output = self.place(&key);
+        let (output, alias) = self.place(&key);
         let series = Series {
             hash,
             metric: key.metric,
@@ -756,6 +760,7 @@ impl Store {
             value,
             updated: now,
             output,
+            alias,
         };
         if let Some(e) = self.metrics.get_mut(key.metric) {
             e.users += 1;
@@ -767,31 +772,53 @@ impl Store {
             e.users += 1;
         }
         let i = self.series.insert(series);
-        if let Some(o) = self.outputs.get_mut(output) {
-            o.members.push(i);
+        for output in [output, alias] {
+            if let Some(o) = self.outputs.get_mut(output) {
+                o.members.push(i);
+            }
         }
         let all = &self.series;
         self.series_index.insert_unique(hash, i, |&j| all.get(j).map_or(0, |s| s.hash));
         i
     }
 
-    /// Decides the family and labels of a new series and returns its output.
-    fn place(&mut self, key: &SeriesKey<'_>) -> u32 {
-        let Some(metric) = self.metrics.get(key.metric) else { return NO_OUTPUT };
-        let kind = PromKind::from(metric.kind);
+    /// Decides the family and labels of a new series and returns its output and its alias
+    /// output ([`NO_OUTPUT`] when it has none).
+    fn place(&mut self, key: &SeriesKey<'_>) -> (u32, u32) {
+        let Some(metric) = self.metrics.get(key.metric) else { return (NO_OUTPUT, NO_OUTPUT) };
         let retina = match self.opts.naming {
             Naming::Retina => retina::place(&metric.name, key.attributes),
             Naming::Otel => None,
         };
-        let (name, merge, scale, mut labels) = match retina {
-            Some(p) => (p.name.to_string(), Merge::Sum, p.scale, p.labels),
+        match retina {
+            Some(p) => {
+                let alias = match p.alias {
+                    Some(labels) => self.output_with(key, p.name.to_string(), Merge::Sum, p.scale, labels),
+                    None => NO_OUTPUT,
+                };
+                (self.output_with(key, p.name.to_string(), Merge::Sum, p.scale, p.labels), alias)
+            }
             None => {
                 if metric.otel_name.is_empty() {
-                    return NO_OUTPUT;
+                    return (NO_OUTPUT, NO_OUTPUT);
                 }
-                (metric.otel_name.clone(), Merge::Latest, 1.0, attribute_labels(key.attributes))
+                let name = metric.otel_name.clone();
+                (self.output_with(key, name, Merge::Latest, 1.0, attribute_labels(key.attributes)), NO_OUTPUT)
             }
-        };
+        }
+    }
+
+    /// The output of family `name` with the point's `labels` and those the options add.
+    fn output_with(
+        &mut self,
+        key: &SeriesKey<'_>,
+        name: String,
+        merge: Merge,
+        scale: f64,
+        mut labels: Vec<(String, String)>,
+    ) -> u32 {
+        let Some(metric) = self.metrics.get(key.metric) else { return NO_OUTPUT };
+        let kind = PromKind::from(metric.kind);
         let help = metric.description.to_string();
         // Labels in precedence order (a later label whose name is already present is skipped):
         // job and instance, so `target_info` joins hold; the point's attributes; the resource's
@@ -990,13 +1017,19 @@ impl Store {
         if let Some(e) = self.scopes.get_mut(s.scope) {
             e.users -= 1;
         }
-        let Some(o) = self.outputs.get_mut(s.output) else { return };
+        self.detach(i, s.output);
+        self.detach(i, s.alias);
+    }
+
+    /// Takes series `i` out of `output`, and the output out of its family when it was the last.
+    fn detach(&mut self, i: u32, output: u32) {
+        let Some(o) = self.outputs.get_mut(output) else { return };
         o.members.retain(|&m| m != i);
         if !o.members.is_empty() {
             return;
         }
         let family = o.family;
-        let Some(o) = self.outputs.remove(s.output) else { return };
+        let Some(o) = self.outputs.remove(output) else { return };
         let Some(f) = self.families.get_mut(family) else { return };
         f.series.remove(o.labels.text());
         if f.series.is_empty() {

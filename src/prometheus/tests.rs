@@ -266,6 +266,34 @@ network_tcp_handshake_duration_seconds_count{{{l}}} 9
 }
 
 #[test]
+fn an_expired_series_leaves_its_dashboard_alias_too() {
+    let mut store = Store::new(options(Naming::Retina));
+    let t0 = Instant::now();
+    let remote = |address: &str, n| {
+        Metric::gauge(
+            "network.tcp.remote_connections",
+            "",
+            "",
+            vec![point(&[("network.peer.address", address)], 10, n)],
+        )
+    };
+    store.fold(&batch(vec![remote("198.18.0.1", 2)]), t0);
+    store.fold(&batch(vec![remote("198.18.0.2", 3)]), t0 + Duration::from_secs(240));
+    let all = |store: &Store| {
+        samples(&encode(store, Format::Text))
+            .into_iter()
+            .filter(|l| l.contains("AllIPs"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(&store), ["networkobservability_tcp_connection_remote{address=\"AllIPs\"} 5"]);
+    assert_eq!(store.expire(t0 + Duration::from_secs(301)), 1);
+    assert_eq!(all(&store), ["networkobservability_tcp_connection_remote{address=\"AllIPs\"} 3"]);
+    assert_eq!(store.expire(t0 + Duration::from_secs(541)), 1);
+    assert_eq!(encode(&store, Format::Text), "", "the alias went with its last member");
+}
+
+#[test]
 fn series_expire_after_metric_expiration() {
     let mut store = Store::new(options(Naming::Otel));
     let t0 = Instant::now();
@@ -330,7 +358,18 @@ fn retina_names_sum_interfaces_and_map_values() {
         vec![
             point(&[("netstat.group", "TcpExt"), ("netstat.name", "TCPTimeouts")], 10, 11),
             point(&[("netstat.group", "IpExt"), ("netstat.name", "InNoRoutes")], 10, 12),
-            point(&[("netstat.group", "Udp"), ("netstat.name", "ACTIVE")], 10, 13),
+            point(&[("netstat.group", "Tcp"), ("netstat.name", "EstabResets")], 10, 3),
+        ],
+    );
+    let udp = Metric::gauge("network.udp.sockets", "{socket}", "", vec![point(&[], 10, 13)]);
+    let remote = Metric::gauge(
+        "network.tcp.remote_connections",
+        "{connection}",
+        "",
+        vec![
+            point(&[("network.peer.address", "198.18.0.7")], 10, 4),
+            point(&[("network.peer.address", "2001:db8::7")], 10, 2),
+            point(&[("otel.metric.overflow", "true")], 10, 1),
         ],
     );
     let ifstats = Metric::gauge(
@@ -341,18 +380,30 @@ fn retina_names_sum_interfaces_and_map_values() {
     );
     let retrans = Metric::counter("network.tcp.retransmits", "{segment}", "", vec![point(&[], 10, 15)]);
     let flags = Metric::counter("network.tcp.flags", "{packet}", "", vec![point(&[("tcp.flag", "SYN")], 10, 16)]);
-    store.fold(&batch(vec![packets, bytes, drops, states, netstat, ifstats, retrans, flags]), Instant::now());
+    store.fold(
+        &batch(vec![packets, bytes, drops, states, netstat, ifstats, retrans, flags, udp, remote]),
+        Instant::now(),
+    );
     let text = encode(&store, Format::Text);
+    // Retina's own spellings, and the Clusters dashboard's beside them (TCPTimeouts and
+    // tcptimeouts, ACTIVE and active, every address and AllIPs).
     let want = [
         "target_info{host_name=\"h1\",instance=\"node-1\",job=\"fovea\",k8s_node_name=\"node-1\"} 1",
-        "network_tcp_flags_total{instance=\"node-1\",job=\"fovea\",otel_scope_name=\"fovea/packetforward\",otel_scope_version=\"0.1.0\",tcp_flag=\"SYN\"} 16",
         "networkobservability_drop_count{direction=\"ingress\",reason=\"NETFILTER_DROP\"} 4",
         "networkobservability_forward_bytes{direction=\"ingress\"} 1500",
         "networkobservability_forward_count{direction=\"egress\"} 7",
         "networkobservability_forward_count{direction=\"ingress\"} 123",
         "networkobservability_interface_stats{interface_name=\"eth0\",statistic_name=\"rx_dropped\"} 14",
         "networkobservability_ip_connection_stats{statistic_name=\"InNoRoutes\"} 12",
+        "networkobservability_tcp_connection_remote{address=\"198.18.0.7\"} 4",
+        "networkobservability_tcp_connection_remote{address=\"2001:db8::7\"} 2",
+        "networkobservability_tcp_connection_remote{address=\"AllIPs\"} 7",
+        "networkobservability_tcp_connection_remote{address=\"other\",otel_metric_overflow=\"true\"} 1",
+        "networkobservability_tcp_connection_stats{statistic_name=\"EstabResets\"} 3",
         "networkobservability_tcp_connection_stats{statistic_name=\"TCPTimeouts\"} 11",
+        "networkobservability_tcp_connection_stats{statistic_name=\"resetcount\"} 3",
+        "networkobservability_tcp_connection_stats{statistic_name=\"tcptimeouts\"} 11",
+        "networkobservability_tcp_flag_counters{flag=\"syn\"} 16",
         "networkobservability_tcp_retransmission_count 15",
         "networkobservability_tcp_state{state=\"CLOSE\"} 1",
         "networkobservability_tcp_state{state=\"ESTABLISHED\"} 5",
@@ -360,6 +411,7 @@ fn retina_names_sum_interfaces_and_map_values() {
         "networkobservability_tcp_state{state=\"SYN_RECV\"} 3",
         "networkobservability_tcp_state{state=\"TIME_WAIT\"} 9",
         "networkobservability_udp_connection_stats{statistic_name=\"ACTIVE\"} 13",
+        "networkobservability_udp_connection_stats{statistic_name=\"active\"} 13",
     ];
     assert_eq!(samples(&text), want, "{text}");
     assert!(text.contains("# HELP networkobservability_forward_count Packets forwarded\n# TYPE networkobservability_forward_count counter\n"), "{text}");
@@ -540,7 +592,9 @@ fn retina_falls_back_to_otel_names_where_retina_has_none() {
     let mptcp = attrs(&[("netstat.group", "MPTcpExt"), ("netstat.name", "MPCapableSYNRX")]);
     assert_eq!(place("network.netstat", &mptcp).map(|p| p.name), Some("networkobservability_tcp_connection_stats"));
     assert_eq!(place("network.netstat", &attrs(&[("netstat.group", "Icmp"), ("netstat.name", "InErrors")])), None);
-    assert_eq!(place("network.tcp.flags", &attrs(&[("tcp.flag", "SYN")])), None, "node-level flags: no Retina metric");
+    let flags = place("network.tcp.flags", &attrs(&[("tcp.flag", "SYNACK")])).unwrap();
+    assert_eq!(flags.name, "networkobservability_tcp_flag_counters", "the name Retina's Clusters dashboard reads");
+    assert_eq!(flags.labels, [("flag".to_string(), "synack".to_string())]);
     assert_eq!(place("network.tcp.rtt", &Attributes::new()), None);
     let all: Vec<&str> = super::retina::metric_names().collect();
     assert!(all.iter().all(|n| n.starts_with("networkobservability_")), "{all:?}");

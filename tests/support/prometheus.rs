@@ -82,6 +82,8 @@ pub struct Options {
     pub remote_write_receiver: bool,
     /// More command-line flags.
     pub extra_args: Vec<String>,
+    /// A `scrape_configs:` section of its own, used instead of `targets`.
+    pub scrape_configs: Option<String>,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             scrape_interval: Duration::from_secs(1),
             remote_write_receiver: false,
             extra_args: Vec::new(),
+            scrape_configs: None,
         }
     }
 }
@@ -115,7 +118,9 @@ pub type Samples = Vec<(BTreeMap<String, String>, f64)>;
 fn config_yaml(opts: &Options) -> String {
     let secs = opts.scrape_interval.as_secs_f64();
     let mut y = format!("global:\n  scrape_interval: {secs}s\n  scrape_timeout: {secs}s\n");
-    if opts.targets.is_empty() {
+    if let Some(section) = &opts.scrape_configs {
+        y.push_str(section);
+    } else if opts.targets.is_empty() {
         y.push_str("scrape_configs: []\n");
     } else {
         y.push_str("scrape_configs:\n");

@@ -13,6 +13,15 @@ use crate::receivers::probe::settings::check_collection_interval;
 /// Groups reported by default (their non-zero keys).
 pub const DEFAULT_NETSTAT_GROUPS: [&str; 5] = ["Tcp", "TcpExt", "Ip", "IpExt", "Udp"];
 
+/// Keys reported zero or not while `netstat.include` is empty: the stack counters Retina's
+/// "Clusters" dashboard plots as rates (TCP timeouts, resets, reorders), so a node that had none
+/// shows 0 rather than no data.
+pub const DASHBOARD_NETSTAT_KEYS: [(&str, &str); 3] =
+    [("TcpExt", "TCPTimeouts"), ("TcpExt", "TCPTSReorder"), ("Tcp", "EstabResets")];
+
+/// Remote addresses with their own `network.tcp.remote_connections` point, by default.
+pub const DEFAULT_REMOTE_ADDRESSES: usize = 10;
+
 /// Interface statistics reported by default.
 pub const DEFAULT_INTERFACE_STATISTICS: [&str; 8] =
     ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors", "rx_dropped", "tx_dropped"];
@@ -53,7 +62,7 @@ pub struct NetstatConfig {
     /// Report stack counters.
     pub enabled: bool,
     /// `Group:Name` patterns to report (`TcpExt:TCPTimeouts`, `Icmp:*`, `Tcp*:*Retrans*`), zero or not.
-    /// Empty = every non-zero key of Tcp, TcpExt, Ip, IpExt and Udp.
+    /// Empty = every non-zero key of Tcp, TcpExt, Ip, IpExt and Udp, and [`DASHBOARD_NETSTAT_KEYS`].
     pub include: Vec<Pattern>,
 }
 
@@ -94,11 +103,14 @@ impl Default for InterfacesConfig {
 pub struct SocketsConfig {
     /// Report socket counts by state.
     pub enabled: bool,
+    /// `network.tcp.remote_connections`: established connections of the addresses with the most
+    /// of them, this many addresses; the others are summed in one overflow point. 0 = off.
+    pub remote_addresses: usize,
 }
 
 impl Default for SocketsConfig {
     fn default() -> Self {
-        SocketsConfig { enabled: true }
+        SocketsConfig { enabled: true, remote_addresses: DEFAULT_REMOTE_ADDRESSES }
     }
 }
 

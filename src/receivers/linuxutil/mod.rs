@@ -10,13 +10,14 @@ pub mod netns;
 pub mod netstat;
 pub mod sockets;
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use smol_str::SmolStr;
 
-pub use config::{DEFAULT_INTERFACE_STATISTICS, DEFAULT_NETSTAT_GROUPS, LinuxutilConfig};
+pub use config::{DASHBOARD_NETSTAT_KEYS, DEFAULT_INTERFACE_STATISTICS, DEFAULT_NETSTAT_GROUPS, LinuxutilConfig};
 use error::LinuxutilError;
 use interfaces::{InterfaceStatsReader, LinkStats};
 use netstat::NetstatReader;
@@ -42,6 +43,7 @@ pub fn factory() -> Factory {
             semconv::NETWORK_NETSTAT,
             semconv::NETWORK_INTERFACE_STATS,
             semconv::NETWORK_TCP_CONNECTIONS,
+            semconv::NETWORK_TCP_REMOTE_CONNECTIONS,
             semconv::NETWORK_UDP_SOCKETS,
         ],
         build: |ctx: &BuildContext<'_>| {
@@ -64,6 +66,9 @@ struct Reading {
     interfaces: Vec<(SmolStr, LinkStats)>,
     tcp: Vec<(&'static str, u64)>,
     udp: Option<u64>,
+    /// Established connections of the addresses with the most, and of the others together.
+    remote: Vec<(IpAddr, u64)>,
+    remote_others: Option<u64>,
 }
 
 /// The receiver.
@@ -86,7 +91,11 @@ impl Linuxutil {
             Ok(Sources {
                 netstat: NetstatReader::new(),
                 interfaces: config.interfaces.enabled.then(InterfaceStatsReader::new),
-                sockets: if config.sockets.enabled { Some(SocketStatsReader::new()?) } else { None },
+                sockets: match (config.sockets.enabled, config.sockets.remote_addresses) {
+                    (false, _) => None,
+                    (true, 0) => Some(SocketStatsReader::new()?),
+                    (true, _) => Some(SocketStatsReader::new()?.count_remote_addresses()),
+                },
             })
         };
         match &config.netns {
@@ -97,7 +106,14 @@ impl Linuxutil {
     }
 
     fn read(config: &LinuxutilConfig, sources: &mut Sources) -> Result<Reading, LinuxutilError> {
-        let mut reading = Reading { netstat: Vec::new(), interfaces: Vec::new(), tcp: Vec::new(), udp: None };
+        let mut reading = Reading {
+            netstat: Vec::new(),
+            interfaces: Vec::new(),
+            tcp: Vec::new(),
+            udp: None,
+            remote: Vec::new(),
+            remote_others: None,
+        };
         if config.netstat.enabled {
             let counters = match &config.netns {
                 Some(path) => {
@@ -109,7 +125,8 @@ impl Linuxutil {
             let include = &config.netstat.include;
             for c in counters {
                 let keep = if include.is_empty() {
-                    c.value != 0 && DEFAULT_NETSTAT_GROUPS.contains(&c.group.as_str())
+                    (c.value != 0 && DEFAULT_NETSTAT_GROUPS.contains(&c.group.as_str()))
+                        || DASHBOARD_NETSTAT_KEYS.contains(&(c.group.as_str(), c.name.as_str()))
                 } else {
                     include.iter().any(|p| p.matches(&format!("{}:{}", c.group, c.name)))
                 };
@@ -130,6 +147,15 @@ impl Linuxutil {
             let counts = reader.read()?;
             reading.tcp = counts.tcp().iter().map(|(state, n)| (state.as_str(), n)).collect();
             reading.udp = counts.udp();
+            let top = config.sockets.remote_addresses;
+            if top > 0 {
+                reading.remote = reader.remote_established().collect();
+                // Most connections first; equal counts by address, so the cut is stable.
+                reading.remote.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                if reading.remote.len() > top {
+                    reading.remote_others = Some(reading.remote.drain(top..).map(|(_, n)| n).sum());
+                }
+            }
         }
         Ok(reading)
     }
@@ -181,6 +207,24 @@ impl Linuxutil {
                 })
                 .collect();
             metrics.push(Metric::from_def(&semconv::NETWORK_TCP_CONNECTIONS, points));
+        }
+        if self.config.sockets.enabled && self.config.sockets.remote_addresses > 0 {
+            let mut points: Vec<NumberPoint> = reading
+                .remote
+                .iter()
+                .map(|(address, n)| {
+                    let attrs =
+                        Attributes::from_pairs([(attr::NETWORK_PEER_ADDRESS, SmolStr::new(address.to_string()))]);
+                    NumberPoint::int(attrs, 0, now, *n as i64)
+                })
+                .collect();
+            if let Some(others) = reading.remote_others {
+                let attrs = Attributes::from_pairs([(attr::OTEL_METRIC_OVERFLOW, true)]);
+                points.push(NumberPoint::int(attrs, 0, now, others as i64));
+            }
+            if !points.is_empty() {
+                metrics.push(Metric::from_def(&semconv::NETWORK_TCP_REMOTE_CONNECTIONS, points));
+            }
         }
         if let Some(udp) = reading.udp {
             let point = NumberPoint::int(Attributes::new(), 0, now, udp as i64);
@@ -240,18 +284,35 @@ impl Receiver for Linuxutil {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::MetricData;
 
     #[test]
-    fn a_full_reading_becomes_the_four_defined_gauges() {
+    fn a_full_reading_becomes_the_five_defined_gauges() {
         let rx = Linuxutil::new(LinuxutilConfig::default(), Arc::new(Resource::default()));
         let reading = Reading {
             netstat: vec![("Tcp".into(), "RetransSegs".into(), 12)],
             interfaces: vec![("eth0".into(), LinkStats { rx_packets: 5, ..LinkStats::default() })],
             tcp: vec![("established", 3)],
             udp: Some(2),
+            remote: vec![("198.18.0.1".parse().unwrap(), 2), ("2001:db8::1".parse().unwrap(), 1)],
+            remote_others: Some(4),
         };
         let batch = rx.to_metrics(reading, 10);
         semconv::assert_as_defined(factory().metrics, &batch);
-        assert_eq!(batch.data_points(), 3 + rx.config.interfaces.statistics.len());
+        assert_eq!(batch.data_points(), 3 + rx.config.interfaces.statistics.len() + 3);
+        let (_, _, remote) =
+            batch.iter_metrics().find(|(_, _, m)| m.name == semconv::NETWORK_TCP_REMOTE_CONNECTIONS.name).unwrap();
+        let MetricData::Gauge(points) = &remote.data else { panic!("a gauge") };
+        let points: Vec<(Option<String>, bool, f64)> = points
+            .iter()
+            .map(|p| {
+                let address = p.attributes.get_str(attr::NETWORK_PEER_ADDRESS).map(String::from);
+                (address, p.attributes.get(attr::OTEL_METRIC_OVERFLOW).is_some(), p.value.as_f64())
+            })
+            .collect();
+        assert_eq!(
+            points,
+            [(Some("198.18.0.1".into()), false, 2.0), (Some("2001:db8::1".into()), false, 1.0), (None, true, 4.0)]
+        );
     }
 }

@@ -211,7 +211,7 @@ mod tests {
 
     use super::*;
     use crate::receivers::linuxutil::interfaces::LinkSink;
-    use crate::receivers::linuxutil::sockets::{StateSink, TcpStateCounts};
+    use crate::receivers::linuxutil::sockets::StateSink;
 
     const NAME: RequestName = RequestName { name: "TEST", hint_if_refused: "" };
 
@@ -233,7 +233,7 @@ mod tests {
     /// Walks `datagram` with both real sinks; neither may panic or loop.
     fn walk_both(datagram: &[u8], sequence: u32) {
         let mut interrupted = false;
-        let mut sockets = StateSink { counts: TcpStateCounts::default() };
+        let mut sockets = StateSink::default();
         let _ = walk_datagram(datagram, sequence, NAME, &mut sockets, &mut interrupted);
         let mut interfaces = Vec::new();
         let mut links = LinkSink { interfaces: &mut interfaces, len: 0 };
@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn a_dump_ends_at_done_and_reports_interruption() {
-        let mut sink = StateSink { counts: TcpStateCounts::default() };
+        let mut sink = StateSink::default();
         let mut interrupted = false;
         let done = message(NLMSG_DONE, NLM_F_DUMP_INTR, 7, &0i32.to_ne_bytes());
         let other = message(NLMSG_DONE, 0, 6, &0i32.to_ne_bytes());

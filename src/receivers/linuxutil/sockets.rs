@@ -16,6 +16,9 @@
 //! - A dual-stack IPv6 socket talking to an IPv4 peer is in the IPv6 dump only: no socket is
 //!   counted twice.
 
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
 use netlink_packet_core::Parseable;
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
@@ -111,22 +114,50 @@ impl SocketCounts {
     }
 }
 
+/// Linux's number for `TCP_ESTABLISHED`.
+const LINUX_TCP_ESTABLISHED: u8 = 1;
+
 /// Counts sockets through one `NETLINK_SOCK_DIAG` socket, reused between reads.
 #[derive(Debug)]
 pub struct SocketStatsReader {
     socket: DumpSocket,
     udp_missing_logged: bool,
+    /// Established TCP connections per remote address of the last read, when counted.
+    remote: Option<HashMap<IpAddr, u64>>,
+    /// The same for the dump under way (a restarted dump starts it again).
+    scratch: HashMap<IpAddr, u64>,
 }
 
 impl SocketStatsReader {
     /// Opens a `NETLINK_SOCK_DIAG` socket in the calling thread's network namespace; it keeps
     /// counting that namespace's sockets whichever thread reads later.
     pub fn new() -> Result<Self, LinuxutilError> {
-        Ok(Self { socket: DumpSocket::open(NETLINK_SOCK_DIAG, "NETLINK_SOCK_DIAG")?, udp_missing_logged: false })
+        Ok(Self {
+            socket: DumpSocket::open(NETLINK_SOCK_DIAG, "NETLINK_SOCK_DIAG")?,
+            udp_missing_logged: false,
+            remote: None,
+            scratch: HashMap::new(),
+        })
+    }
+
+    /// Also counts established TCP connections per remote address (IPv4-mapped IPv6 peers as
+    /// IPv4), read with [`Self::remote_established`].
+    pub fn count_remote_addresses(mut self) -> Self {
+        self.remote = Some(HashMap::new());
+        self
+    }
+
+    /// Established TCP connections per remote address at the last read (empty unless
+    /// [`Self::count_remote_addresses`]).
+    pub fn remote_established(&self) -> impl Iterator<Item = (IpAddr, u64)> + '_ {
+        self.remote.iter().flatten().map(|(a, n)| (*a, *n))
     }
 
     /// Dumps TCP and UDP sockets of both families and counts them (four dumps).
     pub fn read(&mut self) -> Result<SocketCounts, LinuxutilError> {
+        if let Some(remote) = &mut self.remote {
+            remote.clear();
+        }
         let mut counts = SocketCounts {
             tcp_v4: self.count_tcp(AF_INET, "SOCK_DIAG_BY_FAMILY(AF_INET, IPPROTO_TCP)")?,
             tcp_v6: self.count_tcp(AF_INET6, "SOCK_DIAG_BY_FAMILY(AF_INET6, IPPROTO_TCP)")?,
@@ -138,8 +169,17 @@ impl SocketStatsReader {
     }
 
     fn count_tcp(&mut self, family: u8, name: &'static str) -> Result<TcpStateCounts, LinuxutilError> {
-        let mut sink = StateSink::default();
-        self.socket.dump(request(family, IPPROTO_TCP), request_name(name), &mut sink)?;
+        // The scratch map moves into the sink for the dump and back, keeping its allocation.
+        let scratch = self.remote.is_some().then(|| std::mem::take(&mut self.scratch));
+        let mut sink = StateSink { counts: TcpStateCounts::default(), remote: scratch };
+        let result = self.socket.dump(request(family, IPPROTO_TCP), request_name(name), &mut sink);
+        if let (Some(total), Some(mut dumped)) = (&mut self.remote, sink.remote) {
+            for (address, n) in dumped.drain() {
+                *total.entry(address).or_default() += n;
+            }
+            self.scratch = dumped;
+        }
+        result?;
         Ok(sink.counts)
     }
 
@@ -178,17 +218,28 @@ fn request_name(name: &'static str) -> RequestName {
 #[derive(Default)]
 pub(super) struct StateSink {
     pub(super) counts: TcpStateCounts,
+    /// Established connections per remote address, when they are counted.
+    pub(super) remote: Option<HashMap<IpAddr, u64>>,
 }
 
 impl DumpSink for StateSink {
     fn begin(&mut self) {
+        // A dump restarted after an interruption must not count its sockets twice.
         self.counts = TcpStateCounts::default();
+        if let Some(remote) = &mut self.remote {
+            remote.clear();
+        }
     }
 
     fn message(&mut self, message_type: u16, payload: &[u8]) -> Result<(), String> {
         if message_type == SOCK_DIAG_BY_FAMILY {
             let header = InetResponseHeader::parse(payload).map_err(|e| e.to_string())?;
             self.counts.add_linux_state(header.state);
+            if header.state == LINUX_TCP_ESTABLISHED
+                && let Some(remote) = &mut self.remote
+            {
+                *remote.entry(header.socket_id.destination_address.to_canonical()).or_default() += 1;
+            }
         }
         Ok(())
     }
