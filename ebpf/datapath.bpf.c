@@ -5,9 +5,9 @@
  * `settings.features` (written by user space, src/ebpf/datapath.rs), so a second receiver (DNS)
  * rides on the same attachment instead of adding a program to every packet's path.
  *
- * Features: flows (flows.bpf.h). Also here: fovea_rtt_recv / fovea_rtt_send (tracepoints at
- * every TCP read and write), the kernel's smoothed RTT per TCP socket for the flows receiver's
- * latency (not TC programs; loaded only when asked for).
+ * Features: flows (flows.bpf.h) and DNS message capture (dns.bpf.h). Also here: fovea_rtt_recv /
+ * fovea_rtt_send (tracepoints at every TCP read and write), the kernel's smoothed RTT per TCP
+ * socket for the flows receiver's latency (not TC programs; loaded only when asked for).
  *
  * Entry points per hook and link type: the Ethernet variants parse a 14-byte L2 header (and one
  * in-band VLAN tag), the _l3 variants are for devices without one (tun, WireGuard, ipip). All
@@ -28,6 +28,8 @@ struct dp_settings {
 	__u32 features;      /* DP_FEATURE_* */
 	__u16 ephemeral_lo;  /* client ports for DP_FEATURE_COLLAPSE_PORTS: [lo, hi] */
 	__u16 ephemeral_hi;
+	__u32 dns_rate_per_sec; /* DP_FEATURE_DNS: records per second, all CPUs together */
+	__u32 pad;
 };
 
 struct dp_settings settings;
@@ -58,6 +60,8 @@ static __always_inline int dp_load(struct __sk_buff *skb, __u32 off, void *to, _
 	return bpf_skb_load_bytes(skb, off, to, len);
 }
 
+#include "dns.bpf.h"
+
 /* Reads ports (or ICMP type/code) and TCP flags of the L4 header at `off`. */
 static __always_inline void dp_parse_l4(struct __sk_buff *skb, __u32 off, struct dp_pkt *p)
 {
@@ -79,12 +83,14 @@ static __always_inline void dp_parse_l4(struct __sk_buff *skb, __u32 off, struct
 		if (dp_load(skb, off, b, 2))
 			return;
 		p->key.dport = ((__u16)b[0] << 8) | b[1];
+		p->l4_off = off;
 		return;
 	default:
 		return;
 	}
 	p->key.sport = ((__u16)b[0] << 8) | b[1];
 	p->key.dport = ((__u16)b[2] << 8) | b[3];
+	p->l4_off = off;
 }
 
 static __always_inline int dp_parse_ipv4(struct __sk_buff *skb, __u32 nh, struct dp_pkt *p)
@@ -97,6 +103,7 @@ static __always_inline int dp_parse_ipv4(struct __sk_buff *skb, __u32 nh, struct
 	__builtin_memcpy(p->key.daddr, ip.daddr, 4);
 	p->key.family = FOVEA_AF_INET;
 	p->key.protocol = ip.protocol;
+	p->l3_end = nh + bpf_ntohs(ip.tot_len);
 	/* fragments after the first have no L4 header */
 	if ((ip.frag_off & bpf_htons(0x1fff)) == 0)
 		dp_parse_l4(skb, nh + (ip.ver_ihl & 0x0f) * 4, p);
@@ -115,6 +122,7 @@ static __always_inline int dp_parse_ipv6(struct __sk_buff *skb, __u32 nh, struct
 	__builtin_memcpy(p->key.saddr, ip6.saddr, 16);
 	__builtin_memcpy(p->key.daddr, ip6.daddr, 16);
 	p->key.family = FOVEA_AF_INET6;
+	p->l3_end = nh + sizeof(ip6) + bpf_ntohs(ip6.payload_len);
 	next = ip6.nexthdr;
 
 	for (i = 0; i < DP_IPV6_MAX_EXT; i++) {
@@ -193,16 +201,21 @@ static __always_inline int dp_run(struct __sk_buff *skb, int eth, __u8 direction
 	__u32 features = settings.features;
 	struct dp_pkt p;
 
-	if (!(features & DP_FEATURE_FLOWS))
+	if (!(features & (DP_FEATURE_FLOWS | DP_FEATURE_DNS)))
 		return TC_ACT_UNSPEC;
 	__builtin_memset(&p, 0, sizeof(p));
 	p.key.ifindex = skb->ifindex;
 	p.key.direction = direction;
 	if (dp_parse(skb, eth, &p)) {
-		dp_iface_add(skb, direction, DP_IFACE_NOT_IP, skb->len);
+		if (features & DP_FEATURE_FLOWS)
+			dp_iface_add(skb, direction, DP_IFACE_NOT_IP, skb->len);
 		return TC_ACT_UNSPEC;
 	}
-	dp_flow_count(skb, &p, features, settings.ephemeral_lo, settings.ephemeral_hi);
+	/* before flows, which may zero the client's port in p.key */
+	if (features & DP_FEATURE_DNS)
+		dp_dns(skb, &p, settings.dns_rate_per_sec);
+	if (features & DP_FEATURE_FLOWS)
+		dp_flow_count(skb, &p, features, settings.ephemeral_lo, settings.ephemeral_hi);
 	return TC_ACT_UNSPEC;
 }
 

@@ -180,6 +180,8 @@ static const __u64 dp_hist_bounds[DP_HIST_BOUNDS] = {
 struct dp_pkt {
 	struct flow_key key;
 	__u32 bytes;
+	__u16 l4_off; /* where the L4 header starts (0: not reached, e.g. a later fragment) */
+	__u16 l3_end; /* where the IP packet ends (L2 padding excluded) */
 	__u8 tcp_flags;
 	__u8 pad[3];
 };

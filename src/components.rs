@@ -16,6 +16,7 @@ pub fn builtin() -> Registry {
         receivers::dropreason::factory(),
         receivers::tcpretrans::factory(),
         receivers::flows::factory(),
+        receivers::dns::factory(),
         receivers::otlp::factory(),
         // processors
         processors::batch::factory(),

@@ -20,7 +20,7 @@ fn quiet() -> LinkOptions {
     LinkOptions { ipv6: false, static_neighbours: true }
 }
 
-const ALL: Features = Features { flows: true, tcp_flags: true, handshake: true, collapse_ports: None };
+const ALL: Features = Features { flows: true, tcp_flags: true, handshake: true, collapse_ports: None, dns: None };
 
 /// Loads the probe in the node's namespace and attaches it to `ifaces`.
 fn probe(node: &Node, features: Features, options: DatapathOptions, ifaces: &[&str]) -> DatapathProbe {

@@ -2,20 +2,23 @@
 //! TC hook, shared by the features that need pod traffic. Features are switched at run time
 //! ([`DatapathProbe::set_features`]), so a later feature (DNS) rides on the same attachment.
 //!
-//! Today's feature is flows: in-kernel flow aggregation whose maps ([`FlowMaps`], behind their
-//! own lock so draining never delays attaching to a new pod) come from [`DatapathProbe::flows`],
-//! plus the TCP RTT program ([`super::rtt`]) when asked for.
+//! Features: flows, in-kernel flow aggregation whose maps ([`FlowMaps`], behind their own lock so
+//! draining never delays attaching to a new pod) come from [`DatapathProbe::flows`], plus the TCP
+//! RTT program ([`super::rtt`]) when asked for; and DNS, every DNS message copied once per node
+//! into the `records` ring ([`DatapathProbe::take_dns_records`], [`super::dns`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aya::maps::{Array, MapError};
+use aya::maps::{Array, HashMap, MapError};
 use aya::programs::{BtfTracePoint, ProgramError, SchedClassifier};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader, Pod};
 
+use super::dns::DnsCapture;
 use super::flowtable::{FlowMaps, MAP_FLOWS, MAP_HANDSHAKES, MAP_IFACE_COUNTS};
 use super::objects::DATAPATH;
 use super::preflight::{self, Needs, PreflightError};
+use super::records::{self, RecordError, RecordStream};
 use super::rtt::PROGS_RTT;
 use super::tc::{self, AttachError, AttachMode, Attachment, ClsactOptions, TcHook, Via};
 use super::telemetry::{self, ProbeTelemetry};
@@ -28,6 +31,8 @@ const PROG_EGRESS_L3: &str = "fovea_dp_egress_l3";
 /// Every TC program of the object (tests look for them on interfaces).
 pub const DATAPATH_PROGRAMS: [&str; 4] = [PROG_INGRESS, PROG_EGRESS, PROG_INGRESS_L3, PROG_EGRESS_L3];
 const MAP_SETTINGS: &str = ".bss";
+/// The attached interfaces, for the DNS feature's once-per-node rule.
+const MAP_DNS_IFACES: &str = "dns_ifaces";
 
 /// Errors of the datapath probe.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,9 @@ pub enum DatapathError {
     /// Reading or writing a map failed.
     #[error("datapath map: {0}")]
     Map(#[from] MapError),
+    /// The DNS record ring could not be opened.
+    #[error(transparent)]
+    Records(#[from] RecordError),
     /// The kernel's BTF (needed by the RTT program) could not be read.
     #[error("cannot read the kernel's BTF for the TCP RTT program: {0}")]
     Btf(String),
@@ -102,6 +110,8 @@ pub struct Features {
     pub handshake: bool,
     /// Zero the client's ephemeral port: `Some((lo, hi))`, the ephemeral range.
     pub collapse_ports: Option<(u16, u16)>,
+    /// Copy DNS messages to the record ring: `Some(n)`, at most n records per second.
+    pub dns: Option<u32>,
 }
 
 /// Mirror of `struct dp_settings`.
@@ -111,21 +121,29 @@ struct RawSettings {
     features: u32,
     ephemeral_lo: u16,
     ephemeral_hi: u16,
+    dns_rate_per_sec: u32,
+    pad: u32,
 }
-const _: () = assert!(size_of::<RawSettings>() == 8);
+const _: () = assert!(size_of::<RawSettings>() == 16);
 // SAFETY: #[repr(C)] integers without padding.
 unsafe impl Pod for RawSettings {}
 
 impl From<Features> for RawSettings {
     fn from(f: Features) -> Self {
         let mut bits = 0;
-        for (on, bit) in [(f.flows, 0x1), (f.tcp_flags, 0x2), (f.handshake, 0x4), (f.collapse_ports.is_some(), 0x8)] {
+        for (on, bit) in [
+            (f.flows, 0x1),
+            (f.tcp_flags, 0x2),
+            (f.handshake, 0x4),
+            (f.collapse_ports.is_some(), 0x8),
+            (f.dns.is_some(), 0x10),
+        ] {
             if on {
                 bits |= bit;
             }
         }
         let (lo, hi) = f.collapse_ports.unwrap_or((0, 0));
-        RawSettings { features: bits, ephemeral_lo: lo, ephemeral_hi: hi }
+        RawSettings { features: bits, ephemeral_lo: lo, ephemeral_hi: hi, dns_rate_per_sec: f.dns.unwrap_or(0), pad: 0 }
     }
 }
 
@@ -191,7 +209,7 @@ impl DatapathProbe {
     /// Checks prerequisites and loads the TC programs (and the RTT program when asked for);
     /// every feature is off and nothing is attached yet.
     pub fn load(options: DatapathOptions) -> Result<Self, DatapathError> {
-        preflight::check(Needs { tc: true, tracing: options.rtt, ring_buffers: false })?;
+        preflight::check(Needs { tc: true, tracing: options.rtt, ring_buffers: true })?;
         let mut loader = EbpfLoader::new();
         for name in MAP_FLOWS {
             loader.map_max_entries(name, options.max_flows);
@@ -266,6 +284,7 @@ impl DatapathProbe {
             let a = tc::attach(prog, name, iface, hook, self.options.mode, self.options.clsact)?;
             self.attachments.insert((ifindex, hook), (a, name));
         }
+        self.dns_ifaces()?.insert(ifindex, 1, 0)?;
         Ok(ifindex)
     }
 
@@ -276,7 +295,22 @@ impl DatapathProbe {
                 a.detach()?;
             }
         }
-        Ok(())
+        match self.dns_ifaces()?.remove(&ifindex) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn dns_ifaces(&mut self) -> Result<HashMap<&mut aya::maps::MapData, u32, u8>, DatapathError> {
+        let map =
+            self.ebpf.map_mut(MAP_DNS_IFACES).ok_or_else(|| MapError::InvalidName { name: MAP_DNS_IFACES.into() })?;
+        Ok(HashMap::try_from(map)?)
+    }
+
+    /// The DNS feature's record ring as a stream (call inside a tokio runtime); `None` when it was
+    /// taken before (one DNS receiver per agent).
+    pub fn take_dns_records(&mut self) -> Option<Result<RecordStream<DnsCapture>, DatapathError>> {
+        records::take_stream(&mut self.ebpf).map(|r| r.map_err(DatapathError::from))
     }
 
     /// Where the probe is attached now.
@@ -318,10 +352,22 @@ mod tests {
 
     #[test]
     fn features_become_the_kernel_bits() {
-        let f = Features { flows: true, tcp_flags: true, handshake: false, collapse_ports: Some((32768, 60999)) };
+        let f = Features {
+            flows: true,
+            tcp_flags: true,
+            handshake: false,
+            collapse_ports: Some((32768, 60999)),
+            dns: Some(500),
+        };
         assert_eq!(
             RawSettings::from(f),
-            RawSettings { features: 0x1 | 0x2 | 0x8, ephemeral_lo: 32768, ephemeral_hi: 60999 }
+            RawSettings {
+                features: 0x1 | 0x2 | 0x8 | 0x10,
+                ephemeral_lo: 32768,
+                ephemeral_hi: 60999,
+                dns_rate_per_sec: 500,
+                pad: 0
+            }
         );
         assert_eq!(RawSettings::from(Features::default()).features, 0);
     }

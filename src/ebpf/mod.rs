@@ -3,7 +3,7 @@
 //! Each probe is a small typed handle over one object file:
 //! [`ForwardProbe`] (TC/TCX packet and byte counters per interface and direction),
 //! [`DatapathProbe`] (TC/TCX programs on pod interfaces and uplinks: in-kernel flow aggregation,
-//! TCP handshake and RTT),
+//! TCP handshake and RTT, DNS message capture),
 //! [`DropProbe`] (`skb:kfree_skb` drops per kernel reason and direction, plus flow records) and
 //! [`TcpRetransProbe`] (`tcp:tcp_retransmit_skb` segments, plus flow records). Counting happens
 //! in the kernel in per-CPU maps; user space sums CPUs when asked. Flow records travel through
@@ -20,6 +20,7 @@ pub mod btf;
 pub mod clock;
 mod counters;
 pub mod datapath;
+pub mod dns;
 pub mod dropreason;
 pub mod flowtable;
 mod objects;
@@ -39,6 +40,7 @@ use std::net::IpAddr;
 pub use btf::DropReasons;
 pub use clock::KernelClock;
 pub use datapath::{DatapathError, DatapathHook, DatapathOptions, DatapathProbe, Features, LinkLayer};
+pub use dns::{DNS_CAPTURE, DnsCapture};
 pub use dropreason::{DropConfig, DropCount, DropError, DropHook, DropProbe, DropRecord};
 pub use flowtable::{FlowDelta, FlowKey, FlowMaps, HandshakeHistogram, HandshakeSum, IfaceCount, IfaceCountKind};
 pub use packetforward::{AttachedHook, ForwardCount, ForwardError, ForwardOptions, ForwardProbe};

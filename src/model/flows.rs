@@ -7,6 +7,7 @@ use std::sync::Arc;
 use smol_str::SmolStr;
 
 use super::attributes::Attributes;
+use super::dns::DnsInfo;
 use super::metrics::Resource;
 use super::tcp_state::TcpState;
 
@@ -275,6 +276,9 @@ pub struct FlowRecord {
     pub tcp_state: Option<TcpState>,
     /// The kernel drop reason name (`NETFILTER_DROP`), for drops.
     pub drop_reason: Option<SmolStr>,
+    /// What the message said, for DNS records (query or response, question, rcode, answers,
+    /// latency).
+    pub dns: Option<DnsInfo>,
     /// Extra attributes added by processors (Kubernetes context ...).
     pub attributes: Attributes,
 }
@@ -303,6 +307,7 @@ impl FlowRecord {
             rtt: LatencySummary::default(),
             tcp_state: None,
             drop_reason: None,
+            dns: None,
             attributes: Attributes::new(),
         }
     }

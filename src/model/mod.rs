@@ -6,9 +6,11 @@
 mod ack;
 mod attributes;
 mod batcher;
+pub mod dns;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod flows;
+mod histogram;
 mod metrics;
 pub mod semconv;
 mod tcp_state;
@@ -19,7 +21,9 @@ use std::sync::Arc;
 pub use ack::{AckWaiter, Acks};
 pub use attributes::{AttrValue, Attributes, KeyValue};
 pub use batcher::Batcher;
+pub use dns::DnsInfo;
 pub use flows::{Direction, FlowBatch, FlowKind, FlowRecord, LatencySummary, ObservationPoint, TcpFlag, TcpFlagCounts};
+pub use histogram::LatencyHistogram;
 pub use metrics::{
     HistogramData, HistogramPoint, Metric, MetricBatch, MetricData, Number, NumberPoint, Resource, ResourceMetrics,
     Scope, ScopeMetrics, SumData, Temporality,

@@ -76,6 +76,18 @@ pub mod attr {
     pub const DNS_QUESTION_NAME: &str = "dns.question.name";
     /// DNS response code as OpenTelemetry spells it (`NOERROR`, `NXDOMAIN` ...).
     pub const DNS_RESPONSE_CODE: &str = "dns.response.code";
+    /// The IPv4/IPv6 addresses of a DNS response's A/AAAA answers, comma-separated in answer
+    /// order (OpenTelemetry `dns.answers`, joined as Retina's `response` label is).
+    pub const DNS_ANSWERS: &str = "dns.answers";
+    /// Resource records in a DNS response's answer section (the header's ANCOUNT; Retina's
+    /// `num_response`).
+    pub const DNS_ANSWER_COUNT: &str = "dns.answer.count";
+    /// A DNS message's transaction id (flow records).
+    pub const DNS_ID: &str = "dns.id";
+    /// `query` or `response` (flow records).
+    pub const DNS_MESSAGE_TYPE: &str = "dns.message.type";
+    /// Query to response time of a DNS response's transaction (flow records, s).
+    pub const DNS_DURATION: &str = "dns.duration";
     /// The local endpoint's port in local context (`flowmetrics` `mode: local`).
     pub const NETWORK_LOCAL_PORT: &str = "network.local.port";
     /// Source address of a flow.
@@ -300,6 +312,28 @@ pub const LATENCY_BOUNDS_S: [f64; 19] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0,
 ];
+/// [`LATENCY_BOUNDS_S`] in ns, for bucketing integer durations exactly.
+pub const LATENCY_BOUNDS_NS: [u64; 19] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
 
 use attr::*;
 
@@ -452,8 +486,8 @@ pub const NETWORK_DNS_REQUESTS: MetricDef = MetricDef {
     name: "network.dns.requests",
     instrument: Instrument::Counter,
     unit: "{request}",
-    description: "DNS queries seen, per question type",
-    attributes: &[DNS_QUESTION_TYPE],
+    description: "DNS queries seen, per question type (and name, with question_name)",
+    attributes: &[DNS_QUESTION_TYPE, DNS_QUESTION_NAME],
 };
 
 /// `network.dns.responses` (dns).
@@ -461,8 +495,26 @@ pub const NETWORK_DNS_RESPONSES: MetricDef = MetricDef {
     name: "network.dns.responses",
     instrument: Instrument::Counter,
     unit: "{response}",
-    description: "DNS responses seen, per question type and response code",
+    description: "DNS responses seen, per question type, response code and answer count (and name and addresses, with question_name and answers)",
+    attributes: &[DNS_QUESTION_TYPE, DNS_RESPONSE_CODE, DNS_ANSWER_COUNT, DNS_QUESTION_NAME, DNS_ANSWERS],
+};
+
+/// `network.dns.duration` (dns).
+pub const NETWORK_DNS_DURATION: MetricDef = MetricDef {
+    name: "network.dns.duration",
+    instrument: Instrument::Histogram,
+    unit: "s",
+    description: "Time from a DNS query to its response, as the node saw them (matched by client address and port, protocol and transaction id)",
     attributes: &[DNS_QUESTION_TYPE, DNS_RESPONSE_CODE],
+};
+
+/// `network.dns.unanswered` (dns).
+pub const NETWORK_DNS_UNANSWERED: MetricDef = MetricDef {
+    name: "network.dns.unanswered",
+    instrument: Instrument::Counter,
+    unit: "{request}",
+    description: "DNS queries without a response within response_timeout",
+    attributes: &[DNS_QUESTION_TYPE, DNS_QUESTION_NAME],
 };
 
 /// Flow records as OTLP log records (`otlp`, `otlphttp` exporters).
@@ -511,6 +563,14 @@ pub mod flow_log {
         TCP_RTT_MAX,
         NETWORK_CONNECTION_STATE,
         DROP_REASON,
+        DNS_MESSAGE_TYPE,
+        DNS_ID,
+        DNS_QUESTION_NAME,
+        DNS_QUESTION_TYPE,
+        DNS_RESPONSE_CODE,
+        DNS_ANSWER_COUNT,
+        DNS_ANSWERS,
+        DNS_DURATION,
     ];
 
     /// `flow.tcp.<flag>`: packets per TCP flag, in the order of `TcpFlag::ALL`.
@@ -819,6 +879,30 @@ pub mod own {
         description: "Flow records lost because the ring buffer was full (the agent read too slowly)",
         attributes: &[RECEIVER],
     };
+    /// `fovea.dns.malformed`.
+    pub const DNS_MALFORMED: MetricDef = MetricDef {
+        name: "fovea.dns.malformed",
+        instrument: Instrument::Counter,
+        unit: "{message}",
+        description: "Messages on a DNS port that did not parse as DNS (truncated, bad counts, bad names, compression loops); not counted as requests or responses",
+        attributes: &[RECEIVER],
+    };
+    /// `fovea.dns.transactions.evicted`.
+    pub const DNS_TRANSACTIONS_EVICTED: MetricDef = MetricDef {
+        name: "fovea.dns.transactions.evicted",
+        instrument: Instrument::Counter,
+        unit: "{request}",
+        description: "Queries forgotten before their response or timeout because max_pending queries were waiting; counted as unanswered",
+        attributes: &[RECEIVER],
+    };
+    /// `fovea.dns.series.overflow`.
+    pub const DNS_SERIES_OVERFLOW: MetricDef = MetricDef {
+        name: "fovea.dns.series.overflow",
+        instrument: Instrument::Counter,
+        unit: "{message}",
+        description: "DNS messages counted in the otel.metric.overflow series because max_series was reached",
+        attributes: &[RECEIVER],
+    };
     /// `fovea.flows.overflow.packets`.
     pub const FLOWS_OVERFLOW_PACKETS: MetricDef = MetricDef {
         name: "fovea.flows.overflow.packets",
@@ -1076,6 +1160,9 @@ pub mod own {
         FLOWMETRICS_RECONFIGURATIONS,
         FLOWS_OVERFLOW_PACKETS,
         FLOWS_OVERFLOW_BYTES,
+        DNS_MALFORMED,
+        DNS_TRANSACTIONS_EVICTED,
+        DNS_SERIES_OVERFLOW,
         FLOWLOG_FILES_COMPLETED,
         FLOWLOG_FILES_DELETED,
         FLOWLOG_BYTES_DELETED,

@@ -9,8 +9,9 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 
 use super::convert::{attributes_to_proto, key_value, resource_to_proto};
+use crate::model::dns::{question_type_name, response_code_name};
 use crate::model::semconv::{attr, flow_log};
-use crate::model::{Direction, FlowBatch, FlowRecord, LatencySummary, ObservationPoint};
+use crate::model::{Direction, DnsInfo, FlowBatch, FlowRecord, LatencySummary, ObservationPoint};
 
 /// Scope name of the log records made from flows.
 pub const FLOW_SCOPE: &str = "fovea/flows";
@@ -102,6 +103,9 @@ fn record_to_log(r: &FlowRecord) -> LogRecord {
     if let Some(reason) = &r.drop_reason {
         attributes.push(key_value(attr::DROP_REASON, StringValue(reason.to_string())));
     }
+    if let Some(d) = &r.dns {
+        dns_attributes(d, &mut attributes);
+    }
     attributes.extend(attributes_to_proto(&r.attributes));
     let body = format!(
         "{} {} {} -> {}",
@@ -136,6 +140,24 @@ fn latency_attributes(l: &LatencySummary, names: [&str; 4], out: &mut Vec<KeyVal
     out.push(key_value(names[1], s(l.sum_ns)));
     out.push(key_value(names[2], s(l.min_ns)));
     out.push(key_value(names[3], s(l.max_ns)));
+}
+
+/// What a DNS record's message said, as `dns.*` attributes.
+fn dns_attributes(d: &DnsInfo, out: &mut Vec<KeyValue>) {
+    use any_value::Value::{DoubleValue, IntValue, StringValue};
+    out.push(key_value(attr::DNS_MESSAGE_TYPE, StringValue(d.message_type().to_string())));
+    out.push(key_value(attr::DNS_ID, IntValue(i64::from(d.id))));
+    out.push(key_value(attr::DNS_QUESTION_NAME, StringValue(d.question_name.to_string())));
+    out.push(key_value(attr::DNS_QUESTION_TYPE, StringValue(question_type_name(d.question_type).to_string())));
+    if d.response {
+        out.push(key_value(attr::DNS_RESPONSE_CODE, StringValue(response_code_name(d.response_code).to_string())));
+        out.push(key_value(attr::DNS_ANSWER_COUNT, IntValue(i64::from(d.answer_count))));
+        let answers: Vec<String> = d.addresses().iter().map(|a| a.to_string()).collect();
+        out.push(key_value(attr::DNS_ANSWERS, StringValue(answers.join(","))));
+    }
+    if d.latency.count > 0 {
+        out.push(key_value(attr::DNS_DURATION, DoubleValue(d.latency.sum_ns as f64 / 1e9)));
+    }
 }
 
 fn endpoint(addr: std::net::IpAddr, port: u16) -> String {

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 pub use config::{DebugConfig, Stream, Verbosity};
 
 use crate::config::parse_component;
+use crate::model::dns::{question_type_name, response_code_name};
 use crate::model::{Attributes, FlowBatch, MetricBatch, MetricData, Payload, Signal};
 use crate::pipeline::{BuildContext, Built, ComponentError, Exporter, ExporterContext, Factory};
 use crate::telemetry::ComponentKind;
@@ -183,6 +184,25 @@ pub fn render_flows(batch: &FlowBatch, verbosity: Verbosity, out: &mut String) {
         }
         if let Some(state) = r.tcp_state {
             let _ = write!(out, " state={}", state.as_str());
+        }
+        if let Some(d) = &r.dns {
+            let _ = write!(
+                out,
+                " dns={} id={} name={} qtype={}",
+                d.message_type(),
+                d.id,
+                d.question_name,
+                question_type_name(d.question_type)
+            );
+            if d.response {
+                let _ = write!(out, " rcode={} answers={}", response_code_name(d.response_code), d.answer_count);
+                for (i, a) in d.addresses().iter().enumerate() {
+                    let _ = write!(out, "{}{a}", if i == 0 { " addresses=" } else { "," });
+                }
+            }
+            if d.latency.count > 0 {
+                let _ = write!(out, " duration_ns={}", d.latency.sum_ns);
+            }
         }
         if verbosity == Verbosity::Detailed && !r.attributes.is_empty() {
             let _ = write!(out, " {}", attrs(&r.attributes));

@@ -3,14 +3,12 @@
 //! `network.tcp.rtt` and `network.tcp.handshake.duration`.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use hashbrown::{HashMap, HashSet};
 
-use crate::ebpf::flowtable::HANDSHAKE_BOUNDS_NS;
-use crate::ebpf::{FlowTuple, HandshakeHistogram, SocketRtt};
-use crate::model::semconv::LATENCY_BOUNDS_S;
-use crate::model::{Attributes, HistogramPoint, LatencySummary};
+use crate::ebpf::{FlowTuple, SocketRtt};
+pub use crate::model::LatencyHistogram as Histogram;
+use crate::model::LatencySummary;
 
 /// A connection's endpoints in a fixed order, so both directions of a flow (and the sockets at
 /// either end) find the same entry; ports collapsed like the kernel collapses them.
@@ -34,55 +32,6 @@ impl ConnKey {
         }
         let (x, y) = ((t.src, sp), (t.dst, dp));
         if x <= y { ConnKey { a: x, b: y } } else { ConnKey { a: y, b: x } }
-    }
-}
-
-/// A cumulative explicit-bucket histogram over [`LATENCY_BOUNDS_S`], kept in ns.
-#[derive(Debug, Clone, Default)]
-pub struct Histogram {
-    count: u64,
-    sum_ns: u64,
-    buckets: [u64; LATENCY_BOUNDS_S.len() + 1],
-    min_ns: Option<u64>,
-    max_ns: Option<u64>,
-}
-
-impl Histogram {
-    /// Adds one observation.
-    pub fn record(&mut self, ns: u64) {
-        // integer bounds, exactly as the kernel buckets handshakes
-        let i = HANDSHAKE_BOUNDS_NS.iter().position(|&b| ns <= b).unwrap_or(HANDSHAKE_BOUNDS_NS.len());
-        self.buckets[i] += 1;
-        self.count += 1;
-        self.sum_ns += ns;
-        self.min_ns = Some(self.min_ns.map_or(ns, |m| m.min(ns)));
-        self.max_ns = Some(self.max_ns.map_or(ns, |m| m.max(ns)));
-    }
-
-    /// The kernel's handshake histogram (same bounds, no min/max).
-    pub fn from_kernel(h: &HandshakeHistogram) -> Self {
-        Histogram { count: h.count, sum_ns: h.sum_ns, buckets: h.buckets, min_ns: None, max_ns: None }
-    }
-
-    /// Observations so far.
-    #[cfg(test)]
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    /// As a cumulative point in seconds.
-    pub fn point(&self, bounds: &Arc<[f64]>, start: u64, now: u64) -> HistogramPoint {
-        HistogramPoint {
-            attributes: Attributes::new(),
-            start_time_unix_nano: start,
-            time_unix_nano: now,
-            count: self.count,
-            sum: self.sum_ns as f64 / 1e9,
-            bucket_counts: self.buckets.to_vec(),
-            explicit_bounds: bounds.clone(),
-            min: self.min_ns.map(|n| n as f64 / 1e9),
-            max: self.max_ns.map(|n| n as f64 / 1e9),
-        }
     }
 }
 
@@ -156,6 +105,8 @@ impl SocketTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ebpf::flowtable::HANDSHAKE_BOUNDS_NS;
+    use crate::model::semconv::LATENCY_BOUNDS_S;
 
     fn tuple(src: &str, sp: u16, dst: &str, dp: u16) -> FlowTuple {
         FlowTuple {
@@ -205,18 +156,5 @@ mod tests {
             assert!((a - b).abs() < 1e-15, "{a} vs {b}");
         }
         assert_eq!(ns.len(), LATENCY_BOUNDS_S.len());
-    }
-
-    #[test]
-    fn histogram_buckets_are_upper_inclusive() {
-        let mut h = Histogram::default();
-        h.record(10_000); // exactly 10 µs: first bucket
-        h.record(10_001);
-        h.record(20_000_000_000); // 20 s: overflow bucket
-        let p = h.point(&Arc::from(LATENCY_BOUNDS_S.as_slice()), 1, 2);
-        assert_eq!(p.bucket_counts[0], 1);
-        assert_eq!(p.bucket_counts[1], 1);
-        assert_eq!(p.bucket_counts[LATENCY_BOUNDS_S.len()], 1);
-        assert_eq!((p.count, p.min, p.max), (3, Some(0.00001), Some(20.0)));
     }
 }

@@ -161,18 +161,19 @@ impl Flows {
                 tcp_flags: c.tcp_flags,
                 handshake: c.latency,
                 collapse_ports: c.collapse_range(),
+                dns: None,
             },
             selection: InterfaceSelection {
                 interfaces: c.interfaces.clone(),
                 exclude: c.exclude.clone(),
                 include_uplink: c.include_uplink,
             },
-            options: DatapathOptions {
+            options: Some(DatapathOptions {
                 mode: c.attach_mode.into(),
                 max_flows: c.max_flows,
                 rtt: c.latency,
                 ..DatapathOptions::default()
-            },
+            }),
         }
     }
 
@@ -342,7 +343,8 @@ mod tests {
         let s = rx.subscription("flows".into());
         assert!(s.features.flows && !s.features.tcp_flags && s.features.handshake);
         assert!(s.features.collapse_ports.is_some());
-        assert_eq!((s.options.max_flows, s.options.rtt), (1024, true));
+        let options = s.options.expect("flows pins its map sizes");
+        assert_eq!((options.max_flows, options.rtt), (1024, true));
         assert!(s.selection.include_uplink);
     }
 }

@@ -323,7 +323,11 @@ impl FlowState {
             metrics.push(Metric::from_def(&semconv::NETWORK_TCP_FLAGS, points));
         }
         if self.config.latency {
-            let handshake = Histogram::from_kernel(handshakes).point(&self.bounds, self.start, now);
+            let handshake = Histogram::from_buckets(handshakes.count, handshakes.sum_ns, handshakes.buckets).point(
+                &self.bounds,
+                self.start,
+                now,
+            );
             metrics.push(Metric::histogram_from_def(&semconv::NETWORK_TCP_HANDSHAKE_DURATION, vec![handshake]));
             let rtt = self.sockets.histogram.point(&self.bounds, self.start, now);
             metrics.push(Metric::histogram_from_def(&semconv::NETWORK_TCP_RTT, vec![rtt]));

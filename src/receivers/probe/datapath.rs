@@ -1,5 +1,5 @@
 //! The datapath programs on pod interfaces and uplinks, shared by every receiver that needs pod
-//! traffic (today `flows`; the DNS receiver is meant to ride on the same programs).
+//! traffic (`flows`, `dns`: one program per hook whatever the number of receivers).
 //!
 //! [`Datapath`] is a process-wide service (in `pipeline::Services`). The first receiver that
 //! subscribes loads [`DatapathProbe`] and starts following the interfaces through netlink link
@@ -134,8 +134,9 @@ pub struct Subscription {
     pub features: Features,
     /// Interfaces it wants.
     pub selection: InterfaceSelection,
-    /// How the programs must be loaded (map sizes ...).
-    pub options: DatapathOptions,
+    /// How the programs must be loaded (map sizes ...); `None`: as loaded, or the defaults
+    /// when this subscriber loads them (a feature without load-time settings, such as DNS).
+    pub options: Option<DatapathOptions>,
 }
 
 struct Subscriber {
@@ -179,6 +180,7 @@ impl Core {
             f.tcp_flags |= s.features.tcp_flags;
             f.handshake |= s.features.handshake;
             f.collapse_ports = f.collapse_ports.or(s.features.collapse_ports);
+            f.dns = f.dns.or(s.features.dns);
         }
         f
     }
@@ -347,22 +349,28 @@ impl Datapath {
         };
         let flows = on_core(&r.core, move |core| {
             let (holder, loaded) = &core.loaded_by;
-            if *loaded != sub.options {
+            if let Some(wanted) = sub.options
+                && *loaded != wanted
+            {
                 return Err(DatapathServiceError::Conflict {
                     receiver: sub.receiver,
                     holder: holder.clone(),
-                    wanted: format!("{:?}", sub.options),
+                    wanted: format!("{wanted:?}"),
                     loaded: format!("{loaded:?}"),
                 });
             }
-            if sub.features.flows
-                && let Some(other) = core.subscribers.iter().find(|s| s.features.flows)
-            {
-                return Err(DatapathServiceError::FeatureTaken {
-                    receiver: sub.receiver,
-                    holder: other.receiver.clone(),
-                    feature: "flow tables",
-                });
+            // features whose kernel state one receiver drains
+            let owned = |f: &Features| [(f.flows, "flow tables"), (f.dns.is_some(), "DNS record ring")];
+            for (wanted, feature) in owned(&sub.features) {
+                if wanted
+                    && let Some(other) = core.subscribers.iter().find(|s| owned(&s.features).contains(&(true, feature)))
+                {
+                    return Err(DatapathServiceError::FeatureTaken {
+                        receiver: sub.receiver,
+                        holder: other.receiver.clone(),
+                        feature,
+                    });
+                }
             }
             core.add(subscriber)?;
             Ok(core.probe.flows())
@@ -404,7 +412,7 @@ impl Datapath {
 
 /// Loads the probe, lists the interfaces and default routes, and starts following them.
 async fn start(first: &Subscription) -> Result<Running, DatapathServiceError> {
-    let options = first.options;
+    let options = first.options.unwrap_or_default();
     let probe = tokio::task::spawn_blocking(move || DatapathProbe::load(options))
         .await
         .map_err(|e| DatapathServiceError::Worker(e.to_string()))??;

@@ -1,0 +1,272 @@
+//! The `dns` receiver through the real binary, in a node's network namespace with pods on veths
+//! (tests/support/node.rs): dnsmasq serves known A/AAAA/TXT records from one pod, `dig` queries
+//! it from others, and the agent's metrics (Prometheus exporter) and flow records (debug
+//! exporter) must say exactly what dig saw: requests and responses per type, NXDOMAIN answers,
+//! queries nobody answered, over UDP and TCP, IPv4 and IPv6, each counted once although every
+//! message crosses two pod interfaces.
+
+#[path = "support/agent.rs"]
+mod agent;
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agent::{Agent, Exposition};
+use support::netns::LinkOptions;
+use support::node::{Node, NodePod};
+
+const INTERVAL: Duration = Duration::from_millis(500);
+
+fn ready(test: &str) -> bool {
+    support::require_tools(test, &["ip", "nft", "dnsmasq", "dig", "ss"])
+}
+
+fn opts(ipv6: bool) -> LinkOptions {
+    LinkOptions { ipv6, static_neighbours: true }
+}
+
+/// The agent: dns receiver to the Prometheus exporter (metrics) and the debug exporter (records).
+fn config(extra: &str) -> String {
+    format!(
+        "receivers:
+  dns:
+    collection_interval: 500ms
+    response_timeout: 1s
+{extra}exporters:
+  prometheus:
+    endpoint: 127.0.0.1:0
+  debug:
+    verbosity: normal
+service:
+  pipelines:
+    metrics: {{receivers: [dns], exporters: [prometheus]}}
+    flows: {{receivers: [dns], exporters: [debug]}}
+"
+    )
+}
+
+/// Starts the agent and waits until the dns receiver has joined the datapath.
+fn start(node: &Node, config: &str) -> Agent {
+    let agent = Agent::start_in(&node.ns.name, config);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !agent.stderr().contains("dns attached") {
+        assert!(Instant::now() < deadline, "the dns receiver did not attach:\n{}", agent.output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    agent
+}
+
+/// dnsmasq in a pod: `web.test` A 198.18.250.1 and AAAA 2001:db8:250::1, `info.test` TXT,
+/// NXDOMAIN for any other name under `test`. Killed on drop.
+struct Dnsmasq {
+    child: Child,
+}
+
+impl Dnsmasq {
+    fn start(pod: &NodePod, ipv6: bool) -> Self {
+        let mut args = vec![
+            "netns".to_string(),
+            "exec".into(),
+            pod.ns.name.clone(),
+            "dnsmasq".into(),
+            "--keep-in-foreground".into(),
+            "--conf-file=/dev/null".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--no-poll".into(),
+            "--pid-file=".into(),
+            "--bind-interfaces".into(),
+            "--user=root".into(),
+            format!("--listen-address={}", pod.v4()),
+            "--local=/test/".into(),
+            "--host-record=web.test,198.18.250.1,2001:db8:250::1".into(),
+            "--txt-record=info.test,fovea".into(),
+        ];
+        if ipv6 {
+            args.push(format!("--listen-address={}", pod.v6()));
+        }
+        let child =
+            Command::new("ip").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dnsmasq");
+        let d = Dnsmasq { child };
+        support::wait_until("dnsmasq listens", || pod.ns.exec("ss", &["-lnu"]).contains(":53 "));
+        d
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What dig saw: answers by status, and queries that timed out.
+#[derive(Debug, Default)]
+struct Dig {
+    statuses: BTreeMap<String, u64>,
+    timeouts: u64,
+}
+
+/// Runs one `dig` with a batch of `name type` lines against `server`, one try each.
+fn dig(pod: &NodePod, server: &str, lines: &[&str], flags: &[&str]) -> Dig {
+    let file = tempfile::NamedTempFile::new().expect("batch file");
+    std::fs::write(file.path(), lines.join("\n") + "\n").expect("write batch");
+    let path = file.path().display().to_string();
+    let server = format!("@{server}");
+    let mut args = vec!["netns", "exec", pod.ns.name.as_str(), "dig", server.as_str(), "-f", &path];
+    args.extend_from_slice(&["+tries=1", "+time=1", "+noall", "+comments"]);
+    args.extend_from_slice(flags);
+    let out = Command::new("ip").args(&args).output().expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut d = Dig::default();
+    for line in text.lines() {
+        if let Some(rest) = line.split("status: ").nth(1) {
+            let status = rest.split(',').next().unwrap_or("").to_string();
+            *d.statuses.entry(status).or_default() += 1;
+        }
+        if line.contains("timed out") {
+            d.timeouts += 1;
+        }
+    }
+    d
+}
+
+/// Sum of `name` over the series whose labels include `labels`.
+fn sum(m: &Exposition, name: &str, labels: &[(&str, &str)]) -> u64 {
+    m.samples(name)
+        .into_iter()
+        .filter(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, v)| v as u64)
+        .sum()
+}
+
+fn repeat(line: &'static str, n: usize) -> Vec<&'static str> {
+    vec![line; n]
+}
+
+/// N queries per type over UDP and N_TCP over TCP to dnsmasq, M for missing names, K to a pod
+/// whose input drops port 53: requests, responses per type and code, unanswered queries and
+/// durations are exactly what dig saw, each message counted once (not at both pods'
+/// interfaces), and no message is malformed.
+#[test]
+fn agent_dns_counts_equal_what_dig_saw() {
+    let test = "agent_dns_counts_equal_what_dig_saw";
+    if !ready(test) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (server, client, silent) = (node.pod(opts(false)), node.pod(opts(false)), node.pod(opts(false)));
+    let _dnsmasq = Dnsmasq::start(&server, false);
+    silent
+        .ns
+        .nft("table inet drop53 {\n chain input {\n type filter hook input priority 0;\n udp dport 53 drop\n }\n}\n");
+    let agent = start(&node, &config(""));
+    const N: usize = 5;
+    const N_TCP: usize = 4;
+    const M: usize = 3;
+    const K: usize = 2;
+    let s = server.v4().to_string();
+    let mut lines = repeat("web.test A", N);
+    lines.extend(repeat("web.test AAAA", N));
+    lines.extend(repeat("info.test TXT", N));
+    lines.extend(repeat("missing.test A", M));
+    let udp = dig(&client, &s, &lines, &[]);
+    assert_eq!(udp.statuses.get("NOERROR"), Some(&(3 * N as u64)), "{test}: dig: {udp:?}");
+    assert_eq!(udp.statuses.get("NXDOMAIN"), Some(&(M as u64)), "{test}: dig: {udp:?}");
+    let tcp = dig(&client, &s, &repeat("web.test A", N_TCP), &["+tcp"]);
+    assert_eq!(tcp.statuses.get("NOERROR"), Some(&(N_TCP as u64)), "{test}: dig +tcp: {tcp:?}");
+    let lost = dig(&client, &silent.v4().to_string(), &repeat("web.test A", K), &[]);
+    assert_eq!(lost.timeouts, K as u64, "{test}: dig to the silent pod: {lost:?}");
+    // the last queries expire (response_timeout 1s), then one more collection
+    std::thread::sleep(Duration::from_millis(1500) + INTERVAL * 2);
+
+    let m = agent.scrape();
+    let requests = |t: &str| sum(&m, "network_dns_requests_total", &[("dns_question_type", t)]);
+    let responses = |t: &str, code: &str| {
+        sum(&m, "network_dns_responses_total", &[("dns_question_type", t), ("dns_response_code", code)])
+    };
+    let (n, n_tcp, mm, k) = (N as u64, N_TCP as u64, M as u64, K as u64);
+    assert_eq!(requests("A"), n + n_tcp + mm + k, "{test}: A queries\n{}", m.0);
+    assert_eq!((requests("AAAA"), requests("TXT")), (n, n), "{test}: AAAA, TXT queries");
+    assert_eq!(responses("A", "NOERROR"), n + n_tcp, "{test}: A answers");
+    assert_eq!((responses("AAAA", "NOERROR"), responses("TXT", "NOERROR")), (n, n), "{test}: AAAA, TXT answers");
+    assert_eq!(responses("A", "NXDOMAIN"), mm, "{test}: NXDOMAIN");
+    assert_eq!(sum(&m, "network_dns_responses_total", &[]), 3 * n + n_tcp + mm, "{test}: nothing else");
+    assert_eq!(sum(&m, "network_dns_unanswered_total", &[("dns_question_type", "A")]), k, "{test}: unanswered");
+    assert_eq!(sum(&m, "network_dns_unanswered_total", &[]), k, "{test}: only those");
+    assert_eq!(
+        sum(&m, "network_dns_duration_seconds_count", &[]),
+        3 * n + n_tcp + mm,
+        "{test}: a duration per answered query"
+    );
+    // one A answer per web.test A response
+    assert_eq!(
+        sum(&m, "network_dns_responses_total", &[("dns_question_type", "A"), ("dns_answer_count", "1")]),
+        n + n_tcp,
+        "{test}: answer counts"
+    );
+    let own = agent.scrape_at(agent.telemetry);
+    assert_eq!(sum(&own, "fovea_dns_malformed_total", &[]), 0, "{test}: malformed");
+    assert_eq!(sum(&own, "fovea_ebpf_records_capped_total", &[("receiver", "dns")]), 0, "{test}: capped");
+    assert_eq!(sum(&own, "fovea_ebpf_records_lost_total", &[("receiver", "dns")]), 0, "{test}: lost");
+
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+    // flow records: one per message, at the interface where it entered the node
+    let records: Vec<&str> = out.lines().filter(|l| l.contains(" dns=")).collect();
+    let queries = records.iter().filter(|l| l.contains("dns=query")).count() as u64;
+    let answers = records.iter().filter(|l| l.contains("dns=response")).count() as u64;
+    assert_eq!((queries, answers), (3 * n + n_tcp + mm + k, 3 * n + n_tcp + mm), "{test}: records");
+    assert!(
+        records.iter().filter(|l| l.contains("dns=query")).all(|l| l.contains(&format!("iface={}", client.host_if))),
+        "{test}: queries are recorded where they left the client"
+    );
+    let web = records
+        .iter()
+        .filter(|l| l.contains("dns=response") && l.contains("name=web.test qtype=A "))
+        .collect::<Vec<_>>();
+    assert_eq!(web.len() as u64, n + n_tcp, "{test}: {web:?}");
+    assert!(
+        web.iter().all(|l| l.contains("rcode=NOERROR answers=1 addresses=198.18.250.1") && l.contains("duration_ns=")),
+        "{test}: {web:?}"
+    );
+}
+
+/// The same over IPv6 transport (UDP and TCP), with the server's AAAA answer in the records.
+#[test]
+fn agent_dns_counts_over_ipv6() {
+    let test = "agent_dns_counts_over_ipv6";
+    if !ready(test) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (server, client) = (node.pod(opts(true)), node.pod(opts(true)));
+    let _dnsmasq = Dnsmasq::start(&server, true);
+    let agent = start(&node, &config(""));
+    const N: usize = 6;
+    let s = server.v6().to_string();
+    let mut lines = repeat("web.test AAAA", N);
+    lines.extend(repeat("gone.test AAAA", N));
+    let udp = dig(&client, &s, &lines, &[]);
+    assert_eq!((udp.statuses.get("NOERROR"), udp.statuses.get("NXDOMAIN")), (Some(&6), Some(&6)), "{udp:?}");
+    let tcp = dig(&client, &s, &repeat("web.test AAAA", N), &["+tcp"]);
+    assert_eq!(tcp.statuses.get("NOERROR"), Some(&6), "{tcp:?}");
+    std::thread::sleep(INTERVAL * 3);
+    let m = agent.scrape();
+    let n = N as u64;
+    assert_eq!(sum(&m, "network_dns_requests_total", &[("dns_question_type", "AAAA")]), 3 * n, "{test}\n{}", m.0);
+    let responses = |code: &str| {
+        sum(&m, "network_dns_responses_total", &[("dns_question_type", "AAAA"), ("dns_response_code", code)])
+    };
+    assert_eq!((responses("NOERROR"), responses("NXDOMAIN")), (2 * n, n), "{test}");
+    assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), 3 * n, "{test}");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+    let answered =
+        out.lines().filter(|l| l.contains("dns=response") && l.contains("addresses=2001:db8:250::1")).count();
+    assert_eq!(answered as u64, 2 * n, "{test}: AAAA answers in the records");
+}
