@@ -270,3 +270,147 @@ fn agent_dns_counts_over_ipv6() {
         out.lines().filter(|l| l.contains("dns=response") && l.contains("addresses=2001:db8:250::1")).count();
     assert_eq!(answered as u64, 2 * n, "{test}: AAAA answers in the records");
 }
+
+/// A `tcpdump -i any -Q in` in the node's namespace: every packet entering an interface there,
+/// with nanosecond timestamps, i.e. where the agent copies DNS messages. Stopped on drop.
+struct Tcpdump {
+    child: Child,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tcpdump {
+    fn start(node: &Node, filter: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("tcpdump.txt");
+        let err = dir.path().join("tcpdump.err");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &node.ns.name, "tcpdump", "-i", "any", "-y", "LINUX_SLL2", "-Q", "in", "-nn"])
+            .args(["-tt", "--time-stamp-precision=nano", "-l", filter])
+            .stdout(std::fs::File::create(&out).expect("tcpdump out"))
+            .stderr(std::fs::File::create(&err).expect("tcpdump err"))
+            .spawn()
+            .expect("tcpdump");
+        support::wait_until("tcpdump listens", || {
+            std::fs::read_to_string(&err).is_ok_and(|e| e.contains("listening on"))
+        });
+        Tcpdump { child, out, _dir: dir }
+    }
+
+    /// Stops it; its lines.
+    fn stop(mut self) -> String {
+        // SAFETY: signalling our own child (ip netns exec execs tcpdump: the pid is tcpdump's).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.out).expect("tcpdump output")
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (client port, DNS id) -> ns from the query entering the client's interface to the response
+/// entering the server's, from tcpdump lines such as
+/// `1733.000000001 veth3 In IP 198.18.0.2.40000 > 198.18.0.6.53: 4321+ [1au] A? web.test. (49)`.
+fn tcpdump_durations(text: &str) -> BTreeMap<(u16, u16), u64> {
+    let mut queries = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(ts) = words.next().and_then(|t| t.split_once('.')) else { continue };
+        let ns = ts.0.parse::<u64>().unwrap_or(0) * 1_000_000_000 + ts.1.parse::<u64>().unwrap_or(0);
+        let Some((_, rest)) = line.split_once(" IP ") else { continue };
+        let parts: Vec<&str> = rest.split_whitespace().collect();
+        if parts.len() < 4 {
+            continue;
+        }
+        let port = |endpoint: &str| endpoint.trim_end_matches(':').rsplit('.').next().and_then(|p| p.parse::<u16>().ok());
+        let (Some(sport), Some(dport)) = (port(parts[0]), port(parts[2])) else { continue };
+        let id: u16 = parts[3].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
+        if dport == 53 {
+            queries.entry((sport, id)).or_insert(ns);
+        } else if let Some(q) = queries.get(&(dport, id)) {
+            out.insert((dport, id), ns - q);
+        }
+    }
+    out
+}
+
+/// (client port, DNS id) -> the duration in the agent's response records (debug exporter lines
+/// `... dns 198.18.0.6:53 -> 198.18.0.2:40000 ... dns=response id=4321 ... duration_ns=812345`).
+fn record_durations(out: &str) -> BTreeMap<(u16, u16), u64> {
+    let mut durations = BTreeMap::new();
+    for line in out.lines().filter(|l| l.contains("dns=response")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(arrow) = words.iter().position(|w| *w == "->") else { continue };
+        let port = words[arrow + 1].rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+        let field = |name: &str| words.iter().find_map(|w| w.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(port), Some(id), Some(ns)) = (port, field("id="), field("duration_ns=")) {
+            durations.insert((port, id as u16), ns);
+        }
+    }
+    durations
+}
+
+/// Responses held back by a token bucket on the server pod's way out (a queue of background
+/// traffic in front of them): every transaction's duration in the agent's records agrees with a
+/// tcpdump capture at the same two points (the query entering the client's interface, the
+/// response entering the server's) within 50 µs, and the histogram's sum with their total.
+#[test]
+fn agent_dns_durations_agree_with_tcpdump() {
+    let test = "agent_dns_durations_agree_with_tcpdump";
+    if !ready(test) || !support::require_tools(test, &["tcpdump", "tc"]) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (server, client) = (node.pod(opts(false)), node.pod(opts(false)));
+    let _dnsmasq = Dnsmasq::start(&server, false);
+    server.ns.exec("tc", &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "4mbit", "burst", "4kb", "latency", "40ms"]);
+    let agent = start(&node, &config(""));
+    // background traffic from the server to the client's discard port keeps the bucket's queue
+    // filled, so responses wait a few ms in it
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (stop, src, dst) = (stop.clone(), server.v4(), client.v4());
+        server.ns.spawn_in(move || {
+            let s = std::net::UdpSocket::bind((src, 0)).expect("bind");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = s.send_to(&[0u8; 1200], (dst, 9));
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        })
+    };
+    let capture = Tcpdump::start(&node, "udp port 53");
+    const N: usize = 20;
+    let answered = dig(&client, &server.v4().to_string(), &repeat("web.test A", N), &[]);
+    assert_eq!(answered.statuses.get("NOERROR"), Some(&(N as u64)), "{test}: {answered:?}");
+    std::thread::sleep(INTERVAL * 3);
+    let captured = capture.stop();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().expect("flood");
+    let m = agent.scrape();
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+
+    let truth = tcpdump_durations(&captured);
+    let ours = record_durations(&out);
+    assert_eq!(truth.len(), N, "{test}: tcpdump saw every transaction:\n{captured}");
+    assert_eq!(ours.keys().collect::<Vec<_>>(), truth.keys().collect::<Vec<_>>(), "{test}: the same transactions");
+    let slowest = truth.values().max().copied().unwrap_or(0);
+    assert!(slowest > 1_000_000, "{test}: the bucket held responses back (slowest {slowest} ns)");
+    for (key, t) in &truth {
+        let d = ours[key];
+        assert!(d.abs_diff(*t) <= 50_000, "{test}: transaction {key:?}: agent {d} ns, tcpdump {t} ns");
+    }
+    let widest = truth.iter().map(|(k, t)| ours[k].abs_diff(*t)).max().unwrap_or(0);
+    eprintln!("{test}: {N} transactions, slowest {slowest} ns, widest agent/tcpdump difference {widest} ns");
+    let sum_s = m.value("network_dns_duration_seconds_sum", &[("dns_question_type", "A")]).expect("histogram sum");
+    let truth_s = truth.values().sum::<u64>() as f64 / 1e9;
+    assert!((sum_s - truth_s).abs() <= N as f64 * 50e-6, "{test}: histogram sum {sum_s} s, tcpdump {truth_s} s");
+    assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), N as u64, "{test}");
+}

@@ -13,8 +13,13 @@
 //! Types follow our data: monotonic sums are exposed as `counter` (Retina exposes most of them as
 //! gauges), gauges stay gauges. Deliberate differences from Retina: the TCP state `closed` is
 //! `CLOSE` (Retina writes an empty value), `interface_stats` keeps the real interface names
-//! (Retina aggregates to `all_interfaces`), and DNS `response`/`num_response` labels are absent
-//! because no fovea attribute carries them.
+//! (Retina aggregates to `all_interfaces`), and the node-level DNS counters carry the labels
+//! Retina's "Standard DNS" dashboard groups by (`query_type`, `query`, `return_code`, `response`,
+//! `num_response`; Retina's own have none since its PR #877), with `return_code="NoError"` for
+//! successful answers, the spelling that dashboard filters on (Retina's pod-level counters, and
+//! ours, say `NOERROR`). `query` is the name with a trailing dot, as Retina writes it; `query`
+//! and `response` are there when the dns receiver counts names and answers (`question_name`,
+//! `answers`).
 
 use super::naming::attr_text;
 use crate::model::semconv::{self, End, attr, k8s};
@@ -33,6 +38,10 @@ enum Values {
     Lower,
     /// Unchanged; `other` for the overflow point that lacks the attribute.
     OrOther,
+    /// A DNS name with Retina's trailing dot (`kubernetes.default.svc.cluster.local.`).
+    Fqdn,
+    /// A response code as the Standard DNS dashboard filters on it: `NOERROR` -> `NoError`.
+    DashboardRcode,
 }
 
 /// One Retina label and the attribute it is read from.
@@ -121,7 +130,11 @@ const INTERFACE: Label =
 const STATISTIC: Label = Label { retina: "statistic_name", attribute: attr::STATISTIC, values: Values::Same };
 const FLAG: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Same };
 const QUERY_TYPE: Label = Label { retina: "query_type", attribute: attr::DNS_QUESTION_TYPE, values: Values::Same };
-const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME, values: Values::Same };
+const QUERY: Label = Label { retina: "query", attribute: attr::DNS_QUESTION_NAME, values: Values::Fqdn };
+const RESPONSE: Label = Label { retina: "response", attribute: attr::DNS_ANSWERS, values: Values::Same };
+const NUM_RESPONSE: Label = Label { retina: "num_response", attribute: attr::DNS_ANSWER_COUNT, values: Values::Same };
+const DASHBOARD_RETURN_CODE: Label =
+    Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::DashboardRcode };
 const FLAG_LOWER: Label = Label { retina: "flag", attribute: attr::TCP_FLAG, values: Values::Lower };
 const ADDRESS: Label = Label { retina: "address", attribute: attr::NETWORK_PEER_ADDRESS, values: Values::OrOther };
 const RETURN_CODE: Label = Label { retina: "return_code", attribute: attr::DNS_RESPONSE_CODE, values: Values::Same };
@@ -173,8 +186,12 @@ static ROWS: &[Row] = &[
     netstat(&["Ip", "IpExt"], "networkobservability_ip_connection_stats"),
     netstat(&["Udp"], "networkobservability_udp_connection_stats").with_aliases(UDP_ALIASES),
     node(NETWORK_INTERFACE_STATS, "networkobservability_interface_stats", &[INTERFACE, STATISTIC]),
-    node(NETWORK_DNS_REQUESTS, "networkobservability_dns_request_count", &[]),
-    node(NETWORK_DNS_RESPONSES, "networkobservability_dns_response_count", &[]),
+    node(NETWORK_DNS_REQUESTS, "networkobservability_dns_request_count", &[QUERY_TYPE, QUERY]),
+    node(
+        NETWORK_DNS_RESPONSES,
+        "networkobservability_dns_response_count",
+        &[DASHBOARD_RETURN_CODE, QUERY_TYPE, QUERY, RESPONSE, NUM_RESPONSE],
+    ),
     // Pod level (Retina "advanced" metrics), plus the context labels.
     pod(NETWORK_FORWARD_PACKETS, "networkobservability_adv_forward_count", &[DIRECTION]),
     pod(NETWORK_FORWARD_BYTES, "networkobservability_adv_forward_bytes", &[DIRECTION]),
@@ -183,7 +200,11 @@ static ROWS: &[Row] = &[
     pod(NETWORK_TCP_FLAGS, "networkobservability_adv_tcpflags_count", &[FLAG]),
     pod(NETWORK_TCP_RETRANSMITS, "networkobservability_adv_tcpretrans_count", &[DIRECTION]),
     pod(NETWORK_DNS_REQUESTS, "networkobservability_adv_dns_request_count", &[QUERY_TYPE, QUERY]),
-    pod(NETWORK_DNS_RESPONSES, "networkobservability_adv_dns_response_count", &[RETURN_CODE, QUERY_TYPE, QUERY]),
+    pod(
+        NETWORK_DNS_RESPONSES,
+        "networkobservability_adv_dns_response_count",
+        &[RETURN_CODE, QUERY_TYPE, QUERY, RESPONSE, NUM_RESPONSE],
+    ),
     // The API server as seen from this node (no context labels). The handshake histogram takes
     // the name Retina's Pod Traffic dashboard queries; Retina's own agent never registers it.
     milliseconds(NETWORK_APISERVER_HANDSHAKE_DURATION, "networkobservability_node_apiserver_handshake_latency_ms"),
@@ -272,6 +293,10 @@ fn map_value(values: Values, context: Context, text: String) -> String {
         },
         Values::Lower => text.to_ascii_lowercase(),
         Values::OrOther => text,
+        Values::Fqdn if text.is_empty() || text.ends_with('.') => text,
+        Values::Fqdn => text + ".",
+        Values::DashboardRcode if text == "NOERROR" => "NoError".into(),
+        Values::DashboardRcode => text,
     }
 }
 
@@ -373,6 +398,35 @@ pub fn metric_name(otel: &str) -> (Vec<&'static str>, Vec<&'static str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_dns_counters_carry_the_standard_dns_dashboard_labels() {
+        let attributes = Attributes::from_pairs([
+            (attr::DNS_QUESTION_TYPE, "A"),
+            (attr::DNS_RESPONSE_CODE, "NOERROR"),
+            (attr::DNS_QUESTION_NAME, "web.shop.svc"),
+            (attr::DNS_ANSWERS, "198.18.0.1,198.18.0.2"),
+        ]);
+        let mut attributes = attributes;
+        attributes.insert(attr::DNS_ANSWER_COUNT, 2i64);
+        let placed = place("network.dns.responses", &attributes).unwrap();
+        assert_eq!(placed.name, "networkobservability_dns_response_count");
+        let mut labels = placed.labels.clone();
+        labels.sort();
+        let expected = [
+            ("num_response", "2"),
+            ("query", "web.shop.svc."),
+            ("query_type", "A"),
+            ("response", "198.18.0.1,198.18.0.2"),
+            ("return_code", "NoError"),
+        ];
+        assert_eq!(labels, expected.map(|(n, v)| (n.to_string(), v.to_string())));
+        // pod level keeps Retina's own spelling
+        attributes.insert("source.k8s.pod.name", "web-0");
+        let adv = place("network.dns.responses", &attributes).unwrap();
+        assert_eq!(adv.name, "networkobservability_adv_dns_response_count");
+        assert!(adv.labels.contains(&("return_code".to_string(), "NOERROR".to_string())));
+    }
 
     #[test]
     fn retina_names_the_first_owner_as_the_workload() {
