@@ -414,3 +414,83 @@ fn agent_dns_durations_agree_with_tcpdump() {
     assert!((sum_s - truth_s).abs() <= N as f64 * 50e-6, "{test}: histogram sum {sum_s} s, tcpdump {truth_s} s");
     assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), N as u64, "{test}");
 }
+
+/// Resident memory of a process (kB).
+fn rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Crafted bad messages to port 53 (python): truncated headers, a compression pointer to
+/// itself, 0xFFFF counts, a 70-byte label, a 300-byte name. Every one the kernel copied is
+/// counted as malformed and nothing else; the agent keeps counting real queries afterwards, and
+/// its memory does not grow with the flood.
+#[test]
+fn agent_dns_counts_malformed_messages_and_survives_them() {
+    let test = "agent_dns_counts_malformed_messages_and_survives_them";
+    if !ready(test) || !support::require_tools(test, &["python3"]) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (server, client, target) = (node.pod(opts(false)), node.pod(opts(false)), node.pod(opts(false)));
+    let _dnsmasq = Dnsmasq::start(&server, false);
+    // nothing listens on the target: no DNS answer can come back (only ICMP)
+    let agent = start(&node, &config("    max_messages_per_second: 1000000\n"));
+    const ROUNDS: u64 = 4000;
+    const KINDS: u64 = 6;
+    let script = format!(
+        r#"
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+hdr = lambda qd, an=0, ns=0, ar=0: struct.pack("!HHHHHH", 0x1234, 0x0100, qd, an, ns, ar)
+q = struct.pack("!HH", 1, 1)
+bad = [
+    b"\x12\x34\x01",                                   # shorter than a header
+    hdr(1)[:11],                                       # 11 bytes
+    hdr(1) + b"\xc0\x0c" + q,                          # a name pointing at itself
+    hdr(0xffff, 0xffff, 0xffff, 0xffff) + b"\x00" + q, # counts the message cannot hold
+    hdr(1) + b"\x46" + b"a" * 70 + b"\x00" + q,        # a 70-byte label
+    hdr(1) + (b"\x3f" + b"b" * 63) * 5 + b"\x00" + q,  # a 320-byte name
+]
+assert len(bad) == {KINDS}
+for i in range({ROUNDS}):
+    for m in bad:
+        s.sendto(m, ("{target}", 53))
+    if i % 50 == 0:
+        time.sleep(0.002)
+"#,
+        target = target.v4()
+    );
+    let warm = rss_kb(agent.pid());
+    client.ns.exec("python3", &["-c", &script]);
+    std::thread::sleep(INTERVAL * 3);
+    let after = rss_kb(agent.pid());
+    let good = dig(&client, &server.v4().to_string(), &repeat("web.test A", 3), &[]);
+    assert_eq!(good.statuses.get("NOERROR"), Some(&3), "{test}: {good:?}");
+    std::thread::sleep(INTERVAL * 3);
+
+    let own = agent.scrape_at(agent.telemetry);
+    let records = |m: &str| sum(&own, m, &[("receiver", "dns")]);
+    let (emitted, capped, lost) = (
+        records("fovea_ebpf_records_emitted_total"),
+        records("fovea_ebpf_records_capped_total"),
+        records("fovea_ebpf_records_lost_total"),
+    );
+    let sent = ROUNDS * KINDS;
+    assert_eq!(emitted + capped + lost, sent + 6, "{test}: every message (and the 3 good transactions) accounted");
+    let malformed = sum(&own, "fovea_dns_malformed_total", &[]);
+    assert_eq!(malformed, emitted - 6, "{test}: every bad message copied is malformed (capped {capped}, lost {lost})");
+    let m = agent.scrape();
+    assert_eq!(sum(&m, "network_dns_requests_total", &[]), 3, "{test}: only the good queries count\n{}", m.0);
+    assert_eq!(sum(&m, "network_dns_responses_total", &[]), 3, "{test}");
+    eprintln!("{test}: {sent} bad messages, {malformed} malformed, {lost} lost, {capped} capped; RSS {warm} -> {after} kB");
+    assert!(after < warm + 8 * 1024, "{test}: RSS grew from {warm} to {after} kB");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
