@@ -10,12 +10,13 @@ mod agent;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use agent::{Agent, Exposition};
+use support::dns::{Dnsmasq, dig, repeat};
 use support::netns::LinkOptions;
-use support::node::{Node, NodePod};
+use support::node::Node;
 
 const INTERVAL: Duration = Duration::from_millis(500);
 
@@ -58,81 +59,6 @@ fn start(node: &Node, config: &str) -> Agent {
     agent
 }
 
-/// dnsmasq in a pod: `web.test` A 198.18.250.1 and AAAA 2001:db8:250::1, `info.test` TXT,
-/// NXDOMAIN for any other name under `test`. Killed on drop.
-struct Dnsmasq {
-    child: Child,
-}
-
-impl Dnsmasq {
-    fn start(pod: &NodePod, ipv6: bool) -> Self {
-        let mut args = vec![
-            "netns".to_string(),
-            "exec".into(),
-            pod.ns.name.clone(),
-            "dnsmasq".into(),
-            "--keep-in-foreground".into(),
-            "--conf-file=/dev/null".into(),
-            "--no-resolv".into(),
-            "--no-hosts".into(),
-            "--no-poll".into(),
-            "--pid-file=".into(),
-            "--bind-interfaces".into(),
-            "--user=root".into(),
-            format!("--listen-address={}", pod.v4()),
-            "--local=/test/".into(),
-            "--host-record=web.test,198.18.250.1,2001:db8:250::1".into(),
-            "--txt-record=info.test,fovea".into(),
-        ];
-        if ipv6 {
-            args.push(format!("--listen-address={}", pod.v6()));
-        }
-        let child =
-            Command::new("ip").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dnsmasq");
-        let d = Dnsmasq { child };
-        support::wait_until("dnsmasq listens", || pod.ns.exec("ss", &["-lnu"]).contains(":53 "));
-        d
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What dig saw: answers by status, and queries that timed out.
-#[derive(Debug, Default)]
-struct Dig {
-    statuses: BTreeMap<String, u64>,
-    timeouts: u64,
-}
-
-/// Runs one `dig` with a batch of `name type` lines against `server`, one try each.
-fn dig(pod: &NodePod, server: &str, lines: &[&str], flags: &[&str]) -> Dig {
-    let file = tempfile::NamedTempFile::new().expect("batch file");
-    std::fs::write(file.path(), lines.join("\n") + "\n").expect("write batch");
-    let path = file.path().display().to_string();
-    let server = format!("@{server}");
-    let mut args = vec!["netns", "exec", pod.ns.name.as_str(), "dig", server.as_str(), "-f", &path];
-    args.extend_from_slice(&["+tries=1", "+time=1", "+noall", "+comments"]);
-    args.extend_from_slice(flags);
-    let out = Command::new("ip").args(&args).output().expect("dig");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut d = Dig::default();
-    for line in text.lines() {
-        if let Some(rest) = line.split("status: ").nth(1) {
-            let status = rest.split(',').next().unwrap_or("").to_string();
-            *d.statuses.entry(status).or_default() += 1;
-        }
-        if line.contains("timed out") {
-            d.timeouts += 1;
-        }
-    }
-    d
-}
-
 /// Sum of `name` over the series whose labels include `labels`.
 fn sum(m: &Exposition, name: &str, labels: &[(&str, &str)]) -> u64 {
     m.samples(name)
@@ -140,10 +66,6 @@ fn sum(m: &Exposition, name: &str, labels: &[(&str, &str)]) -> u64 {
         .filter(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
         .map(|(_, v)| v as u64)
         .sum()
-}
-
-fn repeat(line: &'static str, n: usize) -> Vec<&'static str> {
-    vec![line; n]
 }
 
 /// N queries per type over UDP and N_TCP over TCP to dnsmasq, M for missing names, K to a pod
@@ -159,7 +81,7 @@ fn agent_dns_counts_equal_what_dig_saw() {
     let _lock = support::kernel_lock();
     let node = Node::new();
     let (server, client, silent) = (node.pod(opts(false)), node.pod(opts(false)), node.pod(opts(false)));
-    let _dnsmasq = Dnsmasq::start(&server, false);
+    let _dnsmasq = Dnsmasq::start(&server.ns, &[server.v4().into()]);
     silent
         .ns
         .nft("table inet drop53 {\n chain input {\n type filter hook input priority 0;\n udp dport 53 drop\n }\n}\n");
@@ -173,12 +95,12 @@ fn agent_dns_counts_equal_what_dig_saw() {
     lines.extend(repeat("web.test AAAA", N));
     lines.extend(repeat("info.test TXT", N));
     lines.extend(repeat("missing.test A", M));
-    let udp = dig(&client, &s, &lines, &[]);
+    let udp = dig(Some(&client.ns), &s, &lines, &[]);
     assert_eq!(udp.statuses.get("NOERROR"), Some(&(3 * N as u64)), "{test}: dig: {udp:?}");
     assert_eq!(udp.statuses.get("NXDOMAIN"), Some(&(M as u64)), "{test}: dig: {udp:?}");
-    let tcp = dig(&client, &s, &repeat("web.test A", N_TCP), &["+tcp"]);
+    let tcp = dig(Some(&client.ns), &s, &repeat("web.test A", N_TCP), &["+tcp"]);
     assert_eq!(tcp.statuses.get("NOERROR"), Some(&(N_TCP as u64)), "{test}: dig +tcp: {tcp:?}");
-    let lost = dig(&client, &silent.v4().to_string(), &repeat("web.test A", K), &[]);
+    let lost = dig(Some(&client.ns), &silent.v4().to_string(), &repeat("web.test A", K), &[]);
     assert_eq!(lost.timeouts, K as u64, "{test}: dig to the silent pod: {lost:?}");
     // the last queries expire (response_timeout 1s), then one more collection
     std::thread::sleep(Duration::from_millis(1500) + INTERVAL * 2);
@@ -245,15 +167,15 @@ fn agent_dns_counts_over_ipv6() {
     let _lock = support::kernel_lock();
     let node = Node::new();
     let (server, client) = (node.pod(opts(true)), node.pod(opts(true)));
-    let _dnsmasq = Dnsmasq::start(&server, true);
+    let _dnsmasq = Dnsmasq::start(&server.ns, &[server.v4().into(), server.v6().into()]);
     let agent = start(&node, &config(""));
     const N: usize = 6;
     let s = server.v6().to_string();
     let mut lines = repeat("web.test AAAA", N);
     lines.extend(repeat("gone.test AAAA", N));
-    let udp = dig(&client, &s, &lines, &[]);
+    let udp = dig(Some(&client.ns), &s, &lines, &[]);
     assert_eq!((udp.statuses.get("NOERROR"), udp.statuses.get("NXDOMAIN")), (Some(&6), Some(&6)), "{udp:?}");
-    let tcp = dig(&client, &s, &repeat("web.test AAAA", N), &["+tcp"]);
+    let tcp = dig(Some(&client.ns), &s, &repeat("web.test AAAA", N), &["+tcp"]);
     assert_eq!(tcp.statuses.get("NOERROR"), Some(&6), "{tcp:?}");
     std::thread::sleep(INTERVAL * 3);
     let m = agent.scrape();
@@ -328,7 +250,8 @@ fn tcpdump_durations(text: &str) -> BTreeMap<(u16, u16), u64> {
         if parts.len() < 4 {
             continue;
         }
-        let port = |endpoint: &str| endpoint.trim_end_matches(':').rsplit('.').next().and_then(|p| p.parse::<u16>().ok());
+        let port =
+            |endpoint: &str| endpoint.trim_end_matches(':').rsplit('.').next().and_then(|p| p.parse::<u16>().ok());
         let (Some(sport), Some(dport)) = (port(parts[0]), port(parts[2])) else { continue };
         let id: u16 = parts[3].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0);
         if dport == 53 {
@@ -369,8 +292,11 @@ fn agent_dns_durations_agree_with_tcpdump() {
     let _lock = support::kernel_lock();
     let node = Node::new();
     let (server, client) = (node.pod(opts(false)), node.pod(opts(false)));
-    let _dnsmasq = Dnsmasq::start(&server, false);
-    server.ns.exec("tc", &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "4mbit", "burst", "4kb", "latency", "40ms"]);
+    let _dnsmasq = Dnsmasq::start(&server.ns, &[server.v4().into()]);
+    server.ns.exec(
+        "tc",
+        &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "4mbit", "burst", "4kb", "latency", "40ms"],
+    );
     let agent = start(&node, &config(""));
     // background traffic from the server to the client's discard port keeps the bucket's queue
     // filled, so responses wait a few ms in it
@@ -387,7 +313,7 @@ fn agent_dns_durations_agree_with_tcpdump() {
     };
     let capture = Tcpdump::start(&node, "udp port 53");
     const N: usize = 20;
-    let answered = dig(&client, &server.v4().to_string(), &repeat("web.test A", N), &[]);
+    let answered = dig(Some(&client.ns), &server.v4().to_string(), &repeat("web.test A", N), &[]);
     assert_eq!(answered.statuses.get("NOERROR"), Some(&(N as u64)), "{test}: {answered:?}");
     std::thread::sleep(INTERVAL * 3);
     let captured = capture.stop();
@@ -439,7 +365,7 @@ fn agent_dns_counts_malformed_messages_and_survives_them() {
     let _lock = support::kernel_lock();
     let node = Node::new();
     let (server, client, target) = (node.pod(opts(false)), node.pod(opts(false)), node.pod(opts(false)));
-    let _dnsmasq = Dnsmasq::start(&server, false);
+    let _dnsmasq = Dnsmasq::start(&server.ns, &[server.v4().into()]);
     // nothing listens on the target: no DNS answer can come back (only ICMP)
     let agent = start(&node, &config("    max_messages_per_second: 1000000\n"));
     const ROUNDS: u64 = 4000;
@@ -471,7 +397,7 @@ for i in range({ROUNDS}):
     client.ns.exec("python3", &["-c", &script]);
     std::thread::sleep(INTERVAL * 3);
     let after = rss_kb(agent.pid());
-    let good = dig(&client, &server.v4().to_string(), &repeat("web.test A", 3), &[]);
+    let good = dig(Some(&client.ns), &server.v4().to_string(), &repeat("web.test A", 3), &[]);
     assert_eq!(good.statuses.get("NOERROR"), Some(&3), "{test}: {good:?}");
     std::thread::sleep(INTERVAL * 3);
 
@@ -489,7 +415,9 @@ for i in range({ROUNDS}):
     let m = agent.scrape();
     assert_eq!(sum(&m, "network_dns_requests_total", &[]), 3, "{test}: only the good queries count\n{}", m.0);
     assert_eq!(sum(&m, "network_dns_responses_total", &[]), 3, "{test}");
-    eprintln!("{test}: {sent} bad messages, {malformed} malformed, {lost} lost, {capped} capped; RSS {warm} -> {after} kB");
+    eprintln!(
+        "{test}: {sent} bad messages, {malformed} malformed, {lost} lost, {capped} capped; RSS {warm} -> {after} kB"
+    );
     assert!(after < warm + 8 * 1024, "{test}: RSS grew from {warm} to {after} kB");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");

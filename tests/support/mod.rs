@@ -4,6 +4,7 @@
 //!   fail under `CI=true`.
 //! * [`kernel_lock`]: serializes tests that count global kernel events (tracepoints fire for
 //!   every namespace), across threads of one binary and across test binaries.
+//! * [`dns`]: dnsmasq with known records, and `dig` batches.
 //! * [`netns`]: network namespaces joined by veth pairs the way a CNI builds pods, with
 //!   readers for the kernel's own counters (`ip -s link`, nft counters, nstat).
 //! * [`node`]: a Kubernetes node in a network namespace: pods on veths, routing, an uplink.
@@ -12,6 +13,7 @@
 //! * [`wait_until`]: polls a condition with a deadline.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod dns;
 pub mod netns;
 pub mod node;
 pub mod tc;

@@ -111,7 +111,7 @@ impl DnsCounters {
 
     /// A response, with its duration when its query was seen.
     pub fn response(&mut self, d: &DnsInfo, duration_ns: Option<u64>) {
-        let answers = self.detail.answers.then(|| {
+        let answers = (self.detail.answers && d.address_count > 0).then(|| {
             let mut b = SmolStrBuilder::new();
             for (i, a) in d.addresses().iter().enumerate() {
                 let _ = write!(b, "{}{a}", if i > 0 { "," } else { "" });
