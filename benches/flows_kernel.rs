@@ -3,7 +3,9 @@
 //! mean ns per run). Compared with packetforward's program (the counting floor: one per-CPU hash
 //! update per packet) and with the per-CPU hash variant of the flow table (the same source built
 //! with `-DDP_FLOWS_PERCPU`), so the choice of a shared hash with atomic adds is measured, not
-//! assumed. Also prints the memory each variant needs per flow.
+//! assumed. Also prints the memory each variant needs per flow, and what the DNS feature
+//! (ebpf/dns.bpf.h, the dns receiver) adds on the same programs: on packets that are not DNS
+//! (the port check), and per DNS message copied to the record ring.
 //!
 //! Run: `cargo bench --bench flows_kernel` (root; clang + libbpf-dev for the per-CPU variant).
 //! BPF statistics need not be on: the test run times itself.
@@ -12,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 use std::process::Command;
 
-use aya::maps::{Array, ArrayOfMaps, Map, MapData};
+use aya::maps::{Array, ArrayOfMaps, Map, MapData, RingBuf};
 use aya::programs::SchedClassifier;
 use aya::{Ebpf, EbpfLoader, Pod};
 use fovea::ebpf::test_run::test_run;
@@ -27,6 +29,8 @@ struct Settings {
     features: u32,
     ephemeral_lo: u16,
     ephemeral_hi: u16,
+    dns_rate_per_sec: u32,
+    pad: u32,
 }
 // SAFETY: #[repr(C)] integers without padding.
 unsafe impl Pod for Settings {}
@@ -94,8 +98,13 @@ fn build_per_cpu() -> Option<PathBuf> {
     }
 }
 
-/// Loads a datapath object with every flows feature on and the first table active.
-fn load_datapath(bytes: &[u8], max_flows: u32) -> Ebpf {
+/// Every flows feature (flows, TCP flags, handshakes, port collapsing).
+const FLOWS: u32 = 0xf;
+/// The DNS feature's bit.
+const DNS: u32 = 0x10;
+
+/// Loads a datapath object with `features` on and the first table active.
+fn load_datapath(bytes: &[u8], max_flows: u32, features: u32) -> Ebpf {
     let mut loader = EbpfLoader::new();
     loader.map_max_entries("flows_a", max_flows).map_max_entries("flows_b", max_flows);
     let mut ebpf = loader.load(bytes).expect("load datapath");
@@ -110,10 +119,48 @@ fn load_datapath(bytes: &[u8], max_flows: u32) -> Ebpf {
         ebpf.take_map("flow_tables").expect("flow_tables").try_into().expect("outer");
     outer.set(0, &a, 0).expect("slot 0");
     let mut settings = Array::<_, Settings>::try_from(ebpf.map_mut(".bss").expect(".bss")).expect("settings");
-    settings.set(0, Settings { features: 0xf, ephemeral_lo: 32768, ephemeral_hi: 60999 }, 0).expect("features");
+    settings
+        .set(0, Settings { features, ephemeral_lo: 32768, ephemeral_hi: 60999, dns_rate_per_sec: u32::MAX, pad: 0 }, 0)
+        .expect("features");
     // the tables must outlive the runs: leak them into the process (a benchmark)
     std::mem::forget((a, outer));
     ebpf
+}
+
+/// A DNS query for `web.test` type A in an Ethernet/IPv4/UDP frame to port 53.
+fn dns_query_frame() -> Vec<u8> {
+    let mut f = frame(false, false, 40000, 26);
+    let udp = 14 + 20;
+    f[udp + 2..udp + 4].copy_from_slice(&53u16.to_be_bytes());
+    let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 3, b'w', b'e', b'b', 4, b't', b'e', b's', b't', 0];
+    m.extend_from_slice(&[0, 1, 0, 1]);
+    f[udp + 8..].copy_from_slice(&m);
+    f
+}
+
+/// ns per DNS query copied to the record ring (draining the ring between rounds so every run
+/// copies), with flows off and on.
+fn dns_copies(object: &[u8]) {
+    const ROUNDS: u32 = 200;
+    const PER_ROUND: u32 = 1000; // < the ring's ~1800 records
+    println!();
+    println!("| DNS query (UDP/IPv4 to port 53) copied to the ring | ns per packet |");
+    println!("|---|---|");
+    let packet = dns_query_frame();
+    for (name, features) in [("DNS alone", DNS), ("flows + DNS", FLOWS | DNS)] {
+        let mut ebpf = load_datapath(object, 65536, features);
+        let mut ring = RingBuf::try_from(ebpf.take_map("records").expect("records")).expect("ring");
+        let fd = prog_fd(&ebpf, "fovea_dp_ingress");
+        let (mut total, mut copied) = (0u64, 0u64);
+        for _ in 0..ROUNDS {
+            total += u64::from(test_run(fd, &packet, PER_ROUND).expect("test run"));
+            while ring.next().is_some() {
+                copied += 1;
+            }
+        }
+        assert_eq!(copied, u64::from(ROUNDS * PER_ROUND), "every run copied its message");
+        println!("| {name} | {:.0} ns |", total as f64 / f64::from(ROUNDS));
+    }
 }
 
 fn prog_fd<'a>(ebpf: &'a Ebpf, name: &str) -> BorrowedFd<'a> {
@@ -129,11 +176,13 @@ fn main() {
     }
     let shared = std::fs::read(format!("{ROOT}/ebpf/datapath.bpf.o")).expect("ebpf/datapath.bpf.o");
     let mut variants: Vec<(&str, Ebpf, &str)> =
-        vec![("flows, shared hash + atomics (shipped)", load_datapath(&shared, 65536), "fovea_dp_ingress")];
+        vec![("flows, shared hash + atomics (shipped)", load_datapath(&shared, 65536, FLOWS), "fovea_dp_ingress")];
     if let Some(obj) = build_per_cpu() {
         let bytes = std::fs::read(obj).expect("per-CPU object");
-        variants.push(("flows, per-CPU hash", load_datapath(&bytes, 65536), "fovea_dp_ingress"));
+        variants.push(("flows, per-CPU hash", load_datapath(&bytes, 65536, FLOWS), "fovea_dp_ingress"));
     }
+    variants.push(("flows + DNS (both receivers)", load_datapath(&shared, 65536, FLOWS | DNS), "fovea_dp_ingress"));
+    variants.push(("DNS alone", load_datapath(&shared, 65536, DNS), "fovea_dp_ingress"));
     let mut fwd = EbpfLoader::new()
         .load(&std::fs::read(format!("{ROOT}/ebpf/packetforward.bpf.o")).expect("packetforward"))
         .expect("load packetforward");
@@ -168,6 +217,8 @@ fn main() {
         row.push_str(&format!(" {:.0} ns |", total as f64 / f64::from(NEW_FLOWS)));
         println!("{row}");
     }
+
+    dns_copies(&shared);
 
     // memory per flow entry: key 44 + value 88 (+ hash element overhead ~56 B), per half of the
     // double buffer; the per-CPU variant keeps one value per possible CPU
