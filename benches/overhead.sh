@@ -14,6 +14,8 @@
 #   flows    default + the flows receiver on the pods' interfaces, its records written by the
 #            flowlog exporter (Parquet) into a temp dir
 # (packetforward and flows are kept to the bench's own veths: the machine may be shared.)
+#   flowsdns flows + the dns receiver on the same interfaces (the DNS feature of the same
+#            programs: what it costs on traffic that is not DNS)
 #   nodrop   default without dropreason (what dropreason costs)
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
 #   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
@@ -101,6 +103,15 @@ service:
     metrics/flows: {receivers: [flows], exporters: [prometheus]}
     flows: {receivers: [flows], exporters: [flowlog]}
 EOF
+cat >"$WORK/dns.yaml" <<EOF
+receivers:
+  dns:
+    interfaces: ['fvbench-h*']
+    include_uplink: false
+service:
+  pipelines:
+    metrics/dns: {receivers: [dns], exporters: [prometheus]}
+EOF
 cat >"$WORK/nodrop.yaml" <<'EOF'
 service:
   pipelines:
@@ -110,6 +121,7 @@ profile_args() { # profile -> fovea config arguments
     case $1 in
         default) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml" ;;
         flows) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml" ;;
+        flowsdns) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/dns.yaml" ;;
         nodrop) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/nodrop.yaml" ;;
         *) echo "--config $1" ;;
     esac
