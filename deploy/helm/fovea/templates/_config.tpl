@@ -22,6 +22,9 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if $r.flows.enabled -}}
 {{- $_ := set $receivers "flows" (dict "collection_interval" $interval "interfaces" $r.flows.interfaces) -}}
 {{- end -}}
+{{- if $r.dns.enabled -}}
+{{- $_ := set $receivers "dns" (dict "collection_interval" $interval "interfaces" $r.dns.interfaces "question_name" $r.dns.questionName "answers" $r.dns.answers "max_messages_per_second" (int $r.dns.maxMessagesPerSecond)) -}}
+{{- end -}}
 {{- if not $receivers -}}
 {{- fail "receivers: every receiver is disabled; enable at least one" -}}
 {{- end -}}
@@ -72,7 +75,7 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if eq $v.mode "local" }}{{ $_ := set $k8s "filter" (dict "node_from_env_var" "K8S_NODE_NAME") }}{{ end -}}
 {{- $_ := set $processors "k8sattributes" $k8s -}}
 {{- $flowReceivers := list -}}
-{{- range $name := list "dropreason" "flows" "tcpretrans" -}}
+{{- range $name := list "dns" "dropreason" "flows" "tcpretrans" -}}
 {{- if hasKey $receivers $name }}{{ $flowReceivers = append $flowReceivers $name }}{{ end -}}
 {{- end -}}
 {{- if not $flowReceivers -}}
