@@ -217,6 +217,9 @@ mod tests {
         tcp.handshake = LatencySummary::one(1000);
         tcp.rtt = LatencySummary::one(2000);
         tcp.attributes.insert(attr::FLOW_OVERFLOW, true);
+        let mut dns = DnsInfo { response: true, latency: LatencySummary::one(3000), ..DnsInfo::default() };
+        dns.push_address("198.18.0.9".parse().unwrap());
+        tcp.dns = Some(dns);
         let mut other = tcp.clone();
         other.protocol = 253;
         let batch = FlowBatch { records: vec![tcp, other], ..Default::default() };

@@ -28,11 +28,6 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-pub use config::DnsConfig;
-pub use state::DnsTotals;
-
-use self::counters::Detail;
-use self::state::DnsState;
 use super::probe::datapath::{Datapath, DatapathServiceError, InterfaceSelection, Subscription};
 use super::probe::telemetry::{self as ebpf_telemetry, EbpfCollector};
 use crate::config::parse_component;
@@ -44,6 +39,9 @@ use crate::model::{
 };
 use crate::pipeline::{BuildContext, Built, ComponentError, Factory, Receiver, ReceiverContext, StartContext};
 use crate::telemetry::{Collector, ComponentKind};
+pub use config::DnsConfig;
+pub use counters::Detail;
+pub use state::{DnsState, DnsTotals};
 
 /// Errors of the dns receiver.
 #[derive(Debug, thiserror::Error)]
