@@ -494,3 +494,70 @@ fn agent_dns_cap_holds_under_a_flood() {
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }
+
+/// The TCX links the agent holds on `ifindex` (from its fds' fdinfo).
+fn tcx_links_on(pid: u32, ifindex: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("fdinfo")
+        .filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .filter(|info| {
+            let field = |k: &str| info.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
+            field("link_type:").as_deref() == Some("tcx")
+                && field("ifindex:").and_then(|v| v.parse::<u32>().ok()) == Some(ifindex)
+        })
+        .count()
+}
+
+/// flows and dns in one agent share one program per hook (two TCX links per pod interface, not
+/// four); DNS counts stay exact and so do the flows receiver's forward counts (= `ip -s link`).
+#[test]
+fn agent_dns_and_flows_share_one_program_per_hook() {
+    let test = "agent_dns_and_flows_share_one_program_per_hook";
+    if !ready(test) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (server, client) = (node.pod(opts(false)), node.pod(opts(false)));
+    let _dnsmasq = Dnsmasq::start(&server.ns, &[server.v4().into()]);
+    let config = "receivers:
+  flows: {collection_interval: 500ms, include_uplink: false, forward_metrics: true}
+  dns: {collection_interval: 500ms, include_uplink: false}
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:0
+service:
+  pipelines:
+    metrics: {receivers: [flows, dns], exporters: [prometheus]}
+";
+    let agent = start(&node, config);
+    for pod in [&server, &client] {
+        assert_eq!(tcx_links_on(agent.pid(), node.ifindex(&pod.host_if)), 2, "{test}: {}", pod.host_if);
+    }
+    const N: usize = 8;
+    let answered = dig(Some(&client.ns), &server.v4().to_string(), &repeat("web.test A", N), &["+tcp"]);
+    assert_eq!(answered.statuses.get("NOERROR"), Some(&(N as u64)), "{test}: {answered:?}");
+    let answered = dig(Some(&client.ns), &server.v4().to_string(), &repeat("info.test TXT", N), &[]);
+    assert_eq!(answered.statuses.get("NOERROR"), Some(&(N as u64)), "{test}: {answered:?}");
+    let link = support::netns::LinkStats::settled(|| node.link_stats(&client.host_if));
+    std::thread::sleep(INTERVAL * 3);
+    let m = agent.scrape();
+    let n = N as u64;
+    assert_eq!(sum(&m, "network_dns_requests_total", &[]), 2 * n, "{test}\n{}", m.0);
+    assert_eq!(sum(&m, "network_dns_responses_total", &[("dns_response_code", "NOERROR")]), 2 * n, "{test}");
+    let forward = |name: &str, direction: &str| {
+        sum(&m, name, &[("network_interface_name", client.host_if.as_str()), ("network_io_direction", direction)])
+    };
+    assert_eq!(
+        (forward("network_forward_packets_total", "receive"), forward("network_forward_bytes_total", "receive")),
+        (link.rx_packets, link.rx_bytes),
+        "{test}: flows still counts every frame"
+    );
+    assert_eq!(
+        (forward("network_forward_packets_total", "transmit"), forward("network_forward_bytes_total", "transmit")),
+        (link.tx_packets, link.tx_bytes),
+        "{test}"
+    );
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
