@@ -52,7 +52,7 @@ struct dns_record {
 	__u64 ts_ns;              /* bpf_ktime_get_boot_ns() (CLOCK_BOOTTIME) at the hook */
 	struct fovea_tuple tuple; /* the packet's addresses and ports */
 	__u32 ifindex;
-	__u16 msg_len;  /* the message's length: UDP payload, or TCP's length prefix */
+	__u16 msg_len;  /* the message's length: UDP length - 8, or TCP's length prefix */
 	__u16 seg_len;  /* the L4 payload bytes of this packet (TCP: prefix included) */
 	__u16 captured; /* bytes of the message in data */
 	__u8 direction; /* FOVEA_DIR_INGRESS or FOVEA_DIR_EGRESS */
@@ -88,12 +88,15 @@ static __always_inline void dp_dns(struct __sk_buff *skb, struct dp_pkt *p, __u3
 	if (p->l3_end <= p->l4_off)
 		return;
 	if (p->key.protocol == FOVEA_IPPROTO_UDP) {
+		__u8 udp_len[2];
+
 		off = p->l4_off + 8;
-		if (p->l3_end <= off)
+		if (p->l3_end <= off || bpf_skb_load_bytes(skb, p->l4_off + 4, udp_len, 2))
 			return;
 		seg = p->l3_end - off;
 		len = seg;
-		msg_len = seg;
+		/* the datagram's own length: more than this packet holds when it is IP-fragmented */
+		msg_len = ((__u16)udp_len[0] << 8 | udp_len[1]) - 8;
 	} else {
 		if (dp_load(skb, p->l4_off, l4, 14))
 			return;

@@ -558,6 +558,14 @@ service:
         (link.tx_packets, link.tx_bytes),
         "{test}"
     );
+    // the programs are reported once, by flows, which loaded them; dns reports its ring
+    let own = agent.scrape_at(agent.telemetry);
+    let run_counts = own.samples("fovea_ebpf_program_run_count_total");
+    assert!(run_counts.iter().any(|(l, _)| l["receiver"] == "flows"), "{test}\n{}", own.0);
+    assert!(run_counts.iter().all(|(l, _)| l["receiver"] != "dns"), "{test}: reported twice\n{}", own.0);
+    let copied = sum(&own, "fovea_ebpf_records_emitted_total", &[("receiver", "dns")]);
+    eprintln!("{test}: {copied} messages copied for {} DNS messages", 4 * n);
+    assert_eq!(copied, 4 * n, "{test}: each query and response copied once (one segment each over TCP)");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }

@@ -268,6 +268,18 @@ impl DatapathProbe {
     /// ifindex. Attaching twice is a no-op.
     pub fn attach(&mut self, iface: &str, link: LinkLayer) -> Result<u32, DatapathError> {
         let ifindex = tc::ifindex(iface)?;
+        // known as ours before the first packet passes, so DNS's once-per-node rule holds from it
+        self.dns_ifaces()?.insert(ifindex, 1, 0)?;
+        if let Err(e) = self.attach_programs(iface, ifindex, link) {
+            if !self.attachments.keys().any(|(i, _)| *i == ifindex) {
+                let _ = self.dns_ifaces()?.remove(&ifindex);
+            }
+            return Err(e);
+        }
+        Ok(ifindex)
+    }
+
+    fn attach_programs(&mut self, iface: &str, ifindex: u32, link: LinkLayer) -> Result<(), DatapathError> {
         let programs = match link {
             LinkLayer::Ethernet => [(TcHook::Ingress, PROG_INGRESS), (TcHook::Egress, PROG_EGRESS)],
             LinkLayer::None => [(TcHook::Ingress, PROG_INGRESS_L3), (TcHook::Egress, PROG_EGRESS_L3)],
@@ -284,8 +296,7 @@ impl DatapathProbe {
             let a = tc::attach(prog, name, iface, hook, self.options.mode, self.options.clsact)?;
             self.attachments.insert((ifindex, hook), (a, name));
         }
-        self.dns_ifaces()?.insert(ifindex, 1, 0)?;
-        Ok(ifindex)
+        Ok(())
     }
 
     /// Detaches from both hooks of `ifindex` (only ours; the qdisc and other filters stay).

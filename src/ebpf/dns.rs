@@ -40,7 +40,7 @@ pub struct DnsCapture {
     pub ifindex: u32,
     /// Ingress or egress at that interface.
     pub direction: Direction,
-    /// The message's length as the packet states it (UDP payload; TCP length prefix).
+    /// The message's length as the packet states it (UDP length - 8; TCP length prefix).
     pub msg_len: u16,
     /// L4 payload bytes of the packet (TCP: the length prefix included).
     pub seg_len: u16,

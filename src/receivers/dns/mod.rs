@@ -24,11 +24,12 @@ pub mod message;
 mod state;
 mod transactions;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
 
-use super::probe::datapath::{Datapath, DatapathServiceError, InterfaceSelection, Subscription};
+use super::probe::datapath::{Core, Datapath, DatapathServiceError, InterfaceSelection, Subscription};
+use super::probe::telemetry::ProbeHealth;
 use super::probe::telemetry::{self as ebpf_telemetry, EbpfCollector};
 use crate::config::parse_component;
 use crate::ebpf::clock::clock_ns;
@@ -88,10 +89,12 @@ pub fn factory() -> Factory {
     }
 }
 
-/// The agent's own metrics about what could not be counted.
+/// The agent's own metrics about what could not be counted; with `ring` (the programs were
+/// loaded by another receiver, which reports them), also the kernel's record accounting.
 struct DnsTelemetry {
     receiver: String,
     totals: Arc<Mutex<DnsTotals>>,
+    ring: Option<Weak<Mutex<Core>>>,
     since: u64,
 }
 
@@ -99,16 +102,21 @@ impl Collector for DnsTelemetry {
     fn collect(&self, _start: u64, now: u64, out: &mut Vec<Metric>) {
         let Ok(t) = self.totals.lock().map(|t| *t) else { return };
         let point = |v: u64| {
-            vec![NumberPoint::count(
-                Attributes::from_pairs([(own::attr::RECEIVER, self.receiver.as_str())]),
-                self.since,
-                now,
-                v,
-            )]
+            let attrs = Attributes::from_pairs([(own::attr::RECEIVER, self.receiver.as_str())]);
+            vec![NumberPoint::count(attrs, self.since, now, v)]
         };
         out.push(Metric::from_def(&own::DNS_MALFORMED, point(t.malformed)));
         out.push(Metric::from_def(&own::DNS_TRANSACTIONS_EVICTED, point(t.evicted)));
         out.push(Metric::from_def(&own::DNS_SERIES_OVERFLOW, point(t.overflowed)));
+        let records = self.ring.as_ref().and_then(Weak::upgrade).and_then(|core| {
+            let core = core.lock().ok()?;
+            Some(core.probe_telemetry().records)
+        });
+        if let Some(r) = records {
+            out.push(Metric::from_def(&own::EBPF_RECORDS_EMITTED, point(r.emitted)));
+            out.push(Metric::from_def(&own::EBPF_RECORDS_CAPPED, point(r.capped)));
+            out.push(Metric::from_def(&own::EBPF_RECORDS_LOST, point(r.lost)));
+        }
     }
 }
 
@@ -185,8 +193,15 @@ impl Receiver for Dns {
             state.interface_event(e);
         }
         if ebpf_telemetry::reports(ctx.start.telemetry.level()) {
-            ctx.start.telemetry.register(Arc::new(EbpfCollector::new(&id, handle.health(), true, start)));
-            ctx.start.telemetry.register(Arc::new(DnsTelemetry { receiver: id.clone(), totals, since: start }));
+            // the programs' run time and maps once, by the receiver that loaded them
+            let ring = if handle.loaded_by().as_deref() == Some(id.as_str()) {
+                ctx.start.telemetry.register(Arc::new(EbpfCollector::new(&id, handle.health(), true, start)));
+                None
+            } else {
+                Some(handle.health())
+            };
+            let telemetry = DnsTelemetry { receiver: id.clone(), totals, ring, since: start };
+            ctx.start.telemetry.register(Arc::new(telemetry));
         }
         let watched: Vec<&str> = state.interfaces().collect();
         tracing::info!(receiver = %id, interfaces = ?watched, "dns attached");

@@ -512,6 +512,12 @@ impl DatapathHandle {
         }
     }
 
+    /// The receiver that loaded the programs (it reports their run time and maps; the others
+    /// only what is theirs).
+    pub fn loaded_by(&self) -> Option<String> {
+        self.core.lock().ok().map(|c| c.loaded_by.0.clone())
+    }
+
     /// For the own-metrics collector: the core, weakly (reports nothing once unloaded).
     pub fn health(&self) -> Weak<Mutex<Core>> {
         Arc::downgrade(&self.core)
