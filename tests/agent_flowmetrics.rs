@@ -339,3 +339,164 @@ fn remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_sho
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }
+
+/// Samples of `name` as (pod, direction) -> value, for local-context series.
+fn per_pod(e: &Exposition, name: &str) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for (l, v) in e.samples(name) {
+        let pod = l.get("k8s_pod_name").cloned().unwrap_or_default();
+        let direction = l.get("network_io_direction").cloned().unwrap_or_default();
+        *out.entry((pod, direction)).or_insert(0) += v as u64;
+    }
+    out
+}
+
+fn expect(pairs: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+    pairs.iter().map(|(p, d, v)| ((p.to_string(), d.to_string()), *v)).collect()
+}
+
+/// Polls `check` on `e()` every 100 ms for up to 15 s; returns how long it took.
+fn until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(15), "{what}: not within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// Adds `retina.sh: observe` to a stored object's annotations and stores it again.
+fn annotate(api: &ApiServer, plural: &str, mut object: serde_json::Value) {
+    object["metadata"]["annotations"]["retina.sh"] = serde_json::Value::from("observe");
+    api.apply_json(plural, object);
+}
+
+/// Local context: one sample per selected pod with its own direction. One agent runs two
+/// connectors: one follows Retina's MetricsConfiguration (its config applies until a CR exists;
+/// a CR narrowing the namespaces and dropping `forward_bytes` applies without a restart, the
+/// unchanged `forward_count` keeps counting), the other Retina's `retina.sh: observe` annotations
+/// on a pod and on a namespace. Every value equals what the pods' veths carried.
+#[test]
+fn local_context_follows_the_metrics_configuration_and_annotations_without_restart() {
+    let test = "local_context_follows_the_metrics_configuration_and_annotations_without_restart";
+    let _lock = support::kernel_lock();
+    let Some(w) = World::new(test) else { return };
+    let (by_cr, by_annotations) = (w.node_endpoint(), w.node_endpoint());
+    let config = format!(
+        "receivers:
+  flows: {{collection_interval: 1s}}
+processors:
+  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {kc}}}
+connectors:
+  flowmetrics/cr:
+    mode: local
+    selection: metrics_configuration
+    metrics: [forward_count, forward_bytes]
+    labels: {{source: [ip, namespace, podname], destination: [ip, namespace, podname]}}
+    metrics_flush_interval: 500ms
+  flowmetrics/annotations: {{mode: local, selection: annotations, metrics_flush_interval: 500ms}}
+exporters:
+  prometheus/cr: {{endpoint: \"{by_cr}\", metric_expiration: 1s}}
+  prometheus/annotations: {{endpoint: \"{by_annotations}\", metric_expiration: 1s}}
+service:
+  pipelines:
+    flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics/cr, flowmetrics/annotations]}}
+    metrics/cr: {{receivers: [flowmetrics/cr], exporters: [prometheus/cr]}}
+    metrics/annotations: {{receivers: [flowmetrics/annotations], exporters: [prometheus/annotations]}}
+",
+        kc = w.api.kubeconfig(TOKEN).display()
+    );
+    let agent = Agent::start_in(&w.node.ns.name, &config);
+    let db_ip = w.db.v4();
+    let _sink = w.db.ns.run_in(move || UdpSocket::bind(SocketAddr::new(db_ip.into(), 9999)).unwrap());
+    const N: u64 = 100;
+    let traffic = || {
+        udp(&w.cart, SocketAddr::new(db_ip.into(), 9999), N, 100);
+        udp(&w.frontend, SocketAddr::new(db_ip.into(), 9999), N, 100);
+        wait_collections(INTERVAL, 2);
+    };
+    let stats = |p: &NodePod| LinkStats::settled(|| w.node.link_stats(&p.host_if));
+
+    // No MetricsConfiguration yet: the config's selection (every namespace), both metrics.
+    traffic();
+    let (cart, db, front) = (stats(&w.cart), stats(&w.db), stats(&w.frontend));
+    assert_eq!((cart.rx_packets, front.rx_packets, db.tx_packets), (N, N, 2 * N), "{test}: quiet links");
+    let fold = |name: &str, want: BTreeMap<(String, String), u64>| {
+        let mut last = BTreeMap::new();
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            until(&format!("{test}: {name}"), || {
+                last = per_pod(&agent.scrape_at(by_cr), name);
+                last == want
+            })
+        }));
+        assert!(waited.is_ok(), "{test}: {name}: want {want:?}, last {last:?}");
+    };
+    fold(
+        "network_forward_packets_total",
+        expect(&[("cart-5d8-x1", "transmit", N), ("db-0", "receive", 2 * N), ("frontend-0", "transmit", N)]),
+    );
+    fold(
+        "network_forward_bytes_total",
+        // The veths count Ethernet frames, fovea IP packets: 14 bytes of header less each.
+        expect(&[
+            ("cart-5d8-x1", "transmit", cart.rx_bytes - 14 * N),
+            ("db-0", "receive", db.tx_bytes - 14 * 2 * N),
+            ("frontend-0", "transmit", front.rx_bytes - 14 * N),
+        ]),
+    );
+    // Nothing is annotated: the annotations connector observes no pod.
+    assert!(agent.scrape_at(by_annotations).samples("network_forward_packets_total").is_empty(), "{test}");
+    let series = agent.scrape_at(by_cr).samples("network_forward_packets_total");
+    let labels: Vec<BTreeMap<String, String>> = series.iter().map(|(l, _)| labels_of(l)).collect();
+    assert!(labels.contains(
+        &[
+            ("k8s_namespace_name", "shop"),
+            ("k8s_pod_ip", db_ip.to_string().as_str()),
+            ("k8s_pod_name", "db-0"),
+            ("network_io_direction", "receive"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    ));
+
+    // A MetricsConfiguration: only `shop`, only forward_count with the same labels and TTL.
+    w.api.apply_json(
+        "metricsconfigurations",
+        serde_json::json!({
+            "apiVersion": "retina.sh/v1alpha1", "kind": "MetricsConfiguration",
+            "metadata": {"name": "shop-only", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "contextOptions": [{"metricName": "forward_count", "sourceLabels": ["ip", "namespace", "podname"],
+                                    "destinationLabels": ["ip", "namespace", "podname"], "ttl": "5m"}],
+                "namespaces": {"include": ["shop"]}
+            }
+        }),
+    );
+    let reconfigured = until(&format!("{test}: the CR applies"), || {
+        agent.scrape_at(agent.telemetry).value("fovea_flowmetrics_reconfigurations_total", &[("connector", "flowmetrics/cr")])
+            == Some(1.0)
+    });
+    let gone = until(&format!("{test}: forward_bytes and frontend's series leave the output"), || {
+        let e = agent.scrape_at(by_cr);
+        e.samples("network_forward_bytes_total").is_empty()
+            && per_pod(&e, "network_forward_packets_total").keys().all(|(pod, _)| pod != "frontend-0")
+    });
+    eprintln!("{test}: CR applied after {reconfigured:?}, removed series gone from the exporter after {gone:?}");
+
+    // Annotations: the db pod, and the namespace `web` (so frontend-0).
+    annotate(&w.api, "pods", w.api.get::<k8s_openapi::api::core::v1::Pod>("shop", "db-0").expect("db-0"));
+    annotate(&w.api, "namespaces", w.api.get::<k8s_openapi::api::core::v1::Namespace>("", "web").expect("web"));
+    std::thread::sleep(Duration::from_secs(1));
+    traffic();
+    // forward_count kept counting across the change; frontend (web) is no longer selected.
+    fold("network_forward_packets_total", expect(&[("cart-5d8-x1", "transmit", 2 * N), ("db-0", "receive", 4 * N)]));
+    assert!(agent.scrape_at(by_cr).samples("network_forward_bytes_total").is_empty(), "{test}: forward_bytes stays off");
+    // The annotated pod and the pod of the annotated namespace, from the second round only.
+    let annotated = expect(&[("db-0", "receive", 2 * N), ("frontend-0", "transmit", N)]);
+    until(&format!("{test}: annotated pods"), || {
+        per_pod(&agent.scrape_at(by_annotations), "network_forward_packets_total") == annotated
+    });
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}

@@ -250,6 +250,24 @@ pub fn namespace(r: &FlowRecord, end: End) -> Option<&str> {
     r.attributes.get_str(end.keys().namespace)
 }
 
+/// Whether a series (its attribute set) still has an observed pod under `spec`'s namespaces:
+/// in local mode its own namespace, in remote mode either end's; a series without namespace
+/// labels (or basic mode, or the overflow series) stays.
+pub fn still_observed(spec: &Spec, key: &Attributes) -> bool {
+    // `None`: the series has no such label, so it cannot tell.
+    let admits = |name: &str| {
+        key.get_str(name).map(|ns| spec.namespaces.admits((ns != UNKNOWN.as_str()).then_some(ns)))
+    };
+    match spec.mode {
+        Mode::Basic => true,
+        Mode::Local => admits(LOCAL.namespace).unwrap_or(true),
+        Mode::Remote => match (admits(SOURCE.namespace), admits(DESTINATION.namespace)) {
+            (Some(source), Some(destination)) => source || destination,
+            _ => true,
+        },
+    }
+}
+
 /// Where one sample goes: calls `emit` with the finished attribute set once per series it
 /// counts in; `observed(r, end)` says whether an end's pod is one the selection observes.
 #[allow(clippy::too_many_arguments)]

@@ -214,9 +214,14 @@ impl FlowMetrics {
             });
         }
         // Series whose label names changed start afresh: the old ones would never be updated.
+        // Series of pods no longer observed go at once rather than after their TTL, so the
+        // output shows only the selected pods (where the namespace is a label).
+        let namespaces_changed = self.spec.namespaces != spec.namespaces;
         for (metric, table) in self.tables.iter_mut() {
             if self.spec.metrics.get(metric) != spec.metrics.get(metric) || self.spec.mode != spec.mode {
                 table.series.retain(|_, _| false);
+            } else if namespaces_changed {
+                table.series.retain(|key, _| fold::still_observed(&spec, key));
             }
         }
         if self.spec != spec {
