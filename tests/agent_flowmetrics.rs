@@ -448,17 +448,19 @@ service:
     assert!(agent.scrape_at(by_annotations).samples("network_forward_packets_total").is_empty(), "{test}");
     let series = agent.scrape_at(by_cr).samples("network_forward_packets_total");
     let labels: Vec<BTreeMap<String, String>> = series.iter().map(|(l, _)| labels_of(l)).collect();
-    assert!(labels.contains(
-        &[
-            ("k8s_namespace_name", "shop"),
-            ("k8s_pod_ip", db_ip.to_string().as_str()),
-            ("k8s_pod_name", "db-0"),
-            ("network_io_direction", "receive"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    ));
+    assert!(
+        labels.contains(
+            &[
+                ("k8s_namespace_name", "shop"),
+                ("k8s_pod_ip", db_ip.to_string().as_str()),
+                ("k8s_pod_name", "db-0"),
+                ("network_io_direction", "receive"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        )
+    );
 
     // A MetricsConfiguration: only `shop`, only forward_count with the same labels and TTL.
     w.api.apply_json(
@@ -474,7 +476,9 @@ service:
         }),
     );
     let reconfigured = until(&format!("{test}: the CR applies"), || {
-        agent.scrape_at(agent.telemetry).value("fovea_flowmetrics_reconfigurations_total", &[("connector", "flowmetrics/cr")])
+        agent
+            .scrape_at(agent.telemetry)
+            .value("fovea_flowmetrics_reconfigurations_total", &[("connector", "flowmetrics/cr")])
             == Some(1.0)
     });
     let gone = until(&format!("{test}: forward_bytes and frontend's series leave the output"), || {
@@ -491,12 +495,160 @@ service:
     traffic();
     // forward_count kept counting across the change; frontend (web) is no longer selected.
     fold("network_forward_packets_total", expect(&[("cart-5d8-x1", "transmit", 2 * N), ("db-0", "receive", 4 * N)]));
-    assert!(agent.scrape_at(by_cr).samples("network_forward_bytes_total").is_empty(), "{test}: forward_bytes stays off");
+    assert!(
+        agent.scrape_at(by_cr).samples("network_forward_bytes_total").is_empty(),
+        "{test}: forward_bytes stays off"
+    );
     // The annotated pod and the pod of the annotated namespace, from the second round only.
     let annotated = expect(&[("db-0", "receive", 2 * N), ("frontend-0", "transmit", N)]);
     until(&format!("{test}: annotated pods"), || {
         per_pod(&agent.scrape_at(by_annotations), "network_forward_packets_total") == annotated
     });
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
+
+/// Sends `per_source` UDP datagrams to `to`:9999 from each of `sources` spoofed addresses
+/// (IPv4 raw socket with our own header; the kernel fills in the checksum and id), from `from`.
+fn spoofed_udp(from: &NodePod, sources: &[Ipv4Addr], to: Ipv4Addr, per_source: u64) {
+    let sources = sources.to_vec();
+    from.ns.run_in(move || {
+        // SAFETY: plain socket syscalls on a descriptor we own and close.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_addr.s_addr = u32::from_ne_bytes(to.octets());
+            for src in &sources {
+                // IPv4 header (20) + UDP header (8) + 4 bytes of payload; UDP checksum 0 (none).
+                let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+                p.extend_from_slice(&src.octets());
+                p.extend_from_slice(&to.octets());
+                p.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 12, 0, 0, b'f', b'l', b'o', b'o']);
+                for _ in 0..per_source {
+                    let rc = libc::sendto(
+                        fd,
+                        p.as_ptr().cast(),
+                        p.len(),
+                        0,
+                        std::ptr::from_ref(&sa).cast(),
+                        size_of::<libc::sockaddr_in>() as u32,
+                    );
+                    assert_eq!(rc, p.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+                }
+            }
+            libc::close(fd);
+        }
+    });
+}
+
+/// Cardinality: a flood from thousands of spoofed addresses into a pod fills `max_series` and
+/// folds exactly the excess into the one overflow series (every other series holds exactly what
+/// its address sent, the sum of all equals the veths' counters); idle series (a deleted pod's,
+/// the flood's) are removed after `metric_expiration` while a live pod's keep counting.
+#[test]
+fn a_spoofed_flood_stays_within_max_series_with_exact_totals_and_idle_series_expire() {
+    let test = "a_spoofed_flood_stays_within_max_series_with_exact_totals_and_idle_series_expire";
+    let _lock = support::kernel_lock();
+    let Some(w) = World::new(test) else { return };
+    let out = w.node_endpoint();
+    const MAX: usize = 50;
+    let config = format!(
+        "receivers:
+  flows: {{collection_interval: 1s}}
+processors:
+  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {kc}}}
+connectors:
+  flowmetrics:
+    mode: remote
+    metrics: [forward_count]
+    labels: {{source: [ip, podname], destination: [ip, podname]}}
+    max_series: {MAX}
+    metric_expiration: 10s
+    metrics_flush_interval: 500ms
+exporters:
+  prometheus/pods: {{endpoint: \"{out}\", metric_expiration: 1s}}
+service:
+  pipelines:
+    flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics]}}
+    metrics: {{receivers: [flowmetrics], exporters: [prometheus/pods]}}
+",
+        kc = w.api.kubeconfig(TOKEN).display()
+    );
+    let agent = Agent::start_in(&w.node.ns.name, &config);
+    let db_ip = w.db.v4();
+    // Bound, so nothing answers the spoofed addresses with ICMP.
+    let _sink = w.db.ns.run_in(move || UdpSocket::bind(SocketAddr::new(db_ip.into(), 9999)).unwrap());
+    let to_db = SocketAddr::new(db_ip.into(), 9999);
+    // Real pods first: their series exist before the flood.
+    udp(&w.cart, to_db, 10, 50);
+    udp(&w.frontend, to_db, 10, 50);
+    wait_collections(INTERVAL, 2);
+
+    const SOURCES: u16 = 3000;
+    const EACH: u64 = 3;
+    let sources: Vec<Ipv4Addr> =
+        (0..SOURCES).map(|i| Ipv4Addr::new(198, 18, 128 + (i / 256) as u8, (i % 256) as u8)).collect();
+    spoofed_udp(&w.cart, &sources, db_ip, EACH);
+    wait_collections(INTERVAL, 2);
+    let (cart, db) = (
+        LinkStats::settled(|| w.node.link_stats(&w.cart.host_if)),
+        LinkStats::settled(|| w.node.link_stats(&w.db.host_if)),
+    );
+    let kernel = cart.rx_packets + db.tx_packets + 10;
+    let name = "network_forward_packets_total";
+    let mut last = Vec::new();
+    let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        until(&format!("{test}: totals"), || {
+            last = agent.scrape_at(out).samples(name);
+            last.iter().map(|(_, v)| *v as u64).sum::<u64>() == kernel
+        })
+    }));
+    let total: u64 = last.iter().map(|(_, v)| *v as u64).sum();
+    assert!(
+        settled.is_ok(),
+        "{test}: every packet in some series: {total} != veths {kernel} ({cart:?} {db:?}): {}",
+        agent.output()
+    );
+    let (overflow, normal): (Vec<_>, Vec<_>) =
+        last.iter().partition(|(l, _)| l.get("otel_metric_overflow").map(String::as_str) == Some("true"));
+    assert_eq!(normal.len(), MAX, "{test}: series capped");
+    assert_eq!(overflow.len(), 1, "{test}: one overflow series");
+    // Every series holds exactly what its end sent; the overflow series exactly the rest.
+    for (l, v) in &normal {
+        let want = if l.get("source_k8s_pod_name").map(String::as_str) == Some("unknown") { EACH } else { 10 };
+        assert_eq!(*v as u64, want, "{test}: {l:?}");
+    }
+    let in_series: u64 = normal.iter().map(|(_, v)| *v as u64).sum();
+    assert_eq!(overflow[0].1 as u64, kernel - in_series, "{test}: the excess");
+    let own = agent.scrape_at(agent.telemetry);
+    let figure = |n: &str| own.value(n, &[("connector", "flowmetrics"), ("metric", "network.forward.packets")]);
+    assert_eq!(figure("fovea_flowmetrics_series"), Some(MAX as f64), "{test}");
+    assert!(figure("fovea_flowmetrics_overflow_points_total").is_some_and(|p| p > 0.0), "{test}");
+
+    // cart is deleted and silent; frontend keeps sending: after the expiration only frontend's
+    // series (both its veth's and db's observation) are left, still counting from before.
+    assert!(w.api.delete::<k8s_openapi::api::core::v1::Pod>("shop", "cart-5d8-x1"));
+    for _ in 0..10 {
+        udp(&w.frontend, to_db, 1, 50);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let left = until(&format!("{test}: idle series expire"), || {
+        let e = agent.scrape_at(out);
+        let s = e.samples(name);
+        s.len() == 2
+            && s.iter()
+                .all(|(l, v)| l.get("source_k8s_pod_name").map(String::as_str) == Some("frontend-0") && *v as u64 == 20)
+    });
+    eprintln!("{test}: idle series gone {left:?} after the last check");
+    let own = agent.scrape_at(agent.telemetry);
+    let expired = own.value(
+        "fovea_flowmetrics_expired_total",
+        &[("connector", "flowmetrics"), ("metric", "network.forward.packets")],
+    );
+    // The overflow series goes too, but is not one of the capped series the figure counts.
+    assert_eq!(expired, Some((MAX - 2) as f64), "{test}: cart's two and the flood's series expired");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }

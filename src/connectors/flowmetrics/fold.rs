@@ -255,9 +255,8 @@ pub fn namespace(r: &FlowRecord, end: End) -> Option<&str> {
 /// labels (or basic mode, or the overflow series) stays.
 pub fn still_observed(spec: &Spec, key: &Attributes) -> bool {
     // `None`: the series has no such label, so it cannot tell.
-    let admits = |name: &str| {
-        key.get_str(name).map(|ns| spec.namespaces.admits((ns != UNKNOWN.as_str()).then_some(ns)))
-    };
+    let admits =
+        |name: &str| key.get_str(name).map(|ns| spec.namespaces.admits((ns != UNKNOWN.as_str()).then_some(ns)));
     match spec.mode {
         Mode::Basic => true,
         Mode::Local => admits(LOCAL.namespace).unwrap_or(true),
