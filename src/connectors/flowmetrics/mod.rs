@@ -200,6 +200,11 @@ impl FlowMetrics {
         connector
     }
 
+    /// The selection in force.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
     /// Makes `spec` the selection: tables of metrics no longer made are dropped, new ones
     /// created, and those that stay keep counting (unlike Retina, which resets every series).
     pub fn apply(&mut self, spec: Spec) {
@@ -246,6 +251,7 @@ impl FlowMetrics {
             Some(None) => false,
         };
         for record in &batch.records {
+            keys.next_record();
             fold::samples(record, samples);
             for (sample, local) in samples.iter() {
                 let Some(table) = tables.get_mut(&sample.metric) else { continue };

@@ -224,8 +224,8 @@ fn a_narrower_namespace_selection_removes_the_series_of_pods_no_longer_observed_
         let (shop, web) = (pod("source", "a", "shop", NODE), pod("source", "c", "web", NODE));
         m.fold(
             &batch(vec![
-                forward(A, EXT, Direction::Receive, ObservationPoint::Pod, 1, &[shop.clone()]),
-                forward(B, EXT, Direction::Receive, ObservationPoint::Pod, 2, &[web.clone()]),
+                forward(A, EXT, Direction::Receive, ObservationPoint::Pod, 1, std::slice::from_ref(&shop)),
+                forward(B, EXT, Direction::Receive, ObservationPoint::Pod, 2, std::slice::from_ref(&web)),
             ]),
             1,
         );
