@@ -381,7 +381,7 @@ fn local_context_follows_the_metrics_configuration_and_annotations_without_resta
     let test = "local_context_follows_the_metrics_configuration_and_annotations_without_restart";
     let _lock = support::kernel_lock();
     let Some(w) = World::new(test) else { return };
-    let (by_cr, by_annotations) = (w.node_endpoint(), w.node_endpoint());
+    let (by_cr, by_annotations, retina) = (w.node_endpoint(), w.node_endpoint(), w.node_endpoint());
     let config = format!(
         "receivers:
   flows: {{collection_interval: 1s}}
@@ -398,11 +398,12 @@ connectors:
 exporters:
   prometheus/cr: {{endpoint: \"{by_cr}\", metric_expiration: 1s}}
   prometheus/annotations: {{endpoint: \"{by_annotations}\", metric_expiration: 1s}}
+  prometheus/retina: {{endpoint: \"{retina}\", naming: retina}}
 service:
   pipelines:
     flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics/cr, flowmetrics/annotations]}}
     metrics/cr: {{receivers: [flowmetrics/cr], exporters: [prometheus/cr]}}
-    metrics/annotations: {{receivers: [flowmetrics/annotations], exporters: [prometheus/annotations]}}
+    metrics/annotations: {{receivers: [flowmetrics/annotations], exporters: [prometheus/annotations, prometheus/retina]}}
 ",
         kc = w.api.kubeconfig(TOKEN).display()
     );
@@ -504,6 +505,27 @@ service:
     until(&format!("{test}: annotated pods"), || {
         per_pod(&agent.scrape_at(by_annotations), "network_forward_packets_total") == annotated
     });
+    // Retina's local-context layout (retina-compat.md §2.2): unprefixed labels, Retina's default
+    // labels of annotation mode, lower-case direction.
+    let r = agent.scrape_at(retina);
+    let db_series: Vec<(BTreeMap<String, String>, u64)> = r
+        .samples("networkobservability_adv_forward_count")
+        .into_iter()
+        .filter(|(l, _)| l.get("podname").map(String::as_str) == Some("db-0"))
+        .map(|(l, v)| (labels_of(&l), v as u64))
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("direction", "ingress"),
+        ("ip", db_ip.to_string().as_str()),
+        ("namespace", "shop"),
+        ("podname", "db-0"),
+        ("workload_kind", "StatefulSet"),
+        ("workload_name", "db"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(db_series, vec![(want, 2 * N)], "{test}: Retina's local layout");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }
