@@ -530,39 +530,21 @@ service:
     assert!(status.success(), "{test}: clean exit: {out}");
 }
 
-/// Sends `per_source` UDP datagrams to `to`:9999 from each of `sources` spoofed addresses
-/// (IPv4 raw socket with our own header; the kernel fills in the checksum and id), from `from`.
+/// `per_source` UDP datagrams to `to`:9999 from each of `sources` (spoofed addresses, our own
+/// IPv4 header), sent from `from`.
 fn spoofed_udp(from: &NodePod, sources: &[Ipv4Addr], to: Ipv4Addr, per_source: u64) {
-    let sources = sources.to_vec();
-    from.ns.run_in(move || {
-        // SAFETY: plain socket syscalls on a descriptor we own and close.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
-            assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-            let mut sa: libc::sockaddr_in = std::mem::zeroed();
-            sa.sin_family = libc::AF_INET as u16;
-            sa.sin_addr.s_addr = u32::from_ne_bytes(to.octets());
-            for src in &sources {
-                // IPv4 header (20) + UDP header (8) + 4 bytes of payload; UDP checksum 0 (none).
-                let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
-                p.extend_from_slice(&src.octets());
-                p.extend_from_slice(&to.octets());
-                p.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 12, 0, 0, b'f', b'l', b'o', b'o']);
-                for _ in 0..per_source {
-                    let rc = libc::sendto(
-                        fd,
-                        p.as_ptr().cast(),
-                        p.len(),
-                        0,
-                        std::ptr::from_ref(&sa).cast(),
-                        size_of::<libc::sockaddr_in>() as u32,
-                    );
-                    assert_eq!(rc, p.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-                }
-            }
-            libc::close(fd);
-        }
-    });
+    let packets: Vec<Vec<u8>> = sources
+        .iter()
+        .map(|src| {
+            // IPv4 header (20) + UDP header (8) + 4 bytes of payload; UDP checksum 0 (none).
+            let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            p.extend_from_slice(&src.octets());
+            p.extend_from_slice(&to.octets());
+            p.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 12, 0, 0, b'f', b'l', b'o', b'o']);
+            p
+        })
+        .collect();
+    from.ns.run_in(move || support::netns::raw_send(&packets, to.into(), per_source));
 }
 
 /// Cardinality: a flood from thousands of spoofed addresses into a pod fills `max_series` and
