@@ -85,6 +85,14 @@ impl World {
         SocketAddr::new(IpAddr::V4(self.uplink.addrs.b4), free_port())
     }
 
+    /// The start of a config: the flows receiver and k8sattributes reading this API server.
+    fn flows_head(&self) -> String {
+        format!(
+            "receivers:\n  flows: {{collection_interval: 1s}}\nprocessors:\n  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {}}}\n",
+            self.api.kubeconfig(TOKEN).display()
+        )
+    }
+
     /// The agent config: flows and drops through k8sattributes into flowmetrics (`connector`
     /// body), out through an OpenTelemetry-named and a Retina-named Prometheus endpoint.
     fn config(&self, connector: &str, otel: SocketAddr, retina: SocketAddr) -> String {
@@ -383,11 +391,7 @@ fn local_context_follows_the_metrics_configuration_and_annotations_without_resta
     let Some(w) = World::new(test) else { return };
     let (by_cr, by_annotations, retina) = (w.node_endpoint(), w.node_endpoint(), w.node_endpoint());
     let config = format!(
-        "receivers:
-  flows: {{collection_interval: 1s}}
-processors:
-  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {kc}}}
-connectors:
+        "{head}connectors:
   flowmetrics/cr:
     mode: local
     selection: metrics_configuration
@@ -405,7 +409,7 @@ service:
     metrics/cr: {{receivers: [flowmetrics/cr], exporters: [prometheus/cr]}}
     metrics/annotations: {{receivers: [flowmetrics/annotations], exporters: [prometheus/annotations, prometheus/retina]}}
 ",
-        kc = w.api.kubeconfig(TOKEN).display()
+        head = w.flows_head()
     );
     let agent = Agent::start_in(&w.node.ns.name, &config);
     let db_ip = w.db.v4();
@@ -559,11 +563,7 @@ fn a_spoofed_flood_stays_within_max_series_with_exact_totals_and_idle_series_exp
     let out = w.node_endpoint();
     const MAX: usize = 50;
     let config = format!(
-        "receivers:
-  flows: {{collection_interval: 1s}}
-processors:
-  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {kc}}}
-connectors:
+        "{head}connectors:
   flowmetrics:
     mode: remote
     metrics: [forward_count]
@@ -578,7 +578,7 @@ service:
     flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics]}}
     metrics: {{receivers: [flowmetrics], exporters: [prometheus/pods]}}
 ",
-        kc = w.api.kubeconfig(TOKEN).display()
+        head = w.flows_head()
     );
     let agent = Agent::start_in(&w.node.ns.name, &config);
     let db_ip = w.db.v4();
