@@ -85,6 +85,14 @@ impl World {
         SocketAddr::new(IpAddr::V4(self.uplink.addrs.b4), free_port())
     }
 
+    /// The start of a config: the flows receiver and k8sattributes reading this API server.
+    fn flows_head(&self) -> String {
+        format!(
+            "receivers:\n  flows: {{collection_interval: 1s}}\nprocessors:\n  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {}}}\n",
+            self.api.kubeconfig(TOKEN).display()
+        )
+    }
+
     /// The agent config: flows and drops through k8sattributes into flowmetrics (`connector`
     /// body), out through an OpenTelemetry-named and a Retina-named Prometheus endpoint.
     fn config(&self, connector: &str, otel: SocketAddr, retina: SocketAddr) -> String {
@@ -336,6 +344,315 @@ fn remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_sho
         let got = prom.wait_for(query, Duration::from_secs(30), |s| !s.is_empty());
         assert!(!got.is_empty(), "{test}: panel `{title}` is empty: {query}");
     }
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
+
+/// Samples of `name` as (pod, direction) -> value, for local-context series.
+fn per_pod(e: &Exposition, name: &str) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for (l, v) in e.samples(name) {
+        let pod = l.get("k8s_pod_name").cloned().unwrap_or_default();
+        let direction = l.get("network_io_direction").cloned().unwrap_or_default();
+        *out.entry((pod, direction)).or_insert(0) += v as u64;
+    }
+    out
+}
+
+fn expect(pairs: &[(&str, &str, u64)]) -> BTreeMap<(String, String), u64> {
+    pairs.iter().map(|(p, d, v)| ((p.to_string(), d.to_string()), *v)).collect()
+}
+
+/// Polls `check` on `e()` every 100 ms for up to 15 s; returns how long it took.
+fn until(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < Duration::from_secs(15), "{what}: not within 15 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// Adds `retina.sh: observe` to a stored object's annotations and stores it again.
+fn annotate(api: &ApiServer, plural: &str, mut object: serde_json::Value) {
+    object["metadata"]["annotations"]["retina.sh"] = serde_json::Value::from("observe");
+    api.apply_json(plural, object);
+}
+
+/// Local context: one sample per selected pod with its own direction. One agent runs two
+/// connectors: one follows Retina's MetricsConfiguration (its config applies until a CR exists;
+/// a CR narrowing the namespaces and dropping `forward_bytes` applies without a restart, the
+/// unchanged `forward_count` keeps counting), the other Retina's `retina.sh: observe` annotations
+/// on a pod and on a namespace. Every value equals what the pods' veths carried.
+#[test]
+fn local_context_follows_the_metrics_configuration_and_annotations_without_restart() {
+    let test = "local_context_follows_the_metrics_configuration_and_annotations_without_restart";
+    let _lock = support::kernel_lock();
+    let Some(w) = World::new(test) else { return };
+    let (by_cr, by_annotations, retina) = (w.node_endpoint(), w.node_endpoint(), w.node_endpoint());
+    let config = format!(
+        "{head}connectors:
+  flowmetrics/cr:
+    mode: local
+    selection: metrics_configuration
+    metrics: [forward_count, forward_bytes]
+    labels: {{source: [ip, namespace, podname], destination: [ip, namespace, podname]}}
+    metrics_flush_interval: 500ms
+  flowmetrics/annotations: {{mode: local, selection: annotations, metrics_flush_interval: 500ms}}
+exporters:
+  prometheus/cr: {{endpoint: \"{by_cr}\", metric_expiration: 1s}}
+  prometheus/annotations: {{endpoint: \"{by_annotations}\", metric_expiration: 1s}}
+  prometheus/retina: {{endpoint: \"{retina}\", naming: retina}}
+service:
+  pipelines:
+    flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics/cr, flowmetrics/annotations]}}
+    metrics/cr: {{receivers: [flowmetrics/cr], exporters: [prometheus/cr]}}
+    metrics/annotations: {{receivers: [flowmetrics/annotations], exporters: [prometheus/annotations, prometheus/retina]}}
+",
+        head = w.flows_head()
+    );
+    let agent = Agent::start_in(&w.node.ns.name, &config);
+    let db_ip = w.db.v4();
+    let _sink = w.db.ns.run_in(move || UdpSocket::bind(SocketAddr::new(db_ip.into(), 9999)).unwrap());
+    const N: u64 = 100;
+    let traffic = || {
+        udp(&w.cart, SocketAddr::new(db_ip.into(), 9999), N, 100);
+        udp(&w.frontend, SocketAddr::new(db_ip.into(), 9999), N, 100);
+        wait_collections(INTERVAL, 2);
+    };
+    let stats = |p: &NodePod| LinkStats::settled(|| w.node.link_stats(&p.host_if));
+
+    // No MetricsConfiguration yet: the config's selection (every namespace), both metrics.
+    traffic();
+    let (cart, db, front) = (stats(&w.cart), stats(&w.db), stats(&w.frontend));
+    assert_eq!((cart.rx_packets, front.rx_packets, db.tx_packets), (N, N, 2 * N), "{test}: quiet links");
+    let fold = |name: &str, want: BTreeMap<(String, String), u64>| {
+        let mut last = BTreeMap::new();
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            until(&format!("{test}: {name}"), || {
+                last = per_pod(&agent.scrape_at(by_cr), name);
+                last == want
+            })
+        }));
+        assert!(waited.is_ok(), "{test}: {name}: want {want:?}, last {last:?}");
+    };
+    fold(
+        "network_forward_packets_total",
+        expect(&[("cart-5d8-x1", "transmit", N), ("db-0", "receive", 2 * N), ("frontend-0", "transmit", N)]),
+    );
+    fold(
+        "network_forward_bytes_total",
+        // The veths count Ethernet frames, fovea IP packets: 14 bytes of header less each.
+        expect(&[
+            ("cart-5d8-x1", "transmit", cart.rx_bytes - 14 * N),
+            ("db-0", "receive", db.tx_bytes - 14 * 2 * N),
+            ("frontend-0", "transmit", front.rx_bytes - 14 * N),
+        ]),
+    );
+    // Nothing is annotated: the annotations connector observes no pod.
+    assert!(agent.scrape_at(by_annotations).samples("network_forward_packets_total").is_empty(), "{test}");
+    let series = agent.scrape_at(by_cr).samples("network_forward_packets_total");
+    let labels: Vec<BTreeMap<String, String>> = series.iter().map(|(l, _)| labels_of(l)).collect();
+    assert!(
+        labels.contains(
+            &[
+                ("k8s_namespace_name", "shop"),
+                ("k8s_pod_ip", db_ip.to_string().as_str()),
+                ("k8s_pod_name", "db-0"),
+                ("network_io_direction", "receive"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        )
+    );
+
+    // A MetricsConfiguration: only `shop`, only forward_count with the same labels and TTL.
+    w.api.apply_json(
+        "metricsconfigurations",
+        serde_json::json!({
+            "apiVersion": "retina.sh/v1alpha1", "kind": "MetricsConfiguration",
+            "metadata": {"name": "shop-only", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {
+                "contextOptions": [{"metricName": "forward_count", "sourceLabels": ["ip", "namespace", "podname"],
+                                    "destinationLabels": ["ip", "namespace", "podname"], "ttl": "5m"}],
+                "namespaces": {"include": ["shop"]}
+            }
+        }),
+    );
+    let reconfigured = until(&format!("{test}: the CR applies"), || {
+        agent
+            .scrape_at(agent.telemetry)
+            .value("fovea_flowmetrics_reconfigurations_total", &[("connector", "flowmetrics/cr")])
+            == Some(1.0)
+    });
+    let gone = until(&format!("{test}: forward_bytes and frontend's series leave the output"), || {
+        let e = agent.scrape_at(by_cr);
+        e.samples("network_forward_bytes_total").is_empty()
+            && per_pod(&e, "network_forward_packets_total").keys().all(|(pod, _)| pod != "frontend-0")
+    });
+    eprintln!("{test}: CR applied after {reconfigured:?}, removed series gone from the exporter after {gone:?}");
+
+    // Annotations: the db pod, and the namespace `web` (so frontend-0).
+    annotate(&w.api, "pods", w.api.get::<k8s_openapi::api::core::v1::Pod>("shop", "db-0").expect("db-0"));
+    annotate(&w.api, "namespaces", w.api.get::<k8s_openapi::api::core::v1::Namespace>("", "web").expect("web"));
+    std::thread::sleep(Duration::from_secs(1));
+    traffic();
+    // forward_count kept counting across the change; frontend (web) is no longer selected.
+    fold("network_forward_packets_total", expect(&[("cart-5d8-x1", "transmit", 2 * N), ("db-0", "receive", 4 * N)]));
+    assert!(
+        agent.scrape_at(by_cr).samples("network_forward_bytes_total").is_empty(),
+        "{test}: forward_bytes stays off"
+    );
+    // The annotated pod and the pod of the annotated namespace, from the second round only.
+    let annotated = expect(&[("db-0", "receive", 2 * N), ("frontend-0", "transmit", N)]);
+    until(&format!("{test}: annotated pods"), || {
+        per_pod(&agent.scrape_at(by_annotations), "network_forward_packets_total") == annotated
+    });
+    // Retina's local-context layout (retina-compat.md §2.2): unprefixed labels, Retina's default
+    // labels of annotation mode, lower-case direction.
+    let r = agent.scrape_at(retina);
+    let db_series: Vec<(BTreeMap<String, String>, u64)> = r
+        .samples("networkobservability_adv_forward_count")
+        .into_iter()
+        .filter(|(l, _)| l.get("podname").map(String::as_str) == Some("db-0"))
+        .map(|(l, v)| (labels_of(&l), v as u64))
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("direction", "ingress"),
+        ("ip", db_ip.to_string().as_str()),
+        ("namespace", "shop"),
+        ("podname", "db-0"),
+        ("workload_kind", "StatefulSet"),
+        ("workload_name", "db"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(db_series, vec![(want, 2 * N)], "{test}: Retina's local layout");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
+
+/// `per_source` UDP datagrams to `to`:9999 from each of `sources` (spoofed addresses, our own
+/// IPv4 header), sent from `from`.
+fn spoofed_udp(from: &NodePod, sources: &[Ipv4Addr], to: Ipv4Addr, per_source: u64) {
+    let packets: Vec<Vec<u8>> = sources
+        .iter()
+        .map(|src| {
+            // IPv4 header (20) + UDP header (8) + 4 bytes of payload; UDP checksum 0 (none).
+            let mut p = vec![0x45, 0, 0, 32, 0, 0, 0x40, 0, 64, 17, 0, 0];
+            p.extend_from_slice(&src.octets());
+            p.extend_from_slice(&to.octets());
+            p.extend_from_slice(&[0x9c, 0x40, 0x27, 0x0f, 0, 12, 0, 0, b'f', b'l', b'o', b'o']);
+            p
+        })
+        .collect();
+    from.ns.run_in(move || support::netns::raw_send(&packets, to.into(), per_source));
+}
+
+/// Cardinality: a flood from thousands of spoofed addresses into a pod fills `max_series` and
+/// folds exactly the excess into the one overflow series (every other series holds exactly what
+/// its address sent, the sum of all equals the veths' counters); idle series (a deleted pod's,
+/// the flood's) are removed after `metric_expiration` while a live pod's keep counting.
+#[test]
+fn a_spoofed_flood_stays_within_max_series_with_exact_totals_and_idle_series_expire() {
+    let test = "a_spoofed_flood_stays_within_max_series_with_exact_totals_and_idle_series_expire";
+    let _lock = support::kernel_lock();
+    let Some(w) = World::new(test) else { return };
+    let out = w.node_endpoint();
+    const MAX: usize = 50;
+    let config = format!(
+        "{head}connectors:
+  flowmetrics:
+    mode: remote
+    metrics: [forward_count]
+    labels: {{source: [ip, podname], destination: [ip, podname]}}
+    max_series: {MAX}
+    metric_expiration: 10s
+    metrics_flush_interval: 500ms
+exporters:
+  prometheus/pods: {{endpoint: \"{out}\", metric_expiration: 1s}}
+service:
+  pipelines:
+    flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics]}}
+    metrics: {{receivers: [flowmetrics], exporters: [prometheus/pods]}}
+",
+        head = w.flows_head()
+    );
+    let agent = Agent::start_in(&w.node.ns.name, &config);
+    let db_ip = w.db.v4();
+    // Bound, so nothing answers the spoofed addresses with ICMP.
+    let _sink = w.db.ns.run_in(move || UdpSocket::bind(SocketAddr::new(db_ip.into(), 9999)).unwrap());
+    let to_db = SocketAddr::new(db_ip.into(), 9999);
+    // Real pods first: their series exist before the flood.
+    udp(&w.cart, to_db, 10, 50);
+    udp(&w.frontend, to_db, 10, 50);
+    wait_collections(INTERVAL, 2);
+
+    const SOURCES: u16 = 3000;
+    const EACH: u64 = 3;
+    let sources: Vec<Ipv4Addr> =
+        (0..SOURCES).map(|i| Ipv4Addr::new(198, 18, 128 + (i / 256) as u8, (i % 256) as u8)).collect();
+    spoofed_udp(&w.cart, &sources, db_ip, EACH);
+    wait_collections(INTERVAL, 2);
+    let (cart, db) = (
+        LinkStats::settled(|| w.node.link_stats(&w.cart.host_if)),
+        LinkStats::settled(|| w.node.link_stats(&w.db.host_if)),
+    );
+    let kernel = cart.rx_packets + db.tx_packets + 10;
+    let name = "network_forward_packets_total";
+    let mut last = Vec::new();
+    let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        until(&format!("{test}: totals"), || {
+            last = agent.scrape_at(out).samples(name);
+            last.iter().map(|(_, v)| *v as u64).sum::<u64>() == kernel
+        })
+    }));
+    let total: u64 = last.iter().map(|(_, v)| *v as u64).sum();
+    assert!(
+        settled.is_ok(),
+        "{test}: every packet in some series: {total} != veths {kernel} ({cart:?} {db:?}): {}",
+        agent.output()
+    );
+    let (overflow, normal): (Vec<_>, Vec<_>) =
+        last.iter().partition(|(l, _)| l.get("otel_metric_overflow").map(String::as_str) == Some("true"));
+    assert_eq!(normal.len(), MAX, "{test}: series capped");
+    assert_eq!(overflow.len(), 1, "{test}: one overflow series");
+    // Every series holds exactly what its end sent; the overflow series exactly the rest.
+    for (l, v) in &normal {
+        let want = if l.get("source_k8s_pod_name").map(String::as_str) == Some("unknown") { EACH } else { 10 };
+        assert_eq!(*v as u64, want, "{test}: {l:?}");
+    }
+    let in_series: u64 = normal.iter().map(|(_, v)| *v as u64).sum();
+    assert_eq!(overflow[0].1 as u64, kernel - in_series, "{test}: the excess");
+    let own = agent.scrape_at(agent.telemetry);
+    let figure = |n: &str| own.value(n, &[("connector", "flowmetrics"), ("metric", "network.forward.packets")]);
+    assert_eq!(figure("fovea_flowmetrics_series"), Some(MAX as f64), "{test}");
+    assert!(figure("fovea_flowmetrics_overflow_points_total").is_some_and(|p| p > 0.0), "{test}");
+
+    // cart is deleted and silent; frontend keeps sending: after the expiration only frontend's
+    // series (both its veth's and db's observation) are left, still counting from before.
+    assert!(w.api.delete::<k8s_openapi::api::core::v1::Pod>("shop", "cart-5d8-x1"));
+    for _ in 0..10 {
+        udp(&w.frontend, to_db, 1, 50);
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    let left = until(&format!("{test}: idle series expire"), || {
+        let e = agent.scrape_at(out);
+        let s = e.samples(name);
+        s.len() == 2
+            && s.iter()
+                .all(|(l, v)| l.get("source_k8s_pod_name").map(String::as_str) == Some("frontend-0") && *v as u64 == 20)
+    });
+    eprintln!("{test}: idle series gone {left:?} after the last check");
+    let own = agent.scrape_at(agent.telemetry);
+    let expired = own.value(
+        "fovea_flowmetrics_expired_total",
+        &[("connector", "flowmetrics"), ("metric", "network.forward.packets")],
+    );
+    // The overflow series goes too, but is not one of the capped series the figure counts.
+    assert_eq!(expired, Some((MAX - 2) as f64), "{test}: cart's two and the flood's series expired");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }

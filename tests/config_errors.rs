@@ -226,7 +226,7 @@ fn bad_configs_name_file_line_path_and_fix() {
         },
         Case {
             name: "extension settings are checked like any component's",
-            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {endpoint: \"localhost:\", check_collector_pipeline: {enabled: true}}\n  pprof: {block_profile_fraction: 3}\nservice:\n  extensions: [health_check, pprof]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
+            yaml: "receivers:\n  linuxutil: {}\nexporters:\n  debug: {}\nextensions:\n  health_check: {endpoint: \"localhost:\", check_collector_pipeline: {enabled: true}, cors: {allowed_origins: [\"*\"]}, auth: {authenticator: basicauth}}\n  pprof: {block_profile_fraction: 3}\nservice:\n  extensions: [health_check, pprof]\n  pipelines:\n    metrics: {receivers: [linuxutil], exporters: [debug]}\n",
             problems: &[
                 ("extensions::health_check::endpoint", 6, "is not host:port (no port after `:`)"),
                 (
@@ -234,6 +234,8 @@ fn bad_configs_name_file_line_path_and_fix() {
                     6,
                     "not supported (deprecated in otelcol too)",
                 ),
+                ("extensions::health_check::cors", 6, "not supported: the health endpoint is for probes"),
+                ("extensions::health_check::auth", 6, "not supported: fovea has no authenticator extensions"),
                 ("extensions::pprof::block_profile_fraction", 7, "a Go runtime setting with no equivalent in fovea"),
             ],
         },

@@ -155,3 +155,19 @@ fn print_config_redacts_url_credentials_and_exits_1_when_invalid() {
     assert!(stdout.contains("verbosity: loud"), "still printed: {stdout}");
     assert!(stderr.contains("exporters::debug::verbosity: unknown value `loud`"), "{stderr}");
 }
+
+/// Every ready-made file under `config/` (the embedded default, Retina's three modes) is valid as
+/// shipped; the local context's node filter reads K8S_NODE_NAME.
+#[test]
+fn every_shipped_config_file_is_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["basic.yaml", "default.yaml", "local-context.yaml", "remote-context.yaml"]);
+    for file in &files {
+        let (code, stdout, stderr) =
+            fovea(&["validate", "--config", &file.display().to_string()], &[("K8S_NODE_NAME", "node-1")]);
+        assert_eq!(code, Some(0), "{}: {stdout}{stderr}", file.display());
+    }
+}

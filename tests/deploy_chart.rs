@@ -395,7 +395,10 @@ fn the_chart_refuses_bad_values_naming_the_key_and_the_fix() {
             &["--set", "exporters.prometheus.enabled=false"],
             "every exporter is disabled; enable prometheus, otlp or remoteWrite",
         ),
-        (&["--set", "mode=local"], "mode: local sends flow records named with pods over OTLP; enable exporters.otlp"),
+        (
+            &["--set", "mode=local,podLevel.selection=crd"],
+            "podLevel.selection: \"crd\" is not a selection; use config, annotations or metrics_configuration",
+        ),
         (
             &["--set", "exporters.otlp.enabled=true,exporters.otlp.endpoint=c:4317,exporters.otlp.tls.caFile=ca.crt"],
             "exporters.otlp.tls: caFile, certFile and keyFile are keys of tls.secretName; set tls.secretName",

@@ -10,8 +10,8 @@
 //! twice: OpenTelemetry names (fovea's dashboards) and `naming: retina` (Retina's Clusters and
 //! Standard DNS dashboards), and its own telemetry at `detailed` (kernel time per packet).
 //!
-//! The pod-traffic dashboard queries metrics of the flowmetrics connector, which this scenario
-//! does not run yet; its panels are skipped with that reason.
+//! The flowmetrics connector (remote context) turns the flows, drops and retransmits of pods the
+//! fake API server names into the pod-traffic dashboard's metrics.
 
 #[path = "support/agent.rs"]
 mod agent;
@@ -312,9 +312,6 @@ fn missing_source(file: &str, components: &str) -> Option<&'static str> {
         "fovea-pods.json" if !components.contains("flowmetrics") => Some(
             "pod-level metrics (source_k8s_* / destination_k8s_* labels) come from the flowmetrics connector, which this build does not have yet",
         ),
-        "fovea-pods.json" => Some(
-            "this scenario has no flowmetrics pipeline with named pods yet (the connector exists now: add pods named by the fake API server and a flows -> k8sattributes -> flowmetrics pipeline here)",
-        ),
         _ => None,
     }
 }
@@ -355,6 +352,8 @@ fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
 processors:
   batch: {{timeout: 100ms}}
   k8sattributes: {{auth_type: kubeConfig, kube_config_path: {kubeconfig}}}
+connectors:
+  flowmetrics: {{mode: remote, metrics_flush_interval: 1s}}
 exporters:
   prometheus: {{endpoint: 127.0.0.1:0}}
   prometheus/retina: {{endpoint: 127.0.0.1:{retina_port}, naming: retina}}
@@ -362,7 +361,8 @@ exporters:
 service:
   pipelines:
     metrics: {{receivers: [packetforward, dropreason, tcpretrans, linuxutil, flows, dns], processors: [batch], exporters: [prometheus, prometheus/retina]}}
-    flows: {{receivers: [dropreason, tcpretrans], processors: [k8sattributes], exporters: [debug]}}
+    flows: {{receivers: [dropreason, tcpretrans, flows], processors: [k8sattributes], exporters: [debug, flowmetrics]}}
+    metrics/pods: {{receivers: [flowmetrics], processors: [batch], exporters: [prometheus, prometheus/retina]}}
   telemetry:
     metrics: {{level: detailed}}
 ",
@@ -388,6 +388,9 @@ service:
     // dropped in the sender's output chain), NO_SOCKET drops (UDP to a closed port) throughout.
     let pair = NsPair::new();
     let (client, server_ip) = tcp::endpoints(&pair, false);
+    // The lossy transfer's ends are pods of the cluster (pod-level drops and retransmits).
+    server.apply(&pod(&PodSpec::new("shop", "client-0", "node-1", client)));
+    server.apply(&pod(&PodSpec::new("shop", "server-0", "node-1", server_ip)));
     tcp::drop_one_in_five(&pair, client, PORT);
     pair.a.nft(
         "table inet fovea_out {
@@ -413,6 +416,7 @@ service:
     // while the queries run: connections by remote address.
     let pod_net = NetPod::new(LinkOptions::default());
     let pod_ip = pod_net.addrs.b4;
+    server.apply(&pod(&PodSpec::new("shop", "db-0", "node-1", pod_ip.into())));
     let listener = pod_net.ns.run_in(move || std::net::TcpListener::bind((pod_ip, PORT + 1)).unwrap());
     // The flows receiver attaches to the pod's interface as it appears: connect (SYN, SYN-ACK,
     // ACK, FIN) and be refused at a closed port (RST) until its counts show both.

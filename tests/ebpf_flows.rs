@@ -7,7 +7,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use fovea::ebpf::{
@@ -293,9 +293,9 @@ fn ipv6_extension_headers_are_walked_to_the_ports() {
     let esp = packet(60, [dstopts(50), vec![0, 0, 0, 1, 0, 0, 0, 1], vec![0x42; 40]].concat());
     const N: u64 = 5;
     let dst = b.v6();
-    let sent: Vec<(Vec<u8>, usize)> = [walked, later_fragment, esp].into_iter().map(|p| (p.clone(), p.len())).collect();
-    let lens: Vec<u64> = sent.iter().map(|(_, l)| *l as u64).collect();
-    a.ns.run_in(move || raw6_send(&sent, dst, N));
+    let sent = vec![walked, later_fragment, esp];
+    let lens: Vec<u64> = sent.iter().map(|p| p.len() as u64).collect();
+    a.ns.run_in(move || support::netns::raw_send(&sent, IpAddr::V6(dst), N));
     let deltas = drain(&p);
     let at = |protocol: u8, sport: u16, dport: u16| ingress_to(&deltas, ia, IpAddr::V6(dst), protocol, sport, dport);
     assert_eq!(
@@ -305,32 +305,6 @@ fn ipv6_extension_headers_are_walked_to_the_ports() {
     );
     assert_eq!(at(17, 0, 0), (N, N * lens[1]), "a later fragment: UDP without ports");
     assert_eq!(at(50, 0, 0), (N, N * lens[2]), "ESP: protocol 50, no ports");
-}
-
-/// Sends each packet `n` times on a raw IPv6 socket (IPPROTO_RAW: we write the IPv6 header).
-fn raw6_send(packets: &[(Vec<u8>, usize)], dst: Ipv6Addr, n: u64) {
-    // SAFETY: plain socket syscalls on a descriptor we own and close.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_RAW);
-        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
-        let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-        sa.sin6_family = libc::AF_INET6 as u16;
-        sa.sin6_addr.s6_addr = dst.octets();
-        for (pkt, _) in packets {
-            for _ in 0..n {
-                let rc = libc::sendto(
-                    fd,
-                    pkt.as_ptr().cast(),
-                    pkt.len(),
-                    0,
-                    std::ptr::from_ref(&sa).cast(),
-                    size_of::<libc::sockaddr_in6>() as u32,
-                );
-                assert_eq!(rc, pkt.len() as isize, "sendto: {}", std::io::Error::last_os_error());
-            }
-        }
-        libc::close(fd);
-    }
 }
 
 /// A table smaller than the number of flows: exactly the packets of the flows that did not fit

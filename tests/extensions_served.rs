@@ -198,3 +198,53 @@ service:
     assert!(profile.duration_nanos >= 1_500_000_000, "{}", profile.duration_nanos);
     assert_eq!(profile.period, 1_000_000_000 / 99);
 }
+
+#[path = "support/certs.rs"]
+mod certs;
+mod support;
+
+/// `health_check` with confighttp's server `tls`: HTTPS with the configured certificate, verified
+/// against the test CA by curl; plain HTTP on that port gets no status.
+#[test]
+fn health_check_serves_https_with_tls() {
+    let test = "health_check_serves_https_with_tls";
+    if !support::require_tools(test, &["curl", "openssl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    if certs::make(dir.path(), &["IP:127.0.0.1"]).is_none() {
+        return;
+    }
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let health = free_port();
+    let config = format!(
+        "receivers:
+  linuxutil: {{}}
+exporters:
+  prometheus: {{}}
+extensions:
+  health_check:
+    endpoint: \"127.0.0.1:{health}\"
+    tls: {{cert_file: {cert}, key_file: {key}}}
+service:
+  extensions: [health_check]
+  pipelines:
+    metrics: {{receivers: [linuxutil], exporters: [prometheus]}}
+",
+        cert = p("server.pem"),
+        key = p("server.key")
+    );
+    let agent = Agent::start(&config);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert", &p("ca.pem"), &format!("https://127.0.0.1:{health}/")])
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{test}: curl: {}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["status"], "Server available", "{test}: {body}");
+    let plain = http_get(([127, 0, 0, 1], health).into(), "/");
+    assert!(plain.is_err() || plain.as_ref().is_ok_and(|(code, _)| *code != 200), "{test}: plain HTTP: {plain:?}");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: {out}");
+}

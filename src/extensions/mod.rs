@@ -21,6 +21,9 @@ pub enum ExtensionError {
     /// `run` was called before a successful `start`.
     #[error("the extension was not started")]
     NotStarted,
+    /// The TLS settings could not be loaded.
+    #[error("tls: {0}")]
+    Tls(String),
     /// The profiler could not be started or its profile written.
     #[error("pprof: {0}")]
     Profiler(String),

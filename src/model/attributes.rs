@@ -141,6 +141,11 @@ impl Attributes {
         self.0.clear();
     }
 
+    /// Makes this set a copy of `other`, reusing this set's allocation.
+    pub fn copy_from(&mut self, other: &Attributes) {
+        self.0.clone_from(&other.0);
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&AttrValue> {
         self.0.binary_search_by(|kv| kv.key.as_str().cmp(key)).ok().map(|i| &self.0[i].value)

@@ -341,3 +341,38 @@ fn mac_of(json: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(json).expect("ip -j link");
     v[0]["address"].as_str().expect("address").to_owned()
 }
+
+/// Sends each of `packets` (whole IP packets, our own headers) `n` times to `dst` through a raw
+/// socket of the calling thread's network namespace (the kernel fills in an IPv4 header's
+/// checksum and id when they are zero).
+pub fn raw_send(packets: &[Vec<u8>], dst: std::net::IpAddr, n: u64) {
+    use std::net::IpAddr;
+    // SAFETY: plain socket syscalls on a descriptor we own and close; the address structs are
+    // zeroed and filled for their family.
+    unsafe {
+        let family = if dst.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+        let fd = libc::socket(family, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let mut v4: libc::sockaddr_in = std::mem::zeroed();
+        let mut v6: libc::sockaddr_in6 = std::mem::zeroed();
+        let (address, len): (*const libc::sockaddr, usize) = match dst {
+            IpAddr::V4(ip) => {
+                v4.sin_family = libc::AF_INET as u16;
+                v4.sin_addr.s_addr = u32::from_ne_bytes(ip.octets());
+                (std::ptr::from_ref(&v4).cast(), size_of::<libc::sockaddr_in>())
+            }
+            IpAddr::V6(ip) => {
+                v6.sin6_family = libc::AF_INET6 as u16;
+                v6.sin6_addr.s6_addr = ip.octets();
+                (std::ptr::from_ref(&v6).cast(), size_of::<libc::sockaddr_in6>())
+            }
+        };
+        for packet in packets {
+            for _ in 0..n {
+                let rc = libc::sendto(fd, packet.as_ptr().cast(), packet.len(), 0, address, len as u32);
+                assert_eq!(rc, packet.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+            }
+        }
+        libc::close(fd);
+    }
+}

@@ -142,15 +142,54 @@ pub struct Sample {
     pub flag: Option<TcpFlag>,
 }
 
+/// Which context labels a key has: the same for every sample of a record that counts for the
+/// same ends with the same label sets, so they are read from the record once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Basic,
+    Remote(LabelSet, LabelSet),
+    Local(End, LabelSet),
+}
+
 /// Builds the attribute sets of samples, reusing its buffers.
 #[derive(Debug, Default)]
 pub struct KeyBuilder {
     /// The attribute set being built (reused: no allocation for known sets).
     pub key: Attributes,
     addresses: HashMap<IpAddr, SmolStr>,
+    /// The context labels of the current record, and for which ends and sets they were built.
+    context: Attributes,
+    built: Option<(u64, Context)>,
+    record: u64,
 }
 
 impl KeyBuilder {
+    /// Starts a new record: the context labels built for the previous one no longer apply.
+    pub fn next_record(&mut self) {
+        self.record = self.record.wrapping_add(1);
+    }
+
+    /// The key of sample `s` of `r`: the context labels `which` asks for (built once per record),
+    /// then the sample's own attributes.
+    fn build(&mut self, s: &Sample, r: &FlowRecord, which: Context) {
+        if self.built == Some((self.record, which)) {
+            self.key.copy_from(&self.context);
+        } else {
+            self.key.clear();
+            match which {
+                Context::Basic => {}
+                Context::Remote(source, destination) => {
+                    self.context(r, End::Source, source, &SOURCE);
+                    self.context(r, End::Destination, destination, &DESTINATION);
+                }
+                Context::Local(end, set) => self.context(r, end, set, &LOCAL),
+            }
+            self.context.copy_from(&self.key);
+            self.built = Some((self.record, which));
+        }
+        self.own(s, r);
+    }
+
     fn address(&mut self, ip: IpAddr) -> SmolStr {
         if self.addresses.len() >= ADDRESS_CACHE {
             self.addresses.clear();
@@ -158,9 +197,8 @@ impl KeyBuilder {
         self.addresses.entry(ip).or_insert_with(|| ip.to_smolstr()).clone()
     }
 
-    /// Starts a key with the sample's own attributes, and the record's drop reason.
-    fn start(&mut self, s: &Sample, r: &FlowRecord) {
-        self.key.clear();
+    /// Adds the sample's own attributes, and the record's drop reason.
+    fn own(&mut self, s: &Sample, r: &FlowRecord) {
         if let Some(direction) = s.direction {
             self.key.insert(attr::NETWORK_IO_DIRECTION, SmolStr::new_static(direction.as_str()));
         }
@@ -250,6 +288,23 @@ pub fn namespace(r: &FlowRecord, end: End) -> Option<&str> {
     r.attributes.get_str(end.keys().namespace)
 }
 
+/// Whether a series (its attribute set) still has an observed pod under `spec`'s namespaces:
+/// in local mode its own namespace, in remote mode either end's; a series without namespace
+/// labels (or basic mode, or the overflow series) stays.
+pub fn still_observed(spec: &Spec, key: &Attributes) -> bool {
+    // `None`: the series has no such label, so it cannot tell.
+    let admits =
+        |name: &str| key.get_str(name).map(|ns| spec.namespaces.admits((ns != UNKNOWN.as_str()).then_some(ns)));
+    match spec.mode {
+        Mode::Basic => true,
+        Mode::Local => admits(LOCAL.namespace).unwrap_or(true),
+        Mode::Remote => match (admits(SOURCE.namespace), admits(DESTINATION.namespace)) {
+            (Some(source), Some(destination)) => source || destination,
+            _ => true,
+        },
+    }
+}
+
 /// Where one sample goes: calls `emit` with the finished attribute set once per series it
 /// counts in; `observed(r, end)` says whether an end's pod is one the selection observes.
 #[allow(clippy::too_many_arguments)]
@@ -266,16 +321,14 @@ pub fn place(
     let Some(metric) = spec.metric(sample.metric) else { return };
     match spec.mode {
         Mode::Basic => {
-            keys.start(sample, r);
+            keys.build(sample, r, Context::Basic);
             emit(&keys.key);
         }
         Mode::Remote => {
             if !observed(r, End::Source) && !observed(r, End::Destination) {
                 return;
             }
-            keys.start(sample, r);
-            keys.context(r, End::Source, metric.source, &SOURCE);
-            keys.context(r, End::Destination, metric.destination, &DESTINATION);
+            keys.build(sample, r, Context::Remote(metric.source, metric.destination));
             emit(&keys.key);
         }
         Mode::Local => {
@@ -292,8 +345,7 @@ pub fn place(
                     continue;
                 }
                 let own = Sample { direction: sample.direction.map(|_| end.direction()), ..*sample };
-                keys.start(&own, r);
-                keys.context(r, end, metric.source, &LOCAL);
+                keys.build(&own, r, Context::Local(end, metric.source));
                 emit(&keys.key);
             }
         }

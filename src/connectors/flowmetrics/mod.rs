@@ -200,6 +200,11 @@ impl FlowMetrics {
         connector
     }
 
+    /// The selection in force.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
     /// Makes `spec` the selection: tables of metrics no longer made are dropped, new ones
     /// created, and those that stay keep counting (unlike Retina, which resets every series).
     pub fn apply(&mut self, spec: Spec) {
@@ -214,9 +219,14 @@ impl FlowMetrics {
             });
         }
         // Series whose label names changed start afresh: the old ones would never be updated.
+        // Series of pods no longer observed go at once rather than after their TTL, so the
+        // output shows only the selected pods (where the namespace is a label).
+        let namespaces_changed = self.spec.namespaces != spec.namespaces;
         for (metric, table) in self.tables.iter_mut() {
             if self.spec.metrics.get(metric) != spec.metrics.get(metric) || self.spec.mode != spec.mode {
                 table.series.retain(|_, _| false);
+            } else if namespaces_changed {
+                table.series.retain(|key, _| fold::still_observed(&spec, key));
             }
         }
         if self.spec != spec {
@@ -241,6 +251,7 @@ impl FlowMetrics {
             Some(None) => false,
         };
         for record in &batch.records {
+            keys.next_record();
             fold::samples(record, samples);
             for (sample, local) in samples.iter() {
                 let Some(table) = tables.get_mut(&sample.metric) else { continue };

@@ -213,6 +213,32 @@ fn namespaces_select_flows_by_either_end() {
 }
 
 #[test]
+fn a_narrower_namespace_selection_removes_the_series_of_pods_no_longer_observed_at_once() {
+    for mode in [Mode::Local, Mode::Remote] {
+        let mut m = connector(|c| {
+            c.mode = mode;
+            c.labels.source = vec![LabelOption::Podname, LabelOption::Namespace];
+            c.labels.destination = vec![LabelOption::Podname, LabelOption::Namespace];
+            c.metrics = vec![MetricName::ForwardCount];
+        });
+        let (shop, web) = (pod("source", "a", "shop", NODE), pod("source", "c", "web", NODE));
+        m.fold(
+            &batch(vec![
+                forward(A, EXT, Direction::Receive, ObservationPoint::Pod, 1, std::slice::from_ref(&shop)),
+                forward(B, EXT, Direction::Receive, ObservationPoint::Pod, 2, std::slice::from_ref(&web)),
+            ]),
+            1,
+        );
+        let mut spec = m.spec.clone();
+        spec.namespaces = spec::Namespaces::Include(vec!["shop".into()]);
+        m.apply(spec);
+        let got = points(&mut m, "network.forward.packets");
+        assert_eq!(got.len(), 1, "{mode:?}: only shop's pod stays: {got:?}");
+        assert!(got[0].0.contains("k8s.pod.name=a") && got[0].1 == 1, "{mode:?}: {got:?}");
+    }
+}
+
+#[test]
 fn a_full_table_folds_the_excess_into_one_overflow_series_and_totals_stay_exact() {
     let mut m = connector(|c| {
         c.max_series = 3;

@@ -1,9 +1,11 @@
 //! `extensions::health_check` configuration (otelcol's healthcheckextension keys and defaults).
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use crate::config::{Checks, ComponentConfig};
 use crate::server::ListenAddress;
+use crate::tls::ServerTls;
 
 /// `health_check:`.
 #[derive(Debug, Clone, Deserialize)]
@@ -17,6 +19,12 @@ pub struct HealthCheckConfig {
     pub response_body: Option<ResponseBody>,
     /// otelcol's deprecated exporter-failure check; only `enabled: false` is accepted.
     pub check_collector_pipeline: Option<CheckCollectorPipeline>,
+    /// Serve HTTPS (confighttp's server `tls`, the same keys as the OTLP receiver's).
+    pub tls: Option<ServerTls>,
+    /// confighttp's `cors` (read to refuse it clearly: a probe endpoint has no browser clients).
+    pub cors: Option<IgnoredAny>,
+    /// confighttp's `auth` (read to refuse it clearly: fovea has no authenticator extensions).
+    pub auth: Option<IgnoredAny>,
 }
 
 impl Default for HealthCheckConfig {
@@ -26,6 +34,9 @@ impl Default for HealthCheckConfig {
             path: "/".into(),
             response_body: None,
             check_collector_pipeline: None,
+            tls: None,
+            cors: None,
+            auth: None,
         }
     }
 }
@@ -59,6 +70,18 @@ impl ComponentConfig for HealthCheckConfig {
         }
         if !self.path.starts_with('/') {
             checks.fail("path", "must start with `/`, e.g. / or /health/status");
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate("tls", checks);
+        }
+        if self.cors.is_some() {
+            checks.fail("cors", "not supported: the health endpoint is for probes, not browsers; remove the key");
+        }
+        if self.auth.is_some() {
+            checks.fail(
+                "auth",
+                "not supported: fovea has no authenticator extensions; protect the endpoint with tls (client_ca_file for client certificates) or keep it on localhost",
+            );
         }
         if self.check_collector_pipeline.as_ref().is_some_and(|c| c.enabled) {
             checks.fail(

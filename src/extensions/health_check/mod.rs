@@ -36,7 +36,7 @@ pub fn factory() -> Factory {
         metrics: &[],
         build: |ctx: &BuildContext<'_>| {
             let config: HealthCheckConfig = parse_component(ctx.node, ctx.path)?;
-            Ok(Built::Extension(Box::new(HealthCheck { config, listener: None })))
+            Ok(Built::Extension(Box::new(HealthCheck { config, listener: None, tls: None })))
         },
     }
 }
@@ -45,6 +45,7 @@ pub fn factory() -> Factory {
 pub struct HealthCheck {
     config: HealthCheckConfig,
     listener: Option<GuardedListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Clone)]
@@ -56,20 +57,24 @@ struct Answer {
 #[async_trait]
 impl Extension for HealthCheck {
     async fn start(&mut self, ctx: &ExtensionContext) -> Result<(), ComponentError> {
+        if let Some(tls) = &self.config.tls {
+            let config = tls.rustls_config(&[b"http/1.1"]).map_err(|e| ExtensionError::Tls(e.to_string()))?;
+            self.tls = Some(Arc::new(config));
+        }
         self.listener =
             Some(super::bind(&self.config.endpoint, ctx, &format!("health check on {}", self.config.path)).await?);
         Ok(())
     }
 
     async fn run(self: Box<Self>, ctx: ExtensionContext, shutdown: CancellationToken) -> Result<(), ComponentError> {
-        let HealthCheck { config, listener } = *self;
+        let HealthCheck { config, listener, tls } = *self;
         let listener = listener.ok_or(ExtensionError::NotStarted)?;
         // The agent registers its health; without it (an embedding that has none) the answer
         // is "not ready", never a false "healthy".
         let health = ctx.services.get::<Health>().unwrap_or_default();
         let answer = Answer { health, body: config.response_body };
         let app = Router::new().route(&config.path, get(status)).with_state(answer);
-        serve_http(listener, app, None, shutdown).await;
+        serve_http(listener, app, tls, shutdown).await;
         Ok(())
     }
 }

@@ -19,7 +19,10 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if $r.linuxutil.enabled -}}
 {{- $_ := set $receivers "linuxutil" (dict "collection_interval" $interval) -}}
 {{- end -}}
-{{- if $r.flows.enabled -}}
+{{- /* flows: on when asked, and by default in local and remote modes (pod-level metrics). */ -}}
+{{- $flowsOn := $r.flows.enabled -}}
+{{- if kindIs "invalid" $flowsOn }}{{ $flowsOn = include "fovea.usesApi" . }}{{ end -}}
+{{- if $flowsOn -}}
 {{- $_ := set $receivers "flows" (dict "collection_interval" $interval "interfaces" $r.flows.interfaces) -}}
 {{- end -}}
 {{- if $r.dns.enabled -}}
@@ -66,6 +69,7 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- end -}}
 
 {{- $processors := dict "batch" dict -}}
+{{- $connectors := dict -}}
 {{- $pipelines := dict "metrics" (dict "receivers" (keys $receivers | sortAlpha) "processors" (list "batch") "exporters" $metricExporters) -}}
 
 {{- /* local and remote: flow records (drops, retransmits) named on both ends by the
@@ -81,10 +85,21 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if not $flowReceivers -}}
 {{- fail (printf "mode: %s names the pods of flow records; enable receivers.dropreason or receivers.tcpretrans, or use mode: basic" $v.mode) -}}
 {{- end -}}
-{{- if not $flowExporters -}}
-{{- fail (printf "mode: %s sends flow records named with pods over OTLP; enable exporters.otlp, or use mode: basic (pod-level Prometheus metrics come with the flowmetrics connector)" $v.mode) -}}
+{{- /* Pod-level metrics (Retina's adv_* metrics): the flowmetrics connector turns the
+       labelled records into metrics for the same exporters as the node-level ones. */ -}}
+{{- $p := $v.podLevel -}}
+{{- if not (has $p.selection (list "config" "annotations" "metrics_configuration")) -}}
+{{- fail (printf "podLevel.selection: %q is not a selection; use config, annotations or metrics_configuration" $p.selection) -}}
 {{- end -}}
-{{- $_ := set $pipelines "flows" (dict "receivers" $flowReceivers "processors" (list "k8sattributes" "batch") "exporters" $flowExporters) -}}
+{{- $fm := dict "mode" $v.mode "selection" $p.selection "metric_expiration" $p.metricExpiration "max_series" (int $p.maxSeries) -}}
+{{- if $p.namespaces.include }}{{ $_ := set $fm "namespaces" (dict "include" $p.namespaces.include) }}{{ end -}}
+{{- if $p.namespaces.exclude }}{{ $_ := set $fm "namespaces" (dict "exclude" $p.namespaces.exclude) }}{{ end -}}
+{{- if and $p.namespaces.include $p.namespaces.exclude -}}
+{{- fail "podLevel.namespaces: set include or exclude, not both (as Retina's MetricsConfiguration requires)" -}}
+{{- end -}}
+{{- $_ := set $connectors "flowmetrics" $fm -}}
+{{- $_ := set $pipelines "flows" (dict "receivers" $flowReceivers "processors" (list "k8sattributes" "batch") "exporters" (prepend $flowExporters "flowmetrics")) -}}
+{{- $_ := set $pipelines "metrics/pods" (dict "receivers" (list "flowmetrics") "processors" (list "batch") "exporters" $metricExporters) -}}
 {{- end -}}
 
 {{- $ownMetrics := dict "address" (printf "0.0.0.0:%v" $v.telemetry.port) "level" $v.telemetry.level -}}
@@ -111,5 +126,7 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- $telemetry := dict "logs" (dict "level" $v.telemetry.logLevel "encoding" $v.telemetry.logEncoding) "metrics" $ownMetrics -}}
 {{- $service := dict "pipelines" $pipelines "telemetry" $telemetry "shutdown_timeout" (printf "%vs" $v.shutdownTimeoutSeconds) -}}
 {{- if $v.clusterName }}{{ $_ := set $service "resource" (dict "k8s.cluster.name" $v.clusterName) }}{{ end -}}
-{{- toYaml (dict "receivers" $receivers "processors" $processors "exporters" $exporters "service" $service) -}}
+{{- $config := dict "receivers" $receivers "processors" $processors "exporters" $exporters "service" $service -}}
+{{- if $connectors }}{{ $_ := set $config "connectors" $connectors }}{{ end -}}
+{{- toYaml $config -}}
 {{- end -}}
