@@ -37,27 +37,7 @@ pub const TCP_FLAG_COUNT: usize = 9;
 
 /// Upper bounds (inclusive, ns) of the handshake histogram's buckets, as `dp_hist_bounds` in
 /// ebpf/flows.bpf.h; a last bucket counts everything above.
-pub const HANDSHAKE_BOUNDS_NS: [u64; 19] = [
-    10_000,
-    25_000,
-    50_000,
-    100_000,
-    250_000,
-    500_000,
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-];
+pub const HANDSHAKE_BOUNDS_NS: [u64; 19] = crate::model::semconv::LATENCY_BOUNDS_NS;
 
 /// Mirror of `struct flow_key`.
 #[repr(C)]

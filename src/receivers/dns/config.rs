@@ -6,8 +6,7 @@ use serde::Deserialize;
 
 use crate::config::pattern::Pattern;
 use crate::config::{Checks, ComponentConfig};
-use crate::receivers::flows::DEFAULT_POD_INTERFACES;
-use crate::receivers::probe::settings::check_collection_interval;
+use crate::receivers::probe::settings::{DEFAULT_POD_INTERFACES, check_collection_interval, check_interface_selection};
 
 /// The fewest queries the transaction table may hold.
 const MIN_PENDING: u32 = 16;
@@ -80,16 +79,7 @@ impl ComponentConfig for DnsConfig {
                 "must be at least 1; to count no DNS, remove the dns receiver from the pipelines",
             );
         }
-        for (field, patterns) in [("interfaces", &self.interfaces), ("exclude", &self.exclude)] {
-            for (i, p) in patterns.iter().enumerate() {
-                if p.as_str().is_empty() {
-                    checks.fail(&format!("{field}::{i}"), "empty interface name; remove it or write a name or glob");
-                }
-            }
-        }
-        if self.interfaces.is_empty() && !self.include_uplink {
-            checks.fail("interfaces", "no pod interfaces and include_uplink is false: dns would watch nothing");
-        }
+        check_interface_selection(&self.interfaces, &self.exclude, self.include_uplink, "dns", checks);
     }
 }
 

@@ -6,11 +6,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::config::pattern::{Pattern, any_match};
 use crate::config::{Checks, ComponentConfig};
-use crate::receivers::probe::settings::{AttachModeConfig, check_collection_interval};
+use crate::receivers::probe::settings::{AttachModeConfig, check_collection_interval, check_interface_selection};
 
-/// The host-side interface names of pods under the common CNIs: plain veth (bridge, kindnet,
-/// flannel), Cilium (`lxc`), Calico (`cali`), Azure (`azv`), `cni` prefixed, AWS VPC CNI (`eni`).
-pub const DEFAULT_POD_INTERFACES: [&str; 6] = ["veth*", "lxc*", "cali*", "azv*", "cni*", "eni*"];
+pub use crate::receivers::probe::settings::DEFAULT_POD_INTERFACES;
 /// Where the kernel keeps the range of ports it hands out to clients.
 pub const LOCAL_PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
 /// The fewest flows a table may hold.
@@ -157,16 +155,7 @@ impl ComponentConfig for FlowsConfig {
         if self.ports.ephemeral_range == PortRange::Invalid {
             checks.fail("ports::ephemeral_range", "must be `auto` or `low-high` with 1 <= low <= high <= 65535");
         }
-        for (field, patterns) in [("interfaces", &self.interfaces), ("exclude", &self.exclude)] {
-            for (i, p) in patterns.iter().enumerate() {
-                if p.as_str().is_empty() {
-                    checks.fail(&format!("{field}::{i}"), "empty interface name; remove it or write a name or glob");
-                }
-            }
-        }
-        if self.interfaces.is_empty() && !self.include_uplink {
-            checks.fail("interfaces", "no pod interfaces and include_uplink is false: flows would watch nothing");
-        }
+        check_interface_selection(&self.interfaces, &self.exclude, self.include_uplink, "flows", checks);
     }
 }
 

@@ -7,7 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::Checks;
+use crate::config::pattern::Pattern;
 use crate::ebpf::AttachMode;
+
+/// The host-side interface names of pods under the common CNIs: plain veth (bridge, kindnet,
+/// flannel), Cilium (`lxc`), Calico (`cali`), Azure (`azv`), `cni` prefixed, AWS VPC CNI (`eni`).
+pub const DEFAULT_POD_INTERFACES: [&str; 6] = ["veth*", "lxc*", "cali*", "azv*", "cni*", "eni*"];
 
 /// The shortest `collection_interval` a receiver accepts.
 const MIN_COLLECTION_INTERVAL: Duration = Duration::from_millis(100);
@@ -16,6 +21,30 @@ const MIN_COLLECTION_INTERVAL: Duration = Duration::from_millis(100);
 pub fn check_collection_interval(collection_interval: Duration, checks: &mut Checks) {
     if collection_interval < MIN_COLLECTION_INTERVAL {
         checks.fail("collection_interval", "must be at least 100ms");
+    }
+}
+
+/// Reports empty names in `interfaces` / `exclude` and a selection of nothing (no pod interfaces
+/// and no uplink), for the receivers on the datapath programs (`receiver` names it).
+pub fn check_interface_selection(
+    interfaces: &[Pattern],
+    exclude: &[Pattern],
+    include_uplink: bool,
+    receiver: &str,
+    checks: &mut Checks,
+) {
+    for (field, patterns) in [("interfaces", interfaces), ("exclude", exclude)] {
+        for (i, p) in patterns.iter().enumerate() {
+            if p.as_str().is_empty() {
+                checks.fail(&format!("{field}::{i}"), "empty interface name; remove it or write a name or glob");
+            }
+        }
+    }
+    if interfaces.is_empty() && !include_uplink {
+        checks.fail(
+            "interfaces",
+            format!("no pod interfaces and include_uplink is false: {receiver} would watch nothing"),
+        );
     }
 }
 
