@@ -569,3 +569,58 @@ service:
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }
+
+/// Responses longer than what the kernel copies (512 bytes): a 3 KB TXT answer over TCP (three
+/// segments without segmentation offload: the two that continue it are not messages) and over
+/// UDP with a large EDNS buffer (IP-fragmented: only the first fragment has the UDP header). Each counts once as a NOERROR
+/// TXT response with its duration; none is malformed.
+#[test]
+fn agent_dns_long_responses_count_once() {
+    let test = "agent_dns_long_responses_count_once";
+    if !ready(test) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (server, client) = (node.pod(opts(false)), node.pod(opts(false)));
+    let strings: Vec<String> = (0..12).map(|i| format!("{i:02}{}", "x".repeat(240))).collect();
+    let _dnsmasq = Dnsmasq::start_with(
+        &server.ns,
+        &[server.v4().into()],
+        &[format!("--txt-record=big.test,{}", strings.join(",")), "--edns-packet-max=4096".into()],
+    );
+    // no segmentation offload: the answer leaves as MSS-sized segments, not one GSO packet
+    server.ns.ip(&["link", "set", "dev", "eth0", "gso_max_size", "1448"]);
+    let agent = start(&node, &config(""));
+    const N: usize = 5;
+    let s = server.v4().to_string();
+    let tcp = dig(Some(&client.ns), &s, &repeat("big.test TXT", N), &["+tcp"]);
+    let udp = dig(Some(&client.ns), &s, &repeat("big.test TXT", N), &["+bufsize=4096", "+ignore"]);
+    for (how, d) in [("tcp", &tcp), ("udp", &udp)] {
+        assert_eq!(d.statuses.get("NOERROR"), Some(&(N as u64)), "{test}: {how}: {d:?}");
+    }
+    std::thread::sleep(INTERVAL * 3);
+    let m = agent.scrape();
+    let n = N as u64;
+    let responses =
+        sum(&m, "network_dns_responses_total", &[("dns_question_type", "TXT"), ("dns_response_code", "NOERROR")]);
+    assert_eq!(responses, 2 * n, "{test}\n{}", m.0);
+    assert_eq!(
+        sum(&m, "network_dns_responses_total", &[("dns_answer_count", "1")]),
+        2 * n,
+        "{test}: ANCOUNT\n{}\n{}",
+        m.0,
+        agent.stdout()
+    );
+    assert_eq!(sum(&m, "network_dns_requests_total", &[]), 2 * n, "{test}");
+    assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), 2 * n, "{test}");
+    let own = agent.scrape_at(agent.telemetry);
+    assert_eq!(sum(&own, "fovea_dns_malformed_total", &[]), 0, "{test}");
+    let copied = sum(&own, "fovea_ebpf_records_emitted_total", &[("receiver", "dns")]);
+    // per transaction: the query and the answer's three segments over TCP (2969 bytes with the
+    // prefix, MSS 1448); the query and the answer's first fragment over UDP (the others carry no
+    // UDP header)
+    assert_eq!(copied, n * (1 + 3) + n * (1 + 1), "{test}: copies");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}

@@ -16,6 +16,11 @@ pub struct Dnsmasq {
 impl Dnsmasq {
     /// Serves on `addresses` in `ns`.
     pub fn start(ns: &Netns, addresses: &[IpAddr]) -> Self {
+        Self::start_with(ns, addresses, &[])
+    }
+
+    /// Serves on `addresses` in `ns`, with more dnsmasq options (records).
+    pub fn start_with(ns: &Netns, addresses: &[IpAddr], extra: &[String]) -> Self {
         let mut args = vec![
             "netns".to_string(),
             "exec".into(),
@@ -34,6 +39,7 @@ impl Dnsmasq {
             "--txt-record=info.test,fovea".into(),
         ];
         args.extend(addresses.iter().map(|a| format!("--listen-address={a}")));
+        args.extend(extra.iter().cloned());
         let child =
             Command::new("ip").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("dnsmasq");
         let d = Dnsmasq { child };
