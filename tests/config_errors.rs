@@ -60,7 +60,7 @@ fn bad_configs_name_file_line_path_and_fix() {
             problems: &[(
                 "receivers::linuxutill",
                 2,
-                "unknown receiver type `linuxutill`; valid types: dropreason, flows, linuxutil, otlp, packetforward, tcpretrans",
+                "unknown receiver type `linuxutill`; valid types: dns, dropreason, flows, linuxutil, otlp, packetforward, tcpretrans",
             )],
         },
         Case {
