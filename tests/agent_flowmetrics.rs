@@ -27,6 +27,8 @@ use support::node::{HostUplink, Node, NodePod};
 
 const TOKEN: &str = "fovea-flowmetrics-token";
 const INTERVAL: Duration = Duration::from_secs(1);
+/// The flows receiver as the tests configure it.
+const FLOWS: &str = "  flows: {collection_interval: 1s}\n";
 
 fn quiet() -> LinkOptions {
     LinkOptions { ipv6: false, static_neighbours: true }
@@ -85,10 +87,11 @@ impl World {
         SocketAddr::new(IpAddr::V4(self.uplink.addrs.b4), free_port())
     }
 
-    /// The start of a config: the flows receiver and k8sattributes reading this API server.
-    fn flows_head(&self) -> String {
+    /// The start of a config: `receivers` (YAML lines under `receivers:`) and k8sattributes
+    /// reading this API server.
+    fn head(&self, receivers: &str) -> String {
         format!(
-            "receivers:\n  flows: {{collection_interval: 1s}}\nprocessors:\n  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {}}}\n",
+            "receivers:\n{receivers}processors:\n  k8sattributes: {{auth_type: kubeConfig, kube_config_path: {}}}\n",
             self.api.kubeconfig(TOKEN).display()
         )
     }
@@ -409,7 +412,7 @@ service:
     metrics/cr: {{receivers: [flowmetrics/cr], exporters: [prometheus/cr]}}
     metrics/annotations: {{receivers: [flowmetrics/annotations], exporters: [prometheus/annotations, prometheus/retina]}}
 ",
-        head = w.flows_head()
+        head = w.head(FLOWS)
     );
     let agent = Agent::start_in(&w.node.ns.name, &config);
     let db_ip = w.db.v4();
@@ -578,7 +581,7 @@ service:
     flows: {{receivers: [flows], processors: [k8sattributes], exporters: [flowmetrics]}}
     metrics: {{receivers: [flowmetrics], exporters: [prometheus/pods]}}
 ",
-        head = w.flows_head()
+        head = w.head(FLOWS)
     );
     let agent = Agent::start_in(&w.node.ns.name, &config);
     let db_ip = w.db.v4();
@@ -653,6 +656,63 @@ service:
     );
     // The overflow series goes too, but is not one of the capped series the figure counts.
     assert_eq!(expired, Some((MAX - 2) as f64), "{test}: cart's two and the flood's series expired");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+}
+
+/// Pod-level DNS (Retina's `adv_dns_request_count` / `adv_dns_response_count`): dnsmasq in the
+/// `db-0` pod answers `dig` from `cart`; every query counts once for cart with both ends named,
+/// every response once with its code, as dig saw them.
+#[test]
+fn pod_level_dns_counts_each_message_once_with_both_ends_named() {
+    let test = "pod_level_dns_counts_each_message_once_with_both_ends_named";
+    if !support::require_tools(test, &["dnsmasq", "dig", "ss"]) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let Some(w) = World::new(test) else { return };
+    let retina = w.node_endpoint();
+    let config = format!(
+        "{head}connectors:
+  flowmetrics: {{mode: remote, metrics_flush_interval: 500ms, labels: {{source: [podname], destination: [podname]}}}}
+exporters:
+  prometheus/retina: {{endpoint: \"{retina}\", naming: retina}}
+service:
+  pipelines:
+    flows: {{receivers: [dns], processors: [k8sattributes], exporters: [flowmetrics]}}
+    metrics: {{receivers: [flowmetrics], exporters: [prometheus/retina]}}
+",
+        head = w.head("  dns: {collection_interval: 1s}\n")
+    );
+    let agent = Agent::start_in(&w.node.ns.name, &config);
+    until(&format!("{test}: the dns receiver attaches"), || agent.stderr().contains("dns attached"));
+    let _dnsmasq = support::dns::Dnsmasq::start(&w.db.ns, &[w.db.v4().into()]);
+    const N: usize = 6;
+    const M: usize = 4;
+    let mut lines = support::dns::repeat("web.test A", N);
+    lines.extend(support::dns::repeat("missing.test A", M));
+    let seen = support::dns::dig(Some(&w.cart.ns), &w.db.v4().to_string(), &lines, &[]);
+    assert_eq!(seen.statuses.get("NOERROR"), Some(&(N as u64)), "{test}: dig: {seen:?}");
+    assert_eq!(seen.statuses.get("NXDOMAIN"), Some(&(M as u64)), "{test}: dig: {seen:?}");
+    let cart_asks = [("source_podname", "cart-5d8-x1"), ("destination_podname", "db-0"), ("query_type", "A")];
+    let db_answers = [("source_podname", "db-0"), ("destination_podname", "cart-5d8-x1"), ("query_type", "A")];
+    let mut last = String::new();
+    let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        until(&format!("{test}: requests"), || {
+            let e = agent.scrape_at(retina);
+            let n = sum(&e, "networkobservability_adv_dns_request_count", &cart_asks);
+            last = e.0;
+            n == (N + M) as u64
+        })
+    }));
+    assert!(counted.is_ok(), "{test}: requests not counted:\n{last}\n{}", agent.output());
+    let r = agent.scrape_at(retina);
+    let answered = [db_answers.as_slice(), &[("return_code", "NOERROR"), ("num_response", "1")]].concat();
+    assert_eq!(sum(&r, "networkobservability_adv_dns_response_count", &answered), N as u64, "{test}: {}", r.0);
+    let missing = [db_answers.as_slice(), &[("return_code", "NXDOMAIN")]].concat();
+    assert_eq!(sum(&r, "networkobservability_adv_dns_response_count", &missing), M as u64, "{test}");
+    assert_eq!(sum(&r, "networkobservability_adv_dns_request_count", &[]), (N + M) as u64, "{test}: nothing else");
+    assert_eq!(sum(&r, "networkobservability_adv_dns_response_count", &[]), (N + M) as u64, "{test}: nothing else");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }

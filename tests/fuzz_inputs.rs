@@ -1,6 +1,6 @@
 //! Property and fuzz tests on the stable toolchain (proptest): whatever a user or a client
 //! sends, the config loader, the OTLP decoders (HTTP and gRPC bodies, protobuf and JSON) and the
-//! compression layer answer with a value or a clear error, never a panic, a hang or an
+//! compression layer and the DNS message parser answer with a value or a clear error, never a panic, a hang or an
 //! unbounded allocation. Each run is bounded (about half a minute in all, `FOVEA_FUZZ_SCALE=N`
 //! runs N times longer) and starts from the corpus in `tests/corpus/` (the cases of issue 13).
 //! Netlink parsing has its own property tests next to the parsers (`src/receivers/probe/links.rs`,
@@ -629,4 +629,52 @@ async fn the_receiver_answers_random_http_and_grpc_bodies_clearly_and_keeps_serv
     receiver.task.await.unwrap();
     drain.await.unwrap();
     let _ = std::io::stderr().flush();
+}
+
+/// A DNS response as dnsmasq sends it: `web.test` A, one answer (198.18.250.1), then a TXT
+/// record in the additional section.
+fn dns_response() -> Vec<u8> {
+    let mut m = vec![0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1];
+    m.extend_from_slice(b"\x03web\x04test\x00\x00\x01\x00\x01");
+    m.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 198, 18, 250, 1]);
+    m.extend_from_slice(&[0xc0, 0x0c, 0, 16, 0, 1, 0, 0, 0, 60, 0, 6, 5, b'f', b'o', b'v', b'e', b'a']);
+    m
+}
+
+/// What a parsed DNS message may hold: a name no longer than DNS allows (in its text form with
+/// escapes) and no more kept addresses than there is room for.
+fn check_dns(
+    result: Result<fovea::model::DnsInfo, fovea::receivers::dns::message::Malformed>,
+) -> Result<(), TestCaseError> {
+    if let Ok(d) = result {
+        prop_assert!(d.question_name.len() <= 4 * 255, "name of {} bytes", d.question_name.len());
+        prop_assert!(d.addresses().len() <= fovea::model::dns::DNS_RECORD_ADDRESSES);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(runs(20_000))]
+
+    /// Any bytes on a DNS port, whole or cut by the capture.
+    #[test]
+    fn random_dns_messages_are_parsed_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..600), cut in any::<bool>()) {
+        check_dns(fovea::receivers::dns::message::parse(&bytes, cut))?;
+    }
+
+    /// A real response with bytes flipped, inserted, removed or repeated (names, pointers,
+    /// counts, record lengths), whole or cut.
+    #[test]
+    fn mutated_dns_responses_are_parsed_or_refused(edits in edits(), cut in any::<bool>()) {
+        let message = mutate(&dns_response(), &edits);
+        check_dns(fovea::receivers::dns::message::parse(&message, cut))?;
+    }
+}
+
+#[test]
+fn the_dns_seed_parses_as_dnsmasqs_answer() {
+    let d = fovea::receivers::dns::message::parse(&dns_response(), false).expect("a valid response");
+    assert!(d.response);
+    assert_eq!((d.question_name.as_str(), d.question_type, d.answer_count), ("web.test", 1, 1));
+    assert_eq!(d.addresses(), ["198.18.250.1".parse::<std::net::IpAddr>().unwrap()]);
 }

@@ -7,6 +7,10 @@
 //!   uplink are the same packets seen again (or node traffic): they feed only the API-server
 //!   latency metrics. TCP flags follow the same rule and carry no direction, as in Retina.
 //! - Drops and retransmissions count once per record, with the record's direction.
+//! - DNS messages count once each (the dns receiver copies a message once per node), for their
+//!   client: a query for its source, a response for its destination (Retina's one sample per
+//!   message in local context), with the question's type and name, and for responses the code,
+//!   the answer count and the answers' addresses.
 //! - Remote mode: one sample per record with both ends' labels; counted when either end's
 //!   namespace is observed. Local mode: one sample per observed pod of this node among the ends,
 //!   with its unprefixed labels and its own direction (the source transmits, the destination
@@ -17,10 +21,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use smol_str::{SmolStr, ToSmolStr};
+use std::fmt::Write as _;
+
+use smol_str::{SmolStr, SmolStrBuilder, ToSmolStr};
 
 use super::config::{LabelOption, MetricName, Mode};
 use super::spec::{LabelSet, Spec};
+use crate::model::dns::{question_type_name, response_code_name};
 use crate::model::semconv::{attr, k8s};
 use crate::model::{Attributes, Direction, FlowKind, FlowRecord, LatencySummary, ObservationPoint, TcpFlag};
 
@@ -129,6 +136,19 @@ impl End {
     }
 }
 
+/// Which ends of a record a sample belongs to in local mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Local {
+    /// The pod behind the observing interface (forwarded packets): that end, whatever the
+    /// node its metadata names.
+    At(End),
+    /// Every end that is a pod of this node (drops, retransmissions).
+    Ends,
+    /// This end, when it is a pod of this node (DNS: the client, Retina's one sample per
+    /// message).
+    Client(End),
+}
+
 /// One sample to fold: which metric, how much, and the attributes that are the metric's own.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
@@ -209,6 +229,26 @@ impl KeyBuilder {
             let reason = r.drop_reason.clone().unwrap_or(UNKNOWN);
             self.key.insert(attr::DROP_REASON, reason);
         }
+        if let Some(d) =
+            r.dns.as_ref().filter(|_| matches!(s.metric, MetricName::DnsRequestCount | MetricName::DnsResponseCount))
+        {
+            // Retina's labels of its DNS metrics: type and name, and of responses the code,
+            // the answer count and the answers' addresses.
+            self.key.insert(attr::DNS_QUESTION_TYPE, SmolStr::new_static(question_type_name(d.question_type)));
+            self.key.insert(attr::DNS_QUESTION_NAME, d.question_name.clone());
+            if d.response {
+                self.key.insert(attr::DNS_RESPONSE_CODE, SmolStr::new_static(response_code_name(d.response_code)));
+                self.key.insert(attr::DNS_ANSWER_COUNT, i64::from(d.answer_count));
+                if d.address_count > 0 {
+                    // Short lists stay inline in the SmolStr: no allocation for one or two IPv4 answers.
+                    let mut b = SmolStrBuilder::new();
+                    for (i, a) in d.addresses().iter().enumerate() {
+                        let _ = write!(b, "{}{a}", if i > 0 { "," } else { "" });
+                    }
+                    self.key.insert(attr::DNS_ANSWERS, b.finish());
+                }
+            }
+        }
     }
 
     /// Adds the labels `set` of `end` of `r`, under the names of `to`.
@@ -250,7 +290,7 @@ impl KeyBuilder {
 }
 
 /// What a record is for the pod-level metrics, and where it counts.
-pub fn samples(r: &FlowRecord, out: &mut Vec<(Sample, Option<End>)>) {
+pub fn samples(r: &FlowRecord, out: &mut Vec<(Sample, Local)>) {
     out.clear();
     let add = |out: &mut Vec<_>, metric, amount, direction, flag, local| {
         if amount > 0 {
@@ -265,21 +305,30 @@ pub fn samples(r: &FlowRecord, out: &mut Vec<(Sample, Option<End>)>) {
                 Direction::Transmit => (End::Destination, Direction::Receive),
                 Direction::Unknown => return,
             };
-            add(out, MetricName::ForwardCount, r.packets, Some(direction), None, Some(end));
-            add(out, MetricName::ForwardBytes, r.bytes, Some(direction), None, Some(end));
+            add(out, MetricName::ForwardCount, r.packets, Some(direction), None, Local::At(end));
+            add(out, MetricName::ForwardBytes, r.bytes, Some(direction), None, Local::At(end));
             for flag in TcpFlag::ALL {
                 let n = u64::from(r.tcp_flag_counts.get(flag));
-                add(out, MetricName::TcpFlagGauges, n, None, Some(flag), Some(end));
+                add(out, MetricName::TcpFlagGauges, n, None, Some(flag), Local::At(end));
             }
         }
         FlowKind::Drop => {
-            add(out, MetricName::DropCount, r.packets, Some(r.direction), None, None);
-            add(out, MetricName::DropBytes, r.bytes, Some(r.direction), None, None);
+            add(out, MetricName::DropCount, r.packets, Some(r.direction), None, Local::Ends);
+            add(out, MetricName::DropBytes, r.bytes, Some(r.direction), None, Local::Ends);
         }
         FlowKind::Retransmit => {
-            add(out, MetricName::TcpRetransmissionCount, r.packets, Some(r.direction), None, None);
+            add(out, MetricName::TcpRetransmissionCount, r.packets, Some(r.direction), None, Local::Ends);
         }
-        FlowKind::Forward | FlowKind::Dns => {}
+        // One message each, counted for its client: the source of a query, the destination of
+        // a response.
+        FlowKind::Dns => match &r.dns {
+            Some(d) if d.response => {
+                add(out, MetricName::DnsResponseCount, 1, None, None, Local::Client(End::Destination))
+            }
+            Some(_) => add(out, MetricName::DnsRequestCount, 1, None, None, Local::Client(End::Source)),
+            None => {}
+        },
+        FlowKind::Forward => {}
     }
 }
 
@@ -313,7 +362,7 @@ pub fn place(
     node: &str,
     r: &FlowRecord,
     sample: &Sample,
-    local: Option<End>,
+    local: Local,
     observed: &dyn Fn(&FlowRecord, End) -> bool,
     keys: &mut KeyBuilder,
     mut emit: impl FnMut(&Attributes),
@@ -333,15 +382,15 @@ pub fn place(
         }
         Mode::Local => {
             // A flow at a pod's interface has that pod as its local end; drops and
-            // retransmissions have every end that is a pod of this node.
+            // retransmissions have every end that is a pod of this node; DNS its client.
             let ends: &[End] = match local {
-                Some(End::Source) => &[End::Source],
-                Some(End::Destination) => &[End::Destination],
-                None => &[End::Source, End::Destination],
+                Local::At(End::Source) | Local::Client(End::Source) => &[End::Source],
+                Local::At(End::Destination) | Local::Client(End::Destination) => &[End::Destination],
+                Local::Ends => &[End::Source, End::Destination],
             };
             for &end in ends {
                 let on_node = r.attributes.get_str(end.keys().node).is_some_and(|n| n == node);
-                if (local.is_none() && !on_node) || !observed(r, end) {
+                if (!matches!(local, Local::At(_)) && !on_node) || !observed(r, end) {
                     continue;
                 }
                 let own = Sample { direction: sample.direction.map(|_| end.direction()), ..*sample };

@@ -30,7 +30,7 @@ pub use config::{FlowMetricsConfig, LabelOption, MetricName, Mode, Selection};
 pub use spec::{LabelSet, MetricSpec, Namespaces, Spec};
 
 use self::cluster::{Cluster, Needs};
-use self::fold::{End, KeyBuilder, Sample};
+use self::fold::{End, KeyBuilder, Local, Sample};
 use self::series::SeriesTable;
 use crate::config::parse_component;
 use crate::model::semconv::{self, attr, own};
@@ -137,7 +137,7 @@ pub struct FlowMetrics {
     node: SmolStr,
     tables: BTreeMap<MetricName, Table>,
     keys: KeyBuilder,
-    samples: Vec<(Sample, Option<End>)>,
+    samples: Vec<(Sample, Local)>,
     figures: Arc<Mutex<(Figures, u64)>>,
     reconfigurations: u64,
     /// The API server's addresses.

@@ -381,3 +381,68 @@ fn a_metrics_configuration_becomes_a_selection_as_retina_validates_it() {
     assert!(refused(&|c| c.context_options[0].metric_name = "requests_total".into()).contains("requests_total"));
     assert!(refused(&|c| c.context_options[0].ttl = "1 day".into()).contains("ttl of forward_count"));
 }
+
+fn dns(src: &str, dst: &str, response: bool, labels: &[Vec<(String, String)>]) -> FlowRecord {
+    let mut r = FlowRecord::new(FlowKind::Dns, src.parse::<IpAddr>().unwrap(), dst.parse().unwrap());
+    r.protocol = 17;
+    (r.source_port, r.destination_port) = if response { (53, 0) } else { (0, 53) };
+    r.direction = Direction::Receive;
+    r.observation_point = ObservationPoint::Pod;
+    r.packets = 1;
+    let mut d = crate::model::dns::DnsInfo {
+        response,
+        question_name: "db.shop.svc.cluster.local".into(),
+        question_type: 1,
+        ..Default::default()
+    };
+    if response {
+        d.answer_count = 2;
+        d.push_address(A.parse().unwrap());
+        d.push_address(B.parse().unwrap());
+    }
+    r.dns = Some(d);
+    r.attributes = Attributes::from_pairs(labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())));
+    r
+}
+
+#[test]
+fn dns_messages_count_once_for_their_client_with_retinas_dns_labels() {
+    // a (this node) asks b (the cluster's DNS, also on this node) twice, b answers once.
+    let ask = [pod("source", "a", "shop", NODE), pod("destination", "coredns-1", "kube-system", NODE)];
+    let answer = [pod("source", "coredns-1", "kube-system", NODE), pod("destination", "a", "shop", NODE)];
+    let records = || batch(vec![dns(A, EXT, false, &ask), dns(A, EXT, false, &ask), dns(EXT, A, true, &answer)]);
+    let mut remote = connector(|c| {
+        c.labels.source = vec![LabelOption::Podname];
+        c.labels.destination = vec![LabelOption::Podname];
+    });
+    remote.fold(&records(), 1);
+    assert_eq!(
+        points(&mut remote, "network.dns.requests"),
+        vec![(
+            "destination.k8s.pod.name=coredns-1,dns.question.name=db.shop.svc.cluster.local,dns.question.type=A,source.k8s.pod.name=a"
+                .to_string(),
+            2
+        )]
+    );
+    assert_eq!(
+        points(&mut remote, "network.dns.responses"),
+        vec![(
+            format!(
+                "destination.k8s.pod.name=a,dns.answer.count=2,dns.answers={A},{B},dns.question.name=db.shop.svc.cluster.local,dns.question.type=A,dns.response.code=NOERROR,source.k8s.pod.name=coredns-1"
+            ),
+            1
+        )]
+    );
+    // Local context: one sample per message, for the client only (never the server).
+    let mut local = connector(|c| {
+        c.mode = Mode::Local;
+        c.labels.source = vec![LabelOption::Podname];
+    });
+    local.fold(&records(), 1);
+    let requests = points(&mut local, "network.dns.requests");
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].0.ends_with("k8s.pod.name=a") && requests[0].1 == 2, "{requests:?}");
+    let responses = points(&mut local, "network.dns.responses");
+    assert_eq!(responses.len(), 1, "{responses:?}");
+    assert!(responses[0].0.contains("k8s.pod.name=a") && responses[0].1 == 1, "{responses:?}");
+}
