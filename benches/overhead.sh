@@ -17,6 +17,9 @@
 #   flowsdns flows + the dns receiver on the same interfaces (the DNS feature of the same
 #            programs: what it costs on traffic that is not DNS)
 #   nodrop   default without dropreason (what dropreason costs)
+#   flowslean  flows, with the pods' interface totals counted by the flows programs
+#            (forward_metrics) instead of packetforward's second program on the same hooks
+#   flowsnolat flowslean without the TCP latency hooks (latency: false)
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
 #   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
 # It prints medians, the ratio to "none" and each profile's spread (min..max over rounds). Then,
@@ -112,6 +115,18 @@ service:
   pipelines:
     metrics/dns: {receivers: [dns], exporters: [prometheus]}
 EOF
+# flowslean: the pods' interface totals from the flows programs (forward_metrics) instead of a
+# second program per hook (packetforward kept off the pods' veths); flowsnolat: also without the
+# RTT/handshake hooks (latency: false).
+cat >"$WORK/lean.yaml" <<EOF
+receivers:
+  packetforward: {interfaces: ['fvbench-none']}
+  flows: {forward_metrics: true}
+EOF
+cat >"$WORK/nolat.yaml" <<EOF
+receivers:
+  flows: {latency: false}
+EOF
 cat >"$WORK/nodrop.yaml" <<'EOF'
 service:
   pipelines:
@@ -123,6 +138,8 @@ profile_args() { # profile -> fovea config arguments
         flows) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml" ;;
         flowsdns) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/dns.yaml" ;;
         nodrop) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/nodrop.yaml" ;;
+        flowslean) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/lean.yaml" ;;
+        flowsnolat) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/lean.yaml --config $WORK/nolat.yaml" ;;
         *) echo "--config $1" ;;
     esac
 }
