@@ -31,8 +31,8 @@
 # Usage: benches/overhead.sh            ROUNDS=5 SECONDS_PER_RUN=10 PROFILES=flows by default
 #   PROFILES="default flows nodrop" ROUNDS=9 benches/overhead.sh
 #   WORKLOADS="udp" benches/overhead.sh        only some workloads (default "tcp udp")
-# The iperf3 server is started with a pid file and only that process is stopped at exit (never
-# pkill: `ip netns exec` does not isolate processes, other iperf3 on the machine are not ours).
+# The iperf3 server is started with a pid file and only that process is stopped at exit (never by
+# name: `ip netns exec` does not isolate processes, other iperf3 on the machine are not ours).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}

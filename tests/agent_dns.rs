@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use agent::{Agent, Exposition};
+use agent::Agent;
 use support::dns::{Dnsmasq, dig, repeat};
 use support::netns::LinkOptions;
 use support::node::Node;
@@ -59,15 +59,6 @@ fn start(node: &Node, config: &str) -> Agent {
     agent
 }
 
-/// Sum of `name` over the series whose labels include `labels`.
-fn sum(m: &Exposition, name: &str, labels: &[(&str, &str)]) -> u64 {
-    m.samples(name)
-        .into_iter()
-        .filter(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
-        .map(|(_, v)| v as u64)
-        .sum()
-}
-
 /// N queries per type over UDP and N_TCP over TCP to dnsmasq, M for missing names, K to a pod
 /// whose input drops port 53: requests, responses per type and code, unanswered queries and
 /// durations are exactly what dig saw, each message counted once (not at both pods'
@@ -106,9 +97,9 @@ fn agent_dns_counts_equal_what_dig_saw() {
     std::thread::sleep(Duration::from_millis(1500) + INTERVAL * 2);
 
     let m = agent.scrape();
-    let requests = |t: &str| sum(&m, "network_dns_requests_total", &[("dns_question_type", t)]);
+    let requests = |t: &str| m.sum("network_dns_requests_total", &[("dns_question_type", t)]);
     let responses = |t: &str, code: &str| {
-        sum(&m, "network_dns_responses_total", &[("dns_question_type", t), ("dns_response_code", code)])
+        m.sum("network_dns_responses_total", &[("dns_question_type", t), ("dns_response_code", code)])
     };
     let (n, n_tcp, mm, k) = (N as u64, N_TCP as u64, M as u64, K as u64);
     assert_eq!(requests("A"), n + n_tcp + mm + k, "{test}: A queries\n{}", m.0);
@@ -116,24 +107,24 @@ fn agent_dns_counts_equal_what_dig_saw() {
     assert_eq!(responses("A", "NOERROR"), n + n_tcp, "{test}: A answers");
     assert_eq!((responses("AAAA", "NOERROR"), responses("TXT", "NOERROR")), (n, n), "{test}: AAAA, TXT answers");
     assert_eq!(responses("A", "NXDOMAIN"), mm, "{test}: NXDOMAIN");
-    assert_eq!(sum(&m, "network_dns_responses_total", &[]), 3 * n + n_tcp + mm, "{test}: nothing else");
-    assert_eq!(sum(&m, "network_dns_unanswered_total", &[("dns_question_type", "A")]), k, "{test}: unanswered");
-    assert_eq!(sum(&m, "network_dns_unanswered_total", &[]), k, "{test}: only those");
+    assert_eq!(m.sum("network_dns_responses_total", &[]), 3 * n + n_tcp + mm, "{test}: nothing else");
+    assert_eq!(m.sum("network_dns_unanswered_total", &[("dns_question_type", "A")]), k, "{test}: unanswered");
+    assert_eq!(m.sum("network_dns_unanswered_total", &[]), k, "{test}: only those");
     assert_eq!(
-        sum(&m, "network_dns_duration_seconds_count", &[]),
+        m.sum("network_dns_duration_seconds_count", &[]),
         3 * n + n_tcp + mm,
         "{test}: a duration per answered query"
     );
     // one A answer per web.test A response
     assert_eq!(
-        sum(&m, "network_dns_responses_total", &[("dns_question_type", "A"), ("dns_answer_count", "1")]),
+        m.sum("network_dns_responses_total", &[("dns_question_type", "A"), ("dns_answer_count", "1")]),
         n + n_tcp,
         "{test}: answer counts"
     );
     let own = agent.scrape_at(agent.telemetry);
-    assert_eq!(sum(&own, "fovea_dns_malformed_total", &[]), 0, "{test}: malformed");
-    assert_eq!(sum(&own, "fovea_ebpf_records_capped_total", &[("receiver", "dns")]), 0, "{test}: capped");
-    assert_eq!(sum(&own, "fovea_ebpf_records_lost_total", &[("receiver", "dns")]), 0, "{test}: lost");
+    assert_eq!(own.sum("fovea_dns_malformed_total", &[]), 0, "{test}: malformed");
+    assert_eq!(own.sum("fovea_ebpf_records_capped_total", &[("receiver", "dns")]), 0, "{test}: capped");
+    assert_eq!(own.sum("fovea_ebpf_records_lost_total", &[("receiver", "dns")]), 0, "{test}: lost");
 
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
@@ -180,12 +171,12 @@ fn agent_dns_counts_over_ipv6() {
     std::thread::sleep(INTERVAL * 3);
     let m = agent.scrape();
     let n = N as u64;
-    assert_eq!(sum(&m, "network_dns_requests_total", &[("dns_question_type", "AAAA")]), 3 * n, "{test}\n{}", m.0);
+    assert_eq!(m.sum("network_dns_requests_total", &[("dns_question_type", "AAAA")]), 3 * n, "{test}\n{}", m.0);
     let responses = |code: &str| {
-        sum(&m, "network_dns_responses_total", &[("dns_question_type", "AAAA"), ("dns_response_code", code)])
+        m.sum("network_dns_responses_total", &[("dns_question_type", "AAAA"), ("dns_response_code", code)])
     };
     assert_eq!((responses("NOERROR"), responses("NXDOMAIN")), (2 * n, n), "{test}");
-    assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), 3 * n, "{test}");
+    assert_eq!(m.sum("network_dns_duration_seconds_count", &[]), 3 * n, "{test}");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
     let answered =
@@ -338,7 +329,7 @@ fn agent_dns_durations_agree_with_tcpdump() {
     let sum_s = m.value("network_dns_duration_seconds_sum", &[("dns_question_type", "A")]).expect("histogram sum");
     let truth_s = truth.values().sum::<u64>() as f64 / 1e9;
     assert!((sum_s - truth_s).abs() <= N as f64 * 50e-6, "{test}: histogram sum {sum_s} s, tcpdump {truth_s} s");
-    assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), N as u64, "{test}");
+    assert_eq!(m.sum("network_dns_duration_seconds_count", &[]), N as u64, "{test}");
 }
 
 /// Resident memory of a process (kB).
@@ -402,7 +393,7 @@ for i in range({ROUNDS}):
     std::thread::sleep(INTERVAL * 3);
 
     let own = agent.scrape_at(agent.telemetry);
-    let records = |m: &str| sum(&own, m, &[("receiver", "dns")]);
+    let records = |m: &str| own.sum(m, &[("receiver", "dns")]);
     let (emitted, capped, lost) = (
         records("fovea_ebpf_records_emitted_total"),
         records("fovea_ebpf_records_capped_total"),
@@ -410,11 +401,11 @@ for i in range({ROUNDS}):
     );
     let sent = ROUNDS * KINDS;
     assert_eq!(emitted + capped + lost, sent + 6, "{test}: every message (and the 3 good transactions) accounted");
-    let malformed = sum(&own, "fovea_dns_malformed_total", &[]);
+    let malformed = own.sum("fovea_dns_malformed_total", &[]);
     assert_eq!(malformed, emitted - 6, "{test}: every bad message copied is malformed (capped {capped}, lost {lost})");
     let m = agent.scrape();
-    assert_eq!(sum(&m, "network_dns_requests_total", &[]), 3, "{test}: only the good queries count\n{}", m.0);
-    assert_eq!(sum(&m, "network_dns_responses_total", &[]), 3, "{test}");
+    assert_eq!(m.sum("network_dns_requests_total", &[]), 3, "{test}: only the good queries count\n{}", m.0);
+    assert_eq!(m.sum("network_dns_responses_total", &[]), 3, "{test}");
     eprintln!(
         "{test}: {sent} bad messages, {malformed} malformed, {lost} lost, {capped} capped; RSS {warm} -> {after} kB"
     );
@@ -476,7 +467,7 @@ fn agent_dns_cap_holds_under_a_flood() {
     let arrived = after.rx_packets - before.rx_packets;
     std::thread::sleep(INTERVAL * 3);
     let own = agent.scrape_at(agent.telemetry);
-    let records = |m: &str| sum(&own, m, &[("receiver", "dns")]);
+    let records = |m: &str| own.sum(m, &[("receiver", "dns")]);
     let (emitted, capped, lost) = (
         records("fovea_ebpf_records_emitted_total"),
         records("fovea_ebpf_records_capped_total"),
@@ -489,8 +480,8 @@ fn agent_dns_cap_holds_under_a_flood() {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     assert!(emitted <= 3 * CAP + cpus && emitted >= CAP, "{test}: {emitted} copied with a cap of {CAP}/s");
     let m = agent.scrape();
-    assert_eq!(sum(&m, "network_dns_requests_total", &[]), emitted, "{test}: every copy counted");
-    assert_eq!(sum(&own, "fovea_dns_malformed_total", &[]), 0, "{test}");
+    assert_eq!(m.sum("network_dns_requests_total", &[]), emitted, "{test}: every copy counted");
+    assert_eq!(own.sum("fovea_dns_malformed_total", &[]), 0, "{test}");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }
@@ -543,10 +534,10 @@ service:
     std::thread::sleep(INTERVAL * 3);
     let m = agent.scrape();
     let n = N as u64;
-    assert_eq!(sum(&m, "network_dns_requests_total", &[]), 2 * n, "{test}\n{}", m.0);
-    assert_eq!(sum(&m, "network_dns_responses_total", &[("dns_response_code", "NOERROR")]), 2 * n, "{test}");
+    assert_eq!(m.sum("network_dns_requests_total", &[]), 2 * n, "{test}\n{}", m.0);
+    assert_eq!(m.sum("network_dns_responses_total", &[("dns_response_code", "NOERROR")]), 2 * n, "{test}");
     let forward = |name: &str, direction: &str| {
-        sum(&m, name, &[("network_interface_name", client.host_if.as_str()), ("network_io_direction", direction)])
+        m.sum(name, &[("network_interface_name", client.host_if.as_str()), ("network_io_direction", direction)])
     };
     assert_eq!(
         (forward("network_forward_packets_total", "receive"), forward("network_forward_bytes_total", "receive")),
@@ -563,7 +554,7 @@ service:
     let run_counts = own.samples("fovea_ebpf_program_run_count_total");
     assert!(run_counts.iter().any(|(l, _)| l["receiver"] == "flows"), "{test}\n{}", own.0);
     assert!(run_counts.iter().all(|(l, _)| l["receiver"] != "dns"), "{test}: reported twice\n{}", own.0);
-    let copied = sum(&own, "fovea_ebpf_records_emitted_total", &[("receiver", "dns")]);
+    let copied = own.sum("fovea_ebpf_records_emitted_total", &[("receiver", "dns")]);
     eprintln!("{test}: {copied} messages copied for {} DNS messages", 4 * n);
     assert_eq!(copied, 4 * n, "{test}: each query and response copied once (one segment each over TCP)");
     let (status, out) = agent.terminate();
@@ -603,20 +594,20 @@ fn agent_dns_long_responses_count_once() {
     let m = agent.scrape();
     let n = N as u64;
     let responses =
-        sum(&m, "network_dns_responses_total", &[("dns_question_type", "TXT"), ("dns_response_code", "NOERROR")]);
+        m.sum("network_dns_responses_total", &[("dns_question_type", "TXT"), ("dns_response_code", "NOERROR")]);
     assert_eq!(responses, 2 * n, "{test}\n{}", m.0);
     assert_eq!(
-        sum(&m, "network_dns_responses_total", &[("dns_answer_count", "1")]),
+        m.sum("network_dns_responses_total", &[("dns_answer_count", "1")]),
         2 * n,
         "{test}: ANCOUNT\n{}\n{}",
         m.0,
         agent.stdout()
     );
-    assert_eq!(sum(&m, "network_dns_requests_total", &[]), 2 * n, "{test}");
-    assert_eq!(sum(&m, "network_dns_duration_seconds_count", &[]), 2 * n, "{test}");
+    assert_eq!(m.sum("network_dns_requests_total", &[]), 2 * n, "{test}");
+    assert_eq!(m.sum("network_dns_duration_seconds_count", &[]), 2 * n, "{test}");
     let own = agent.scrape_at(agent.telemetry);
-    assert_eq!(sum(&own, "fovea_dns_malformed_total", &[]), 0, "{test}");
-    let copied = sum(&own, "fovea_ebpf_records_emitted_total", &[("receiver", "dns")]);
+    assert_eq!(own.sum("fovea_dns_malformed_total", &[]), 0, "{test}");
+    let copied = own.sum("fovea_ebpf_records_emitted_total", &[("receiver", "dns")]);
     // per transaction: the query and the answer's three segments over TCP (2969 bytes with the
     // prefix, MSS 1448); the query and the answer's first fragment over UDP (the others carry no
     // UDP header)

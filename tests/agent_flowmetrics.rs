@@ -161,15 +161,6 @@ fn labels_of(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Sum of the samples of `name` whose labels include every pair of `filter`.
-fn sum(e: &Exposition, name: &str, filter: &[(&str, &str)]) -> u64 {
-    e.samples(name)
-        .iter()
-        .filter(|(l, _)| filter.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
-        .map(|(_, v)| *v as u64)
-        .sum()
-}
-
 /// Remote context: per pod pair, per direction, exactly what the pods' veths carried, the drops
 /// between two pods exactly what nft dropped, both names and label layouts, and every panel of
 /// Retina's Pod Traffic dashboard answering in a real Prometheus.
@@ -240,26 +231,26 @@ fn remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_sho
     // Everything cart's veth received came from cart (it transmits), everything db's veth
     // transmitted went to db (it receives).
     let from_cart = [("source_address", cart.as_str()), ("network_io_direction", "transmit")];
-    assert_eq!(sum(&o, "network_forward_packets_total", &from_cart), lc.rx_packets, "{test}: cart's veth");
+    assert_eq!(o.sum("network_forward_packets_total", &from_cart), lc.rx_packets, "{test}: cart's veth");
     let to_db = [("destination_address", db.as_str()), ("network_io_direction", "receive")];
-    assert_eq!(sum(&o, "network_forward_packets_total", &to_db), lb.tx_packets, "{test}: db's veth");
+    assert_eq!(o.sum("network_forward_packets_total", &to_db), lb.tx_packets, "{test}: db's veth");
     let pair =
         [("source_k8s_pod_name", "cart-5d8-x1"), ("destination_k8s_pod_name", "db-0"), ("destination_port", "9999")];
     let egress = [pair.as_slice(), &[("network_io_direction", "transmit")]].concat();
-    assert_eq!(sum(&o, "network_forward_packets_total", &egress), N, "{test}: cart -> db leaving cart");
-    assert_eq!(sum(&o, "network_forward_bytes_total", &egress), N * (S as u64 + 28), "{test}: IPv4 + UDP + payload");
+    assert_eq!(o.sum("network_forward_packets_total", &egress), N, "{test}: cart -> db leaving cart");
+    assert_eq!(o.sum("network_forward_bytes_total", &egress), N * (S as u64 + 28), "{test}: IPv4 + UDP + payload");
     let ingress = [pair.as_slice(), &[("network_io_direction", "receive")]].concat();
-    assert_eq!(sum(&o, "network_forward_packets_total", &ingress), N, "{test}: cart -> db entering db");
+    assert_eq!(o.sum("network_forward_packets_total", &ingress), N, "{test}: cart -> db entering db");
     let drops = [
         ("drop_reason", "NETFILTER_DROP"),
         ("source_k8s_pod_name", "frontend-0"),
         ("destination_k8s_pod_name", "db-0"),
         ("source_k8s_namespace_name", "web"),
     ];
-    assert_eq!(sum(&o, "network_drop_packets_total", &drops), M, "{test}: drops per pod pair = nft");
+    assert_eq!(o.sum("network_drop_packets_total", &drops), M, "{test}: drops per pod pair = nft");
     // Five connections, each SYN seen at cart's veth and at db's: Retina's flags have no direction.
     let syn = [("tcp_flag", "SYN"), ("source_k8s_pod_name", "cart-5d8-x1"), ("destination_k8s_pod_name", "db-0")];
-    assert_eq!(sum(&o, "network_tcp_flags_total", &syn), 10, "{test}: SYNs");
+    assert_eq!(o.sum("network_tcp_flags_total", &syn), 10, "{test}: SYNs");
 
     // Retina's names and exact label layout (retina-compat.md §2.2): every context label of both
     // ends, `unknown` where an end is not a pod, the first owner as the workload, upper-case
@@ -300,19 +291,11 @@ fn remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_sho
     let retina_pair =
         [("source_podname", "cart-5d8-x1"), ("destination_podname", "db-0"), ("destination_port", "9999")];
     assert_eq!(
-        sum(
-            &r,
-            "networkobservability_adv_forward_count",
-            &[retina_pair.as_slice(), &[("direction", "EGRESS")]].concat()
-        ),
+        r.sum("networkobservability_adv_forward_count", &[retina_pair.as_slice(), &[("direction", "EGRESS")]].concat()),
         N
     );
     assert_eq!(
-        sum(
-            &r,
-            "networkobservability_adv_drop_count",
-            &[("source_podname", "frontend-0"), ("reason", "NETFILTER_DROP")]
-        ),
+        r.sum("networkobservability_adv_drop_count", &[("source_podname", "frontend-0"), ("reason", "NETFILTER_DROP")]),
         M
     );
     assert_eq!(r.type_of("networkobservability_adv_forward_count").as_deref(), Some("counter"));
@@ -322,9 +305,9 @@ fn remote_context_counts_pod_pairs_exactly_and_retinas_pod_traffic_dashboard_sho
         ("direction", "INGRESS"),
         ("destination_port", "9999"),
     ];
-    assert_eq!(sum(&r, "networkobservability_adv_forward_count", &unknown_source), 30, "{test}: the node's datagrams");
+    assert_eq!(r.sum("networkobservability_adv_forward_count", &unknown_source), 30, "{test}: the node's datagrams");
     assert!(
-        sum(&r, "networkobservability_node_apiserver_handshake_latency_ms_count", &[]) > 0,
+        r.sum("networkobservability_node_apiserver_handshake_latency_ms_count", &[]) > 0,
         "{test}: API server handshakes"
     );
 
@@ -700,7 +683,7 @@ service:
     let counted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         until(&format!("{test}: requests"), || {
             let e = agent.scrape_at(retina);
-            let n = sum(&e, "networkobservability_adv_dns_request_count", &cart_asks);
+            let n = e.sum("networkobservability_adv_dns_request_count", &cart_asks);
             last = e.0;
             n == (N + M) as u64
         })
@@ -708,11 +691,11 @@ service:
     assert!(counted.is_ok(), "{test}: requests not counted:\n{last}\n{}", agent.output());
     let r = agent.scrape_at(retina);
     let answered = [db_answers.as_slice(), &[("return_code", "NOERROR"), ("num_response", "1")]].concat();
-    assert_eq!(sum(&r, "networkobservability_adv_dns_response_count", &answered), N as u64, "{test}: {}", r.0);
+    assert_eq!(r.sum("networkobservability_adv_dns_response_count", &answered), N as u64, "{test}: {}", r.0);
     let missing = [db_answers.as_slice(), &[("return_code", "NXDOMAIN")]].concat();
-    assert_eq!(sum(&r, "networkobservability_adv_dns_response_count", &missing), M as u64, "{test}");
-    assert_eq!(sum(&r, "networkobservability_adv_dns_request_count", &[]), (N + M) as u64, "{test}: nothing else");
-    assert_eq!(sum(&r, "networkobservability_adv_dns_response_count", &[]), (N + M) as u64, "{test}: nothing else");
+    assert_eq!(r.sum("networkobservability_adv_dns_response_count", &missing), M as u64, "{test}");
+    assert_eq!(r.sum("networkobservability_adv_dns_request_count", &[]), (N + M) as u64, "{test}: nothing else");
+    assert_eq!(r.sum("networkobservability_adv_dns_response_count", &[]), (N + M) as u64, "{test}: nothing else");
     let (status, out) = agent.terminate();
     assert!(status.success(), "{test}: clean exit: {out}");
 }

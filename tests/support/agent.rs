@@ -275,6 +275,16 @@ impl Exposition {
         matching.first().copied()
     }
 
+    /// Sum of `name` over every series whose labels include all of `labels`, as an integer
+    /// count (0 when none matches).
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.samples(name)
+            .into_iter()
+            .filter(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
+            .map(|(_, v)| v as u64)
+            .sum()
+    }
+
     /// `value` as an integer count, 0 when the series does not exist (yet).
     pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         self.value(name, labels).map_or(0, |v| v as u64)
