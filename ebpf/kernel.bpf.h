@@ -47,12 +47,18 @@ struct sock_common {
 	__be16 skc_dport;
 	__u16 skc_num;
 	unsigned short skc_family;
+	volatile unsigned char skc_state;
 	struct fovea_in6_addr skc_v6_daddr;
 	struct fovea_in6_addr skc_v6_rcv_saddr;
 };
 
 struct sock {
 	struct sock_common __sk_common;
+};
+
+/* A connection in SYN-RECV (its SYN-ACK sent), not yet a full socket. */
+struct request_sock {
+	struct sock_common __req_common;
 };
 
 /* TCP's smoothed RTT (<< 3) and mean deviation (<< 2), in microseconds. */

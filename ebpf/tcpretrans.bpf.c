@@ -98,33 +98,114 @@ static __always_inline int aborted_before_count(__s32 err)
 	       err == -FOVEA_ENOMEM || err == -FOVEA_EHOSTUNREACH;
 }
 
+/* Adds one attempt of `segs` segments to the counters. */
+static __always_inline void retrans_count_add(__u16 segs, __s32 err, int synack)
+{
+	struct retrans_count *c;
+	__u32 zero = 0;
+
+	c = bpf_map_lookup_elem(&counts, &zero);
+	if (!c)
+		return;
+	if (aborted_before_count(err)) {
+		c->aborted += segs;
+		return;
+	}
+	c->segments += segs;
+	c->events += 1;
+	if (synack)
+		c->synack += 1;
+}
+
+/* Segments in a retransmitted skb: tcp_skb_pcount(skb), at least one. */
+static __always_inline __u16 retrans_segs(struct sk_buff *skb)
+{
+	struct tcp_skb_cb *cb;
+	__u16 segs;
+
+	if (!skb)
+		return 1;
+	cb = (struct tcp_skb_cb *)&skb->cb[0];
+	segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	return segs ? segs : 1;
+}
+
+/*
+ * BTF-typed tracepoints (preferred): a raw tracepoint program runs on every hit. A classic
+ * tracepoint program runs through perf's tracepoint buffers and is skipped when another
+ * tracing program is active on the CPU (bpf_prog_active: e.g. while any process reads a BPF
+ * map); a timer-driven retransmit landing in such a window went uncounted, so TcpRetransSegs
+ * and our total could differ. The socket is read directly through its BTF pointer.
+ */
+static __always_inline void retrans_emit_btf(const struct sock_common *c, __u8 state, __u8 kind, __u16 segs,
+					     __s32 err)
+{
+	struct retrans_record *rec;
+	__u16 family = c->skc_family;
+
+	rec = fovea_record_reserve(&records, &rate, &stats, record_rate_per_sec, sizeof(*rec));
+	if (!rec)
+		return;
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->boot_ns = bpf_ktime_get_boot_ns();
+	if (family == FOVEA_AF_INET6) {
+		BPF_CORE_READ_INTO(&rec->tuple.saddr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&rec->tuple.daddr, c, skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		__be32 s = c->skc_rcv_saddr, d = c->skc_daddr;
+
+		__builtin_memcpy(rec->tuple.saddr, &s, 4);
+		__builtin_memcpy(rec->tuple.daddr, &d, 4);
+	}
+	rec->tuple.family = family;
+	rec->tuple.protocol = FOVEA_IPPROTO_TCP;
+	rec->tuple.sport = c->skc_num;
+	rec->tuple.dport = bpf_ntohs(c->skc_dport);
+	rec->state = state;
+	rec->kind = kind;
+	rec->segments = segs;
+	rec->err = err;
+	fovea_record_submit(rec, &stats);
+}
+
+/* args: sk, skb, err (6.14+; older kernels have no err: CO-RE tells) */
+SEC("tp_btf/tcp_retransmit_skb")
+int fovea_retrans_skb_btf(__u64 *ctx)
+{
+	const struct sock *sk = (const struct sock *)ctx[0];
+	__u16 segs = retrans_segs((struct sk_buff *)ctx[1]);
+	__s32 err = 0;
+
+	if (bpf_core_field_exists(((struct trace_event_raw_tcp_retransmit_skb *)0)->err))
+		err = (__s32)ctx[2];
+	retrans_count_add(segs, err, 0);
+	if (sk)
+		retrans_emit_btf(&sk->__sk_common, sk->__sk_common.skc_state, RETRANS_KIND_SKB, segs, err);
+	return 0;
+}
+
+/* args: sk (the listener), req (the request socket whose SYN-ACK went out again) */
+SEC("tp_btf/tcp_retransmit_synack")
+int fovea_retrans_synack_btf(__u64 *ctx)
+{
+	const struct request_sock *req = (const struct request_sock *)ctx[1];
+
+	retrans_count_add(1, 0, 1);
+	if (req)
+		retrans_emit_btf(&req->__req_common, TCP_SYN_RECV, RETRANS_KIND_SYNACK, 1, 0);
+	return 0;
+}
+
+/* Classic tracepoints: the fallback where tp_btf cannot load (the same accounting). */
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int fovea_retrans_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
-	struct sk_buff *skb = (struct sk_buff *)ctx->skbaddr;
-	struct retrans_count *c;
-	__u32 zero = 0;
-	__u16 segs = 1;
+	__u16 segs = retrans_segs((struct sk_buff *)ctx->skbaddr);
 	__s32 err = 0;
 
 	if (bpf_core_field_exists(ctx->err))
 		err = ctx->err;
-	if (skb) {
-		struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
-
-		segs = BPF_CORE_READ(cb, tcp_gso_segs);
-		if (segs == 0)
-			segs = 1;
-	}
-	c = bpf_map_lookup_elem(&counts, &zero);
-	if (c) {
-		if (aborted_before_count(err)) {
-			c->aborted += segs;
-		} else {
-			c->segments += segs;
-			c->events += 1;
-		}
-	}
+	retrans_count_add(segs, err, 0);
 	EMIT_RECORD(ctx, (__u8)ctx->state, RETRANS_KIND_SKB, segs, err);
 	return 0;
 }
@@ -132,15 +213,7 @@ int fovea_retrans_skb(struct trace_event_raw_tcp_retransmit_skb *ctx)
 SEC("tracepoint/tcp/tcp_retransmit_synack")
 int fovea_retrans_synack(struct trace_event_raw_tcp_retransmit_synack *ctx)
 {
-	struct retrans_count *c;
-	__u32 zero = 0;
-
-	c = bpf_map_lookup_elem(&counts, &zero);
-	if (c) {
-		c->segments += 1;
-		c->events += 1;
-		c->synack += 1;
-	}
+	retrans_count_add(1, 0, 1);
 	EMIT_RECORD(ctx, TCP_SYN_RECV, RETRANS_KIND_SYNACK, 1, 0);
 	return 0;
 }

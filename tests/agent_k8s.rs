@@ -109,6 +109,13 @@ service:
     )
 }
 
+/// The agent's own-telemetry samples of one receiver (records emitted, capped, lost ...).
+fn own_lines(agent: &Agent, receiver: &str) -> String {
+    let own = agent.scrape_at(agent.telemetry);
+    let tag = format!("receiver=\"{receiver}\"");
+    own.0.lines().filter(|l| l.contains(&tag) && !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+}
+
 /// Polls `cond` (on the agent's output) for at most `limit`.
 fn wait_for(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + limit;
@@ -219,24 +226,51 @@ service:
     };
     let (cart_uid, db_uid) = (server.uid::<Pod>("shop", "cart-7d9f8b6c5d-x2x9z"), server.uid::<Pod>("data", "db-0"));
 
-    // Drops, IPv4 and IPv6: every record names both pods, exactly.
+    // Drops, IPv4 and IPv6: every record names both pods, exactly. The kernel's record ring is
+    // node-wide: when drops elsewhere on the machine fill it (the kernel counts what it could not
+    // write), the round proves nothing and is sent again from a new port, at most three times.
+    let not_written = || {
+        let own = agent.scrape_at(agent.telemetry);
+        let receiver = [("receiver", "dropreason")];
+        own.count("fovea_ebpf_records_lost_total", &receiver) + own.count("fovea_ebpf_records_capped_total", &receiver)
+    };
     for (from, to) in [(IpAddr::from(a.a4), IpAddr::from(a.b4)), (a.a6.into(), a.b6.into())] {
-        drop_udp(&pair.b, from);
         const M: u64 = 7;
-        let src = pair.a.run_in(move || send(from, to, M));
-        // The first datagrams wait for neighbour resolution.
-        support::wait_until("the kernel dropped every datagram", || {
-            pair.b.nft_counter("inet", "fovea_t", "drops").0 == M
-        });
-        let ours =
-            |out: &str| printed(out).into_iter().filter(|r| r.kind == "drop" && r.src == src).collect::<Vec<_>>();
-        wait_for("every drop record", Duration::from_secs(10), || ours(&agent.stdout()).len() as u64 == M);
-        for r in ours(&agent.stdout()) {
-            assert_eq!(r.dst, SocketAddr::new(to, DROPPED));
-            assert_eq!(end(&r, "source."), cart_end(&cart_uid), "source of {r:?}");
-            assert_eq!(end(&r, "destination."), db_end(&db_uid), "destination of {r:?}");
+        for round in 1..=3 {
+            drop_udp(&pair.b, from);
+            let missed = not_written();
+            let src = pair.a.run_in(move || send(from, to, M));
+            // The first datagrams wait for neighbour resolution.
+            support::wait_until("the kernel dropped every datagram", || {
+                pair.b.nft_counter("inet", "fovea_t", "drops").0 == M
+            });
+            let ours =
+                |out: &str| printed(out).into_iter().filter(|r| r.kind == "drop" && r.src == src).collect::<Vec<_>>();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (ours(&agent.stdout()).len() as u64) < M && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::thread::sleep(Duration::from_millis(200)); // no record comes twice either
+            let records = ours(&agent.stdout());
+            pair.b.sh("nft delete table inet fovea_t");
+            if records.len() as u64 != M && not_written() > missed && round < 3 {
+                eprintln!("{test}: {from}: the kernel could not write every record (ring full); again");
+                continue;
+            }
+            assert_eq!(
+                records.len() as u64,
+                M,
+                "{test}: drop records from {src}: {records:?}\nthe receiver's own telemetry:\n{}\nagent log:\n{}",
+                own_lines(&agent, "dropreason"),
+                agent.stderr()
+            );
+            for r in records {
+                assert_eq!(r.dst, SocketAddr::new(to, DROPPED));
+                assert_eq!(end(&r, "source."), cart_end(&cart_uid), "source of {r:?}");
+                assert_eq!(end(&r, "destination."), db_end(&db_uid), "destination of {r:?}");
+            }
+            break;
         }
-        pair.b.sh("nft delete table inet fovea_t");
     }
 
     // Retransmits, IPv4 and IPv6: the records of the sender add up to its TcpRetransSegs, and
@@ -246,15 +280,27 @@ service:
         tcp::drop_one_in_five(&pair, client_ip, 5202);
         let before = agent.stdout().len();
         let a0 = pair.a.nstat("TcpRetransSegs");
+        let f0 = pair.a.nstat("TcpExtTCPRetransFail");
         let client = tcp::transfer(&pair, server_ip, 5202);
         let sender = pair.a.nstat("TcpRetransSegs") - a0;
+        let failed = pair.a.nstat("TcpExtTCPRetransFail") - f0;
         assert!(sender > 0, "the 20 % drop caused retransmits");
         let from_client = |out: &str| -> Vec<Printed> {
             printed(&out[before..]).into_iter().filter(|r| r.kind == "retransmit" && r.src == client).collect()
         };
-        wait_for("the sender's retransmit records", Duration::from_secs(10), || {
-            from_client(&agent.stdout()).iter().map(|r| r.packets).sum::<u64>() == sender
-        });
+        let sum = |records: &[Printed]| records.iter().map(|r| r.packets).sum::<u64>();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sum(&from_client(&agent.stdout())) != sender && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let records = from_client(&agent.stdout());
+        assert_eq!(
+            sum(&records),
+            sender,
+            "{test}: retransmit records of {client} vs its TcpRetransSegs (TCPRetransFail {failed}); records: {records:?}\n\
+             the receiver's own telemetry:\n{}",
+            own_lines(&agent, "tcpretrans")
+        );
         for r in from_client(&agent.stdout()) {
             assert_eq!(r.dst, SocketAddr::new(server_ip, 5202));
             assert_eq!(end(&r, "source."), cart_end(&cart_uid), "source of {r:?}");

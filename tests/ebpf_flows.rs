@@ -489,8 +489,9 @@ impl Capture {
     }
 
     /// Stops the capture once tcpdump has caught up (the file stopped growing: with -U every
-    /// packet is written as it is processed), so no captured packet is lost at exit.
-    fn stop(mut self) -> String {
+    /// packet is written as it is processed), so no captured packet is lost at exit. `Err` with
+    /// tcpdump's statistics when it lost packets all the same.
+    fn stop(mut self) -> Result<String, String> {
         let size = || std::fs::metadata(&self.file).map(|m| m.len()).unwrap_or(0);
         let mut last = size();
         loop {
@@ -508,11 +509,11 @@ impl Capture {
         let count =
             |what: &str| stats.lines().find_map(|l| l.strip_suffix(what)).and_then(|n| n.trim().parse::<u64>().ok());
         let (captured, received) = (count("packets captured"), count("packets received by filter"));
-        assert!(
-            captured.is_some() && captured == received && count("packets dropped by kernel") == Some(0),
-            "tcpdump lost packets (a busy machine: rerun): {stats}"
-        );
-        self.file.clone()
+        if captured.is_some() && captured == received && count("packets dropped by kernel") == Some(0) {
+            Ok(self.file.clone())
+        } else {
+            Err(format!("tcpdump lost packets: {}", stats.trim()))
+        }
     }
 }
 
@@ -520,12 +521,27 @@ impl Capture {
 /// of it, packet for packet (500 SYN, 500 SYN-ACK, the FINs and RSTs), each handshake is within
 /// 50 µs of the SYN / SYN-ACK timestamps in the capture, and the node histogram counts each
 /// handshake once (at the server pod's interface, where the SYN left towards the server).
+///
+/// tcpdump is the ground truth here; when it falls behind on a busy machine and loses packets
+/// (its own statistics say so) the round proves nothing and is run again, at most three times.
 #[test]
 fn tcp_flags_and_handshakes_equal_a_tcpdump_capture() {
     let test = "tcp_flags_and_handshakes_equal_a_tcpdump_capture";
     if !support::require_tools(test, &["ip", "tcpdump"]) {
         return;
     }
+    for round in 1..=3 {
+        match flags_and_handshakes_round(test) {
+            Ok(()) => return,
+            Err(lost) if round < 3 => eprintln!("{test}: round {round}: {lost}; again"),
+            Err(lost) => panic!("{test}: three rounds, tcpdump lost packets in each: {lost}"),
+        }
+    }
+}
+
+/// One round of [`tcp_flags_and_handshakes_equal_a_tcpdump_capture`] on a fresh node; `Err`
+/// only when tcpdump lost packets (every other difference fails the test).
+fn flags_and_handshakes_round(test: &str) -> Result<(), String> {
     let node = Node::new();
     let (a, b) = (node.pod(quiet()), node.pod(quiet()));
     let p = probe(&node, ALL, DatapathOptions::default(), &[&a.host_if, &b.host_if]);
@@ -538,7 +554,7 @@ fn tcp_flags_and_handshakes_equal_a_tcpdump_capture() {
     const FIN: u32 = 400;
     const RST: u32 = 100;
     connections(&a, &b, FIN, RST);
-    let file = capture.stop();
+    let file = capture.stop()?;
     let deltas = drain(&p);
     let hist = p.flows().lock().expect("lock").handshake_histogram().expect("histogram");
 
@@ -556,9 +572,10 @@ fn tcp_flags_and_handshakes_equal_a_tcpdump_capture() {
         (7, "ECE", "tcp[tcpflags] & tcp-ece != 0"),
         (8, "CWR", "tcp[tcpflags] & tcp-cwr != 0"),
     ];
-    for (i, name, filter) in filters {
-        assert_eq!(ours(i), tcpdump_count(&file, filter), "{test}: {name} packets vs the capture");
-    }
+    // every flag in one message: (name, ours, the capture's)
+    let counts: Vec<(&str, u64, u64)> =
+        filters.iter().map(|&(i, name, filter)| (name, ours(i), tcpdump_count(&file, filter))).collect();
+    assert!(counts.iter().all(|(_, o, c)| o == c), "{test}: flags (name, ours, capture): {counts:?}");
     assert_eq!((ours(0), ours(1)), (500, 500), "{test}: one SYN and one SYN-ACK per connection");
     assert_eq!(ours(4), u64::from(RST), "{test}: one RST per reset connection");
 
@@ -575,29 +592,38 @@ fn tcp_flags_and_handshakes_equal_a_tcpdump_capture() {
         let (s, ns) = ts.split_once('.').expect("timestamp");
         let t = s.parse::<u64>().expect("s") * 1_000_000_000 + ns.parse::<u64>().expect("ns");
         let port = |a: &str| a.rsplit_once('.').and_then(|(_, p)| p.parse::<u16>().ok()).expect("port");
-        if line.contains("Flags [S.]") {
+        if line.contains("Flags [S.") {
             synack.entry(port(dst)).or_default().push(t);
         } else {
             syn.entry(port(src)).or_default().push(t);
         }
     }
     let mut checked = 0;
+    let mut off = Vec::new();
     for d in deltas.iter().filter(|d| d.key.ifindex == ia && d.handshake.count > 0) {
         // the SYN-ACK's flow: server -> client, egress on the client's interface
         let port = d.key.tuple.dst_port;
-        let (s, sa) = (&syn[&port], &synack[&port]);
-        assert_eq!(d.handshake.count as usize, sa.len(), "{test}: handshakes of client port {port}");
-        let capture: u64 = sa.iter().zip(s).map(|(sa, s)| sa - s).sum();
-        let diff = capture.abs_diff(d.handshake.sum_ns);
-        assert!(
-            diff <= 50_000 * u64::from(d.handshake.count),
-            "{test}: port {port}: ours {} ns, capture {capture} ns",
-            d.handshake.sum_ns
-        );
+        let none = Vec::new();
+        let (s, sa) = (syn.get(&port).unwrap_or(&none), synack.get(&port).unwrap_or(&none));
+        let capture: u64 = sa.iter().zip(s).map(|(sa, s)| sa.saturating_sub(*s)).sum();
+        if d.handshake.count as usize != sa.len()
+            || s.len() != sa.len()
+            || capture.abs_diff(d.handshake.sum_ns) > 50_000 * u64::from(d.handshake.count)
+        {
+            off.push((port, d.handshake.count, d.handshake.sum_ns, s.len(), sa.len(), capture));
+        }
         checked += d.handshake.count;
     }
+    assert!(
+        off.is_empty(),
+        "{test}: {} of {checked} handshakes disagree with the capture \
+         (client port, ours: count, ns; capture: SYNs, SYN-ACKs, ns): {:?}",
+        off.len(),
+        &off[..off.len().min(10)]
+    );
     assert_eq!(checked, 500, "{test}: every handshake measured at the client's interface");
     assert_eq!(hist.count - hist0.count, 500, "{test}: the node histogram counts each handshake once");
+    Ok(())
 }
 
 /// The RTT program reports the kernel's smoothed RTT of a socket exactly as `ss -ti` shows it.

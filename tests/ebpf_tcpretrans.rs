@@ -12,7 +12,10 @@ use support::tcp::{self, BYTES};
 
 const PORT: u16 = 5201;
 
-fn retransmits_match_nstat(ipv6: bool, test: &str) {
+/// `classic`: attach the classic tracepoints (the fallback where tp_btf cannot load). They are
+/// skipped now and then by the kernel (docs/ebpf.md), so for them the records may fall short of
+/// TcpRetransSegs but never exceed it.
+fn retransmits_match_nstat(ipv6: bool, classic: bool, test: &str) {
     if !support::require_tools(test, &["ip", "nft", "nstat", "ss"]) {
         return;
     }
@@ -23,8 +26,12 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let _enter = rt.enter();
-    let mut probe = TcpRetransProbe::load(RetransConfig { record_rate_per_sec: 1_000_000, ring_bytes: 1 << 20 })
-        .expect("load tcpretrans");
+    let mut probe = TcpRetransProbe::load(RetransConfig {
+        record_rate_per_sec: 1_000_000,
+        ring_bytes: 1 << 20,
+        force_tracepoint: false,
+    })
+    .expect("load tcpretrans");
     let mut records = probe.take_records().expect("records");
 
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
@@ -57,11 +64,12 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
     };
     let from_client: Vec<&RetransRecord> = all.iter().filter(|r| is_ours(r) && r.tuple.src == client.ip()).collect();
     let errors: Vec<i32> = all.iter().filter(|r| r.err != 0).map(|r| r.err).collect();
-    assert_eq!(
-        segs(&mut from_client.iter().copied()),
-        sender,
-        "records of the sending side sum to TcpRetransSegs in its namespace (errors {errors:?})"
-    );
+    let ours = segs(&mut from_client.iter().copied());
+    if classic {
+        assert!(ours > 0 && ours <= sender, "{test}: classic tracepoints: {ours} of {sender} segments, never more");
+        return;
+    }
+    assert_eq!(ours, sender, "records of the sending side sum to TcpRetransSegs in its namespace (errors {errors:?})");
     for r in &from_client {
         assert_eq!(r.tuple.protocol, 6);
         assert_eq!(SocketAddr::new(r.tuple.dst, r.tuple.dst_port), server);
@@ -99,10 +107,15 @@ fn retransmits_match_nstat(ipv6: bool, test: &str) {
 
 #[test]
 fn retransmits_match_nstat_ipv4() {
-    retransmits_match_nstat(false, "retransmits_match_nstat_ipv4");
+    retransmits_match_nstat(false, false, "retransmits_match_nstat_ipv4");
+}
+
+#[test]
+fn retransmits_match_nstat_ipv4_tracepoint_fallback() {
+    retransmits_match_nstat(false, true, "retransmits_match_nstat_ipv4_tracepoint_fallback");
 }
 
 #[test]
 fn retransmits_match_nstat_ipv6() {
-    retransmits_match_nstat(true, "retransmits_match_nstat_ipv6");
+    retransmits_match_nstat(true, false, "retransmits_match_nstat_ipv6");
 }

@@ -11,8 +11,8 @@
 use std::time::SystemTime;
 
 use aya::maps::{MapError, PerCpuArray};
-use aya::programs::{ProgramError, TracePoint};
-use aya::{Ebpf, EbpfError};
+use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
+use aya::{Btf, Ebpf, EbpfError};
 
 use super::FlowTuple;
 use super::clock::KernelClock;
@@ -23,8 +23,11 @@ use super::records::{self, RawTuple, RecordError, RecordStats, RecordStream, Rin
 use super::telemetry::{self, ProbeTelemetry};
 use crate::model::TcpState;
 
-const PROG_SKB: &str = "fovea_retrans_skb";
-const PROG_SYNACK: &str = "fovea_retrans_synack";
+/// (tracepoint in group `tcp`, BTF-typed program, classic tracepoint program).
+const HOOKS: [(&str, &str, &str); 2] = [
+    ("tcp_retransmit_skb", "fovea_retrans_skb_btf", "fovea_retrans_skb"),
+    ("tcp_retransmit_synack", "fovea_retrans_synack_btf", "fovea_retrans_synack"),
+];
 
 /// Errors of the tcpretrans probe.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +41,14 @@ pub enum RetransError {
     /// The object failed to load (verifier, BTF, or map creation).
     #[error("cannot load tcpretrans.bpf.o: {0}")]
     Load(#[source] EbpfError),
-    /// A program failed to load or attach.
-    #[error("cannot attach {program} to tcp:{tracepoint}: {source}")]
+    /// Neither the BTF-typed nor the classic tracepoint programs could be attached.
+    #[error("cannot attach to tcp:{tracepoint}: as tp_btf: {btf}; as a tracepoint: {source}")]
     Attach {
-        /// Program name.
-        program: &'static str,
         /// Tracepoint name.
         tracepoint: &'static str,
-        /// Underlying error.
+        /// Why the BTF-typed program did not attach.
+        btf: String,
+        /// Why the classic tracepoint program did not attach.
         source: ProgramError,
     },
     /// Reading the counters failed.
@@ -66,11 +69,13 @@ pub struct RetransConfig {
     pub record_rate_per_sec: u32,
     /// Ring buffer size in bytes (a power of two, at least one page).
     pub ring_bytes: u32,
+    /// Attach the classic tracepoints even where the BTF-typed ones load (tests compare them).
+    pub force_tracepoint: bool,
 }
 
 impl Default for RetransConfig {
     fn default() -> Self {
-        Self { record_rate_per_sec: 1000, ring_bytes: 256 * 1024 }
+        Self { record_rate_per_sec: 1000, ring_bytes: 256 * 1024, force_tracepoint: false }
     }
 }
 
@@ -164,6 +169,7 @@ unsafe impl aya::Pod for RawRetransCount {}
 /// The tcpretrans probe, attached from load until drop.
 pub struct TcpRetransProbe {
     ebpf: Ebpf,
+    classic_hooks: usize,
 }
 
 impl TcpRetransProbe {
@@ -174,14 +180,39 @@ impl TcpRetransProbe {
         let mut ebpf = records::recording_loader(&config.record_rate_per_sec, config.ring_bytes)
             .load(TCPRETRANS)
             .map_err(RetransError::Load)?;
-        for (program, tracepoint) in [(PROG_SKB, "tcp_retransmit_skb"), (PROG_SYNACK, "tcp_retransmit_synack")] {
-            let err = |source| RetransError::Attach { program, tracepoint, source };
-            let prog: &mut TracePoint =
-                ebpf.program_mut(program).ok_or(err(ProgramError::UnexpectedProgramType))?.try_into().map_err(err)?;
-            prog.load().map_err(err)?;
-            prog.attach("tcp", tracepoint).map_err(err)?;
+        // BTF-typed tracepoints run on every hit; classic ones are skipped while another
+        // tracing program runs on the CPU (ebpf/tcpretrans.bpf.c), so they are the fallback.
+        // Each hook independently: one of the two programs is attached to it, never both.
+        let btf = if config.force_tracepoint {
+            Err("not tried (force_tracepoint)".to_owned())
+        } else {
+            Btf::from_sys_fs().map_err(|e| e.to_string())
+        };
+        let mut classic_hooks = 0;
+        for (tracepoint, btf_program, classic) in HOOKS {
+            let tried = match &btf {
+                Ok(btf) => attach_btf(&mut ebpf, btf_program, tracepoint, btf),
+                Err(e) => Err(e.clone()),
+            };
+            if let Err(why) = tried {
+                let err = |source| RetransError::Attach { tracepoint, btf: why.clone(), source };
+                let prog: &mut TracePoint = ebpf
+                    .program_mut(classic)
+                    .ok_or(err(ProgramError::UnexpectedProgramType))?
+                    .try_into()
+                    .map_err(err)?;
+                prog.load().map_err(err)?;
+                prog.attach("tcp", tracepoint).map_err(err)?;
+                tracing::info!(tracepoint, btf = %why, "tcpretrans uses the classic tracepoint");
+                classic_hooks += 1;
+            }
         }
-        Ok(Self { ebpf })
+        Ok(Self { ebpf, classic_hooks })
+    }
+
+    /// True when both hooks run BTF-typed programs (no classic tracepoint fallback).
+    pub fn btf_typed(&self) -> bool {
+        self.classic_hooks == 0
     }
 
     /// Cumulative totals since load.
@@ -215,4 +246,15 @@ impl TcpRetransProbe {
     pub fn telemetry(&self) -> ProbeTelemetry {
         telemetry::collect(&self.ebpf, self.record_stats())
     }
+}
+/// Loads and attaches one BTF-typed tracepoint program.
+fn attach_btf(ebpf: &mut Ebpf, program: &str, tracepoint: &str, btf: &Btf) -> Result<(), String> {
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(program)
+        .ok_or("program missing from object")?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    prog.load(tracepoint, btf).map_err(|e| e.to_string())?;
+    prog.attach().map_err(|e| e.to_string())?;
+    Ok(())
 }

@@ -128,6 +128,7 @@ impl TracingReceiver for Tcpretrans {
         RetransConfig {
             record_rate_per_sec: if flows { self.config.flows.max_records_per_second } else { 0 },
             ring_bytes: if flows { RetransConfig::default().ring_bytes } else { ebpf_telemetry::smallest_ring() },
+            ..RetransConfig::default()
         }
     }
 
