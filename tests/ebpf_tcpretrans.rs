@@ -35,8 +35,10 @@ fn retransmits_match_nstat(ipv6: bool, classic: bool, test: &str) {
     let mut records = probe.take_records().expect("records");
 
     let (a0, b0) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
+    let probes0 = pair.a.nstat("TcpExtTCPLossProbes");
     let client = tcp::transfer(&pair, server_ip, PORT);
     let (a1, b1) = (pair.a.nstat("TcpRetransSegs"), pair.b.nstat("TcpRetransSegs"));
+    let loss_probes = pair.a.nstat("TcpExtTCPLossProbes") - probes0;
     let (sender, receiver) = (a1 - a0, b1 - b0);
     let (dropped, _) = pair.b.nft_counter("inet", "fovea_t", "dropped");
     assert!(dropped > 0 && sender > 0, "the 20 % drop caused retransmits ({dropped} dropped)");
@@ -69,7 +71,10 @@ fn retransmits_match_nstat(ipv6: bool, classic: bool, test: &str) {
         assert!(ours > 0 && ours <= sender, "{test}: classic tracepoints: {ours} of {sender} segments, never more");
         return;
     }
-    assert_eq!(ours, sender, "records of the sending side sum to TcpRetransSegs in its namespace (errors {errors:?})");
+    assert_eq!(
+        ours, sender,
+        "records of the sending side sum to TcpRetransSegs in its namespace (errors {errors:?}, {loss_probes} loss probes)"
+    );
     for r in &from_client {
         assert_eq!(r.tuple.protocol, 6);
         assert_eq!(SocketAddr::new(r.tuple.dst, r.tuple.dst_port), server);
@@ -100,7 +105,7 @@ fn retransmits_match_nstat(ipv6: bool, classic: bool, test: &str) {
         "aborted attempts {errors:?}"
     );
     eprintln!(
-        "{test}: {BYTES} bytes, {dropped} skbs dropped by nft, {sender} segments retransmitted by the sender, {receiver} by the receiver, {} records, errors {errors:?}",
+        "{test}: {BYTES} bytes, {dropped} skbs dropped by nft, {sender} segments retransmitted by the sender ({loss_probes} loss probes), {receiver} by the receiver, {} records, errors {errors:?}",
         all.len()
     );
 }
