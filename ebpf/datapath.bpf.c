@@ -351,19 +351,7 @@ static __always_inline int dp_rtt(struct sock *sk)
 	}
 
 	__builtin_memset(&nv, 0, sizeof(nv));
-	nv.tuple.family = sk->__sk_common.skc_family == FOVEA_AF_INET6 ? FOVEA_AF_INET6 : FOVEA_AF_INET;
-	nv.tuple.protocol = FOVEA_IPPROTO_TCP;
-	nv.tuple.sport = sk->__sk_common.skc_num;
-	nv.tuple.dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (nv.tuple.family == FOVEA_AF_INET) {
-		__be32 s = sk->__sk_common.skc_rcv_saddr, d = sk->__sk_common.skc_daddr;
-
-		__builtin_memcpy(nv.tuple.saddr, &s, 4);
-		__builtin_memcpy(nv.tuple.daddr, &d, 4);
-	} else {
-		BPF_CORE_READ_INTO(&nv.tuple.saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&nv.tuple.daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	}
+	fovea_tcp_tuple(&nv.tuple, &sk->__sk_common);
 	if (dp_loopback(&nv.tuple))
 		return 0;
 	dp_rtt_fill(&nv, tp);

@@ -205,6 +205,27 @@ static __always_inline int fovea_has_ports(__u8 protocol)
 #define FOVEA_SKB_READ(btf, skb, field) ((btf) ? (skb)->field : BPF_CORE_READ(skb, field))
 
 /*
+ * The tuple of a TCP socket, local -> remote, read through its BTF pointer (tp_btf arguments):
+ * a full socket's or a request socket's common part.
+ */
+static __always_inline void fovea_tcp_tuple(struct fovea_tuple *t, const struct sock_common *c)
+{
+	t->family = c->skc_family == FOVEA_AF_INET6 ? FOVEA_AF_INET6 : FOVEA_AF_INET;
+	t->protocol = FOVEA_IPPROTO_TCP;
+	t->sport = c->skc_num;
+	t->dport = bpf_ntohs(c->skc_dport);
+	if (t->family == FOVEA_AF_INET) {
+		__be32 s = c->skc_rcv_saddr, d = c->skc_daddr;
+
+		__builtin_memcpy(t->saddr, &s, 4);
+		__builtin_memcpy(t->daddr, &d, 4);
+	} else {
+		BPF_CORE_READ_INTO(&t->saddr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&t->daddr, c, skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/*
  * Parses the IPv4/IPv6 header at skb->network_header into `t` (zeroed by the caller) and
  * returns the network-layer length of the packet: skb->len corrected by how far skb->data is
  * from the network header, i.e. the IP packet's size no matter where in the stack the skb is

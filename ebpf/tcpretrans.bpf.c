@@ -131,36 +131,21 @@ static __always_inline __u16 retrans_segs(struct sk_buff *skb)
 }
 
 /*
- * BTF-typed tracepoints (preferred): a raw tracepoint program runs on every hit. A classic
- * tracepoint program runs through perf's tracepoint buffers and is skipped when another
- * tracing program is active on the CPU (bpf_prog_active: e.g. while any process reads a BPF
- * map); a timer-driven retransmit landing in such a window went uncounted, so TcpRetransSegs
- * and our total could differ. The socket is read directly through its BTF pointer.
+ * BTF-typed tracepoints (preferred, docs/ebpf.md): the program gets the socket and skb pointers
+ * and reads what it needs; a classic tracepoint program runs after perf has formatted the whole
+ * event, and in our tests it now and then missed a retransmission outright.
  */
 static __always_inline void retrans_emit_btf(const struct sock_common *c, __u8 state, __u8 kind, __u16 segs,
 					     __s32 err)
 {
 	struct retrans_record *rec;
-	__u16 family = c->skc_family;
 
 	rec = fovea_record_reserve(&records, &rate, &stats, record_rate_per_sec, sizeof(*rec));
 	if (!rec)
 		return;
 	__builtin_memset(rec, 0, sizeof(*rec));
 	rec->boot_ns = bpf_ktime_get_boot_ns();
-	if (family == FOVEA_AF_INET6) {
-		BPF_CORE_READ_INTO(&rec->tuple.saddr, c, skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&rec->tuple.daddr, c, skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		__be32 s = c->skc_rcv_saddr, d = c->skc_daddr;
-
-		__builtin_memcpy(rec->tuple.saddr, &s, 4);
-		__builtin_memcpy(rec->tuple.daddr, &d, 4);
-	}
-	rec->tuple.family = family;
-	rec->tuple.protocol = FOVEA_IPPROTO_TCP;
-	rec->tuple.sport = c->skc_num;
-	rec->tuple.dport = bpf_ntohs(c->skc_dport);
+	fovea_tcp_tuple(&rec->tuple, c);
 	rec->state = state;
 	rec->kind = kind;
 	rec->segments = segs;

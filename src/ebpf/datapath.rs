@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aya::maps::{Array, HashMap, MapError};
-use aya::programs::{BtfTracePoint, ProgramError, SchedClassifier};
+use aya::programs::{ProgramError, SchedClassifier};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader, Pod};
 
 use super::dns::DnsCapture;
@@ -243,15 +243,8 @@ impl DatapathProbe {
     fn attach_rtt(&mut self) -> Result<(), DatapathError> {
         let btf = Btf::from_sys_fs().map_err(|e| DatapathError::Btf(e.to_string()))?;
         for (name, tracepoint) in PROGS_RTT {
-            let prog: &mut BtfTracePoint = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::Program { name, source: ProgramError::UnexpectedProgramType })?
-                .try_into()
+            super::hooks::attach_btf_tracepoint(&mut self.ebpf, name, tracepoint, &btf)
                 .map_err(|source| DatapathError::Program { name, source })?;
-            prog.load(tracepoint, &btf).map_err(|source| DatapathError::Program { name, source })?;
-            // the link lives in the program, which lives as long as `ebpf`
-            prog.attach().map_err(|source| DatapathError::Program { name, source })?;
         }
         Ok(())
     }

@@ -14,12 +14,12 @@
 use std::time::SystemTime;
 
 use aya::maps::MapError;
-use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
-use aya::{Btf, Ebpf, EbpfError};
+use aya::{Ebpf, EbpfError};
 
 use super::btf::DropReasons;
 use super::clock::KernelClock;
 use super::counters;
+use super::hooks::{self, Attached};
 use super::objects::{DROPREASON, MAP_COUNTS};
 use super::preflight::{self, Needs, PreflightError};
 use super::records::{self, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
@@ -184,19 +184,11 @@ impl DropProbe {
             .load(DROPREASON)
             .map_err(DropError::Load)?;
 
-        let btf_err = if config.force_tracepoint {
-            "not tried (force_tracepoint)".to_owned()
-        } else {
-            match attach_btf(&mut ebpf) {
-                Ok(()) => String::new(),
-                Err(e) => e,
-            }
-        };
-        let hook = if btf_err.is_empty() {
-            DropHook::TpBtf
-        } else {
-            attach_tracepoint(&mut ebpf).map_err(|tracepoint| DropError::Attach { btf: btf_err, tracepoint })?;
-            DropHook::Tracepoint
+        let btf = hooks::kernel_btf(config.force_tracepoint);
+        let hook = match hooks::attach_preferring_btf(&mut ebpf, &btf, (PROG_BTF, PROG_TP), ("skb", "kfree_skb")) {
+            Ok(Attached::TpBtf) => DropHook::TpBtf,
+            Ok(Attached::Tracepoint(_)) => DropHook::Tracepoint,
+            Err((btf, tracepoint)) => return Err(DropError::Attach { btf, tracepoint: tracepoint.to_string() }),
         };
 
         let reasons = DropReasons::from_kernel().unwrap_or_else(|e| {
@@ -248,27 +240,4 @@ impl DropProbe {
     pub fn telemetry(&self) -> ProbeTelemetry {
         telemetry::collect(&self.ebpf, self.record_stats())
     }
-}
-
-fn attach_btf(ebpf: &mut Ebpf) -> Result<(), String> {
-    let btf = Btf::from_sys_fs().map_err(|e| e.to_string())?;
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(PROG_BTF)
-        .ok_or("program missing from object")?
-        .try_into()
-        .map_err(|e: ProgramError| e.to_string())?;
-    prog.load("kfree_skb", &btf).map_err(|e| e.to_string())?;
-    prog.attach().map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-fn attach_tracepoint(ebpf: &mut Ebpf) -> Result<(), String> {
-    let prog: &mut TracePoint = ebpf
-        .program_mut(PROG_TP)
-        .ok_or("program missing from object")?
-        .try_into()
-        .map_err(|e: ProgramError| e.to_string())?;
-    prog.load().map_err(|e| e.to_string())?;
-    prog.attach("skb", "kfree_skb").map_err(|e| e.to_string())?;
-    Ok(())
 }

@@ -23,6 +23,7 @@ pub mod datapath;
 pub mod dns;
 pub mod dropreason;
 pub mod flowtable;
+mod hooks;
 mod objects;
 pub mod packetforward;
 pub mod preflight;

@@ -11,22 +11,23 @@
 use std::time::SystemTime;
 
 use aya::maps::{MapError, PerCpuArray};
-use aya::programs::{BtfTracePoint, ProgramError, TracePoint};
-use aya::{Btf, Ebpf, EbpfError};
+use aya::programs::ProgramError;
+use aya::{Ebpf, EbpfError};
 
 use super::FlowTuple;
 use super::clock::KernelClock;
 use super::counters;
+use super::hooks::{self, Attached};
 use super::objects::TCPRETRANS;
 use super::preflight::{self, Needs, PreflightError};
 use super::records::{self, RawTuple, RecordError, RecordStats, RecordStream, RingRecord, read_raw};
 use super::telemetry::{self, ProbeTelemetry};
 use crate::model::TcpState;
 
-/// (tracepoint in group `tcp`, BTF-typed program, classic tracepoint program).
-const HOOKS: [(&str, &str, &str); 2] = [
-    ("tcp_retransmit_skb", "fovea_retrans_skb_btf", "fovea_retrans_skb"),
-    ("tcp_retransmit_synack", "fovea_retrans_synack_btf", "fovea_retrans_synack"),
+/// (tracepoint in group `tcp`, (BTF-typed program, classic tracepoint program)).
+const HOOKS: [(&str, (&str, &str)); 2] = [
+    ("tcp_retransmit_skb", ("fovea_retrans_skb_btf", "fovea_retrans_skb")),
+    ("tcp_retransmit_synack", ("fovea_retrans_synack_btf", "fovea_retrans_synack")),
 ];
 
 /// Errors of the tcpretrans probe.
@@ -169,7 +170,7 @@ unsafe impl aya::Pod for RawRetransCount {}
 /// The tcpretrans probe, attached from load until drop.
 pub struct TcpRetransProbe {
     ebpf: Ebpf,
-    classic_hooks: usize,
+    btf_typed: bool,
 }
 
 impl TcpRetransProbe {
@@ -180,39 +181,25 @@ impl TcpRetransProbe {
         let mut ebpf = records::recording_loader(&config.record_rate_per_sec, config.ring_bytes)
             .load(TCPRETRANS)
             .map_err(RetransError::Load)?;
-        // BTF-typed tracepoints run on every hit; classic ones are skipped while another
-        // tracing program runs on the CPU (ebpf/tcpretrans.bpf.c), so they are the fallback.
-        // Each hook independently: one of the two programs is attached to it, never both.
-        let btf = if config.force_tracepoint {
-            Err("not tried (force_tracepoint)".to_owned())
-        } else {
-            Btf::from_sys_fs().map_err(|e| e.to_string())
-        };
-        let mut classic_hooks = 0;
-        for (tracepoint, btf_program, classic) in HOOKS {
-            let tried = match &btf {
-                Ok(btf) => attach_btf(&mut ebpf, btf_program, tracepoint, btf),
-                Err(e) => Err(e.clone()),
-            };
-            if let Err(why) = tried {
-                let err = |source| RetransError::Attach { tracepoint, btf: why.clone(), source };
-                let prog: &mut TracePoint = ebpf
-                    .program_mut(classic)
-                    .ok_or(err(ProgramError::UnexpectedProgramType))?
-                    .try_into()
-                    .map_err(err)?;
-                prog.load().map_err(err)?;
-                prog.attach("tcp", tracepoint).map_err(err)?;
-                tracing::info!(tracepoint, btf = %why, "tcpretrans uses the classic tracepoint");
-                classic_hooks += 1;
+        // BTF-typed tracepoints first (docs/ebpf.md), the classic ones as the fallback, per hook.
+        let btf = hooks::kernel_btf(config.force_tracepoint);
+        let mut btf_typed = true;
+        for (tracepoint, programs) in HOOKS {
+            match hooks::attach_preferring_btf(&mut ebpf, &btf, programs, ("tcp", tracepoint)) {
+                Ok(Attached::TpBtf) => {}
+                Ok(Attached::Tracepoint(why)) => {
+                    tracing::info!(tracepoint, btf = %why, "tcpretrans uses the classic tracepoint");
+                    btf_typed = false;
+                }
+                Err((btf, source)) => return Err(RetransError::Attach { tracepoint, btf, source }),
             }
         }
-        Ok(Self { ebpf, classic_hooks })
+        Ok(Self { ebpf, btf_typed })
     }
 
     /// True when both hooks run BTF-typed programs (no classic tracepoint fallback).
     pub fn btf_typed(&self) -> bool {
-        self.classic_hooks == 0
+        self.btf_typed
     }
 
     /// Cumulative totals since load.
@@ -246,15 +233,4 @@ impl TcpRetransProbe {
     pub fn telemetry(&self) -> ProbeTelemetry {
         telemetry::collect(&self.ebpf, self.record_stats())
     }
-}
-/// Loads and attaches one BTF-typed tracepoint program.
-fn attach_btf(ebpf: &mut Ebpf, program: &str, tracepoint: &str, btf: &Btf) -> Result<(), String> {
-    let prog: &mut BtfTracePoint = ebpf
-        .program_mut(program)
-        .ok_or("program missing from object")?
-        .try_into()
-        .map_err(|e: ProgramError| e.to_string())?;
-    prog.load(tracepoint, btf).map_err(|e| e.to_string())?;
-    prog.attach().map_err(|e| e.to_string())?;
-    Ok(())
 }
