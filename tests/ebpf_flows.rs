@@ -518,8 +518,9 @@ impl Capture {
 }
 
 /// 500 short connections: the per-flag counts at the client's interface equal a tcpdump capture
-/// of it, packet for packet (500 SYN, 500 SYN-ACK, the FINs and RSTs), each handshake is within
-/// 50 µs of the SYN / SYN-ACK timestamps in the capture, and the node histogram counts each
+/// of it, packet for packet (500 SYN, 500 SYN-ACK, the FINs and RSTs), no handshake is longer
+/// than the SYN / SYN-ACK timestamps in the capture and 99 % are within 50 µs of them (see the
+/// round for why not all), and the node histogram counts each
 /// handshake once (at the server pod's interface, where the SYN left towards the server).
 ///
 /// tcpdump is the ground truth here; when it falls behind on a busy machine and loses packets
@@ -598,28 +599,40 @@ fn flags_and_handshakes_round(test: &str) -> Result<(), String> {
             syn.entry(port(src)).or_default().push(t);
         }
     }
+    // tcpdump stamps the SYN as it enters the interface, before our ingress hook, and the
+    // SYN-ACK as it leaves, after our egress hook: ours can only be shorter than the capture's.
+    // On a busy machine the SYN can wait between the two (seen in CI: 2 of 500 handshakes
+    // 55-60 µs shorter than the capture), so: never longer than the capture (10 µs of clock
+    // slack), within 50 µs of it for at least 99 % of the handshakes, and the same count.
     let mut checked = 0;
-    let mut off = Vec::new();
+    let (mut wrong, mut late) = (Vec::new(), Vec::new());
     for d in deltas.iter().filter(|d| d.key.ifindex == ia && d.handshake.count > 0) {
         // the SYN-ACK's flow: server -> client, egress on the client's interface
         let port = d.key.tuple.dst_port;
         let none = Vec::new();
         let (s, sa) = (syn.get(&port).unwrap_or(&none), synack.get(&port).unwrap_or(&none));
         let capture: u64 = sa.iter().zip(s).map(|(sa, s)| sa.saturating_sub(*s)).sum();
-        if d.handshake.count as usize != sa.len()
-            || s.len() != sa.len()
-            || capture.abs_diff(d.handshake.sum_ns) > 50_000 * u64::from(d.handshake.count)
-        {
-            off.push((port, d.handshake.count, d.handshake.sum_ns, s.len(), sa.len(), capture));
+        let n = u64::from(d.handshake.count);
+        let seen = (port, d.handshake.count, d.handshake.sum_ns, s.len(), sa.len(), capture);
+        if d.handshake.count as usize != sa.len() || s.len() != sa.len() || d.handshake.sum_ns > capture + 10_000 * n {
+            wrong.push(seen);
+        } else if capture - d.handshake.sum_ns.min(capture) > 50_000 * n {
+            late.push(seen);
         }
         checked += d.handshake.count;
     }
+    let what = "(client port, ours: count, ns; capture: SYNs, SYN-ACKs, ns)";
     assert!(
-        off.is_empty(),
-        "{test}: {} of {checked} handshakes disagree with the capture \
-         (client port, ours: count, ns; capture: SYNs, SYN-ACKs, ns): {:?}",
-        off.len(),
-        &off[..off.len().min(10)]
+        wrong.is_empty(),
+        "{test}: {} of {checked} handshakes disagree with the capture {what}: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(10)]
+    );
+    assert!(
+        late.len() * 100 <= checked as usize,
+        "{test}: {} of {checked} handshakes more than 50 µs shorter than the capture {what}: {:?}",
+        late.len(),
+        &late[..late.len().min(10)]
     );
     assert_eq!(checked, 500, "{test}: every handshake measured at the client's interface");
     assert_eq!(hist.count - hist0.count, 500, "{test}: the node histogram counts each handshake once");
