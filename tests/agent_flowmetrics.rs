@@ -578,8 +578,15 @@ service:
 
     const SOURCES: u16 = 3000;
     const EACH: u64 = 3;
-    let sources: Vec<Ipv4Addr> =
-        (0..SOURCES).map(|i| Ipv4Addr::new(198, 18, 128 + (i / 256) as u8, (i % 256) as u8)).collect();
+    // Test addresses come from all of 198.18.0.0/15, so the range may hold this world's own
+    // links: a source spoofing a real pod (or a host end) would add to that pod's series.
+    let mut ours: Vec<u32> = [&w.cart, &w.db, &w.frontend].iter().map(|p| u32::from(p.v4()) >> 2).collect();
+    ours.push(u32::from(w.uplink.addrs.a4) >> 2);
+    let sources: Vec<Ipv4Addr> = (0u32..)
+        .map(|i| Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 128, 0)) + i))
+        .filter(|a| !ours.contains(&(u32::from(*a) >> 2)))
+        .take(SOURCES as usize)
+        .collect();
     spoofed_udp(&w.cart, &sources, db_ip, EACH);
     wait_collections(INTERVAL, 2);
     let (cart, db) = (
