@@ -163,6 +163,35 @@ fn dns_copies(object: &[u8]) {
     }
 }
 
+/// What BPF run-time statistics (`kernel.bpf_stats_enabled`, how overhead.sh and fovea's own
+/// `fovea_ebpf_program_run_*` metrics measure programs on real traffic) add to every invocation:
+/// each program run with statistics on, its mean from `run_time_ns / run_cnt`, against the test
+/// run's own timing with statistics off.
+fn stats_cost(variants: &[(&str, Ebpf, &str)], packet: &[u8]) {
+    const RUNS: u32 = 1_000_000;
+    println!();
+    println!("| program, UDP/IPv4 64 B | test run, stats off | bpf_stats ns per run, stats on |");
+    println!("|---|---|---|");
+    for (name, ebpf, prog) in variants {
+        let fd = prog_fd(ebpf, prog);
+        let off = test_run(fd, packet, RUNS).expect("test run");
+        let before = run_stats(ebpf, prog);
+        let guard = fovea::ebpf::enable_run_time_stats().expect("BPF_ENABLE_STATS");
+        test_run(fd, packet, RUNS).expect("test run");
+        drop(guard);
+        let after = run_stats(ebpf, prog);
+        let per_run = (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
+        println!("| {name} | {off} ns | {per_run:.1} ns |");
+    }
+}
+
+/// (run time ns, run count) of a loaded program, from the kernel's program info.
+fn run_stats(ebpf: &Ebpf, name: &str) -> (u64, u64) {
+    let prog: &SchedClassifier = ebpf.program(name).expect("program").try_into().expect("classifier");
+    let info = prog.info().expect("program info");
+    (info.run_time().as_nanos() as u64, info.run_count())
+}
+
 fn prog_fd<'a>(ebpf: &'a Ebpf, name: &str) -> BorrowedFd<'a> {
     let prog: &SchedClassifier = ebpf.program(name).expect("program").try_into().expect("classifier");
     prog.fd().expect("fd").as_fd()
@@ -190,6 +219,14 @@ fn main() {
         fwd.program_mut("fovea_fwd_ingress").expect("program").try_into().expect("classifier");
     p.load().expect("verifier");
     variants.push(("packetforward (floor: one per-CPU counter)", fwd, "fovea_fwd_ingress"));
+    // Every feature off: the program reads one setting and returns, so what it measures is the
+    // test run's own cost per run (the kernel's loop, context set-up, the timing), which TCX does
+    // not add; subtracted below.
+    variants.push((
+        "datapath, every feature off (the test run's own cost)",
+        load_datapath(&shared, 1024, 0),
+        "fovea_dp_ingress",
+    ));
 
     let cases: [(&str, Vec<u8>); 4] = [
         ("UDP/IPv4 64 B, known flow", frame(false, false, 40000, 64)),
@@ -197,14 +234,19 @@ fn main() {
         ("UDP/IPv6 64 B, known flow", frame(true, false, 40000, 64)),
         ("UDP/IPv4 64 B, ports kept (5201 -> 5201)", frame(false, false, 5201, 64)),
     ];
-    println!("| program | {} | new flow (insert) |", cases.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
+    let header =
+        format!("| program | {} | new flow (insert) |", cases.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
+    println!("{header}");
     println!("|---|{}---|", "---|".repeat(cases.len()));
+    let mut measured: Vec<(&str, Vec<f64>)> = Vec::new();
     for (name, ebpf, prog) in &variants {
         let fd = prog_fd(ebpf, prog);
         let mut row = format!("| {name} |");
+        let mut cells = Vec::new();
         for (_, packet) in &cases {
             let ns = test_run(fd, packet, REPEAT).expect("test run");
             row.push_str(&format!(" {ns} ns |"));
+            cells.push(f64::from(ns));
         }
         // the insert path: a flow the table has not seen (distinct server ports: never collapsed)
         let mut total = 0u64;
@@ -215,8 +257,23 @@ fn main() {
             total += u64::from(test_run(fd, &packet, 1).expect("test run"));
         }
         row.push_str(&format!(" {:.0} ns |", total as f64 / f64::from(NEW_FLOWS)));
+        cells.push(total as f64 / f64::from(NEW_FLOWS));
         println!("{row}");
+        measured.push((name, cells));
     }
+    // the same, less the test run's own cost (the features-off row, column by column)
+    let (_, harness) = measured.last().cloned().expect("rows");
+    println!();
+    println!("Net of the test run's own cost (what the program adds to a packet's path):");
+    println!();
+    println!("{header}");
+    println!("|---|{}---|", "---|".repeat(cases.len()));
+    for (name, cells) in &measured[..measured.len() - 1] {
+        let net: Vec<String> = cells.iter().zip(&harness).map(|(c, h)| format!(" {:.0} ns |", c - h)).collect();
+        println!("| {name} |{}", net.concat());
+    }
+
+    stats_cost(&variants, &cases[0].1);
 
     dns_copies(&shared);
 

@@ -18,12 +18,14 @@
 #            programs: what it costs on traffic that is not DNS)
 #   nodrop   default without dropreason (what dropreason costs)
 #   flowslean  flows, with the pods' interface totals counted by the flows programs
-#            (forward_metrics) instead of packetforward's second program on the same hooks
+#            (forward_metrics: pods, packetforward's exclude_pod_interfaces) instead of
+#            packetforward's second program on the same hooks: what the shipped configs do
 #   flowsnolat flowslean without the TCP latency hooks (latency: false)
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
 #   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
 # It prints medians, the ratio to "none" and each profile's spread (min..max over rounds). Then,
-# in a separate phase with kernel.bpf_stats_enabled=1 (which itself costs ~20 ns per invocation,
+# in a separate phase with kernel.bpf_stats_enabled=1 (which itself costs ~20-60 ns per invocation,
+# ~55-60 ns on this VM: benches/flows_kernel.rs measures it with a program that does nothing,
 # so it is kept out of the throughput rounds) on the last profile, the kernel ns per invocation of
 # every fovea program, the agent's CPU time per million packets it counted, and its RSS at idle.
 #
@@ -115,13 +117,13 @@ service:
   pipelines:
     metrics/dns: {receivers: [dns], exporters: [prometheus]}
 EOF
-# flowslean: the pods' interface totals from the flows programs (forward_metrics) instead of a
-# second program per hook (packetforward kept off the pods' veths); flowsnolat: also without the
-# RTT/handshake hooks (latency: false).
+# flowslean: the pods' interface totals from the flows programs (forward_metrics: pods) instead
+# of a second program per hook (packetforward's exclude_pod_interfaces, as config/*-context.yaml
+# and the Helm chart with flows on); flowsnolat: also without the RTT/handshake hooks.
 cat >"$WORK/lean.yaml" <<EOF
 receivers:
-  packetforward: {interfaces: ['fvbench-none']}
-  flows: {forward_metrics: true}
+  packetforward: {exclude_pod_interfaces: ['fvbench-h*']}
+  flows: {forward_metrics: pods}
 EOF
 cat >"$WORK/nolat.yaml" <<EOF
 receivers:

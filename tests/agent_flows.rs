@@ -449,3 +449,83 @@ fn agent_reports_what_did_not_fit_as_an_overflow_record() {
     let flows = rows.iter().filter(|r| r["destination_port"] == 9500 && r["flow.overflow"] == false).count();
     assert!(flows >= 16, "{test}: at least a full table of flows: {flows}: counted {counted:?} spilled {spilled:?}");
 }
+
+/// One fovea program per hook: packetforward leaves the pods' veths to the flows receiver
+/// (`exclude_pod_interfaces`), which counts their totals (`forward_metrics: pods`), and keeps
+/// counting the uplink. Every interface and direction is then reported exactly once, by the
+/// receiver that watches it, equal to `ip -s link`.
+#[test]
+fn agent_counts_pod_interfaces_in_flows_and_the_uplink_in_packetforward_once_each() {
+    let test = "agent_counts_pod_interfaces_in_flows_and_the_uplink_in_packetforward_once_each";
+    if !support::require_tools(test, &["ip"]) {
+        return;
+    }
+    let _lock = support::kernel_lock();
+    let node = Node::new();
+    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
+    let remote = node.uplink(quiet());
+    let config = "receivers:
+  packetforward: {collection_interval: 1s, exclude_pod_interfaces: ['veth*']}
+  flows: {collection_interval: 1s, interfaces: ['veth*'], forward_metrics: pods}
+exporters:
+  prometheus: {endpoint: 127.0.0.1:0}
+service:
+  pipelines:
+    metrics: {receivers: [packetforward, flows], exporters: [prometheus]}
+";
+    let agent = Agent::start_in(&node.ns.name, config);
+    let b_sink = b.ns.run_in({
+        let addr = SocketAddr::new(b.v4().into(), 9999);
+        move || UdpSocket::bind(addr).expect("sink")
+    });
+    let remote_ip = remote.addrs.b4;
+    let remote_sink = remote.ns.run_in(move || UdpSocket::bind(SocketAddr::new(remote_ip.into(), 9999)).expect("sink"));
+    udp_send(&a, SocketAddr::new(b.v4().into(), 9999), 300, 200);
+    udp_send(&a, SocketAddr::new(remote_ip.into(), 9999), 120, 500);
+    let stats = |iface: &str| LinkStats::settled(|| node.link_stats(iface));
+    let (la, lb, lu) = (stats(&a.host_if), stats(&b.host_if), stats(&remote.uplink));
+    assert!(lu.tx_packets >= 120, "{test}: the uplink carried the remote's datagrams: {lu:?}");
+    wait_collections(INTERVAL, 2);
+    // `forward` fails if an interface and direction has two series (counted by both receivers)
+    assert_eq!(forward(&agent, &a.host_if, "receive"), (la.rx_packets, la.rx_bytes), "{test}: A receive");
+    assert_eq!(forward(&agent, &a.host_if, "transmit"), (la.tx_packets, la.tx_bytes), "{test}: A transmit");
+    assert_eq!(forward(&agent, &b.host_if, "transmit"), (lb.tx_packets, lb.tx_bytes), "{test}: B transmit");
+    assert_eq!(forward(&agent, &remote.uplink, "transmit"), (lu.tx_packets, lu.tx_bytes), "{test}: uplink transmit");
+    assert_eq!(forward(&agent, &remote.uplink, "receive"), (lu.rx_packets, lu.rx_bytes), "{test}: uplink receive");
+    let m = agent.scrape();
+    let scope = |iface: &str| -> Vec<String> {
+        m.samples("network_forward_packets_total")
+            .into_iter()
+            .filter(|(l, _)| l.get("network_interface_name").map(String::as_str) == Some(iface))
+            .filter_map(|(l, _)| l.get("otel_scope_name").cloned())
+            .collect()
+    };
+    assert_eq!(scope(&a.host_if), ["fovea/flows", "fovea/flows"], "{test}: a pod's veth is the flows receiver's");
+    assert_eq!(
+        scope(&remote.uplink),
+        ["fovea/packetforward", "fovea/packetforward"],
+        "{test}: the uplink is packetforward's"
+    );
+
+    // A veth made on the node and then given to a pod (how some CNIs build them): packetforward
+    // counts it while both ends are on the node, and lets go of it when its peer leaves.
+    let logged = |what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !agent.stderr().contains(what) {
+            assert!(Instant::now() < deadline, "{test}: no `{what}` in the log: {}", agent.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    node.ns.ip(&["link", "add", "veth-late", "type", "veth", "peer", "name", "late0"]);
+    node.ns.ip(&["link", "set", "veth-late", "up"]);
+    logged("interface=veth-late ifindex");
+    let late = support::netns::Netns::new();
+    node.ns.ip(&["link", "set", "late0", "netns", &late.name]);
+    // the kernel tells of the move only through the peer's side; the node's end hears of it when
+    // the peer comes up in the pod (its carrier changes), as with a CNI
+    late.ip(&["link", "set", "late0", "up"]);
+    logged("now a pod interface left to flows");
+    let (status, out) = agent.terminate();
+    assert!(status.success(), "{test}: clean exit: {out}");
+    drop((b_sink, remote_sink));
+}

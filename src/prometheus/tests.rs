@@ -655,3 +655,24 @@ fn retina_api_server_metrics_are_in_milliseconds_and_overflow_keeps_its_marker()
         "{text}"
     );
 }
+
+/// With packetforward leaving the pods' veths to the flows receiver (`exclude_pod_interfaces`,
+/// `forward_metrics: pods`), one node's interface totals arrive from two scopes; Retina's
+/// node-level forward counts add them up as one series per direction, as when one receiver
+/// counted every interface.
+#[test]
+fn retina_forward_counts_add_up_interfaces_reported_by_two_receivers() {
+    let mut store = Store::new(options(Naming::Retina));
+    let fwd = |ifname: &str, v| {
+        let p = point(&[("network.io.direction", "receive"), ("network.interface.name", ifname)], 10, v);
+        vec![Metric::counter("network.forward.packets", "{packet}", "", vec![p])]
+    };
+    let now = Instant::now();
+    store.fold(&fixtures::batch("packetforward", fwd("eth0", 100)), now);
+    store.fold(&fixtures::batch("flows", fwd("veth1", 20)), now);
+    store.fold(&fixtures::batch("flows", fwd("veth2", 3)), now);
+    let text = encode(&store, Format::Text);
+    let forward: Vec<&str> =
+        samples(&text).into_iter().filter(|l| l.starts_with("networkobservability_forward")).collect();
+    assert_eq!(forward, ["networkobservability_forward_count{direction=\"ingress\"} 123"], "{text}");
+}

@@ -44,7 +44,7 @@ pub struct FlowsConfig {
     pub ports: PortsConfig,
     /// Also emit `network.forward.packets` / `network.forward.bytes` per watched interface and
     /// direction (what the packetforward receiver counts, from the same programs).
-    pub forward_metrics: bool,
+    pub forward_metrics: ForwardMetrics,
     /// `auto` (TCX on Linux 6.6+, else clsact), `tcx`, or `clsact`.
     pub attach_mode: AttachModeConfig,
 }
@@ -61,9 +61,56 @@ impl Default for FlowsConfig {
             tcp_flags: true,
             latency: true,
             ports: PortsConfig::default(),
-            forward_metrics: false,
+            forward_metrics: ForwardMetrics::Off,
             attach_mode: AttachModeConfig::Auto,
         }
+    }
+}
+
+/// `forward_metrics:` which watched interfaces get `network.forward.*` from the flows programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardMetrics {
+    /// `false`: none (packetforward counts interfaces).
+    Off,
+    /// `true`: every watched interface, pods and uplinks.
+    All,
+    /// `pods`: pod interfaces only, the ones packetforward leaves out with
+    /// `exclude_pod_interfaces`; uplinks stay packetforward's, so nothing is counted twice.
+    Pods,
+}
+
+impl ForwardMetrics {
+    /// Whether an interface in this role gets the metrics.
+    pub fn covers(self, role: crate::model::ObservationPoint) -> bool {
+        match self {
+            ForwardMetrics::Off => false,
+            ForwardMetrics::All => true,
+            ForwardMetrics::Pods => role == crate::model::ObservationPoint::Pod,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ForwardMetrics {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ForwardMetrics;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or pods")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ForwardMetrics, E> {
+                Ok(if v { ForwardMetrics::All } else { ForwardMetrics::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ForwardMetrics, E> {
+                match v {
+                    "pods" => Ok(ForwardMetrics::Pods),
+                    _ => Err(E::custom(format!(
+                        "`{v}` is not a choice: write true (every watched interface), false, or pods (pod interfaces only)"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -173,7 +220,8 @@ mod tests {
         assert_eq!(c.collection_interval, Duration::from_secs(10));
         assert!(c.selects("veth1234") && c.selects("lxc99") && c.selects("cali0a") && c.selects("eni3"));
         assert!(!c.selects("eth0") && !c.selects("docker0"));
-        assert!(c.include_uplink && c.tcp_flags && c.latency && c.ports.collapse && !c.forward_metrics);
+        assert!(c.include_uplink && c.tcp_flags && c.latency && c.ports.collapse);
+        assert_eq!(c.forward_metrics, ForwardMetrics::Off);
         assert_eq!((c.max_flows, c.idle_timeout), (65536, Duration::from_secs(60)));
         assert_eq!(c.ports.ephemeral_range, PortRange::Auto);
     }
@@ -189,6 +237,23 @@ mod tests {
         assert_eq!(parse_range("32768\t60999"), Some(PortRange::Range(32768, 60999)), "the /proc format");
         let (lo, hi) = PortRange::Auto.resolve();
         assert!(lo >= 1 && lo <= hi, "{lo}-{hi}");
+    }
+
+    #[test]
+    fn forward_metrics_for_every_interface_or_pods_only() {
+        use crate::model::ObservationPoint::{Pod, Uplink};
+        let f = |v: &str| config(&format!("{{forward_metrics: {v}}}")).map(|c| c.forward_metrics);
+        assert_eq!(f("true"), Ok(ForwardMetrics::All));
+        assert_eq!(f("false"), Ok(ForwardMetrics::Off));
+        assert_eq!(f("pods"), Ok(ForwardMetrics::Pods));
+        assert!(ForwardMetrics::Pods.covers(Pod) && !ForwardMetrics::Pods.covers(Uplink));
+        assert!(ForwardMetrics::All.covers(Uplink) && !ForwardMetrics::Off.covers(Pod));
+        let e = f("uplinks").expect_err("invalid");
+        assert!(
+            e.contains("forward_metrics") && e.contains("true, false or pods")
+                || e.contains("pods (pod interfaces only)"),
+            "{e}"
+        );
     }
 
     #[test]

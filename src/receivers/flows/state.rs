@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use smol_str::SmolStr;
 
-use super::config::FlowsConfig;
+use super::config::{FlowsConfig, ForwardMetrics};
 use super::latency::{Histogram, SocketTracker};
 use super::table::{self, FlowTable, Iface};
 use crate::ebpf::clock::clock_ns;
@@ -332,10 +332,10 @@ impl FlowState {
             let rtt = self.sockets.histogram.point(&self.bounds, self.start, now);
             metrics.push(Metric::histogram_from_def(&semconv::NETWORK_TCP_RTT, vec![rtt]));
         }
-        if self.config.forward_metrics {
+        if self.config.forward_metrics != ForwardMetrics::Off {
             let mut packets = Vec::with_capacity(self.ifaces.len() * 2);
             let mut bytes = Vec::with_capacity(self.ifaces.len() * 2);
-            for s in self.ifaces.values() {
+            for s in self.ifaces.values().filter(|s| self.config.forward_metrics.covers(s.iface.role)) {
                 for (i, direction) in ["receive", "transmit"].into_iter().enumerate() {
                     let attrs = Attributes::from_pairs([
                         (attr::NETWORK_INTERFACE_NAME, s.iface.name.clone()),

@@ -107,15 +107,19 @@ impl Forwarder {
         match change {
             LinkChange::Changed(link) => {
                 if let Some(a) = self.attached.get_mut(&link.index) {
-                    if a.name != link.name {
-                        if config.selects(&link.name) {
-                            tracing::info!(from = %a.name, to = %link.name, ifindex = link.index, "interface renamed");
-                            a.name = link.name.clone();
+                    if !config.selects_link(link) {
+                        // renamed out of the selection, or its peer moved into a pod
+                        let why = if config.selects(&link.name) {
+                            "now a pod interface left to flows"
                         } else {
-                            self.retire(link.index, "renamed to an interface not selected");
-                        }
+                            "renamed to an interface not selected"
+                        };
+                        self.retire(link.index, why);
+                    } else if a.name != link.name {
+                        tracing::info!(from = %a.name, to = %link.name, ifindex = link.index, "interface renamed");
+                        a.name = link.name.clone();
                     }
-                } else if link.up && config.selects(&link.name) {
+                } else if link.up && config.selects_link(link) {
                     match self.probe.attach_index(link.index) {
                         Ok(()) => {
                             tracing::info!(interface = %link.name, ifindex = link.index, "counting packets");

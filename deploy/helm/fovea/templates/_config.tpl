@@ -7,8 +7,14 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- $interval := $v.collectionInterval -}}
 {{- $receivers := dict -}}
 {{- $r := $v.receivers -}}
+{{- /* flows: on when asked, and by default in local and remote modes (pod-level metrics). */ -}}
+{{- $flowsOn := $r.flows.enabled -}}
+{{- if kindIs "invalid" $flowsOn }}{{ $flowsOn = include "fovea.usesApi" . }}{{ end -}}
 {{- if $r.packetforward.enabled -}}
-{{- $_ := set $receivers "packetforward" (dict "collection_interval" $interval "interfaces" $r.packetforward.interfaces "exclude" $r.packetforward.exclude "attach_mode" $r.packetforward.attachMode) -}}
+{{- $pf := dict "collection_interval" $interval "interfaces" $r.packetforward.interfaces "exclude" $r.packetforward.exclude "attach_mode" $r.packetforward.attachMode -}}
+{{- /* with flows on, the pods' veths are counted by the flows programs (one program per hook) */ -}}
+{{- if $flowsOn }}{{ $_ := set $pf "exclude_pod_interfaces" $r.flows.interfaces }}{{ end -}}
+{{- $_ := set $receivers "packetforward" $pf -}}
 {{- end -}}
 {{- if $r.dropreason.enabled -}}
 {{- $_ := set $receivers "dropreason" (dict "collection_interval" $interval "flows" (dict "max_records_per_second" $r.dropreason.maxRecordsPerSecond)) -}}
@@ -19,11 +25,10 @@ merged over it. Built as a dict so that extraConfig merges key by key.
 {{- if $r.linuxutil.enabled -}}
 {{- $_ := set $receivers "linuxutil" (dict "collection_interval" $interval) -}}
 {{- end -}}
-{{- /* flows: on when asked, and by default in local and remote modes (pod-level metrics). */ -}}
-{{- $flowsOn := $r.flows.enabled -}}
-{{- if kindIs "invalid" $flowsOn }}{{ $flowsOn = include "fovea.usesApi" . }}{{ end -}}
 {{- if $flowsOn -}}
-{{- $_ := set $receivers "flows" (dict "collection_interval" $interval "interfaces" $r.flows.interfaces) -}}
+{{- $flows := dict "collection_interval" $interval "interfaces" $r.flows.interfaces -}}
+{{- if $r.packetforward.enabled }}{{ $_ := set $flows "forward_metrics" "pods" }}{{ end -}}
+{{- $_ := set $receivers "flows" $flows -}}
 {{- end -}}
 {{- if $r.dns.enabled -}}
 {{- $_ := set $receivers "dns" (dict "collection_interval" $interval "interfaces" $r.dns.interfaces "question_name" $r.dns.questionName "answers" $r.dns.answers "max_messages_per_second" (int $r.dns.maxMessagesPerSecond)) -}}
