@@ -169,5 +169,30 @@ fn every_shipped_config_file_is_valid() {
         let (code, stdout, stderr) =
             fovea(&["validate", "--config", &file.display().to_string()], &[("K8S_NODE_NAME", "node-1")]);
         assert_eq!(code, Some(0), "{}: {stdout}{stderr}", file.display());
+        assert!(!stderr.contains("warning"), "{}: {stderr}", file.display());
+    }
+}
+
+/// packetforward's `exclude_pod_interfaces` without a flows receiver that reports those
+/// interfaces' totals would count them nowhere: `validate` says so (a warning: the config runs).
+#[test]
+fn pod_interfaces_left_to_a_flows_receiver_that_is_not_there_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |flows: &str, receivers: &str| {
+        format!(
+            "receivers:\n  packetforward: {{exclude_pod_interfaces: ['veth*']}}\n{flows}exporters:\n  debug: {{}}\nservice:\n  pipelines:\n    metrics: {{receivers: [{receivers}], exporters: [debug]}}\n"
+        )
+    };
+    let warning = "receivers::packetforward::exclude_pod_interfaces leaves pod interfaces to the flows receiver, but no flows receiver in a metrics pipeline reports their totals";
+    for (flows, receivers, warned) in [
+        ("", "packetforward", true),
+        ("  flows: {}\n", "packetforward, flows", true),
+        ("  flows: {forward_metrics: pods}\n", "packetforward, flows", false),
+        ("  flows: {forward_metrics: true}\n", "packetforward, flows", false),
+    ] {
+        let file = write(&dir, "a.yaml", &config(flows, receivers));
+        let (code, stdout, stderr) = fovea(&["validate", "--config", &file], &[]);
+        assert_eq!(code, Some(0), "{flows}: {stdout}{stderr}");
+        assert_eq!(stderr.contains(warning), warned, "{flows}: {stderr}");
     }
 }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-pub use config::{DEFAULT_POD_INTERFACES, FlowsConfig, PortRange, PortsConfig};
+pub use config::{DEFAULT_POD_INTERFACES, FlowsConfig, ForwardMetrics, PortRange, PortsConfig};
 pub use state::OverflowTotals;
 
 use self::state::{FlowState, Forget, Reading};
