@@ -24,8 +24,9 @@
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
 #   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
 # It prints medians, the ratio to "none" and each profile's spread (min..max over rounds). Then,
-# in a separate phase with kernel.bpf_stats_enabled=1 (which itself costs ~20-60 ns per invocation,
-# ~55-60 ns on this VM: benches/flows_kernel.rs measures it with a program that does nothing,
+# in a separate phase with kernel.bpf_stats_enabled=1 (which itself costs ~20-70 ns per invocation,
+# ~70 ns on this VM, and adds ~55-60 ns to every figure it records: benches/flows_kernel.rs
+# measures both with a program that does nothing,
 # so it is kept out of the throughput rounds) on the last profile, the kernel ns per invocation of
 # every fovea program, the agent's CPU time per million packets it counted, and its RSS at idle.
 #

@@ -69,8 +69,8 @@ pub struct RunTimeStats {
 }
 
 /// Enables run time / run count accounting for all BPF programs until the guard is dropped.
-/// Costs 20-60 ns per program invocation while enabled (two clock reads around each run; ~55-60 ns
-/// on the 2-vCPU test VM, benches/flows_kernel.rs).
+/// Costs 20-70 ns per program invocation while enabled (two clock reads and a counter update
+/// around each run; ~70 ns on the 2-vCPU test VM, benches/flows_kernel.rs).
 pub fn enable_run_time_stats() -> Result<RunTimeStats, TelemetryError> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .map(|fd| RunTimeStats { _fd: fd })

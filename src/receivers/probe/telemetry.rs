@@ -96,7 +96,7 @@ pub fn reports(level: MetricsLevel) -> bool {
 }
 
 /// At `detailed`, turns on the kernel's BPF run-time statistics for as long as the returned
-/// guard lives (20-60 ns per program invocation, for every BPF program on the host: the kernel
+/// guard lives (20-70 ns per program invocation, for every BPF program on the host: the kernel
 /// reads its clock twice around each run); `None`
 /// at other levels or when the kernel refuses (logged).
 pub fn run_time_stats(level: MetricsLevel, receiver: &str) -> Option<RunTimeStats> {
