@@ -15,7 +15,7 @@ pub use component::{
     StartContext,
 };
 pub use graph::{Graph, GraphSizes, build};
-pub use registry::Registry;
+pub use registry::{ReceiverCheck, ReceiverUse, Registry};
 pub use run::RunReport;
 pub use services::Services;
 

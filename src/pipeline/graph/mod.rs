@@ -11,7 +11,7 @@ use builder::{Builder, BuiltSet};
 use references::{Defined, Layout, List, Locator};
 
 use super::component::{Built, Connector, Exporter, Extension, GraphSummary, PipelineSummary, Processor, Receiver};
-use super::registry::Registry;
+use super::registry::{ReceiverUse, Registry};
 use crate::config::service::MetricsLevel;
 use crate::config::{self, ComponentId, ConfigError, Document, PipelineId, Problem, Problems, ServiceConfig};
 use crate::model::Resource;
@@ -142,7 +142,18 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
     let processors = builder.build_processors(&spec.processors, &mut problems, &mut warnings);
     let enabled = spec.service.as_ref().map(|s| s.extensions.clone()).unwrap_or_default();
     let extensions = builder.build_extensions(&spec.extensions, &enabled, &mut problems, &mut warnings);
-    check_pod_interface_handover(&spec.receivers, &layout, &mut warnings);
+    // checks across receivers, registered with the component types
+    let uses: Vec<ReceiverUse<'_>> = spec
+        .receivers
+        .iter()
+        .map(|entry| ReceiverUse {
+            entry,
+            signals: layout.uses(ComponentKind::Receiver, &entry.id.to_string()).iter().map(|u| u.signal).collect(),
+        })
+        .collect();
+    for check in registry.receiver_checks() {
+        warnings.extend(check(&uses));
+    }
     let summary = GraphSummary {
         pipelines: pipelines_cfg
             .iter()
@@ -183,37 +194,6 @@ pub fn build(doc: &Document, registry: &Registry, resource: Arc<Resource>) -> Re
         service,
         warnings,
     })
-}
-
-/// packetforward's `exclude_pod_interfaces` hands the pods' veths to a flows receiver that
-/// reports their totals (`forward_metrics`); without one in a metrics pipeline those interfaces'
-/// `network.forward.*` would silently be counted by nobody.
-fn check_pod_interface_handover(receivers: &[config::Entry], layout: &Layout, warnings: &mut Vec<String>) {
-    use crate::receivers::flows::{FlowsConfig, ForwardMetrics};
-    use crate::receivers::packetforward::PacketforwardConfig;
-    let in_metrics = |e: &config::Entry| {
-        layout
-            .uses(ComponentKind::Receiver, &e.id.to_string())
-            .iter()
-            .any(|u| u.signal == crate::model::Signal::Metrics)
-    };
-    let of_type = |t: &'static str| receivers.iter().filter(move |e| e.id.kind_type == t).filter(|e| in_metrics(e));
-    let reported = of_type("flows").any(|e| {
-        config::parse_component::<FlowsConfig>(&e.body, "").is_ok_and(|c| c.forward_metrics != ForwardMetrics::Off)
-    });
-    if reported {
-        return;
-    }
-    for e in of_type("packetforward") {
-        if config::parse_component::<PacketforwardConfig>(&e.body, "")
-            .is_ok_and(|c| !c.exclude_pod_interfaces.is_empty())
-        {
-            warnings.push(format!(
-                "receivers::{}::exclude_pod_interfaces leaves pod interfaces to the flows receiver, but no flows receiver in a metrics pipeline reports their totals: add one with forward_metrics: pods, or their network.forward.* are counted by nobody",
-                e.id
-            ));
-        }
-    }
 }
 
 /// Checks of `service:` that concern no single pipeline.

@@ -114,15 +114,7 @@ mod tests {
     #[test]
     fn pod_interfaces_left_to_flows_are_those_with_their_peer_elsewhere() {
         let c = config("{exclude_pod_interfaces: ['veth*', 'lxc*']}").expect("valid");
-        let link = |name: &str, peer_in_other_netns| Link {
-            index: 7,
-            name: name.into(),
-            up: true,
-            loopback: false,
-            arphrd: 1,
-            kind: "veth".into(),
-            peer_in_other_netns,
-        };
+        let link = |name: &str, peer_in_other_netns| Link::test_veth(7, name, peer_in_other_netns);
         assert!(!c.selects_link(&link("veth12", true)), "a pod's veth: flows counts it");
         assert!(!c.selects_link(&link("lxc9", true)));
         assert!(c.selects_link(&link("veth12", false)), "both ends on the host: not a pod interface");

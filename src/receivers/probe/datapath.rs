@@ -549,15 +549,7 @@ mod tests {
     use super::*;
 
     fn link(index: u32, name: &str, peer_in_other_netns: bool) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            up: true,
-            loopback: false,
-            arphrd: 1,
-            kind: "veth".into(),
-            peer_in_other_netns,
-        }
+        Link::test_veth(index, name, peer_in_other_netns)
     }
 
     #[test]

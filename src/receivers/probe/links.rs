@@ -98,6 +98,22 @@ pub struct Link {
     pub peer_in_other_netns: bool,
 }
 
+#[cfg(test)]
+impl Link {
+    /// An up Ethernet veth, for tests.
+    pub(crate) fn test_veth(index: u32, name: &str, peer_in_other_netns: bool) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            up: true,
+            loopback: false,
+            arphrd: 1,
+            kind: "veth".into(),
+            peer_in_other_netns,
+        }
+    }
+}
+
 /// What changed about the links.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkChange {
