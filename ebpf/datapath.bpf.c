@@ -6,8 +6,9 @@
  * rides on the same attachment instead of adding a program to every packet's path.
  *
  * Features: flows (flows.bpf.h) and DNS message capture (dns.bpf.h). Also here: fovea_rtt_recv /
- * fovea_rtt_send (tracepoints at every TCP read and write), the kernel's smoothed RTT per TCP
- * socket for the flows receiver's latency (not TC programs; loaded only when asked for).
+ * fovea_rtt_send (tracepoints at every TCP read and write) and fovea_rtt_close (TCP state
+ * changes), the kernel's smoothed RTT per TCP socket for the flows receiver's latency (not TC
+ * programs; loaded only when asked for).
  *
  * Entry points per hook and link type: the Ethernet variants parse a 14-byte L2 header (and one
  * in-band VLAN tag), the _l3 variants are for devices without one (tun, WireGuard, ipip). All
@@ -29,7 +30,7 @@ struct dp_settings {
 	__u16 ephemeral_lo;  /* client ports for DP_FEATURE_COLLAPSE_PORTS: [lo, hi] */
 	__u16 ephemeral_hi;
 	__u32 dns_rate_per_sec; /* DP_FEATURE_DNS: records per second, all CPUs together */
-	__u32 pad;
+	__u32 rtt_every_jiffies; /* fovea_rtt_*: copy a socket at most once per this many jiffies */
 };
 
 struct dp_settings settings;
@@ -293,7 +294,16 @@ int fovea_dp_egress_l3(struct __sk_buff *skb)
  *    available on every kernel build: this project's own CI VM refuses them), no probe_read.
  * What they miss: a socket whose application neither reads nor writes while ACKs arrive keeps
  * its last value until it does (its srtt is then not being used by anyone either).
- * Cost: one 8-byte-key hash lookup and a few stores per read or write call (docs/performance.md).
+ * Cost: each call first looks the socket up in `rtt_socks`, socket-local storage (the socket's
+ * own storage cache, no hash), which remembers when the socket was last copied; the copy into
+ * `rtt` (an 8-byte-key hash lookup and a few stores) is made at most once per
+ * settings.rtt_every_jiffies (100 ms, set by user space, which knows the tick) per socket, so the value kept is the socket's srtt as of a call at most that long before its
+ * latest one. fovea_rtt_close (tp_btf/inet_sock_set_state, a few times per connection) copies
+ * a tracked socket once more when it enters TCP_CLOSE, unthrottled, if its values changed since
+ * the last copy: its final value is kept, and a quiet socket gets no extra sample.
+ * (A BPF iterator over `rtt_socks` reading live values at each drain would cost nothing per
+ * call, but iterator programs do not load on every kernel build: this project's CI VM refuses
+ * them with EPERM.)
  *
  * Keyed by socket cookie (unique for the kernel's lifetime, so a reused socket address never
  * inherits an old entry); LRU so closed sockets age out, and user space deletes entries idle
@@ -315,6 +325,17 @@ struct {
 	__type(value, struct rtt_value);
 } rtt SEC(".maps");
 
+/* Per socket: jiffies of its last copy into `rtt` (inlined; clock helpers cost more, and the
+ * coarse clock is not allowed in tracing programs). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} rtt_socks SEC(".maps");
+
+#define DP_TCP_CLOSE 7
+
 static __always_inline int dp_loopback(const struct fovea_tuple *t)
 {
 	if (t->family == FOVEA_AF_INET)
@@ -334,7 +355,9 @@ static __always_inline void dp_rtt_fill(struct rtt_value *v, struct tcp_sock *tp
 	v->updated_jiffies = bpf_jiffies64();
 }
 
-static __always_inline int dp_rtt(struct sock *sk)
+/* Copies the socket's current values into `rtt`; with `closing`, only into an entry that is
+ * there and only when they changed since (no new entry, no extra sample for a quiet socket). */
+static __always_inline int dp_rtt_copy(struct sock *sk, int closing)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	struct rtt_value *v, nv;
@@ -345,10 +368,13 @@ static __always_inline int dp_rtt(struct sock *sk)
 	cookie = bpf_get_socket_cookie(sk);
 	v = bpf_map_lookup_elem(&rtt, &cookie);
 	if (v) {
-		/* the socket is locked while its application reads or writes: one CPU at a time */
-		dp_rtt_fill(v, tp);
+		/* the socket is locked while its application reads, writes or closes it: one CPU at a time */
+		if (!closing || v->srtt_us != tp->srtt_us >> 3 || v->rttvar_us != tp->mdev_us >> 2)
+			dp_rtt_fill(v, tp);
 		return 0;
 	}
+	if (closing)
+		return 0;
 
 	__builtin_memset(&nv, 0, sizeof(nv));
 	fovea_tcp_tuple(&nv.tuple, &sk->__sk_common);
@@ -357,6 +383,20 @@ static __always_inline int dp_rtt(struct sock *sk)
 	dp_rtt_fill(&nv, tp);
 	bpf_map_update_elem(&rtt, &cookie, &nv, BPF_ANY);
 	return 0;
+}
+
+/* At most one copy per socket per settings.rtt_every_jiffies. */
+static __always_inline int dp_rtt(struct sock *sk)
+{
+	__u64 *last = bpf_sk_storage_get(&rtt_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	__u64 now = bpf_jiffies64();
+
+	if (last) {
+		if (*last && now - *last < settings.rtt_every_jiffies)
+			return 0;
+		*last = now;
+	}
+	return dp_rtt_copy(sk, 0);
 }
 
 /* args: sk */
@@ -371,4 +411,15 @@ SEC("tp_btf/tcp_sendmsg_locked")
 int fovea_rtt_send(__u64 *ctx)
 {
 	return dp_rtt((struct sock *)ctx[0]);
+}
+
+/* args: sk, oldstate, newstate: a socket tracked before is copied once more as it closes */
+SEC("tp_btf/inet_sock_set_state")
+int fovea_rtt_close(__u64 *ctx)
+{
+	struct sock *sk = (struct sock *)ctx[0];
+
+	if ((int)ctx[2] != DP_TCP_CLOSE || !bpf_sk_storage_get(&rtt_socks, sk, 0, 0))
+		return 0;
+	return dp_rtt_copy(sk, 1);
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use fovea::ebpf::{
     DatapathOptions, DatapathProbe, Direction, Features, FlowDelta, IfaceCount, IfaceCountKind, LinkLayer,
+    RTT_COPY_EVERY, SocketRtt,
 };
 use support::netns::{LinkOptions, LinkStats};
 use support::node::{Node, NodePod};
@@ -639,7 +640,57 @@ fn flags_and_handshakes_round(test: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The RTT program reports the kernel's smoothed RTT of a socket exactly as `ss -ti` shows it.
+/// The socket `local` names among the RTT programs' sockets.
+fn socket_of(p: &DatapathProbe, local: SocketAddr) -> Option<SocketRtt> {
+    let mut ours = None;
+    p.flows()
+        .lock()
+        .expect("lock")
+        .sockets(|s| {
+            if s.tuple.src == local.ip() && s.tuple.src_port == local.port() {
+                ours = Some(s);
+            }
+        })
+        .expect("sockets");
+    ours
+}
+
+/// An echo server on `addr` in `pod` for one connection.
+fn echo_once(pod: &NodePod, addr: SocketAddr) -> std::thread::JoinHandle<()> {
+    let listener = pod.ns.run_in(move || TcpListener::bind(addr).expect("listen"));
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// The kernel's smoothed RTT and its variation (µs) of `s`, from TCP_INFO.
+fn tcp_info_rtt(s: &TcpStream) -> (u32, u32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain integers; getsockopt writes at most `len` bytes into it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid socket fd, a buffer of `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::from_mut(&mut info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    (info.tcpi_rtt, info.tcpi_rttvar)
+}
+
+/// The RTT programs copy the kernel's smoothed RTT of a socket exactly as `ss -ti` shows it, at
+/// most once per RTT_COPY_EVERY per socket.
 #[test]
 fn socket_rtt_equals_ss() {
     let test = "socket_rtt_equals_ss";
@@ -655,45 +706,96 @@ fn socket_rtt_equals_ss() {
     );
     let p = probe(&node, ALL, DatapathOptions { rtt: true, ..DatapathOptions::default() }, &[&a.host_if]);
     let addr = SocketAddr::new(b.v4().into(), 7100);
-    let listener = b.ns.run_in(move || TcpListener::bind(addr).expect("listen"));
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        let mut buf = vec![0u8; 64 * 1024];
-        // echo what arrives, so both directions queue behind the tbf
-        while let Ok(n) = s.read(&mut buf) {
-            if n == 0 || s.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    });
+    let server = echo_once(&b, addr);
     let (mut client, local) = a.ns.run_in(move || {
         let s = TcpStream::connect(addr).expect("connect");
         let local = s.local_addr().expect("local");
         (s, local)
     });
+    let started = std::time::Instant::now();
     let mut buf = vec![0u8; 16 * 1024];
+    let mut calls = 0;
     for _ in 0..20 {
         client.write_all(&buf).expect("write");
         client.read_exact(&mut buf).expect("echo");
+        calls += 2;
     }
-    std::thread::sleep(Duration::from_millis(300)); // quiet: no segment changes srtt now
+    std::thread::sleep(RTT_COPY_EVERY * 3); // quiet: no segment changes srtt now
     let ss = a.ns.exec("ss", &["-tin", "src", &local.to_string()]);
     let rtt = ss.split_whitespace().find_map(|w| w.strip_prefix("rtt:")).unwrap_or_else(|| panic!("no rtt in {ss}"));
     let (srtt, rttvar) = rtt.split_once('/').expect("rtt:srtt/rttvar");
     let ms_to_us = |v: &str| (v.parse::<f64>().expect("ms") * 1000.0).round() as u32;
-    let mut ours = None;
-    p.flows()
-        .lock()
-        .expect("lock")
-        .sockets(|s| {
-            if s.tuple.src == local.ip() && s.tuple.src_port == local.port() {
-                ours = Some(s);
-            }
-        })
-        .expect("sockets");
-    let ours = ours.unwrap_or_else(|| panic!("{test}: the client socket is tracked"));
+    // more than RTT_COPY_EVERY after the last copy: this write is copied, with the srtt ss saw
+    // (the echo's ACK changes srtt after it, and no read follows to copy that)
+    client.write_all(&buf[..1]).expect("write");
+    let elapsed = started.elapsed();
+    std::thread::sleep(Duration::from_millis(50));
+    let ours = socket_of(&p, local).unwrap_or_else(|| panic!("{test}: the client socket is tracked"));
     assert!(ours.srtt_us > 1000, "{test}: the tbf made the RTT a millisecond or more: {ours:?}");
     assert_eq!((ours.srtt_us, ours.rttvar_us), (ms_to_us(srtt), ms_to_us(rttvar)), "{test}: ss says {rtt}");
+    // one copy per RTT_COPY_EVERY at most (plus the first and the last), not one per call
+    let most = (elapsed.as_millis() / RTT_COPY_EVERY.as_millis()) as u32 + 2;
+    assert!(
+        ours.samples <= most && most < calls,
+        "{test}: {} copies in {elapsed:?} over {calls}+ calls (at most {most})",
+        ours.samples
+    );
     drop(client);
     server.join().expect("server");
+}
+
+/// A connection shorter than RTT_COPY_EVERY is copied at its first call and once more when it
+/// closes, so its final RTT is the one kept.
+#[test]
+fn a_short_connection_keeps_its_final_rtt() {
+    let test = "a_short_connection_keeps_its_final_rtt";
+    if !support::require_tools(test, &["ip", "tc"]) {
+        return;
+    }
+    let node = Node::new();
+    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
+    a.ns.exec(
+        "tc",
+        &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8mbit", "burst", "4kb", "latency", "100ms"],
+    );
+    let p = probe(&node, ALL, DatapathOptions { rtt: true, ..DatapathOptions::default() }, &[&a.host_if]);
+    let addr = SocketAddr::new(b.v4().into(), 7101);
+    let server = echo_once(&b, addr);
+    let (mut client, local) = a.ns.run_in(move || {
+        let s = TcpStream::connect(addr).expect("connect");
+        let local = s.local_addr().expect("local");
+        (s, local)
+    });
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4 * 1024];
+    let mut first = None;
+    for _ in 0..5 {
+        client.write_all(&buf).expect("write");
+        client.read_exact(&mut buf).expect("echo");
+        first.get_or_insert_with(|| socket_of(&p, local).expect("copied at its first call"));
+    }
+    let last = tcp_info_rtt(&client);
+    let elapsed = started.elapsed();
+    // SO_LINGER 0: close sends a RST and the socket is closed at once, no ACK changes srtt after
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&client);
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid socket fd and a linger struct of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(client);
+    server.join().expect("server");
+    let first = first.expect("rounds ran");
+    let closed = socket_of(&p, local).unwrap_or_else(|| panic!("{test}: the socket's entry outlives it"));
+    assert!(elapsed < RTT_COPY_EVERY, "{test}: the connection must be shorter than the copy interval: {elapsed:?}");
+    assert_ne!(first.srtt_us, last.0, "{test}: srtt moved after the first copy (else this test proves nothing)");
+    assert_eq!((closed.srtt_us, closed.rttvar_us), last, "{test}: the final RTT, copied at close ({first:?})");
+    assert_eq!(closed.samples, first.samples + 1, "{test}: the first copy and the one at close");
 }

@@ -31,6 +31,8 @@ const PROG_EGRESS_L3: &str = "fovea_dp_egress_l3";
 /// Every TC program of the object (tests look for them on interfaces).
 pub const DATAPATH_PROGRAMS: [&str; 4] = [PROG_INGRESS, PROG_EGRESS, PROG_INGRESS_L3, PROG_EGRESS_L3];
 const MAP_SETTINGS: &str = ".bss";
+/// The RTT programs copy a socket's srtt at most this often (per socket).
+pub const RTT_COPY_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// The attached interfaces, for the DNS feature's once-per-node rule.
 const MAP_DNS_IFACES: &str = "dns_ifaces";
 
@@ -122,7 +124,7 @@ struct RawSettings {
     ephemeral_lo: u16,
     ephemeral_hi: u16,
     dns_rate_per_sec: u32,
-    pad: u32,
+    rtt_every_jiffies: u32,
 }
 const _: () = assert!(size_of::<RawSettings>() == 16);
 // SAFETY: #[repr(C)] integers without padding.
@@ -143,7 +145,13 @@ impl From<Features> for RawSettings {
             }
         }
         let (lo, hi) = f.collapse_ports.unwrap_or((0, 0));
-        RawSettings { features: bits, ephemeral_lo: lo, ephemeral_hi: hi, dns_rate_per_sec: f.dns.unwrap_or(0), pad: 0 }
+        RawSettings {
+            features: bits,
+            ephemeral_lo: lo,
+            ephemeral_hi: hi,
+            dns_rate_per_sec: f.dns.unwrap_or(0),
+            rtt_every_jiffies: 0,
+        }
     }
 }
 
@@ -203,6 +211,8 @@ pub struct DatapathProbe {
     flows: Arc<Mutex<FlowMaps>>,
     ebpf: Ebpf,
     options: DatapathOptions,
+    /// The settings last written (features, and the RTT programs' copy interval).
+    settings: RawSettings,
 }
 
 impl DatapathProbe {
@@ -232,7 +242,8 @@ impl DatapathProbe {
             })
             .map_err(|source| DatapathError::Program { name: PROG_TICK, source })?;
         let flows = Arc::new(Mutex::new(FlowMaps::take(&mut ebpf, options.max_flows, tick)?));
-        let mut probe = DatapathProbe { attachments: BTreeMap::new(), flows, ebpf, options };
+        let mut probe =
+            DatapathProbe { attachments: BTreeMap::new(), flows, ebpf, options, settings: RawSettings::default() };
         probe.set_features(Features::default())?;
         if options.rtt {
             probe.attach_rtt()?;
@@ -242,6 +253,8 @@ impl DatapathProbe {
 
     fn attach_rtt(&mut self) -> Result<(), DatapathError> {
         let btf = Btf::from_sys_fs().map_err(|e| DatapathError::Btf(e.to_string()))?;
+        let every = self.flows.lock().unwrap_or_else(std::sync::PoisonError::into_inner).jiffies(RTT_COPY_EVERY);
+        self.write_settings(RawSettings { rtt_every_jiffies: every, ..self.settings })?;
         for (name, tracepoint) in PROGS_RTT {
             super::hooks::attach_btf_tracepoint(&mut self.ebpf, name, tracepoint, &btf)
                 .map_err(|source| DatapathError::Program { name, source })?;
@@ -251,9 +264,13 @@ impl DatapathProbe {
 
     /// Switches features on and off for every attached interface at once.
     pub fn set_features(&mut self, features: Features) -> Result<(), DatapathError> {
+        self.write_settings(RawSettings { rtt_every_jiffies: self.settings.rtt_every_jiffies, ..features.into() })
+    }
+
+    fn write_settings(&mut self, raw: RawSettings) -> Result<(), DatapathError> {
         let map = self.ebpf.map_mut(MAP_SETTINGS).ok_or_else(|| MapError::InvalidName { name: MAP_SETTINGS.into() })?;
-        let mut settings = Array::<_, RawSettings>::try_from(map)?;
-        settings.set(0, RawSettings::from(features), 0)?;
+        Array::<_, RawSettings>::try_from(map)?.set(0, raw, 0)?;
+        self.settings = raw;
         Ok(())
     }
 
@@ -370,7 +387,7 @@ mod tests {
                 ephemeral_lo: 32768,
                 ephemeral_hi: 60999,
                 dns_rate_per_sec: 500,
-                pad: 0
+                rtt_every_jiffies: 0
             }
         );
         assert_eq!(RawSettings::from(Features::default()).features, 0);

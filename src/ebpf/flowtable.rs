@@ -338,6 +338,11 @@ impl FlowMaps {
         rtt::read(&self.rtt, &mut self.buffers, |j| tick.to_mono_ns(j), each)
     }
 
+    /// `d` in whole kernel ticks (at least one).
+    pub(crate) fn jiffies(&self, d: std::time::Duration) -> u32 {
+        self.tick.jiffies(d)
+    }
+
     /// Stops tracking these sockets (they went quiet); a socket that speaks again is tracked anew.
     pub fn forget_sockets(&mut self, cookies: &[u64]) -> Result<(), MapError> {
         rtt::forget(&self.rtt, &mut self.buffers, cookies)

@@ -40,7 +40,7 @@ use std::net::IpAddr;
 
 pub use btf::DropReasons;
 pub use clock::KernelClock;
-pub use datapath::{DatapathError, DatapathHook, DatapathOptions, DatapathProbe, Features, LinkLayer};
+pub use datapath::{DatapathError, DatapathHook, DatapathOptions, DatapathProbe, Features, LinkLayer, RTT_COPY_EVERY};
 pub use dns::{DNS_CAPTURE, DnsCapture};
 pub use dropreason::{DropConfig, DropCount, DropError, DropHook, DropProbe, DropRecord};
 pub use flowtable::{FlowDelta, FlowKey, FlowMaps, HandshakeHistogram, HandshakeSum, IfaceCount, IfaceCountKind};

@@ -1,7 +1,9 @@
 //! TCP sockets' smoothed RTT as `fovea_rtt_recv` / `fovea_rtt_send` (ebpf/datapath.bpf.c, the
 //! `tcp_rcv_space_adjust` and `tcp_sendmsg_locked` tracepoints: every TCP read and write) keep
-//! it: one entry per socket, keyed by socket cookie, read in batches and never written by user
-//! space except to delete entries of sockets that went quiet.
+//! it: one entry per socket, keyed by socket cookie, copied at most once per
+//! [`super::datapath::RTT_COPY_EVERY`] per socket (socket-local storage remembers when) and once
+//! more by `fovea_rtt_close` (`inet_sock_set_state`) as the socket closes; read in batches and
+//! never written by user space except to delete entries of sockets that went quiet.
 
 use std::os::fd::AsFd;
 
@@ -16,8 +18,11 @@ use super::records::RawTuple;
 /// The per-socket RTT map.
 pub(crate) const MAP_RTT: &str = "rtt";
 /// The RTT programs and the tracepoints (tp_btf) they attach to.
-pub(crate) const PROGS_RTT: [(&str, &str); 2] =
-    [("fovea_rtt_recv", "tcp_rcv_space_adjust"), ("fovea_rtt_send", "tcp_sendmsg_locked")];
+pub(crate) const PROGS_RTT: [(&str, &str); 3] = [
+    ("fovea_rtt_recv", "tcp_rcv_space_adjust"),
+    ("fovea_rtt_send", "tcp_sendmsg_locked"),
+    ("fovea_rtt_close", "inet_sock_set_state"),
+];
 
 /// Mirror of `struct rtt_value` (ebpf/datapath.bpf.c).
 #[repr(C)]
@@ -45,7 +50,8 @@ pub struct SocketRtt {
     pub srtt_us: u32,
     /// RTT variation in µs (`tcpi_rttvar`).
     pub rttvar_us: u32,
-    /// Updates since the entry was made (one per read or write call); grows while the socket is used.
+    /// Copies since the entry was made (at most one per `RTT_COPY_EVERY` while the socket is read
+    /// or written, one more at close if its RTT changed since); grows while the socket is used.
     pub samples: u32,
     /// CLOCK_MONOTONIC ns of the last update (tick resolution).
     pub updated_ns: u64,

@@ -72,6 +72,11 @@ impl Tick {
         self.map.get(&0, 0)
     }
 
+    /// `d` in whole ticks, rounded up, at least one.
+    pub(crate) fn jiffies(&self, d: Duration) -> u32 {
+        ((d.as_nanos() as f64 / self.ns_per_jiffy).ceil() as u32).max(1)
+    }
+
     /// Re-anchors the conversion at the current time (call once per drain).
     pub(crate) fn refresh(&mut self) -> Result<(), MapError> {
         self.anchor = self.sample()?;
