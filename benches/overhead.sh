@@ -21,6 +21,9 @@
 #            (forward_metrics: pods, packetforward's exclude_pod_interfaces) instead of
 #            packetforward's second program on the same hooks: what the shipped configs do
 #   flowsnolat flowslean without the TCP latency hooks (latency: false)
+#   parseonly the dns receiver alone on the bench's veths: the same datapath programs, which then
+#            parse every packet and compare its ports (no flow table); with WORKLOADS=udp its stats
+#            phase gives the parse-only floor to hold the flows program's figures against
 #   <file>   any config file (it must have a `prometheus` exporter; its endpoint is moved)
 #   <profile>@<binary>  that profile run by another fovea binary (e.g. a build before a change)
 # It prints medians, the ratio to "none" and each profile's spread (min..max over rounds). Then,
@@ -130,6 +133,15 @@ cat >"$WORK/nolat.yaml" <<EOF
 receivers:
   flows: {latency: false}
 EOF
+cat >"$WORK/parseonly.yaml" <<EOF
+receivers:
+  dns: {interfaces: ['fvbench-h*'], include_uplink: false}
+exporters:
+  prometheus: {}
+service:
+  pipelines:
+    metrics/dns: {receivers: [dns], exporters: [prometheus]}
+EOF
 cat >"$WORK/nodrop.yaml" <<'EOF'
 service:
   pipelines:
@@ -142,6 +154,7 @@ profile_args() { # profile -> fovea config arguments
         flowsdns) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/dns.yaml" ;;
         nodrop) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/nodrop.yaml" ;;
         flowslean) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/lean.yaml" ;;
+        parseonly) echo "--config $WORK/parseonly.yaml" ;;
         flowsnolat) echo "--config $DEFAULT_CONFIG --config $WORK/bench.yaml --config $WORK/flows.yaml --config $WORK/lean.yaml --config $WORK/nolat.yaml" ;;
         *) echo "--config $1" ;;
     esac
