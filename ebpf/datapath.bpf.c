@@ -298,9 +298,10 @@ int fovea_dp_egress_l3(struct __sk_buff *skb)
  * own storage cache, no hash), which remembers when the socket was last copied; the copy into
  * `rtt` (an 8-byte-key hash lookup and a few stores) is made at most once per
  * settings.rtt_every_jiffies (100 ms, set by user space, which knows the tick) per socket, so
- * the value kept is the socket's srtt as of a call at most that long before its latest one. fovea_rtt_close (tp_btf/inet_sock_set_state, a few times per connection) copies
- * a tracked socket once more when it enters TCP_CLOSE, unthrottled, if its values changed since
- * the last copy: its final value is kept, and a quiet socket gets no extra sample.
+ * the value kept is the socket's srtt as of a call at most that long before its latest one.
+ * fovea_rtt_close (tp_btf/inet_sock_set_state, a few times per connection) copies a tracked
+ * socket once more when it enters TCP_CLOSE, unthrottled, if its values changed since the last
+ * copy: its final value is kept, and a quiet socket gets no extra sample.
  * (A BPF iterator over `rtt_socks` reading live values at each drain would cost nothing per
  * call, but iterator programs do not load on every kernel build: this project's CI VM refuses
  * them with EPERM.)

@@ -682,6 +682,27 @@ fn echo_once(pod: &NodePod, addr: SocketAddr) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// The RTT tests' world: two pods, a tbf of `rate` on A's egress (its data queues: an RTT of
+/// milliseconds), the RTT programs attached, an echo server in B on `port` and A's connection to
+/// it with its local address. Bind every part: the node and pods must outlive the connection.
+fn rtt_world(
+    rate: &str,
+    port: u16,
+) -> (Node, NodePod, NodePod, DatapathProbe, std::thread::JoinHandle<()>, TcpStream, SocketAddr) {
+    let node = Node::new();
+    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
+    a.ns.exec("tc", &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", rate, "burst", "4kb", "latency", "100ms"]);
+    let p = probe(&node, ALL, DatapathOptions { rtt: true, ..DatapathOptions::default() }, &[&a.host_if]);
+    let addr = SocketAddr::new(b.v4().into(), port);
+    let server = echo_once(&b, addr);
+    let (client, local) = a.ns.run_in(move || {
+        let s = TcpStream::connect(addr).expect("connect");
+        let local = s.local_addr().expect("local");
+        (s, local)
+    });
+    (node, a, b, p, server, client, local)
+}
+
 /// The kernel's smoothed RTT and its variation (µs) of `s`, from TCP_INFO.
 fn tcp_info_rtt(s: &TcpStream) -> (u32, u32) {
     use std::os::fd::AsRawFd;
@@ -710,21 +731,7 @@ fn socket_rtt_equals_ss() {
     if !support::require_tools(test, &["ip", "ss"]) {
         return;
     }
-    let node = Node::new();
-    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
-    // a tbf on the client's egress queues its data: an RTT of milliseconds
-    a.ns.exec(
-        "tc",
-        &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "2mbit", "burst", "4kb", "latency", "100ms"],
-    );
-    let p = probe(&node, ALL, DatapathOptions { rtt: true, ..DatapathOptions::default() }, &[&a.host_if]);
-    let addr = SocketAddr::new(b.v4().into(), 7100);
-    let server = echo_once(&b, addr);
-    let (mut client, local) = a.ns.run_in(move || {
-        let s = TcpStream::connect(addr).expect("connect");
-        let local = s.local_addr().expect("local");
-        (s, local)
-    });
+    let (_node, a, _b, p, server, mut client, local) = rtt_world("2mbit", 7100);
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; 16 * 1024];
     let mut calls = 0;
@@ -765,20 +772,7 @@ fn a_short_connection_keeps_its_final_rtt() {
     if !support::require_tools(test, &["ip", "tc"]) {
         return;
     }
-    let node = Node::new();
-    let (a, b) = (node.pod(quiet()), node.pod(quiet()));
-    a.ns.exec(
-        "tc",
-        &["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", "8mbit", "burst", "4kb", "latency", "100ms"],
-    );
-    let p = probe(&node, ALL, DatapathOptions { rtt: true, ..DatapathOptions::default() }, &[&a.host_if]);
-    let addr = SocketAddr::new(b.v4().into(), 7101);
-    let server = echo_once(&b, addr);
-    let (mut client, local) = a.ns.run_in(move || {
-        let s = TcpStream::connect(addr).expect("connect");
-        let local = s.local_addr().expect("local");
-        (s, local)
-    });
+    let (_node, _a, _b, p, server, mut client, local) = rtt_world("8mbit", 7101);
     let started = std::time::Instant::now();
     let mut buf = vec![0u8; 4 * 1024];
     let mut first = None;

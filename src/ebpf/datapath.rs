@@ -19,7 +19,7 @@ use super::flowtable::{FlowMaps, MAP_FLOWS, MAP_HANDSHAKES, MAP_IFACE_COUNTS};
 use super::objects::DATAPATH;
 use super::preflight::{self, Needs, PreflightError};
 use super::records::{self, RecordError, RecordStream};
-use super::rtt::PROGS_RTT;
+use super::rtt::{PROGS_RTT, RTT_COPY_EVERY};
 use super::tc::{self, AttachError, AttachMode, Attachment, ClsactOptions, TcHook, Via};
 use super::telemetry::{self, ProbeTelemetry};
 use super::tick::PROG_TICK;
@@ -31,8 +31,6 @@ const PROG_EGRESS_L3: &str = "fovea_dp_egress_l3";
 /// Every TC program of the object (tests look for them on interfaces).
 pub const DATAPATH_PROGRAMS: [&str; 4] = [PROG_INGRESS, PROG_EGRESS, PROG_INGRESS_L3, PROG_EGRESS_L3];
 const MAP_SETTINGS: &str = ".bss";
-/// The RTT programs copy a socket's srtt at most this often (per socket).
-pub const RTT_COPY_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// The attached interfaces, for the DNS feature's once-per-node rule.
 const MAP_DNS_IFACES: &str = "dns_ifaces";
 

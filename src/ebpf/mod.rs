@@ -40,14 +40,14 @@ use std::net::IpAddr;
 
 pub use btf::DropReasons;
 pub use clock::KernelClock;
-pub use datapath::{DatapathError, DatapathHook, DatapathOptions, DatapathProbe, Features, LinkLayer, RTT_COPY_EVERY};
+pub use datapath::{DatapathError, DatapathHook, DatapathOptions, DatapathProbe, Features, LinkLayer};
 pub use dns::{DNS_CAPTURE, DnsCapture};
 pub use dropreason::{DropConfig, DropCount, DropError, DropHook, DropProbe, DropRecord};
 pub use flowtable::{FlowDelta, FlowKey, FlowMaps, HandshakeHistogram, HandshakeSum, IfaceCount, IfaceCountKind};
 pub use packetforward::{AttachedHook, ForwardCount, ForwardError, ForwardOptions, ForwardProbe};
 pub use preflight::{Preflight, PreflightError};
 pub use records::{RecordError, RecordStats, RecordStream};
-pub use rtt::SocketRtt;
+pub use rtt::{RTT_COPY_EVERY, SocketRtt};
 pub use tc::{AttachError, AttachMode, ClsactOptions, TcHook, Via};
 pub use tcpretrans::{RetransConfig, RetransError, RetransKind, RetransRecord, RetransTotals, TcpRetransProbe};
 pub use telemetry::{MapFill, ProbeTelemetry, ProgramStats, RunTimeStats, TelemetryError, enable_run_time_stats};

@@ -1,7 +1,7 @@
 //! TCP sockets' smoothed RTT as `fovea_rtt_recv` / `fovea_rtt_send` (ebpf/datapath.bpf.c, the
 //! `tcp_rcv_space_adjust` and `tcp_sendmsg_locked` tracepoints: every TCP read and write) keep
 //! it: one entry per socket, keyed by socket cookie, copied at most once per
-//! [`super::datapath::RTT_COPY_EVERY`] per socket (socket-local storage remembers when) and once
+//! [`RTT_COPY_EVERY`] per socket (socket-local storage remembers when) and once
 //! more by `fovea_rtt_close` (`inet_sock_set_state`) as the socket closes; read in batches and
 //! never written by user space except to delete entries of sockets that went quiet.
 
@@ -17,6 +17,8 @@ use super::records::RawTuple;
 
 /// The per-socket RTT map.
 pub(crate) const MAP_RTT: &str = "rtt";
+/// The RTT programs copy a socket's srtt at most this often (per socket).
+pub const RTT_COPY_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// The RTT programs and the tracepoints (tp_btf) they attach to.
 pub(crate) const PROGS_RTT: [(&str, &str); 3] = [
     ("fovea_rtt_recv", "tcp_rcv_space_adjust"),
