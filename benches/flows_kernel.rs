@@ -1,13 +1,15 @@
 //! Kernel cost of the flows datapath program per packet, without traffic noise: the real program
 //! run by the kernel on real packets with `BPF_PROG_TEST_RUN` (repeat N; the kernel reports the
 //! mean ns per run). Compared with packetforward's program (the counting floor: one per-CPU hash
-//! update per packet) and with the per-CPU hash variant of the flow table (the same source built
-//! with `-DDP_FLOWS_PERCPU`), so the choice of a shared hash with atomic adds is measured, not
-//! assumed. Also prints the memory each variant needs per flow, and what the DNS feature
-//! (ebpf/dns.bpf.h, the dns receiver) adds on the same programs: on packets that are not DNS
-//! (the port check), and per DNS message copied to the record ring.
+//! update per packet) and with variants of the same source: every packet missing the per-CPU
+//! cache (`-DDP_CACHE_ALWAYS_MISS`: the cost when flows interleave beyond the cache), no cache at
+//! all (`-DDP_NO_FLOW_CACHE`: every packet in the shared hash with atomic adds) and a per-CPU
+//! hash without the cache (`-DDP_FLOWS_PERCPU`), so the design is measured, not assumed. Also
+//! prints the memory each variant needs per flow, and what the DNS feature (ebpf/dns.bpf.h, the
+//! dns receiver) adds on the same programs: on packets that are not DNS (the port check), and per
+//! DNS message copied to the record ring.
 //!
-//! Run: `cargo bench --bench flows_kernel` (root; clang + libbpf-dev for the per-CPU variant).
+//! Run: `cargo bench --bench flows_kernel` (root; clang + libbpf-dev for the variants).
 //! BPF statistics need not be on: the test run times itself.
 
 use std::os::fd::{AsFd, BorrowedFd};
@@ -75,15 +77,17 @@ fn frame(v6: bool, tcp: bool, sport: u16, payload: usize) -> Vec<u8> {
     f
 }
 
-/// Builds the per-CPU variant of the datapath object; `None` (with a note) without clang.
-fn build_per_cpu() -> Option<PathBuf> {
+/// Builds a variant of the datapath object with these `-D` defines; `None` (with a note) without
+/// clang.
+fn build_variant(file: &str, defines: &[&str]) -> Option<PathBuf> {
     let out = PathBuf::from(ROOT).join("target/flows-bench");
     std::fs::create_dir_all(&out).ok()?;
-    let obj = out.join("datapath_percpu.bpf.o");
+    let obj = out.join(file);
     let multiarch = Command::new("gcc").arg("-print-multiarch").output().ok()?;
     let multiarch = String::from_utf8_lossy(&multiarch.stdout).trim().to_string();
     let status = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-DDP_FLOWS_PERCPU", "-fno-stack-protector"])
+        .args(["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-fno-stack-protector"])
+        .args(defines.iter().map(|d| format!("-D{d}")))
         .args(["-I", "ebpf", "-I", "/usr/include/bpf", "-I", &format!("/usr/include/{multiarch}")])
         .args(["-c", "ebpf/datapath.bpf.c", "-o"])
         .arg(&obj)
@@ -92,7 +96,7 @@ fn build_per_cpu() -> Option<PathBuf> {
     match status {
         Ok(s) if s.success() => Some(obj),
         _ => {
-            eprintln!("(no clang: skipping the per-CPU variant; apt-get install clang llvm libbpf-dev)");
+            eprintln!("(no clang: skipping the {defines:?} variant; apt-get install clang llvm libbpf-dev)");
             None
         }
     }
@@ -118,12 +122,19 @@ fn load_datapath(bytes: &[u8], max_flows: u32, features: u32) -> Ebpf {
     let mut outer: ArrayOfMaps<MapData, MapData> =
         ebpf.take_map("flow_tables").expect("flow_tables").try_into().expect("outer");
     outer.set(0, &a, 0).expect("slot 0");
+    let cache = match ebpf.take_map("flow_cache_a").expect("flow_cache_a") {
+        Map::PerCpuArray(d) => d,
+        _ => panic!("flow_cache_a is a per-CPU array"),
+    };
+    let mut caches: ArrayOfMaps<MapData, MapData> =
+        ebpf.take_map("flow_caches").expect("flow_caches").try_into().expect("outer");
+    caches.set(0, &cache, 0).expect("slot 0");
     let mut settings = Array::<_, Settings>::try_from(ebpf.map_mut(".bss").expect(".bss")).expect("settings");
     settings
         .set(0, Settings { features, ephemeral_lo: 32768, ephemeral_hi: 60999, dns_rate_per_sec: u32::MAX, pad: 0 }, 0)
         .expect("features");
     // the tables must outlive the runs: leak them into the process (a benchmark)
-    std::mem::forget((a, outer));
+    std::mem::forget((a, outer, cache, caches));
     ebpf
 }
 
@@ -211,11 +222,20 @@ fn main() {
         return;
     }
     let shared = std::fs::read(format!("{ROOT}/ebpf/datapath.bpf.o")).expect("ebpf/datapath.bpf.o");
-    let mut variants: Vec<(&str, Ebpf, &str)> =
-        vec![("flows, shared hash + atomics (shipped)", load_datapath(&shared, 65536, FLOWS), "fovea_dp_ingress")];
-    if let Some(obj) = build_per_cpu() {
-        let bytes = std::fs::read(obj).expect("per-CPU object");
-        variants.push(("flows, per-CPU hash", load_datapath(&bytes, 65536, FLOWS), "fovea_dp_ingress"));
+    let mut variants: Vec<(&str, Ebpf, &str)> = vec![(
+        "flows, per-CPU cache + shared hash (shipped)",
+        load_datapath(&shared, 65536, FLOWS),
+        "fovea_dp_ingress",
+    )];
+    for (name, file, defines) in [
+        ("flows, every packet missing the cache", "datapath_miss.bpf.o", &["DP_CACHE_ALWAYS_MISS"][..]),
+        ("flows, shared hash + atomics, no cache", "datapath_nocache.bpf.o", &["DP_NO_FLOW_CACHE"][..]),
+        ("flows, per-CPU hash, no cache", "datapath_percpu.bpf.o", &["DP_NO_FLOW_CACHE", "DP_FLOWS_PERCPU"][..]),
+    ] {
+        if let Some(obj) = build_variant(file, defines) {
+            let bytes = std::fs::read(obj).expect("variant object");
+            variants.push((name, load_datapath(&bytes, 65536, FLOWS), "fovea_dp_ingress"));
+        }
     }
     variants.push(("flows + DNS (both receivers)", load_datapath(&shared, 65536, FLOWS | DNS), "fovea_dp_ingress"));
     variants.push(("DNS alone", load_datapath(&shared, 65536, DNS), "fovea_dp_ingress"));
@@ -242,7 +262,7 @@ fn main() {
         ("UDP/IPv4 64 B, ports kept (5201 -> 5201)", frame(false, false, 5201, 64)),
     ];
     let header =
-        format!("| program | {} | new flow (insert) |", cases.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
+        format!("| program | {} | a new flow each packet |", cases.iter().map(|c| c.0).collect::<Vec<_>>().join(" | "));
     println!("{header}");
     println!("|---|{}---|", "---|".repeat(cases.len()));
     let mut measured: Vec<(&str, Vec<f64>)> = Vec::new();
@@ -255,7 +275,8 @@ fn main() {
             row.push_str(&format!(" {ns} ns |"));
             cells.push(f64::from(ns));
         }
-        // the insert path: a flow the table has not seen (distinct server ports: never collapsed)
+        // a flow not seen before on every packet (distinct server ports: never collapsed): the
+        // insert path (with the cache: a miss, and the previous flow moved into the table)
         let mut total = 0u64;
         for i in 0..NEW_FLOWS {
             let mut packet = frame(false, false, 40000, 64);
@@ -285,18 +306,23 @@ fn main() {
     dns_copies(&shared);
 
     // memory per flow entry: key 44 + value 88 (+ hash element overhead ~56 B), per half of the
-    // double buffer; the per-CPU variant keeps one value per possible CPU
+    // double buffer; the per-CPU variant keeps one value per possible CPU; the caches are two
+    // arrays of 256 136-byte entries per possible CPU
     let cpus = aya::util::nr_cpus().expect("cpus");
     println!();
-    println!("| flow table memory for 65 536 flows x 2 tables | shared hash | per-CPU hash |");
-    println!("|---|---|---|");
+    println!(
+        "| flow table memory for 65 536 flows x 2 tables | shared hash | + per-CPU caches (shipped) | per-CPU hash |"
+    );
+    println!("|---|---|---|---|");
     for n in [cpus, 16, 64, 256] {
         let shared = 2 * 65536 * (56 + 48 + 88);
+        let caches = 2 * 256 * 136 * n;
         let per_cpu = 2 * 65536 * (56 + 48 + 8) + 2 * 65536 * n * 88;
         println!(
-            "| {n} CPUs{} | {:.0} MiB | {:.0} MiB |",
+            "| {n} CPUs{} | {:.0} MiB | {:.1} MiB | {:.0} MiB |",
             if n == cpus { " (this machine)" } else { "" },
             shared as f64 / 1048576.0,
+            (shared + caches) as f64 / 1048576.0,
             per_cpu as f64 / 1048576.0
         );
     }

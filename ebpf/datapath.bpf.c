@@ -209,14 +209,14 @@ static __always_inline int dp_run(struct __sk_buff *skb, int eth, __u8 direction
 	p.key.direction = direction;
 	if (dp_parse(skb, eth, &p)) {
 		if (features & DP_FEATURE_FLOWS)
-			dp_iface_add(skb, direction, DP_IFACE_NOT_IP, skb->len);
+			dp_iface_add(skb->ifindex, direction, DP_IFACE_NOT_IP, 1, skb->len);
 		return TC_ACT_UNSPEC;
 	}
 	/* before flows, which may zero the client's port in p.key */
 	if (features & DP_FEATURE_DNS)
 		dp_dns(skb, &p, settings.dns_rate_per_sec);
 	if (features & DP_FEATURE_FLOWS)
-		dp_flow_count(skb, &p, features, settings.ephemeral_lo, settings.ephemeral_hi);
+		dp_flow_count(&p, features, settings.ephemeral_lo, settings.ephemeral_hi);
 	return TC_ACT_UNSPEC;
 }
 

@@ -81,10 +81,11 @@ struct flow_key {
 struct flow_value {
 	__u64 packets;
 	__u64 bytes;    /* network-layer bytes (IP header included) */
-	__u64 first_ns;     /* CLOCK_MONOTONIC_COARSE of the first packet since the last drain */
-	__u64 last_jiffies; /* jiffies of the last one (written without ordering: the latest store
-			     * wins); jiffies, not ns: bpf_jiffies64() is inlined, a clock helper
-			     * call costs ~15 ns per packet. User space converts (src/ebpf/tick.rs). */
+	__u64 first_jiffies; /* jiffies of the first packet since the last drain */
+	__u64 last_jiffies;  /* of the last one (written without ordering: the latest store wins).
+			      * Jiffies, not ns: bpf_jiffies64() is inlined, a clock helper call
+			      * costs ~15 ns; the coarse clock has the same tick resolution. User
+			      * space converts (src/ebpf/tick.rs). */
 	__u32 flags[DP_FLAG_MAX];
 	__u32 handshakes; /* SYN-ACKs of this flow matched to their SYN */
 	__u64 handshake_sum_ns;
@@ -138,6 +139,74 @@ struct {
 	__array(values, struct flow_table);
 } flow_tables SEC(".maps");
 
+/*
+ * The per-CPU flow cache in front of the shared table: DP_CACHE_SLOTS direct-mapped entries per
+ * CPU, each a flow key and its counts since the entry was filled. A packet whose flow is in its
+ * slot is counted there with plain adds (no hashing of the key, no atomics, no shared cache
+ * line); a packet of another flow first moves the slot's counts into the shared table (one
+ * table update, as without the cache) and takes the slot. A flood of one flow thus touches the
+ * table once per drain instead of once per packet.
+ *
+ * Double-buffered like the tables: slot 0 of `flow_caches` is the active cache. User space swaps
+ * the table first and the cache second, each swap waiting for an RCU grace period; a program
+ * that runs between the two swaps moves an old-cache entry into the new table, where the next
+ * drain finds it. After the second swap nobody holds the old cache or table: user space reads
+ * both, merges equal keys and zeroes the old cache. Every packet is counted exactly once.
+ *
+ * Per-CPU state needs one program at a time per CPU: TC programs run with bottom halves
+ * disabled (softirq, or dev_queue_xmit's rcu_read_lock_bh), so they do not nest on a CPU.
+ * Packets that start a handshake measurement (SYN, SYN-ACK, with the handshake feature on) go
+ * to the table directly: their duration belongs to the table's entry.
+ */
+#define DP_CACHE_SLOTS 256
+
+/*
+ * Who keeps a slot. A hit raises the slot's score (up to DP_CACHE_SCORE_MAX), a packet of another
+ * flow lowers it and is counted in the table directly; only when the score falls below
+ * -DP_CACHE_SCORE_KEEP does the new flow take the slot (the old one's counts moving to the
+ * table). So a busy flow is not evicted by a packet of a passing one, two flows alternating in a
+ * slot do not evict each other on every packet, and when more flows interleave than the caches
+ * hold, about one miss in DP_CACHE_SCORE_KEEP + 1 pays for a move (most go straight to the
+ * table, as without a cache).
+ */
+#define DP_CACHE_SCORE_MAX 8
+#define DP_CACHE_SCORE_KEEP 8
+
+/*
+ * Benchmark variants (benches/flows_kernel.rs), never shipped: -DDP_NO_FLOW_CACHE counts every
+ * packet in the table (the design before the cache); -DDP_CACHE_ALWAYS_MISS makes every packet
+ * miss its slot (the cost of a miss: a flush and a refill).
+ */
+#ifdef DP_CACHE_ALWAYS_MISS
+#define DP_CACHE_HIT(e, k) 0
+#else
+#define DP_CACHE_HIT(e, k) ((e)->v.packets && dp_key_eq(&(e)->key, (k)))
+#endif
+
+struct flow_cache_entry {
+	struct flow_key key;
+	__s32 score;         /* hits less misses since the flow took the slot (DP_CACHE_SCORE_*) */
+	struct flow_value v; /* v.packets == 0: the slot is empty */
+};
+
+struct flow_cache {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DP_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct flow_cache_entry);
+};
+
+struct flow_cache flow_cache_a SEC(".maps");
+struct flow_cache flow_cache_b SEC(".maps");
+
+/* Slot 0: the cache programs count into now (set by user space before anything is attached). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct flow_cache);
+} flow_caches SEC(".maps");
+
 /* Cumulative per-interface counters: overflow and non-IP frames. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -186,15 +255,16 @@ struct dp_pkt {
 	__u8 pad[3];
 };
 
-static __always_inline void dp_iface_add(struct __sk_buff *skb, __u8 direction, __u8 kind, __u64 bytes)
+static __always_inline void dp_iface_add(__u32 ifindex, __u8 direction, __u8 kind, __u64 packets,
+					 __u64 bytes)
 {
 	struct iface_key k = {
-		.ifindex = skb->ifindex,
+		.ifindex = ifindex,
 		.direction = direction,
 		.kind = kind,
 	};
 
-	fovea_count_add(&iface_counts, &k, bytes, &stats);
+	fovea_count_add_n(&iface_counts, &k, packets, bytes, &stats);
 }
 
 /* Zeroes the client's port: the one in the ephemeral range when the other is not in it. */
@@ -209,28 +279,32 @@ static __always_inline void dp_collapse_ports(struct flow_key *k, __u16 lo, __u1
 		k->dport = 0;
 }
 
-static __always_inline void dp_flag_counts(__u32 *flags, __u8 tcp)
+/* Per-flag counts of one segment's flags; `shared`: the counters are in the shared table (atomic
+ * adds), else in this CPU's cache (plain adds). `shared` is a constant at every call site. */
+#define DP_FLAG_ADD(shared, p) ((shared) ? DP_ADD((p), 1) : (*(p) += 1))
+
+static __always_inline void dp_flag_counts(__u32 *flags, __u8 tcp, int shared)
 {
 	if (tcp & DP_TCP_SYN) {
 		if (tcp & DP_TCP_ACK)
-			DP_ADD(&flags[DP_FLAG_SYNACK], 1);
+			DP_FLAG_ADD(shared, &flags[DP_FLAG_SYNACK]);
 		else
-			DP_ADD(&flags[DP_FLAG_SYN], 1);
+			DP_FLAG_ADD(shared, &flags[DP_FLAG_SYN]);
 	} else if (tcp & DP_TCP_ACK) {
-		DP_ADD(&flags[DP_FLAG_ACK], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_ACK]);
 	}
 	if (tcp & DP_TCP_FIN)
-		DP_ADD(&flags[DP_FLAG_FIN], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_FIN]);
 	if (tcp & DP_TCP_RST)
-		DP_ADD(&flags[DP_FLAG_RST], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_RST]);
 	if (tcp & DP_TCP_PSH)
-		DP_ADD(&flags[DP_FLAG_PSH], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_PSH]);
 	if (tcp & DP_TCP_URG)
-		DP_ADD(&flags[DP_FLAG_URG], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_URG]);
 	if (tcp & DP_TCP_ECE)
-		DP_ADD(&flags[DP_FLAG_ECE], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_ECE]);
 	if (tcp & DP_TCP_CWR)
-		DP_ADD(&flags[DP_FLAG_CWR], 1);
+		DP_FLAG_ADD(shared, &flags[DP_FLAG_CWR]);
 }
 
 static __always_inline void dp_hist_add(__u64 ns)
@@ -316,7 +390,7 @@ static __always_inline void dp_flow_add(struct flow_value *v, struct dp_pkt *p, 
 	DP_ADD(&v->bytes, p->bytes);
 	v->last_jiffies = now;
 	if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
-		dp_flag_counts(v->flags, p->tcp_flags);
+		dp_flag_counts(v->flags, p->tcp_flags, 1);
 }
 
 /*
@@ -324,23 +398,12 @@ static __always_inline void dp_flow_add(struct flow_value *v, struct dp_pkt *p, 
  * already counted (one update instead of insert-then-lookup); if another CPU inserted it first,
  * we add to theirs; if the table is full, the packet is counted as OVERFLOW for its interface.
  */
-static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *p, __u32 features,
-					  __u16 eph_lo, __u16 eph_hi)
+static __always_inline void dp_flow_count_table(void *table, struct dp_pkt *p, __u32 features,
+						__u64 now, __u16 sport, __u16 dport)
 {
-	__u16 sport = p->key.sport, dport = p->key.dport;
 	struct flow_value *v, nv;
 	int overflowed = 0;
-	__u32 zero = 0;
-	void *table;
-	__u64 now;
 
-	if (features & DP_FEATURE_COLLAPSE_PORTS)
-		dp_collapse_ports(&p->key, eph_lo, eph_hi);
-
-	table = bpf_map_lookup_elem(&flow_tables, &zero);
-	if (!table)
-		return; /* user space has not set up the tables yet */
-	now = bpf_jiffies64();
 	v = bpf_map_lookup_elem(table, &p->key);
 	if (v) {
 		dp_flow_add(v, p, now, features);
@@ -348,16 +411,16 @@ static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *
 		__builtin_memset(&nv, 0, sizeof(nv));
 		nv.packets = 1;
 		nv.bytes = p->bytes;
-		nv.first_ns = bpf_ktime_get_coarse_ns();
+		nv.first_jiffies = now;
 		nv.last_jiffies = now;
 		if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
-			dp_flag_counts(nv.flags, p->tcp_flags);
+			dp_flag_counts(nv.flags, p->tcp_flags, 0);
 		if (bpf_map_update_elem(table, &p->key, &nv, BPF_NOEXIST) != 0) {
 			v = bpf_map_lookup_elem(table, &p->key);
 			if (v) {
 				dp_flow_add(v, p, now, features); /* another CPU inserted it first */
 			} else {
-				dp_iface_add(skb, p->key.direction, DP_IFACE_OVERFLOW, p->bytes);
+				dp_iface_add(p->key.ifindex, p->key.direction, DP_IFACE_OVERFLOW, 1, p->bytes);
 				overflowed = 1;
 			}
 		}
@@ -373,6 +436,138 @@ static __always_inline void dp_flow_count(struct __sk_buff *skb, struct dp_pkt *
 	p->key.sport = sport;
 	p->key.dport = dport;
 	dp_handshake(p, v);
+}
+
+/* The cache slot of a key: its 32-bit words folded, then mixed (a few ns; not a strong hash). */
+static __always_inline __u32 dp_cache_slot(const struct flow_key *k)
+{
+	const __u32 *w = (const __u32 *)k;
+	__u32 h = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*k) / 4); i++)
+		h = ((h << 5) | (h >> 27)) ^ w[i];
+	h ^= h >> 16;
+	h *= 0x45d9f3b;
+	h ^= h >> 16;
+	return h & (DP_CACHE_SLOTS - 1);
+}
+
+static __always_inline int dp_key_eq(const struct flow_key *a, const struct flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 diff = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 4); i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
+/*
+ * Moves a cache entry's counts into the table: added to the flow's entry, or inserted as it; a
+ * full table makes them OVERFLOW of the entry's interface (never lost).
+ */
+static __always_inline void dp_cache_flush(void *table, struct flow_cache_entry *e)
+{
+	struct flow_value *v = bpf_map_lookup_elem(table, &e->key);
+	int i;
+
+	if (!v) {
+		if (bpf_map_update_elem(table, &e->key, &e->v, BPF_NOEXIST) == 0)
+			return;
+		v = bpf_map_lookup_elem(table, &e->key); /* another CPU inserted it first */
+		if (!v) {
+			dp_iface_add(e->key.ifindex, e->key.direction, DP_IFACE_OVERFLOW, e->v.packets,
+				     e->v.bytes);
+			return;
+		}
+	}
+	DP_ADD(&v->packets, e->v.packets);
+	DP_ADD(&v->bytes, e->v.bytes);
+	/* first and last seen: plain stores, as dp_flow_add's */
+	if (e->v.first_jiffies < v->first_jiffies)
+		v->first_jiffies = e->v.first_jiffies;
+	if (e->v.last_jiffies > v->last_jiffies)
+		v->last_jiffies = e->v.last_jiffies;
+#pragma unroll
+	for (i = 0; i < DP_FLAG_MAX; i++) {
+		if (e->v.flags[i])
+			DP_ADD(&v->flags[i], e->v.flags[i]);
+	}
+}
+
+/*
+ * Counts one packet in its cache slot; 0 when done, -1 when the packet must go to the table
+ * itself (another flow keeps the slot, or no cache is set up).
+ */
+static __always_inline int dp_flow_count_cached(struct dp_pkt *p, __u32 features, __u64 now)
+{
+	struct flow_cache_entry *e;
+	void *cache, *table;
+	__u32 zero = 0, slot;
+
+	cache = bpf_map_lookup_elem(&flow_caches, &zero);
+	if (!cache)
+		return -1;
+	slot = dp_cache_slot(&p->key);
+	e = bpf_map_lookup_elem(cache, &slot);
+	if (!e)
+		return -1;
+	if (DP_CACHE_HIT(e, &p->key)) {
+		e->v.packets += 1;
+		e->v.bytes += p->bytes;
+		e->v.last_jiffies = now;
+		if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
+			dp_flag_counts(e->v.flags, p->tcp_flags, 0);
+		if (e->score < DP_CACHE_SCORE_MAX)
+			e->score += 1;
+		return 0;
+	}
+	if (e->v.packets) {
+		e->score -= 1;
+		if (e->score >= -DP_CACHE_SCORE_KEEP)
+			return -1; /* the slot's flow stays; this packet goes to the table */
+		table = bpf_map_lookup_elem(&flow_tables, &zero);
+		if (!table)
+			return -1; /* cannot happen: both are set up before any program is attached */
+		dp_cache_flush(table, e);
+	}
+	e->score = 0;
+	__builtin_memset(&e->v, 0, sizeof(e->v));
+	e->key = p->key;
+	e->v.packets = 1;
+	e->v.bytes = p->bytes;
+	e->v.first_jiffies = now;
+	e->v.last_jiffies = now;
+	if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
+		dp_flag_counts(e->v.flags, p->tcp_flags, 0);
+	return 0;
+}
+
+/* Counts one parsed IP packet: in this CPU's cache, or (handshake packets) in the table. */
+static __always_inline void dp_flow_count(struct dp_pkt *p, __u32 features, __u16 eph_lo, __u16 eph_hi)
+{
+	__u16 sport = p->key.sport, dport = p->key.dport;
+	__u32 zero = 0;
+	void *table;
+	__u64 now;
+
+	if (features & DP_FEATURE_COLLAPSE_PORTS)
+		dp_collapse_ports(&p->key, eph_lo, eph_hi);
+	now = bpf_jiffies64();
+#ifndef DP_NO_FLOW_CACHE
+	if (!(p->key.protocol == FOVEA_IPPROTO_TCP && (features & DP_FEATURE_HANDSHAKE) &&
+	      (p->tcp_flags & DP_TCP_SYN)) &&
+	    dp_flow_count_cached(p, features, now) == 0)
+		return;
+#endif
+	table = bpf_map_lookup_elem(&flow_tables, &zero);
+	if (!table)
+		return; /* user space has not set up the tables yet */
+	dp_flow_count_table(table, p, features, now, sport, dport);
 }
 
 #endif

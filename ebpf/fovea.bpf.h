@@ -100,11 +100,11 @@ static __always_inline void fovea_stat_inc(void *stats_map, __u32 stat)
 }
 
 /*
- * Adds one packet of `bytes` to the per-CPU counter at `key`, creating it on first use.
- * A full map is counted in FOVEA_STAT_COUNTER_FULL instead of failing silently.
+ * Adds `packets` packets of `bytes` bytes in all to the per-CPU counter at `key`, creating it on
+ * first use. A full map is counted in FOVEA_STAT_COUNTER_FULL instead of failing silently.
  */
-static __always_inline void fovea_count_add(void *counts_map, const void *key, __u64 bytes,
-					    void *stats_map)
+static __always_inline void fovea_count_add_n(void *counts_map, const void *key, __u64 packets,
+					      __u64 bytes, void *stats_map)
 {
 	struct fovea_count *c = bpf_map_lookup_elem(counts_map, key);
 
@@ -118,8 +118,15 @@ static __always_inline void fovea_count_add(void *counts_map, const void *key, _
 			return;
 		}
 	}
-	c->packets += 1;
+	c->packets += packets;
 	c->bytes += bytes;
+}
+
+/* Adds one packet of `bytes` to the per-CPU counter at `key` (fovea_count_add_n). */
+static __always_inline void fovea_count_add(void *counts_map, const void *key, __u64 bytes,
+					    void *stats_map)
+{
+	fovea_count_add_n(counts_map, key, 1, bytes, stats_map);
 }
 
 /*

@@ -12,11 +12,13 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_LOOKUP_AND_DELETE_BATCH: libc::c_long = 25;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 26;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 27;
 /// `ENOTSUPP` (kernel-internal, but batch ops return it to user space for unsupported maps).
 const ENOTSUPP: i32 = 524;
 /// Entries per batch call: large enough that a 64k-entry table drains in 16 calls, small enough
@@ -218,6 +220,48 @@ impl BatchBuffers {
         }
         keys.chunks_exact(key_size).try_for_each(|k| delete_one(fd, k))
     }
+}
+
+/// Reads (`write` false) or writes every element of an array map with `n` entries of
+/// `value_size` bytes each (per-CPU arrays: `round_up(size, 8) * possible CPUs`) from or into
+/// `values`, in one batch call where the kernel has it, else element by element.
+pub(crate) fn array_all(
+    fd: BorrowedFd<'_>,
+    n: u32,
+    value_size: usize,
+    values: &mut [u8],
+    write: bool,
+) -> io::Result<()> {
+    assert_eq!(values.len(), n as usize * value_size, "array buffer size");
+    let keys: Vec<u32> = (0..n).collect();
+    let mut token = 0u32;
+    let mut attr = BatchAttr {
+        out_batch: std::ptr::from_mut(&mut token) as u64,
+        keys: keys.as_ptr() as u64,
+        values: values.as_mut_ptr() as u64,
+        count: n,
+        map_fd: fd.as_raw_fd() as u32,
+        ..BatchAttr::default()
+    };
+    let cmd = if write { BPF_MAP_UPDATE_BATCH } else { BPF_MAP_LOOKUP_BATCH };
+    match bpf(cmd, &mut attr) {
+        Ok(()) if attr.count == n => return Ok(()),
+        // a lookup batch may report the end of the array along with its last entries
+        Err(e) if !write && e.raw_os_error() == Some(libc::ENOENT) && attr.count == n => return Ok(()),
+        Ok(()) => {}
+        Err(e) if unsupported(&e) => {}
+        Err(e) => return Err(e),
+    }
+    for (key, value) in keys.iter().zip(values.chunks_exact_mut(value_size)) {
+        let mut attr = ElemAttr {
+            map_fd: fd.as_raw_fd() as u32,
+            key: std::ptr::from_ref(key) as u64,
+            value_or_next_key: value.as_mut_ptr() as u64,
+            ..ElemAttr::default()
+        };
+        bpf(if write { BPF_MAP_UPDATE_ELEM } else { BPF_MAP_LOOKUP_ELEM }, &mut attr)?;
+    }
+    Ok(())
 }
 
 fn delete_one(fd: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {

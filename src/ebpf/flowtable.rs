@@ -15,6 +15,7 @@ use aya::programs::ProgramFd;
 
 use super::batch::BatchBuffers;
 use super::counters::RawCount;
+use super::flowcache::FlowCaches;
 use super::records::addresses;
 use super::rtt::{self, MAP_RTT, SocketRtt};
 use super::telemetry::MapFill;
@@ -63,7 +64,7 @@ unsafe impl Pod for RawFlowKey {}
 pub(crate) struct RawFlowValue {
     pub packets: u64,
     pub bytes: u64,
-    pub first_ns: u64,
+    pub first_jiffies: u64,
     pub last_jiffies: u64,
     pub flags: [u32; TCP_FLAG_COUNT],
     pub handshakes: u32,
@@ -146,16 +147,15 @@ pub struct FlowDelta {
 }
 
 impl FlowDelta {
-    /// `last_ns`: the value's `last_jiffies` as CLOCK_MONOTONIC ns.
-    fn decode(key: &RawFlowKey, value: &RawFlowValue, last_ns: u64) -> Option<Self> {
+    /// `to_ns`: jiffies to CLOCK_MONOTONIC ns (the tick's conversion).
+    fn decode(key: &RawFlowKey, value: &RawFlowValue, to_ns: impl Fn(u64) -> u64) -> Option<Self> {
         let tuple = decode_tuple(key)?;
         Some(FlowDelta {
             key: FlowKey { tuple, ifindex: key.ifindex, direction: Direction::from_code(u32::from(key.direction)) },
             packets: value.packets,
             bytes: value.bytes,
-            first_ns: value.first_ns,
-            // the coarse first stamp and the tick-converted last one may disagree by a tick
-            last_ns: last_ns.max(value.first_ns),
+            first_ns: to_ns(value.first_jiffies),
+            last_ns: to_ns(value.last_jiffies),
             tcp_flags: value.flags,
             handshake: HandshakeSum {
                 count: value.handshakes,
@@ -212,8 +212,9 @@ pub struct HandshakeHistogram {
 pub struct FlowMaps {
     outer: ArrayOfMaps<MapData, MapData>,
     tables: [MapData; 2],
-    /// Index into `tables` of the table programs count into.
+    /// Index into `tables` (and the caches) of the table programs count into.
     active: usize,
+    caches: FlowCaches,
     iface_counts: PerCpuHashMap<MapData, RawIfaceKey, RawCount>,
     handshakes: MapData,
     hist: PerCpuArray<MapData, RawHist>,
@@ -236,7 +237,7 @@ fn hash_data(map: Map, name: &str) -> Result<MapData, MapError> {
     }
 }
 
-fn batch_error(call: &'static str) -> impl FnOnce(std::io::Error) -> MapError {
+pub(crate) fn batch_error(call: &'static str) -> impl FnOnce(std::io::Error) -> MapError {
     move |io_error| MapError::SyscallError(aya::sys::SyscallError { call, io_error })
 }
 
@@ -256,6 +257,7 @@ impl FlowMaps {
             outer,
             tables: [a, b],
             active: 0,
+            caches: FlowCaches::take(ebpf)?,
             iface_counts: take(ebpf, MAP_IFACE_COUNTS)?.try_into()?,
             handshakes: hash_data(take(ebpf, MAP_HANDSHAKES)?, MAP_HANDSHAKES)?,
             hist: take(ebpf, MAP_HANDSHAKE_HIST)?.try_into()?,
@@ -267,28 +269,41 @@ impl FlowMaps {
         })
     }
 
-    /// Makes the other table active, then reads and empties the one that was; `each` gets every
-    /// flow it held. Returns how many flows were drained.
+    /// Makes the other table and cache active, then reads and empties the ones that were; `each`
+    /// gets every flow they held (a flow in both, merged). Returns how many flows were drained.
     pub fn drain(&mut self, mut each: impl FnMut(FlowDelta)) -> Result<usize, MapError> {
         let old = self.active;
         let new = 1 - old;
-        // Returns after an RCU grace period: no program still holds the old table.
+        // Each returns after an RCU grace period: the table first, so that a program that still
+        // holds the old cache moves its entries into the new table, never the old one; after the
+        // second no program holds either.
         self.outer.set(0, &self.tables[new], 0)?;
+        self.caches.swap(new)?;
         self.active = new;
+        self.caches.take_old(old)?;
         self.tick.refresh()?;
-        let tick = &self.tick;
+        let (tick, caches) = (&self.tick, &mut self.caches);
+        let mut emit = |key: &RawFlowKey, value: &RawFlowValue| {
+            if let Some(delta) = FlowDelta::decode(key, value, |j| tick.to_mono_ns(j)) {
+                each(delta);
+            }
+        };
         let n = self
             .buffers
             .visit(self.tables[old].fd().as_fd(), size_of::<RawFlowKey>(), size_of::<RawFlowValue>(), true, |k, v| {
-                let value = read_pod::<RawFlowValue>(v);
-                let last_ns = tick.to_mono_ns(value.last_jiffies);
-                if let Some(delta) = FlowDelta::decode(&read_pod::<RawFlowKey>(k), &value, last_ns) {
-                    each(delta);
-                }
+                let key = read_pod::<RawFlowKey>(k);
+                let mut value = read_pod::<RawFlowValue>(v);
+                caches.merge_into(&key, &mut value);
+                emit(&key, &value);
             })
             .map_err(batch_error("bpf_map_lookup_and_delete_batch"))?;
         self.last_drained = n;
-        Ok(n)
+        let mut cached = 0;
+        for (key, value) in caches.rest() {
+            emit(&key, &value);
+            cached += 1;
+        }
+        Ok(n + cached)
     }
 
     /// Cumulative overflow and non-IP counters per interface and direction, summed over CPUs.
@@ -374,8 +389,8 @@ impl FlowMaps {
             .map_err(batch_error("bpf_map_delete_batch"))
     }
 
-    /// Entries of `ifindex` left in the maps keyed by interface (flow tables, waiting SYNs,
-    /// per-interface counters): 0 once an interface is detached, drained and forgotten.
+    /// Entries of `ifindex` left in the maps keyed by interface (flow tables and caches, waiting
+    /// SYNs, per-interface counters): 0 once an interface is detached, drained and forgotten.
     pub fn interface_entries(&mut self, ifindex: u32) -> Result<usize, MapError> {
         let mut n = 0;
         let maps = [
@@ -391,7 +406,7 @@ impl FlowMaps {
                 .map_err(batch_error("bpf_map_lookup_batch"))?;
         }
         n += self.iface_counts.keys().filter_map(Result::ok).filter(|k| k.ifindex == ifindex).count();
-        Ok(n)
+        Ok(n + self.caches.entries_of(ifindex)?)
     }
 
     /// Fill of the flows maps: the tables as the last drain found them, the rest counted in batches.
@@ -445,17 +460,17 @@ mod tests {
         k.saddr[..4].copy_from_slice(&[198, 18, 0, 1]);
         k.daddr[..4].copy_from_slice(&[198, 18, 0, 2]);
         let v = RawFlowValue { packets: 3, bytes: 180, handshakes: 1, handshake_sum_ns: 42_000, ..Default::default() };
-        let d = FlowDelta::decode(&k, &v, 9).expect("v4");
+        let d = FlowDelta::decode(&k, &v, |j| j).expect("v4");
         assert_eq!(d.key.tuple.src, "198.18.0.1".parse::<IpAddr>().expect("ip"));
         assert_eq!((d.key.ifindex, d.key.direction, d.packets, d.bytes), (7, Direction::Ingress, 3, 180));
         assert_eq!(d.handshake.sum_ns, 42_000);
         k.family = 10;
         k.saddr = "2001:db8::1".parse::<Ipv6Addr>().expect("ip").octets();
         assert_eq!(
-            FlowDelta::decode(&k, &v, 9).expect("v6").key.tuple.src,
+            FlowDelta::decode(&k, &v, |j| j).expect("v6").key.tuple.src,
             "2001:db8::1".parse::<IpAddr>().expect("ip")
         );
         k.family = 0;
-        assert!(FlowDelta::decode(&k, &v, 9).is_none());
+        assert!(FlowDelta::decode(&k, &v, |j| j).is_none());
     }
 }
