@@ -98,8 +98,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$FOVEA_PID/stat"; }
 
 echo "flows scale: $FLOWS flows, ${INTERVAL}s collections, $DRAINS drains per profile, $(nproc) CPUs, kernel $(uname -r)" >&2
 echo
-echo "| profile | flows per drain | agent CPU per drain | CPU share of one core | RSS | peak RSS |"
-echo "|---|---|---|---|---|---|"
+echo "| profile | flows per drain | agent CPU per drain | CPU share of one core | RSS | of which anonymous | peak RSS |"
+echo "|---|---|---|---|---|---|---|"
 for p in $PROFILES; do
     config "$p" >"$WORK/$p.yaml"
     ip netns exec $NODE "$FOVEA" run --config "$WORK/$p.yaml" >"$WORK/$p.out" 2>"$WORK/$p.err" &
@@ -111,12 +111,13 @@ for p in $PROFILES; do
     D1=$(drained); T1=$(cpu_ticks)
     RSS=$(awk '/^VmRSS/ {print $2}' "/proc/$FOVEA_PID/status")
     HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$FOVEA_PID/status")
+    ANON=$(awk '/^RssAnon/ {print $2}' "/proc/$FOVEA_PID/status")
     kill "$FOVEA_PID"; wait "$FOVEA_PID" || true; FOVEA_PID=
-    python3 - "$p" "$D0" "$D1" "$T0" "$T1" "$(getconf CLK_TCK)" "$DRAINS" "$INTERVAL" "$RSS" "$HWM" <<'EOF'
+    python3 - "$p" "$D0" "$D1" "$T0" "$T1" "$(getconf CLK_TCK)" "$DRAINS" "$INTERVAL" "$RSS" "$HWM" "$ANON" <<'EOF'
 import sys
-p, d0, d1, t0, t1, hz, drains, interval, rss, hwm = sys.argv[1:]
+p, d0, d1, t0, t1, hz, drains, interval, rss, hwm, anon = sys.argv[1:]
 flows = (float(d1) - float(d0)) / int(drains)
 cpu = (int(t1) - int(t0)) / int(hz) / int(drains)
-print(f"| {p} | {flows:.0f} | {cpu * 1000:.0f} ms | {100 * cpu / int(interval):.1f} % | {int(rss) / 1024:.1f} MiB | {int(hwm) / 1024:.1f} MiB |")
+print(f"| {p} | {flows:.0f} | {cpu * 1000:.0f} ms | {100 * cpu / int(interval):.1f} % | {int(rss) / 1024:.1f} MiB | {int(anon) / 1024:.1f} MiB | {int(hwm) / 1024:.1f} MiB |")
 EOF
 done

@@ -53,7 +53,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    limit_malloc_arenas();
+    tune_malloc();
     // One TLS crypto provider (ring) for the whole process, before any client or server exists.
     fovea::tls::install_default_provider();
     let result = match cli.command {
@@ -81,10 +81,24 @@ fn main() -> ExitCode {
 /// with glibc's default, 80 MiB with two arenas, 60 MiB with one, at the same CPU cost). Small
 /// allocations still go through each thread's own cache (tcache), so the one arena's lock is rarely
 /// taken. The `MALLOC_ARENA_MAX` environment variable still overrides it.
-fn limit_malloc_arenas() {
+///
+/// And fixed mmap and trim thresholds (256 KiB, 1 MiB). glibc's default threshold grows each time
+/// a large mmapped block is freed (up to 32 MiB, with a trim threshold twice that), after which the
+/// per-drain buffers of 50 000 flows (megabytes each) come from the heap and their memory stays
+/// resident between drains: RSS 70.8 MiB, 54.6 MiB of it anonymous, against 49.2 MiB (32.9
+/// anonymous) and a 61.4 MiB peak with the thresholds fixed, at the same CPU per drain within the
+/// noise. `GLIBC_TUNABLES` or `MALLOC_MMAP_THRESHOLD_` in the environment leave glibc's own choice.
+fn tune_malloc() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+    if std::env::var_os("GLIBC_TUNABLES").is_none() && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: as above.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1024 * 1024);
+        }
     }
 }
 
