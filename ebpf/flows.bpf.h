@@ -143,9 +143,10 @@ struct {
  * The per-CPU flow cache in front of the shared table: DP_CACHE_SLOTS direct-mapped entries per
  * CPU, each a flow key and its counts since the entry was filled. A packet whose flow is in its
  * slot is counted there with plain adds (no hashing of the key, no atomics, no shared cache
- * line); a packet of another flow first moves the slot's counts into the shared table (one
- * table update, as without the cache) and takes the slot. A flood of one flow thus touches the
- * table once per drain instead of once per packet.
+ * line); a packet of another flow is counted in the shared table, as without the cache, and its
+ * flow takes the slot once the slot's flow has lost it (the score below), the old counts moving
+ * into the table. A flood of one flow thus touches the table once per drain instead of once per
+ * packet.
  *
  * Double-buffered like the tables: slot 0 of `flow_caches` is the active cache. User space swaps
  * the table first and the cache second, each swap waiting for an RCU grace period; a program
@@ -175,7 +176,7 @@ struct {
 /*
  * Benchmark variants (benches/flows_kernel.rs), never shipped: -DDP_NO_FLOW_CACHE counts every
  * packet in the table (the design before the cache); -DDP_CACHE_ALWAYS_MISS makes every packet
- * miss its slot (the cost of a miss: a flush and a refill).
+ * miss its slot (the steady state when more flows interleave than the caches hold).
  */
 #ifdef DP_CACHE_ALWAYS_MISS
 #define DP_CACHE_HIT(e, k) 0
@@ -547,7 +548,10 @@ static __always_inline int dp_flow_count_cached(struct dp_pkt *p, __u32 features
 	return 0;
 }
 
-/* Counts one parsed IP packet: in this CPU's cache, or (handshake packets) in the table. */
+/*
+ * Counts one parsed IP packet: in this CPU's cache, or in the table (handshake packets, packets
+ * of a flow that does not hold its slot).
+ */
 static __always_inline void dp_flow_count(struct dp_pkt *p, __u32 features, __u16 eph_lo, __u16 eph_hi)
 {
 	__u16 sport = p->key.sport, dport = p->key.dport;
