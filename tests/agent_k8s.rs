@@ -561,7 +561,12 @@ fn gone_relists_and_leaves_no_stale_entry() {
     server.apply(&pod(&PodSpec::new("shop", "stay-1", "node-1", stay_ip).labelled(&[("app", "v2")])));
     server.compact();
     server.listen();
-    let relisted = || agent.scrape_at(agent.telemetry).count("fovea_k8s_watch_relists_total", &[("kind", "Pod")]) >= 1;
+    // the relist counter moves when the list starts; the cache holds one pod once it is applied
+    let relisted = || {
+        let own = agent.scrape_at(agent.telemetry);
+        own.count("fovea_k8s_watch_relists_total", &[("kind", "Pod")]) >= 1
+            && own.count("fovea_k8s_objects", &[("kind", "Pod")]) == 1
+    };
     wait_for("the pods are listed again", Duration::from_secs(40), relisted);
     let before = drops_to(&agent, gone_ip).len();
     send(host4, gone_ip, 4);
