@@ -280,32 +280,33 @@ static __always_inline void dp_collapse_ports(struct flow_key *k, __u16 lo, __u1
 		k->dport = 0;
 }
 
-/* Per-flag counts of one segment's flags; `shared`: the counters are in the shared table (atomic
- * adds), else in this CPU's cache (plain adds). `shared` is a constant at every call site. */
-#define DP_FLAG_ADD(shared, p) ((shared) ? DP_ADD((p), 1) : (*(p) += 1))
+/* Adds v to *p: atomically when `shared` (a counter in the shared table), else plainly (this
+ * CPU's cache, or a value not yet inserted). `shared` is a constant at every call site. */
+#define DP_ADD_IF(shared, p, v) ((shared) ? DP_ADD((p), (v)) : (*(p) += (v)))
 
+/* Per-flag counts of one segment's flags (`shared` as for DP_ADD_IF). */
 static __always_inline void dp_flag_counts(__u32 *flags, __u8 tcp, int shared)
 {
 	if (tcp & DP_TCP_SYN) {
 		if (tcp & DP_TCP_ACK)
-			DP_FLAG_ADD(shared, &flags[DP_FLAG_SYNACK]);
+			DP_ADD_IF(shared, &flags[DP_FLAG_SYNACK], 1);
 		else
-			DP_FLAG_ADD(shared, &flags[DP_FLAG_SYN]);
+			DP_ADD_IF(shared, &flags[DP_FLAG_SYN], 1);
 	} else if (tcp & DP_TCP_ACK) {
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_ACK]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_ACK], 1);
 	}
 	if (tcp & DP_TCP_FIN)
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_FIN]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_FIN], 1);
 	if (tcp & DP_TCP_RST)
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_RST]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_RST], 1);
 	if (tcp & DP_TCP_PSH)
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_PSH]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_PSH], 1);
 	if (tcp & DP_TCP_URG)
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_URG]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_URG], 1);
 	if (tcp & DP_TCP_ECE)
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_ECE]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_ECE], 1);
 	if (tcp & DP_TCP_CWR)
-		DP_FLAG_ADD(shared, &flags[DP_FLAG_CWR]);
+		DP_ADD_IF(shared, &flags[DP_FLAG_CWR], 1);
 }
 
 static __always_inline void dp_hist_add(__u64 ns)
@@ -384,14 +385,23 @@ static __always_inline void dp_handshake(struct dp_pkt *p, struct flow_value *v)
 		dp_hist_add(d);
 }
 
-/* Adds one packet to an existing flow. */
-static __always_inline void dp_flow_add(struct flow_value *v, struct dp_pkt *p, __u64 now, __u32 features)
+/* Adds one packet to a flow's counts (`shared` as for DP_ADD_IF). */
+static __always_inline void dp_flow_add(struct flow_value *v, struct dp_pkt *p, __u64 now, __u32 features,
+					int shared)
 {
-	DP_ADD(&v->packets, 1);
-	DP_ADD(&v->bytes, p->bytes);
+	DP_ADD_IF(shared, &v->packets, 1);
+	DP_ADD_IF(shared, &v->bytes, p->bytes);
 	v->last_jiffies = now;
 	if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
-		dp_flag_counts(v->flags, p->tcp_flags, 1);
+		dp_flag_counts(v->flags, p->tcp_flags, shared);
+}
+
+/* Fills a flow's counts (nobody else's yet) with its first packet. */
+static __always_inline void dp_flow_init(struct flow_value *v, struct dp_pkt *p, __u64 now, __u32 features)
+{
+	__builtin_memset(v, 0, sizeof(*v));
+	v->first_jiffies = now;
+	dp_flow_add(v, p, now, features, 0);
 }
 
 /*
@@ -407,19 +417,13 @@ static __always_inline void dp_flow_count_table(void *table, struct dp_pkt *p, _
 
 	v = bpf_map_lookup_elem(table, &p->key);
 	if (v) {
-		dp_flow_add(v, p, now, features);
+		dp_flow_add(v, p, now, features, 1);
 	} else {
-		__builtin_memset(&nv, 0, sizeof(nv));
-		nv.packets = 1;
-		nv.bytes = p->bytes;
-		nv.first_jiffies = now;
-		nv.last_jiffies = now;
-		if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
-			dp_flag_counts(nv.flags, p->tcp_flags, 0);
+		dp_flow_init(&nv, p, now, features);
 		if (bpf_map_update_elem(table, &p->key, &nv, BPF_NOEXIST) != 0) {
 			v = bpf_map_lookup_elem(table, &p->key);
 			if (v) {
-				dp_flow_add(v, p, now, features); /* another CPU inserted it first */
+				dp_flow_add(v, p, now, features, 1); /* another CPU inserted it first */
 			} else {
 				dp_iface_add(p->key.ifindex, p->key.direction, DP_IFACE_OVERFLOW, 1, p->bytes);
 				overflowed = 1;
@@ -518,11 +522,7 @@ static __always_inline int dp_flow_count_cached(struct dp_pkt *p, __u32 features
 	if (!e)
 		return -1;
 	if (DP_CACHE_HIT(e, &p->key)) {
-		e->v.packets += 1;
-		e->v.bytes += p->bytes;
-		e->v.last_jiffies = now;
-		if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
-			dp_flag_counts(e->v.flags, p->tcp_flags, 0);
+		dp_flow_add(&e->v, p, now, features, 0);
 		if (e->score < DP_CACHE_SCORE_MAX)
 			e->score += 1;
 		return 0;
@@ -537,14 +537,8 @@ static __always_inline int dp_flow_count_cached(struct dp_pkt *p, __u32 features
 		dp_cache_flush(table, e);
 	}
 	e->score = 0;
-	__builtin_memset(&e->v, 0, sizeof(e->v));
 	e->key = p->key;
-	e->v.packets = 1;
-	e->v.bytes = p->bytes;
-	e->v.first_jiffies = now;
-	e->v.last_jiffies = now;
-	if (p->tcp_flags && (features & DP_FEATURE_TCP_FLAGS))
-		dp_flag_counts(e->v.flags, p->tcp_flags, 0);
+	dp_flow_init(&e->v, p, now, features);
 	return 0;
 }
 

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use aya::maps::{ArrayOfMaps, Map, MapData, MapError};
 
 use super::batch;
-use super::flowtable::{RawFlowKey, RawFlowValue, batch_error, read_pod};
+use super::flowtable::{RawFlowKey, RawFlowValue, batch_error, read_pod, take};
 
 /// The map-of-maps whose slot 0 is the active cache.
 pub(crate) const MAP_FLOW_CACHES: &str = "flow_caches";
@@ -49,16 +49,13 @@ pub(crate) struct FlowCaches {
 impl FlowCaches {
     /// Takes both caches and makes cache 0 active.
     pub(crate) fn take(ebpf: &mut aya::Ebpf) -> Result<Self, MapError> {
-        let array = |ebpf: &mut aya::Ebpf, name: &str| match ebpf.take_map(name) {
-            Some(Map::PerCpuArray(d)) => Ok(d),
+        let array = |ebpf: &mut aya::Ebpf, name: &str| match take(ebpf, name)? {
+            Map::PerCpuArray(d) => Ok(d),
             _ => Err(MapError::InvalidName { name: name.into() }),
         };
         let a = array(ebpf, MAP_CACHES[0])?;
         let b = array(ebpf, MAP_CACHES[1])?;
-        let mut outer: ArrayOfMaps<MapData, MapData> = ebpf
-            .take_map(MAP_FLOW_CACHES)
-            .ok_or_else(|| MapError::InvalidName { name: MAP_FLOW_CACHES.into() })?
-            .try_into()?;
+        let mut outer: ArrayOfMaps<MapData, MapData> = take(ebpf, MAP_FLOW_CACHES)?.try_into()?;
         outer.set(0, &a, 0)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, io_error)| {
             MapError::SyscallError(aya::sys::SyscallError { call: "possible CPUs", io_error })

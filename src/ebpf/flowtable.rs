@@ -226,7 +226,7 @@ pub struct FlowMaps {
     max_flows: u32,
 }
 
-fn take(ebpf: &mut aya::Ebpf, name: &str) -> Result<Map, MapError> {
+pub(crate) fn take(ebpf: &mut aya::Ebpf, name: &str) -> Result<Map, MapError> {
     ebpf.take_map(name).ok_or_else(|| MapError::InvalidName { name: name.into() })
 }
 
